@@ -1,1 +1,80 @@
-pub fn main() -> i32 { 0 }
+//! The command line: argument parsing and one file per subcommand.
+
+mod check;
+mod demo_server;
+mod run;
+
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+
+use crate::core::duration::parse_duration;
+use crate::host::console::ColorChoice;
+
+const ABOUT: &str = "Deployment runbooks as short Rhai scripts: retries, probes, process control, rollback.";
+
+const EXAMPLES: &str = "\
+Examples:
+  deployer run examples/hello.rhai
+  deployer run deploy.rhai --env staging --var base_url=http://127.0.0.1:8080
+  deployer run deploy.rhai --dry-run
+  deployer check deploy.rhai lib/*.rhai
+
+Exit codes: 0 pass, 1 failed, 2 script or usage error (nothing ran),
+3 rollback failed (a person must act), 4 warning with --strict,
+5 locked by another run, 130 interrupted.";
+
+/// deployer command line.
+#[derive(Debug, Parser)]
+#[command(name = "deployer", version, about = ABOUT, after_help = EXAMPLES)]
+pub struct Cli {
+    /// When to use colours: auto (a terminal and no NO_COLOR), always, never.
+    #[arg(long, global = true, value_enum, default_value_t = ColorChoice::Auto)]
+    pub color: ColorChoice,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run a deployment script.
+    #[command(after_help = run::EXAMPLES)]
+    Run(run::RunArgs),
+    /// Compile scripts and resolve their imports; report every error; run nothing.
+    #[command(after_help = check::EXAMPLES)]
+    Check(check::CheckArgs),
+    /// A tiny local HTTP server for examples and trials (health, flaky and slow routes).
+    #[command(hide = true)]
+    DemoServer(demo_server::DemoArgs),
+}
+
+/// Parses a `--timeout`-style duration argument.
+pub fn duration_arg(s: &str) -> Result<Duration, String> {
+    parse_duration(s).map_err(|e| e.to_string())
+}
+
+/// Parses `KEY=VALUE`.
+pub fn var_arg(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.trim().is_empty() => Ok((k.trim().to_string(), v.to_string())),
+        _ => Err(format!("expected KEY=VALUE, got \"{s}\"")),
+    }
+}
+
+/// Runs the command line and returns the process exit code.
+pub fn main() -> i32 {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let code = if e.use_stderr() { crate::exit::USAGE } else { 0 };
+            let _ = e.print();
+            return code;
+        }
+    };
+    match cli.command {
+        Command::Run(args) => run::run(args, cli.color),
+        Command::Check(args) => check::check(args, cli.color),
+        Command::DemoServer(args) => demo_server::serve(args),
+    }
+}

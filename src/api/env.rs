@@ -1,0 +1,297 @@
+//! The run's context and safety switches: `env`, `var`, `env_var`, `secret`, `dry_run`,
+//! `confirm`, `abort`, logging, time, and small helpers.
+
+use std::io::IsTerminal;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use rhai::plugin::*;
+
+use super::error::{state, terminated, throw, Error};
+use crate::core::mask::MIN_SECRET_LEN;
+
+/// Converts a `--var` string to the type of the default the script gave.
+fn typed_like(name: &str, value: &str, default: &Dynamic) -> Result<Dynamic, Error> {
+    let bad = |want: &str| {
+        throw(
+            "usage",
+            format!("--var {name}={value}: expected {want} (the script's default is {default})"),
+        )
+    };
+    if default.is_bool() {
+        return match value.to_ascii_lowercase().as_str() {
+            "true" | "yes" | "1" | "on" => Ok(true.into()),
+            "false" | "no" | "0" | "off" => Ok(false.into()),
+            _ => Err(bad("true or false")),
+        };
+    }
+    if default.is_int() {
+        return value
+            .trim()
+            .parse::<i64>()
+            .map(Dynamic::from)
+            .map_err(|_| bad("a whole number"));
+    }
+    if default.is_float() {
+        return value
+            .trim()
+            .parse::<f64>()
+            .map(Dynamic::from)
+            .map_err(|_| bad("a number"));
+    }
+    Ok(value.into())
+}
+
+fn ask(ctx: &NativeCallContext, question: &str) -> Result<bool, Error> {
+    let st = state(ctx)?;
+    if st.options().yes {
+        st.console.info(&format!("{question} yes (--yes)"));
+        return Ok(true);
+    }
+    if !(std::io::stdin().is_terminal() && std::io::stderr().is_terminal()) {
+        st.console.warn(&format!(
+            "confirm(\"{question}\"): no terminal to ask on and --yes was not given; answering no"
+        ));
+        return Ok(false);
+    }
+    eprint!("{} [y/N] ", st.console.mask(question));
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    // Reading the terminal blocks; a thread keeps Ctrl-C able to end the run meanwhile.
+    std::thread::spawn(move || {
+        let mut line = String::new();
+        let _ = std::io::stdin().read_line(&mut line);
+        let _ = tx.send(line);
+    });
+    let line = st
+        .block_on(rx)
+        .map_err(|_| terminated(&st))?
+        .unwrap_or_default();
+    let yes = matches!(line.trim().to_ascii_lowercase().as_str(), "y" | "yes");
+    st.console.info(&format!(
+        "{question} {}",
+        if yes { "yes" } else { "no" }
+    ));
+    Ok(yes)
+}
+
+#[export_module]
+pub mod env_api {
+    use super::*;
+
+    /// The name of the environment this run targets (`--env`).
+    ///
+    /// ```rhai
+    /// if env() == "production" { log::warn("deploying to production"); }
+    /// ```
+    #[rhai_fn(return_raw)]
+    pub fn env(ctx: NativeCallContext) -> Result<String, Error> {
+        Ok(state(&ctx)?.options().env)
+    }
+
+    /// A script variable given with `--var NAME=VALUE`; an error naming the known ones if
+    /// it was not given.
+    ///
+    /// ```rhai
+    /// let url = var("base_url");
+    /// ```
+    #[rhai_fn(return_raw)]
+    pub fn var(ctx: NativeCallContext, name: &str) -> Result<String, Error> {
+        let opts = state(&ctx)?.options();
+        opts.vars.get(name).cloned().ok_or_else(|| {
+            let known: Vec<&str> = opts.vars.keys().map(String::as_str).collect();
+            throw(
+                "usage",
+                format!(
+                    "variable `{name}` is not set: pass --var {name}=VALUE{}",
+                    if known.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" (set: {})", known.join(", "))
+                    }
+                ),
+            )
+        })
+    }
+
+    /// A script variable with a default; the value takes the default's type, so
+    /// `--var break=true` reads as a bool when the default is `false`.
+    ///
+    /// ```rhai
+    /// let broken = var("break", false);
+    /// let rounds = var("rounds", 3);
+    /// ```
+    #[rhai_fn(name = "var", return_raw)]
+    pub fn var_or(ctx: NativeCallContext, name: &str, default: Dynamic) -> Result<Dynamic, Error> {
+        match state(&ctx)?.options().vars.get(name) {
+            Some(v) => typed_like(name, v, &default),
+            None => Ok(default),
+        }
+    }
+
+    /// An environment variable of the deployer process; an error if it is not set.
+    ///
+    /// ```rhai
+    /// let home = env_var("HOME");
+    /// ```
+    #[rhai_fn(return_raw)]
+    pub fn env_var(name: &str) -> Result<String, Error> {
+        std::env::var(name).map_err(|_| {
+            throw(
+                "usage",
+                format!("environment variable {name} is not set: export {name}=... before running deployer, or use env_var(\"{name}\", default)"),
+            )
+        })
+    }
+
+    /// An environment variable, or `default` when it is not set.
+    ///
+    /// ```rhai
+    /// let region = env_var("AWS_REGION", "eu-west-1");
+    /// ```
+    #[rhai_fn(name = "env_var")]
+    pub fn env_var_or(name: &str, default: &str) -> String {
+        std::env::var(name).unwrap_or_else(|_| default.to_string())
+    }
+
+    /// A secret from the environment. Its value is masked as `***` in every log line,
+    /// error message and report. An error if it is not set or empty.
+    ///
+    /// ```rhai
+    /// let hook = secret("SLACK_WEBHOOK_URL");
+    /// http::post(hook, #{ json: #{ text: "deployed" } });
+    /// ```
+    #[rhai_fn(return_raw)]
+    pub fn secret(ctx: NativeCallContext, name: &str) -> Result<String, Error> {
+        let st = state(&ctx)?;
+        let value = std::env::var(name).unwrap_or_default();
+        if value.is_empty() {
+            return Err(throw(
+                "secret",
+                format!("secret {name} is not set: export {name}=... in the environment that runs deployer (its value is never printed)"),
+            ));
+        }
+        if !st.console.masker.add(&value) {
+            st.console.warn(&format!(
+                "secret {name} is shorter than {MIN_SECRET_LEN} characters and cannot be masked reliably in output"
+            ));
+        }
+        Ok(value)
+    }
+
+    /// True when the run was started with `--dry-run`.
+    ///
+    /// ```rhai
+    /// if !dry_run() { log::info("this is for real"); }
+    /// ```
+    #[rhai_fn(return_raw)]
+    pub fn dry_run(ctx: NativeCallContext) -> Result<bool, Error> {
+        Ok(state(&ctx)?.dry_run())
+    }
+
+    /// Asks the operator a yes/no question on the terminal. `--yes` answers yes; with no
+    /// terminal and no `--yes` it answers no and says why. It never assumes yes.
+    ///
+    /// ```rhai
+    /// if !confirm("Deploy to PRODUCTION?") { abort("cancelled by operator"); }
+    /// ```
+    #[rhai_fn(return_raw)]
+    pub fn confirm(ctx: NativeCallContext, question: &str) -> Result<bool, Error> {
+        ask(&ctx, question)
+    }
+
+    /// Stops the run with an error of kind `abort` (never retried).
+    ///
+    /// ```rhai
+    /// if env() == "production" && !confirm("Continue?") { abort("cancelled by operator"); }
+    /// ```
+    #[rhai_fn(return_raw)]
+    pub fn abort(message: &str) -> Result<(), Error> {
+        Err(throw("abort", format!("aborted: {message}")))
+    }
+
+    /// The current time in UTC, RFC 3339 (`2026-11-23T19:12:00.123Z`).
+    ///
+    /// ```rhai
+    /// let started = now();
+    /// ```
+    pub fn now() -> String {
+        crate::core::time::rfc3339(SystemTime::now())
+    }
+
+    /// The current time in whole seconds since 1970-01-01 UTC.
+    ///
+    /// ```rhai
+    /// let t0 = timestamp();
+    /// sleep("1s");
+    /// log::info(`took ${timestamp() - t0}s`);
+    /// ```
+    pub fn timestamp() -> i64 {
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_secs() as i64)
+            .unwrap_or(0)
+    }
+
+    /// A TCP port on 127.0.0.1 that is free right now, for a local server.
+    ///
+    /// ```rhai
+    /// let port = free_port();
+    /// let app = spawn(["my-server", "--port", `${port}`]);
+    /// ```
+    #[rhai_fn(return_raw)]
+    pub fn free_port() -> Result<i64, Error> {
+        std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port() as i64)
+            .map_err(|e| throw("exec", format!("free_port(): cannot bind 127.0.0.1: {e}")))
+    }
+
+    /// The path of the running deployer binary (to start its built-in demo server).
+    ///
+    /// ```rhai
+    /// let server = spawn([deployer_exe(), "demo-server", "--port", "8080"]);
+    /// ```
+    #[rhai_fn(return_raw)]
+    pub fn deployer_exe() -> Result<String, Error> {
+        std::env::current_exe()
+            .map(|p| p.display().to_string())
+            .map_err(|e| throw("exec", format!("cannot find the deployer binary: {e}")))
+    }
+}
+
+#[export_module]
+pub mod log_api {
+    use super::*;
+
+    /// Logs an informational line (hidden by `-q`).
+    ///
+    /// ```rhai
+    /// log::info(`deploying ${env()}`);
+    /// ```
+    #[rhai_fn(return_raw)]
+    pub fn info(ctx: NativeCallContext, message: Dynamic) -> Result<(), Error> {
+        state(&ctx)?.console.info(&message.to_string());
+        Ok(())
+    }
+
+    /// Logs a warning.
+    ///
+    /// ```rhai
+    /// log::warn("the cache could not be cleared");
+    /// ```
+    #[rhai_fn(return_raw)]
+    pub fn warn(ctx: NativeCallContext, message: Dynamic) -> Result<(), Error> {
+        state(&ctx)?.console.warn(&message.to_string());
+        Ok(())
+    }
+
+    /// Logs an error line (the run goes on; throw or `abort` to stop it).
+    ///
+    /// ```rhai
+    /// log::error("error rate above 5 %");
+    /// ```
+    #[rhai_fn(return_raw)]
+    pub fn error(ctx: NativeCallContext, message: Dynamic) -> Result<(), Error> {
+        state(&ctx)?.console.error(&message.to_string());
+        Ok(())
+    }
+}

@@ -1,0 +1,105 @@
+//! Errors as scripts see them: maps with a `kind` and a `message`, catchable with
+//! `try { } catch (e) { e.kind }`, except cancellation, which no script can swallow.
+
+use std::sync::Arc;
+
+use rhai::{Dynamic, EvalAltResult, Map, NativeCallContext, Position};
+
+use crate::host::state::{HostState, StateRef};
+
+/// The error type of every native function.
+pub type Error = Box<EvalAltResult>;
+
+/// Returns the run's state from a call context.
+pub fn state(ctx: &NativeCallContext) -> Result<Arc<HostState>, Error> {
+    ctx.tag()
+        .and_then(|t| t.clone().try_cast::<StateRef>())
+        .map(|s| s.0)
+        .ok_or_else(|| {
+            throw(
+                "internal",
+                "this function needs a deployer host: run scripts with `deployer run`",
+            )
+        })
+}
+
+/// Builds a script error `#{ kind, message }`.
+pub fn throw(kind: &str, message: impl Into<String>) -> Error {
+    throw_with(kind, message, Map::new())
+}
+
+/// Builds a script error `#{ kind, message, ...extra }`.
+pub fn throw_with(kind: &str, message: impl Into<String>, mut extra: Map) -> Error {
+    extra.insert("kind".into(), kind.into());
+    extra.insert("message".into(), message.into().into());
+    Box::new(EvalAltResult::ErrorRuntime(
+        Dynamic::from_map(extra),
+        Position::NONE,
+    ))
+}
+
+/// Builds the error that ends a cancelled run. Scripts cannot catch it.
+pub fn terminated(state: &HostState) -> Error {
+    let reason = state
+        .cancel
+        .reason()
+        .map(|r| r.to_string())
+        .unwrap_or_else(|| "cancelled".into());
+    Box::new(EvalAltResult::ErrorTerminated(reason.into(), Position::NONE))
+}
+
+/// Returns the innermost error, past function-call and module wrappers.
+pub fn innermost(err: &EvalAltResult) -> &EvalAltResult {
+    match err {
+        EvalAltResult::ErrorInFunctionCall(_, _, inner, _)
+        | EvalAltResult::ErrorInModule(_, inner, _) => innermost(inner),
+        other => other,
+    }
+}
+
+/// Returns true when the error is a cancellation (Ctrl-C, `--timeout`): never retried.
+pub fn is_terminated(err: &EvalAltResult) -> bool {
+    matches!(innermost(err), EvalAltResult::ErrorTerminated(..))
+}
+
+/// Returns the `kind` of a thrown error map, if any.
+pub fn kind_of(err: &EvalAltResult) -> Option<String> {
+    match innermost(err) {
+        EvalAltResult::ErrorRuntime(v, _) => v
+            .read_lock::<Map>()
+            .and_then(|m| m.get("kind").map(|k| k.to_string())),
+        EvalAltResult::ErrorTerminated(..) => Some("cancelled".into()),
+        _ => None,
+    }
+}
+
+/// Returns the message of an error without its position: for thrown maps their `message`,
+/// for thrown strings the string, otherwise Rhai's description.
+pub fn message_of(err: &EvalAltResult) -> String {
+    match innermost(err) {
+        EvalAltResult::ErrorRuntime(v, _) => value_message(v),
+        EvalAltResult::ErrorTerminated(v, _) => v.to_string(),
+        EvalAltResult::ErrorFunctionNotFound(sig, _) => format!("unknown function: {sig}"),
+        EvalAltResult::ErrorVariableNotFound(name, _) => format!("unknown variable: {name}"),
+        other => strip_position(&other.to_string()),
+    }
+}
+
+/// Returns the message carried by a thrown value.
+pub fn value_message(v: &Dynamic) -> String {
+    if let Some(m) = v.read_lock::<Map>() {
+        if let Some(msg) = m.get("message") {
+            return msg.to_string();
+        }
+        return format!("{:?}", *m);
+    }
+    v.to_string()
+}
+
+/// Removes Rhai's ` (line 3, position 5)` suffix; diagnostics show the place themselves.
+pub fn strip_position(text: &str) -> String {
+    match text.rfind(" (line ") {
+        Some(i) if text.ends_with(')') => text[..i].to_string(),
+        _ => text.to_string(),
+    }
+}

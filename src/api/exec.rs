@@ -1,0 +1,403 @@
+//! `exec`, `sh` and `spawn`: running programs from scripts, never through a shell unless
+//! asked, always in their own process group, never left running after the run.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use rhai::plugin::*;
+use rhai::{Array, Map};
+
+use super::error::{state, terminated, throw, throw_with, Error};
+use super::opts::{argv, Opts};
+use crate::core::duration::format_duration;
+use crate::host::console::Verbosity;
+use crate::host::state::{HostState, StateRef};
+use crate::sys::process::{self, display_argv, last_lines, CommandSpec, ProcessError};
+use crate::sys::spawn::{SpawnSpec, Spawned, STOP_GRACE};
+
+const EXEC_OPTS: &[&str] = &["cwd", "env", "timeout", "stdin", "allow_fail", "quiet"];
+const SPAWN_OPTS: &[&str] = &["cwd", "env", "log"];
+
+/// Runs a command for `exec` or `sh`; `shown` is what the operator sees.
+fn run(ctx: &NativeCallContext, argv: Vec<String>, shown: String, opts: Opts) -> Result<Map, Error> {
+    let st = state(ctx)?;
+    let spec = CommandSpec {
+        argv,
+        cwd: opts.string("cwd")?.map(PathBuf::from),
+        env: opts.string_pairs("env")?,
+        timeout: opts.duration("timeout")?,
+        stdin: opts.string("stdin")?.map(String::into_bytes),
+    };
+    let allow_fail = opts.boolean("allow_fail")?.unwrap_or(false);
+    let quiet = opts.boolean("quiet")?.unwrap_or(false);
+    if st.dry_run() {
+        st.console.info(&format!("would run: {shown}"));
+        let mut m = result(0, "", "", 0);
+        m.insert("dry_run".into(), true.into());
+        return Ok(m);
+    }
+    if !quiet {
+        st.console.command(&shown);
+    }
+    let live: Option<process::LineSink> = if st.console.verbosity >= Verbosity::Verbose && !quiet {
+        let console = st.console.clone();
+        Some(Arc::new(move |stream: &str, line: &str| console.output_line(stream, line)))
+    } else {
+        None
+    };
+    let token = st.cancel.token();
+    let outcome = st.runtime.block_on(process::run(&spec, &token, live));
+    let out = match outcome {
+        Ok(out) => out,
+        Err(ProcessError::Cancelled { .. }) => return Err(terminated(&st)),
+        Err(ProcessError::NotFound { program }) => {
+            return Err(throw(
+                "not_found",
+                format!("command not found: {program} (is it installed and on PATH?)"),
+            ))
+        }
+        Err(ProcessError::Timeout {
+            display,
+            after,
+            partial,
+        }) => {
+            let mut msg = format!(
+                "command timed out after {}: {display} (its process group was killed)",
+                format_duration(after)
+            );
+            append_tail(&mut msg, &partial.stderr, &partial.stdout);
+            return Err(throw("timeout", msg));
+        }
+        Err(e) => return Err(throw("exec", e.to_string())),
+    };
+    if out.pipes_left_open {
+        st.console.warn(&format!(
+            "`{shown}` exited but a background process it started still holds its output open; use spawn() for background processes"
+        ));
+    }
+    let code = match (out.code, out.signal) {
+        (Some(c), _) => c as i64,
+        (None, Some(sig)) => 128 + sig as i64,
+        _ => -1,
+    };
+    let mut m = result(
+        code,
+        &out.stdout,
+        &out.stderr,
+        out.duration.as_millis() as i64,
+    );
+    if code != 0 && !allow_fail {
+        let mut msg = match out.signal {
+            Some(sig) if out.code.is_none() => {
+                format!("command killed by signal {sig}: {shown}")
+            }
+            _ => format!("command failed with exit code {code}: {shown}"),
+        };
+        append_tail(&mut msg, &out.stderr, &out.stdout);
+        m.remove("ok");
+        return Err(throw_with("exit", msg, m));
+    }
+    Ok(m)
+}
+
+/// Adds the last lines of stderr (or of stdout when stderr is empty) to an error message.
+fn append_tail(msg: &mut String, stderr: &str, stdout: &str) {
+    let (name, text) = if stderr.trim().is_empty() {
+        ("stdout", stdout)
+    } else {
+        ("stderr", stderr)
+    };
+    let tail = last_lines(text, 10);
+    if !tail.is_empty() {
+        msg.push_str(&format!("\nlast lines of {name}:"));
+        for line in tail.lines() {
+            msg.push_str(&format!("\n  {line}"));
+        }
+    }
+}
+
+fn result(code: i64, stdout: &str, stderr: &str, duration_ms: i64) -> Map {
+    let mut m = Map::new();
+    m.insert("code".into(), code.into());
+    m.insert("ok".into(), (code == 0).into());
+    m.insert("stdout".into(), stdout.into());
+    m.insert("stderr".into(), stderr.into());
+    m.insert("duration_ms".into(), duration_ms.into());
+    m
+}
+
+fn spawn_impl(st: &HostState, argv: Vec<String>, opts: Opts) -> Result<ProcessHandle, Error> {
+    let display = display_argv(&argv);
+    if st.dry_run() {
+        st.console.info(&format!("would start: {display}"));
+        return Ok(ProcessHandle {
+            inner: None,
+            display,
+        });
+    }
+    let spec = SpawnSpec {
+        argv,
+        cwd: opts.string("cwd")?.map(PathBuf::from),
+        env: opts.string_pairs("env")?,
+        log: opts.string("log")?.map(PathBuf::from),
+    };
+    st.console.command(&format!("{display} &"));
+    match st.processes.spawn(&spec, &st.log_dir) {
+        Ok(p) => {
+            st.console
+                .debug(&format!("started pid {} (output in {})", p.pid, p.log.display()));
+            Ok(ProcessHandle {
+                inner: Some(p),
+                display,
+            })
+        }
+        Err(ProcessError::NotFound { program }) => Err(throw(
+            "not_found",
+            format!("command not found: {program} (is it installed and on PATH?)"),
+        )),
+        Err(e) => Err(throw("exec", e.to_string())),
+    }
+}
+
+/// A background process started by `spawn()`.
+#[derive(Debug, Clone)]
+pub struct ProcessHandle {
+    inner: Option<Arc<Spawned>>,
+    display: String,
+}
+
+#[export_module]
+pub mod exec_api {
+    use super::*;
+
+    /// Runs a program (no shell) and returns `#{code, ok, stdout, stderr, duration_ms}`.
+    /// A non-zero exit throws an error naming the command, its code and the last lines of
+    /// stderr. The final newline of stdout and stderr is removed.
+    ///
+    /// ```rhai
+    /// let r = exec(["git", "rev-parse", "HEAD"]);
+    /// log::info(`deploying ${r.stdout}`);
+    /// ```
+    #[rhai_fn(return_raw)]
+    pub fn exec(ctx: NativeCallContext, command: Array) -> Result<Map, Error> {
+        let argv = argv("exec", &command)?;
+        let shown = display_argv(&argv);
+        run(&ctx, argv, shown, Opts::none("exec"))
+    }
+
+    /// Runs a program with options: `cwd`, `env` (map), `timeout` (duration), `stdin`
+    /// (string), `allow_fail` (no error on a non-zero exit), `quiet` (do not echo it).
+    /// On timeout or Ctrl-C the whole process group is killed.
+    ///
+    /// ```rhai
+    /// let r = exec(["wrangler", "deploy", "--env", env()],
+    ///              #{ cwd: "apps/worker", timeout: "5m", env: #{ CI: "1" } });
+    /// let probe = exec(["test", "-f", ".env"], #{ allow_fail: true });
+    /// if probe.code != 0 { log::warn("no .env file"); }
+    /// ```
+    #[rhai_fn(name = "exec", return_raw)]
+    pub fn exec_with(ctx: NativeCallContext, command: Array, options: Map) -> Result<Map, Error> {
+        let argv = argv("exec", &command)?;
+        let shown = display_argv(&argv);
+        run(&ctx, argv, shown, Opts::new("exec", options, EXEC_OPTS)?)
+    }
+
+    /// Runs a command line through `sh -c`, for pipelines and redirections. Same result
+    /// and errors as `exec`.
+    ///
+    /// ```rhai
+    /// sh("pnpm run build 2>&1 | tail -n 20");
+    /// ```
+    #[rhai_fn(return_raw)]
+    pub fn sh(ctx: NativeCallContext, command_line: &str) -> Result<Map, Error> {
+        run(&ctx, shell(command_line), command_line.to_string(), Opts::none("sh"))
+    }
+
+    /// Runs a command line through `sh -c` with the options of `exec`.
+    ///
+    /// ```rhai
+    /// let r = sh("php artisan migrate --force", #{ cwd: "/srv/app", timeout: "10m" });
+    /// ```
+    #[rhai_fn(name = "sh", return_raw)]
+    pub fn sh_with(ctx: NativeCallContext, command_line: &str, options: Map) -> Result<Map, Error> {
+        run(
+            &ctx,
+            shell(command_line),
+            command_line.to_string(),
+            Opts::new("sh", options, EXEC_OPTS)?,
+        )
+    }
+
+    /// The process id of a spawned process (0 in a dry run).
+    ///
+    /// ```rhai
+    /// let p = spawn(["sleep", "60"]);
+    /// log::info(`started ${p.pid}`);
+    /// ```
+    #[rhai_fn(get = "pid", pure)]
+    pub fn pid(p: &mut ProcessHandle) -> i64 {
+        p.inner.as_ref().map(|s| s.pid as i64).unwrap_or(0)
+    }
+
+    /// The path of the log file that holds a spawned process's output.
+    ///
+    /// ```rhai
+    /// let p = spawn(["my-server"]);
+    /// log::info(`server output: ${p.log}`);
+    /// ```
+    #[rhai_fn(get = "log", pure)]
+    pub fn log_path(p: &mut ProcessHandle) -> String {
+        p.inner
+            .as_ref()
+            .map(|s| s.log.display().to_string())
+            .unwrap_or_default()
+    }
+
+    /// Returns true while a spawned process is running.
+    ///
+    /// ```rhai
+    /// let p = spawn(["my-server"]);
+    /// if !p.alive() { abort("the server exited at once; see " + p.log); }
+    /// ```
+    #[rhai_fn(pure)]
+    pub fn alive(p: &mut ProcessHandle) -> bool {
+        p.inner.as_ref().is_some_and(|s| s.alive())
+    }
+
+    /// Stops a spawned process and its children (SIGTERM, then SIGKILL after 5 s) and
+    /// returns how it ended, such as `"signal 15"` or `"exit code 0"`.
+    ///
+    /// ```rhai
+    /// let p = spawn(["my-server"]);
+    /// p.stop();
+    /// ```
+    #[rhai_fn(pure)]
+    pub fn stop(p: &mut ProcessHandle) -> String {
+        match &p.inner {
+            Some(s) => s.stop(STOP_GRACE),
+            None => "not started (dry run)".into(),
+        }
+    }
+
+    /// Stops a spawned process, waiting `grace` between SIGTERM and SIGKILL.
+    ///
+    /// ```rhai
+    /// let p = spawn(["my-server"]);
+    /// p.stop("10s");
+    /// ```
+    #[rhai_fn(name = "stop", pure, return_raw)]
+    pub fn stop_grace(p: &mut ProcessHandle, grace: Dynamic) -> Result<String, Error> {
+        let grace = super::super::opts::duration(&grace).map_err(|e| throw("usage", format!("stop(): {e}")))?;
+        Ok(match &p.inner {
+            Some(s) => s.stop(grace),
+            None => "not started (dry run)".into(),
+        })
+    }
+
+    /// Returns the last `lines` lines a spawned process wrote to its log.
+    ///
+    /// ```rhai
+    /// let p = spawn(["my-server"]);
+    /// print(p.output(20));
+    /// ```
+    #[rhai_fn(pure)]
+    pub fn output(p: &mut ProcessHandle, lines: i64) -> String {
+        let Some(s) = &p.inner else { return String::new() };
+        let text = std::fs::read(&s.log).unwrap_or_default();
+        let text = String::from_utf8_lossy(&text);
+        let all: Vec<&str> = text.lines().collect();
+        all[all.len().saturating_sub(lines.max(0) as usize)..].join("\n")
+    }
+
+    /// Describes a spawned process, for `print` and string interpolation.
+    ///
+    /// ```rhai
+    /// let p = spawn(["sleep", "5"]);
+    /// print(`${p}`);
+    /// ```
+    #[rhai_fn(global, name = "to_string", name = "to_debug", pure)]
+    pub fn describe(p: &mut ProcessHandle) -> String {
+        match &p.inner {
+            Some(s) => format!("process {} ({})", s.pid, p.display),
+            None => format!("process not started, dry run ({})", p.display),
+        }
+    }
+}
+
+fn shell(command_line: &str) -> Vec<String> {
+    vec!["sh".into(), "-c".into(), command_line.into()]
+}
+
+/// `spawn` is a reserved word in Rhai, so `spawn(argv)` and `spawn(argv, opts)` are
+/// registered as custom syntax that reads like a function call.
+pub fn register_spawn(engine: &mut rhai::Engine) {
+    engine.register_custom_syntax_with_state_raw(
+        "spawn",
+        |symbols, look_ahead, _| {
+            let last = symbols.last().map(|s| s.as_str()).unwrap_or_default();
+            let next = match (symbols.len(), last) {
+                (1, _) => Some("("),
+                (2, _) | (4, ",") => Some("$expr$"),
+                (3, _) if look_ahead == "," => Some(","),
+                (3, _) | (5, _) => Some(")"),
+                _ => None,
+            };
+            Ok(next.map(Into::into))
+        },
+        false,
+        |ctx, inputs, _| {
+            let st = ctx
+                .tag()
+                .clone()
+                .try_cast::<StateRef>()
+                .map(|s| s.0)
+                .ok_or_else(|| throw("internal", "spawn() needs a deployer host"))?;
+            let command = ctx.eval_expression_tree(&inputs[0])?;
+            let command = command.try_cast::<Array>().ok_or_else(|| {
+                throw("usage", "spawn(): the command must be an array such as [\"my-server\", \"--port\", \"8080\"]")
+            })?;
+            let argv = argv("spawn", &command)?;
+            let opts = match inputs.get(1) {
+                None => Opts::none("spawn"),
+                Some(e) => {
+                    let m = ctx.eval_expression_tree(e)?.try_cast::<Map>().ok_or_else(|| {
+                        throw("usage", "spawn(): options must be a map such as #{ cwd: \"app\" }")
+                    })?;
+                    Opts::new("spawn", m, SPAWN_OPTS)?
+                }
+            };
+            spawn_impl(&st, argv, opts).map(Dynamic::from)
+        },
+    );
+}
+
+/// Documentation of `spawn`, which is syntax rather than a registered function.
+pub const SPAWN_DOC: &str = r#"    /// Starts a program in the background and returns its handle (`pid`, `log`, `alive()`,
+    /// `stop()`). Its output goes to a log file. Every spawned process is stopped when the
+    /// run ends, however it ends.
+    ///
+    /// ```rhai
+    /// let server = spawn(["python3", "-m", "http.server", "8080"]);
+    /// http::wait_healthy("http://127.0.0.1:8080/", #{ attempts: 20, interval: "250ms" });
+    /// server.stop();
+    /// ```
+    #[rhai_fn(return_raw)]
+    pub fn spawn(ctx: NativeCallContext, command: Array) -> Result<ProcessHandle, Error> {
+        let argv = argv("spawn", &command)?;
+        spawn_impl(&ctx, argv, Opts::none("spawn"))
+    }
+
+    /// Starts a program in the background with options: `cwd`, `env` (map), `log` (the
+    /// path of its log file).
+    ///
+    /// ```rhai
+    /// let app = spawn(["php", "artisan", "serve", "--port=8000"],
+    ///                 #{ cwd: "app", log: "artisan.log" });
+    /// ```
+    #[rhai_fn(name = "spawn", return_raw)]
+    pub fn spawn_with(ctx: NativeCallContext, command: Array, options: Map) -> Result<ProcessHandle, Error> {
+        let argv = argv("spawn", &command)?;
+        spawn_impl(&ctx, argv, Opts::new("spawn", options, SPAWN_OPTS)?)
+    }
+
+"#;

@@ -1,0 +1,21 @@
+//! What scripts see: thin bindings that convert between Rhai values and `core`/`sys`.
+
+pub mod env;
+pub mod error;
+pub mod exec;
+pub mod http;
+pub mod opts;
+pub mod retry;
+
+use rhai::{exported_module, Engine};
+
+/// Registers every script-facing function and type on an engine.
+pub fn register(engine: &mut Engine) {
+    engine.register_type_with_name::<exec::ProcessHandle>("Process");
+    engine.register_global_module(exported_module!(exec::exec_api).into());
+    exec::register_spawn(engine);
+    engine.register_global_module(exported_module!(retry::retry_api).into());
+    engine.register_global_module(exported_module!(env::env_api).into());
+    engine.register_static_module("http", exported_module!(http::http_api).into());
+    engine.register_static_module("log", exported_module!(env::log_api).into());
+}

@@ -1,0 +1,73 @@
+//! `deployer check`: compile scripts and their imports, report every problem, run nothing.
+
+use std::path::PathBuf;
+
+use clap::Args;
+
+use crate::exit;
+use crate::host::console::{ColorChoice, Console, Verbosity};
+use crate::host::state::HostOptions;
+use crate::host::Host;
+
+pub const EXAMPLES: &str = "\
+Examples:
+  deployer check deploy.rhai
+  deployer check scripts/*.rhai stdlib/*.rhai examples/*.rhai";
+
+/// Arguments of `deployer check`.
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    /// The scripts to check.
+    #[arg(required = true)]
+    pub scripts: Vec<PathBuf>,
+    /// Print only problems.
+    #[arg(long, short)]
+    pub quiet: bool,
+}
+
+/// Runs `deployer check`; exits 2 when any script has a problem.
+pub fn check(args: CheckArgs, color: ColorChoice) -> i32 {
+    let verbosity = if args.quiet {
+        Verbosity::Quiet
+    } else {
+        Verbosity::Normal
+    };
+    let console = Console::new(verbosity, color.enabled());
+    let host = match Host::new(HostOptions::default(), console.clone()) {
+        Ok(h) => h,
+        Err(e) => {
+            console.error(&e.to_string());
+            return exit::FAILED;
+        }
+    };
+    let mut problems = 0;
+    for path in &args.scripts {
+        let name = path.display().to_string();
+        let text = match std::fs::read_to_string(path) {
+            Ok(t) => t,
+            Err(e) => {
+                console.error(&format!("cannot read {name}: {e}"));
+                problems += 1;
+                continue;
+            }
+        };
+        match host.check(&name, &text) {
+            Ok(_) => console.success(&format!("{name}")),
+            Err(diags) => {
+                for d in &diags {
+                    host.print(d);
+                }
+                problems += diags.len();
+            }
+        }
+    }
+    if problems > 0 {
+        console.error(&format!(
+            "{problems} problem{} found",
+            if problems == 1 { "" } else { "s" }
+        ));
+        exit::USAGE
+    } else {
+        exit::OK
+    }
+}

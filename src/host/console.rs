@@ -1,0 +1,210 @@
+//! Everything a run prints goes through here: secrets masked, colour chosen once,
+//! quiet and verbose levels applied, and a copy kept for the run log.
+
+use std::io::Write;
+use std::sync::{Arc, Mutex};
+
+use crate::core::mask::Masker;
+
+/// How much a run prints.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default)]
+pub enum Verbosity {
+    Quiet,
+    #[default]
+    Normal,
+    Verbose,
+}
+
+/// When to colour output.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum ColorChoice {
+    #[default]
+    Auto,
+    Always,
+    Never,
+}
+
+impl ColorChoice {
+    /// Decides for stderr: `always`, `never`, or `auto` = a terminal and no `NO_COLOR`.
+    pub fn enabled(self) -> bool {
+        use std::io::IsTerminal;
+        match self {
+            ColorChoice::Always => true,
+            ColorChoice::Never => false,
+            ColorChoice::Auto => {
+                std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+                    && std::io::stderr().is_terminal()
+            }
+        }
+    }
+}
+
+/// A text style; rendered as ANSI only when colour is on.
+#[derive(Debug, Clone, Copy)]
+pub enum Style {
+    Bold,
+    Dim,
+    Red,
+    Green,
+    Yellow,
+    Cyan,
+}
+
+impl Style {
+    fn code(self) -> &'static str {
+        match self {
+            Style::Bold => "1",
+            Style::Dim => "2",
+            Style::Red => "1;31",
+            Style::Green => "32",
+            Style::Yellow => "1;33",
+            Style::Cyan => "36",
+        }
+    }
+}
+
+/// The run's output.
+#[derive(Clone)]
+pub struct Console {
+    pub masker: Arc<Masker>,
+    pub verbosity: Verbosity,
+    pub color: bool,
+    log: Arc<Mutex<Vec<String>>>,
+}
+
+impl std::fmt::Debug for Console {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Console")
+            .field("verbosity", &self.verbosity)
+            .field("color", &self.color)
+            .finish()
+    }
+}
+
+impl Console {
+    /// Creates a console with its own secret set.
+    pub fn new(verbosity: Verbosity, color: bool) -> Console {
+        Console {
+            masker: Arc::new(Masker::default()),
+            verbosity,
+            color,
+            log: Arc::new(Mutex::new(Vec::new())),
+        }
+    }
+
+    /// Wraps `text` in a style when colour is on.
+    pub fn paint(&self, style: Style, text: &str) -> String {
+        if self.color {
+            format!("\x1b[{}m{text}\x1b[0m", style.code())
+        } else {
+            text.to_string()
+        }
+    }
+
+    /// Masks secrets in `text`.
+    pub fn mask(&self, text: &str) -> String {
+        if self.masker.is_empty() {
+            text.to_string()
+        } else {
+            self.masker.mask(text)
+        }
+    }
+
+    fn keep(&self, line: &str) {
+        if let Ok(mut log) = self.log.lock() {
+            log.push(line.to_string());
+        }
+    }
+
+    /// Returns every line printed so far (masked, uncoloured): the run log.
+    pub fn transcript(&self) -> Vec<String> {
+        self.log.lock().map(|l| l.clone()).unwrap_or_default()
+    }
+
+    /// Writes a line to stderr (masked) regardless of verbosity, and keeps it in the log.
+    pub fn line(&self, plain: &str, styled: Option<String>) {
+        let plain = self.mask(plain);
+        self.keep(&plain);
+        let shown = match styled {
+            Some(s) if self.color => self.mask(&s),
+            _ => plain,
+        };
+        let mut err = std::io::stderr().lock();
+        let _ = writeln!(err, "{shown}");
+    }
+
+    /// Writes script output (`print`) to stdout, masked.
+    pub fn print(&self, text: &str) {
+        let text = self.mask(text);
+        self.keep(&text);
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(out, "{text}");
+        let _ = out.flush();
+    }
+
+    /// Prints an informational line (hidden by `-q`).
+    pub fn info(&self, msg: &str) {
+        if self.verbosity >= Verbosity::Normal {
+            self.line(msg, None);
+        } else {
+            self.keep(&self.mask(msg));
+        }
+    }
+
+    /// Prints a line that only `-v` shows.
+    pub fn debug(&self, msg: &str) {
+        if self.verbosity >= Verbosity::Verbose {
+            self.line(msg, Some(self.paint(Style::Dim, msg)));
+        }
+    }
+
+    /// Prints a command about to run (hidden by `-q`).
+    pub fn command(&self, display: &str) {
+        let plain = format!("$ {display}");
+        if self.verbosity >= Verbosity::Normal {
+            let styled = self.paint(Style::Cyan, &plain);
+            self.line(&plain, Some(styled));
+        } else {
+            self.keep(&self.mask(&plain));
+        }
+    }
+
+    /// Prints a line of a command's live output (`-v`).
+    pub fn output_line(&self, stream: &str, line: &str) {
+        let mark = if stream == "stderr" { "!" } else { "|" };
+        let plain = format!("  {mark} {line}");
+        self.line(&plain, Some(self.paint(Style::Dim, &plain)));
+    }
+
+    /// Prints a warning; always shown.
+    pub fn warn(&self, msg: &str) {
+        let plain = format!("warning: {msg}");
+        let styled = format!("{} {msg}", self.paint(Style::Yellow, "warning:"));
+        self.line(&plain, Some(styled));
+    }
+
+    /// Prints an error line; always shown.
+    pub fn error(&self, msg: &str) {
+        let plain = format!("error: {msg}");
+        let styled = format!("{} {msg}", self.paint(Style::Red, "error:"));
+        self.line(&plain, Some(styled));
+    }
+
+    /// Prints a success line (hidden by `-q`).
+    pub fn success(&self, msg: &str) {
+        if self.verbosity >= Verbosity::Normal {
+            let plain = format!("✓ {msg}");
+            let styled = format!("{} {msg}", self.paint(Style::Green, "✓"));
+            self.line(&plain, Some(styled));
+        }
+    }
+
+    /// Prints a pre-rendered block (a diagnostic) to stderr, masked.
+    pub fn block(&self, plain: &str, styled: &str) {
+        let plain = self.mask(plain);
+        self.keep(&plain);
+        let shown = if self.color { self.mask(styled) } else { plain };
+        let mut err = std::io::stderr().lock();
+        let _ = write!(err, "{shown}");
+    }
+}

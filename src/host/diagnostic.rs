@@ -1,0 +1,212 @@
+//! Errors rendered like a compiler's: the message, `--> file:line:col`, the source line and
+//! a caret, then where it was called from and what to do.
+
+use rhai::{EvalAltResult, ParseError, Position};
+
+use super::console::{Console, Style};
+use super::sources::SourceMap;
+
+/// A place in a script.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Location {
+    pub source: String,
+    pub line: usize,
+    pub col: usize,
+}
+
+impl Location {
+    /// Returns the location of `pos` in `source`, if the position is known.
+    pub fn of(source: &str, pos: Position) -> Option<Location> {
+        Some(Location {
+            source: source.to_string(),
+            line: pos.line()?,
+            col: pos.position().unwrap_or(1),
+        })
+    }
+}
+
+impl std::fmt::Display for Location {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}:{}", self.source, self.line, self.col)
+    }
+}
+
+/// One step outward from where the error happened.
+#[derive(Debug, Clone)]
+pub struct Frame {
+    pub what: String,
+    pub location: Location,
+}
+
+/// An error or warning about a script, with its place and hints.
+#[derive(Debug, Clone)]
+pub struct Diagnostic {
+    pub label: &'static str,
+    pub message: String,
+    pub location: Option<Location>,
+    pub frames: Vec<Frame>,
+    pub help: Vec<String>,
+}
+
+impl Diagnostic {
+    /// Creates an error diagnostic.
+    pub fn error(message: impl Into<String>, location: Option<Location>) -> Diagnostic {
+        Diagnostic {
+            label: "error",
+            message: message.into(),
+            location,
+            frames: Vec::new(),
+            help: Vec::new(),
+        }
+    }
+
+    /// Adds a hint shown as `= help: ...`.
+    pub fn with_help(mut self, help: impl Into<String>) -> Diagnostic {
+        self.help.push(help.into());
+        self
+    }
+
+    /// Builds a diagnostic from a compile error in `source`.
+    pub fn from_parse(err: &ParseError, source: &str) -> Diagnostic {
+        let message = err.err_type().to_string();
+        Diagnostic::error(
+            format!("syntax error: {message}"),
+            Location::of(source, err.position()),
+        )
+    }
+
+    /// Builds a diagnostic from a runtime error raised while running `source`.
+    /// `describe` turns the innermost error into a message and hints.
+    pub fn from_eval(
+        err: &EvalAltResult,
+        source: &str,
+        describe: &dyn Fn(&EvalAltResult) -> (String, Vec<String>),
+    ) -> Diagnostic {
+        let mut frames = Vec::new();
+        let mut current = source.to_string();
+        let mut err = err;
+        loop {
+            match err {
+                EvalAltResult::ErrorInFunctionCall(name, src, inner, pos) => {
+                    if let Some(location) = Location::of(&current, *pos) {
+                        let what = if name.starts_with("anon$") {
+                            "in a closure called here".to_string()
+                        } else {
+                            format!("in `{name}`, called here")
+                        };
+                        frames.push(Frame { what, location });
+                    }
+                    if !src.is_empty() {
+                        current = src.to_string();
+                    }
+                    err = inner;
+                }
+                EvalAltResult::ErrorInModule(name, inner, pos) => {
+                    if let Some(location) = Location::of(&current, *pos) {
+                        frames.push(Frame {
+                            what: format!("while loading module {name}, imported here"),
+                            location,
+                        });
+                    }
+                    current = name.to_string();
+                    err = inner;
+                }
+                _ => break,
+            }
+        }
+        let leaf_pos = match err {
+            EvalAltResult::ErrorParsing(_, pos) => *pos,
+            other => other.position(),
+        };
+        let (message, help) = match err {
+            EvalAltResult::ErrorParsing(kind, _) => (format!("syntax error: {kind}"), vec![]),
+            other => describe(other),
+        };
+        let mut location = Location::of(&current, leaf_pos);
+        frames.reverse();
+        if location.is_none() {
+            // A native error without a position: the innermost call site is the best place.
+            if let Some(first) = frames.first() {
+                location = Some(first.location.clone());
+                frames.remove(0);
+            }
+        }
+        Diagnostic {
+            label: "error",
+            message,
+            location,
+            frames,
+            help,
+        }
+    }
+
+    /// Renders the diagnostic as (plain, styled) text, each ending with a newline.
+    pub fn render(&self, sources: &SourceMap, console: &Console) -> (String, String) {
+        let mut plain = String::new();
+        let mut styled = String::new();
+        let mut push = |p: &str, s: String| {
+            plain.push_str(p);
+            styled.push_str(&s);
+        };
+        let head = format!("{}: ", self.label);
+        let style = if self.label == "error" {
+            Style::Red
+        } else {
+            Style::Yellow
+        };
+        let mut lines = self.message.lines();
+        let first = lines.next().unwrap_or_default();
+        push(
+            &format!("{head}{first}\n"),
+            format!(
+                "{}{}\n",
+                console.paint(style, &head),
+                console.paint(Style::Bold, first)
+            ),
+        );
+        for more in lines {
+            push(&format!("  {more}\n"), format!("  {more}\n"));
+        }
+        if let Some(loc) = &self.location {
+            let (p, s) = snippet(loc, sources, console, "");
+            push(&p, s);
+        }
+        for frame in &self.frames {
+            let (p, s) = snippet(&frame.location, sources, console, &frame.what);
+            push(&p, s);
+        }
+        for help in &self.help {
+            let text = format!("  = help: {help}\n");
+            push(&text, console.paint(Style::Cyan, &text));
+        }
+        (plain, styled)
+    }
+}
+
+fn snippet(loc: &Location, sources: &SourceMap, console: &Console, what: &str) -> (String, String) {
+    let arrow = if what.is_empty() {
+        format!("  --> {loc}\n")
+    } else {
+        format!("  ::: {loc} ({what})\n")
+    };
+    let mut plain = arrow.clone();
+    let mut styled = console.paint(Style::Cyan, &arrow);
+    let Some(text) = sources.get(&loc.source) else {
+        return (plain, styled);
+    };
+    let Some(line) = text.lines().nth(loc.line.saturating_sub(1)) else {
+        return (plain, styled);
+    };
+    let num = loc.line.to_string();
+    let pad = " ".repeat(num.len());
+    // Keep tabs under tabs so the caret lines up however the terminal renders them.
+    let indent: String = line
+        .chars()
+        .take(loc.col.saturating_sub(1))
+        .map(|c| if c == '\t' { '\t' } else { ' ' })
+        .collect();
+    let body = format!(" {pad} |\n {num} | {line}\n {pad} | {indent}");
+    plain.push_str(&format!("{body}^\n"));
+    styled.push_str(&format!("{body}{}\n", console.paint(Style::Red, "^")));
+    (plain, styled)
+}

@@ -1,0 +1,227 @@
+//! The Rhai engine: building it, module resolution, limits, cancellation, static checks and
+//! error rendering. It knows nothing of deployments.
+
+pub mod check;
+pub mod console;
+pub mod diagnostic;
+pub mod resolver;
+pub mod sources;
+pub mod state;
+
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use rhai::{Dynamic, Engine, EvalAltResult, Scope, AST};
+
+use crate::api::error::{message_of, value_message};
+use crate::sys::cancel::{Cancel, CancelReason};
+use check::{check_script, Catalog};
+use console::Console;
+use diagnostic::Diagnostic;
+use resolver::Resolver;
+use sources::SourceMap;
+use state::{HostOptions, HostState, StateRef};
+
+/// A scripting host: one engine, one runtime, one cancellation signal, one console.
+pub struct Host {
+    pub engine: Engine,
+    pub state: Arc<HostState>,
+    // Kept alive for the handle in `state`; dropped last.
+    _runtime: tokio::runtime::Runtime,
+    catalog: OnceLock<Catalog>,
+}
+
+/// The host could not start.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot start the async runtime: {0}")]
+pub struct HostError(#[from] std::io::Error);
+
+impl Host {
+    /// Builds the engine with the whole script API registered.
+    pub fn new(options: HostOptions, console: Console) -> Result<Host, HostError> {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("deployer-io")
+            .enable_all()
+            .build()?;
+        let sources = Arc::new(SourceMap::default());
+        let state = Arc::new(HostState {
+            options: Mutex::new(options),
+            runtime: runtime.handle().clone(),
+            cancel: Arc::new(Cancel::default()),
+            console,
+            processes: Default::default(),
+            http: Default::default(),
+            sources: sources.clone(),
+            log_dir: std::env::temp_dir().join(format!("deployer-{}", std::process::id())),
+            retries: Mutex::new(Vec::new()),
+        });
+        let mut engine = Engine::new();
+        engine
+            .set_max_call_levels(128)
+            .set_max_expr_depths(128, 64)
+            .set_max_string_size(64 * 1024 * 1024)
+            .set_max_array_size(1_000_000)
+            .set_max_map_size(100_000)
+            .set_max_modules(1000)
+            // Long deploys run for hours; runaway loops end by --timeout or Ctrl-C.
+            .set_max_operations(0)
+            .set_strict_variables(true)
+            .set_fail_on_invalid_map_property(true);
+        engine.set_default_tag(Dynamic::from(StateRef(state.clone())));
+        engine.set_module_resolver(Resolver::new(sources));
+        let cancel = state.cancel.clone();
+        engine.on_progress(move |_| {
+            if cancel.is_cancelled() {
+                Some(Dynamic::from("cancelled"))
+            } else {
+                None
+            }
+        });
+        let out = state.console.clone();
+        engine.on_print(move |s| out.print(s));
+        let dbg = state.console.clone();
+        engine.on_debug(move |s, src, pos| {
+            let at = match (src, pos.line()) {
+                (Some(src), Some(line)) => format!("{src}:{line}: "),
+                _ => String::new(),
+            };
+            dbg.debug(&format!("debug: {at}{s}"));
+        });
+        crate::api::register(&mut engine);
+        Ok(Host {
+            engine,
+            state,
+            _runtime: runtime,
+            catalog: OnceLock::new(),
+        })
+    }
+
+    /// Returns the catalog of callable functions (built on first use).
+    pub fn catalog(&self) -> &Catalog {
+        self.catalog.get_or_init(|| Catalog::of(&self.engine))
+    }
+
+    /// Compiles a script and checks it and its imports. Returns the AST only when there
+    /// are no problems.
+    pub fn check(&self, name: &str, text: &str) -> Result<AST, Vec<Diagnostic>> {
+        let (ast, diags) = check_script(
+            &self.engine,
+            self.catalog(),
+            &self.state.sources,
+            name,
+            text,
+        );
+        match ast {
+            Some(ast) if diags.is_empty() => Ok(ast),
+            _ => Err(diags),
+        }
+    }
+
+    /// Runs a compiled script in a new scope.
+    pub fn run(&self, ast: &AST) -> Result<Dynamic, Box<EvalAltResult>> {
+        let mut scope = Scope::new();
+        self.engine.eval_ast_with_scope(&mut scope, ast)
+    }
+
+    /// Turns a runtime error into a diagnostic pointing into the right file.
+    pub fn diagnose(&self, err: &EvalAltResult, source: &str) -> Diagnostic {
+        let describe = |e: &EvalAltResult| -> (String, Vec<String>) {
+            match e {
+                EvalAltResult::ErrorFunctionNotFound(sig, _) => {
+                    let name = sig.split([' ', '(']).next().unwrap_or(sig);
+                    let help = self
+                        .catalog()
+                        .suggest(name)
+                        .map(|s| vec![format!("did you mean `{s}`?")])
+                        .unwrap_or_default();
+                    (format!("unknown function: {sig}"), help)
+                }
+                EvalAltResult::ErrorTerminated(v, _) => (
+                    self.state
+                        .cancel
+                        .reason()
+                        .map(|r| r.to_string())
+                        .unwrap_or_else(|| v.to_string()),
+                    vec![],
+                ),
+                EvalAltResult::ErrorRuntime(v, _) => (value_message(v), vec![]),
+                EvalAltResult::ErrorPropertyNotFound(name, _) => (
+                    format!("the map has no property `{name}`"),
+                    vec![format!(
+                        "write `value?.{name}` to get () when it may be missing, or test `\"{name}\" in value`"
+                    )],
+                ),
+                other => (message_of(other), vec![]),
+            }
+        };
+        Diagnostic::from_eval(err, source, &describe)
+    }
+
+    /// Prints a diagnostic to stderr (masked).
+    pub fn print(&self, d: &Diagnostic) {
+        let (plain, styled) = d.render(&self.state.sources, &self.state.console);
+        self.state.console.block(&plain, &styled);
+    }
+
+    /// Cancels the run on SIGINT/SIGTERM; a second signal exits at once (after killing
+    /// background process groups), so deployer can never hang on shutdown.
+    pub fn install_signal_handlers(&self) {
+        let state = self.state.clone();
+        self.state.runtime.spawn(async move {
+            use tokio::signal::unix::{signal, SignalKind};
+            let (Ok(mut int), Ok(mut term)) = (
+                signal(SignalKind::interrupt()),
+                signal(SignalKind::terminate()),
+            ) else {
+                return;
+            };
+            let mut seen = 0;
+            loop {
+                let name = tokio::select! {
+                    _ = int.recv() => "SIGINT",
+                    _ = term.recv() => "SIGTERM",
+                };
+                seen += 1;
+                if seen == 1 {
+                    state.cancel.cancel(CancelReason::Signal(name));
+                } else {
+                    state
+                        .console
+                        .error(&format!("second {name}: stopping background processes and exiting now"));
+                    state.processes.stop_all(Duration::ZERO);
+                    std::process::exit(crate::exit::INTERRUPTED);
+                }
+            }
+        });
+    }
+
+    /// Cancels the run after `limit`.
+    pub fn start_timeout(&self, limit: Duration) {
+        let cancel = self.state.cancel.clone();
+        self.state.runtime.spawn(async move {
+            tokio::time::sleep(limit).await;
+            cancel.cancel(CancelReason::Timeout(limit));
+        });
+    }
+
+    /// Stops every background process the run started; reports each one stopped.
+    pub fn stop_processes(&self) {
+        let grace = if self.state.cancel.is_cancelled() {
+            crate::sys::process::CANCEL_GRACE
+        } else {
+            crate::sys::spawn::STOP_GRACE
+        };
+        for (display, outcome) in self.state.processes.stop_all(grace) {
+            self.state
+                .console
+                .info(&format!("stopped background process `{display}` ({outcome})"));
+        }
+    }
+}
+
+impl Drop for Host {
+    fn drop(&mut self) {
+        self.state.processes.stop_all(crate::sys::process::CANCEL_GRACE);
+    }
+}

@@ -1,0 +1,90 @@
+//! The state every script-facing function reaches through its call context: options,
+//! the async runtime, cancellation, output, background processes and HTTP clients.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use super::console::Console;
+use super::sources::SourceMap;
+use crate::sys::cancel::{or_cancel, Cancel, Cancelled};
+use crate::sys::http::Clients;
+use crate::sys::spawn::Registry;
+
+/// What the operator asked for on the command line.
+#[derive(Debug, Clone, Default)]
+pub struct HostOptions {
+    /// The environment name (`--env`).
+    pub env: String,
+    /// Script variables (`--var KEY=VALUE`).
+    pub vars: BTreeMap<String, String>,
+    /// Perform no command and no mutating request (`--dry-run`).
+    pub dry_run: bool,
+    /// Answer yes to every confirmation (`--yes`).
+    pub yes: bool,
+    /// Stop the run after this long (`--timeout`).
+    pub timeout: Option<Duration>,
+}
+
+/// A retry that happened, for reports.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct RetryEvent {
+    pub attempt: u32,
+    pub attempts: u32,
+    pub error: String,
+    pub wait_ms: u64,
+}
+
+/// Shared state of one run (or one REPL session).
+#[derive(Debug)]
+pub struct HostState {
+    pub options: Mutex<HostOptions>,
+    pub runtime: tokio::runtime::Handle,
+    pub cancel: Arc<Cancel>,
+    pub console: Console,
+    pub processes: Registry,
+    pub http: Clients,
+    pub sources: Arc<SourceMap>,
+    /// Where background process logs go (created on first use).
+    pub log_dir: PathBuf,
+    pub retries: Mutex<Vec<RetryEvent>>,
+}
+
+/// The value stored as the engine's tag so native functions can find the state.
+#[derive(Debug, Clone)]
+pub struct StateRef(pub Arc<HostState>);
+
+impl HostState {
+    /// Returns a copy of the options.
+    pub fn options(&self) -> HostOptions {
+        self.options.lock().map(|o| o.clone()).unwrap_or_default()
+    }
+
+    /// Returns true in `--dry-run`.
+    pub fn dry_run(&self) -> bool {
+        self.options.lock().map(|o| o.dry_run).unwrap_or(true)
+    }
+
+    /// Runs a future on the runtime from the (non-async) script thread, stopping early if
+    /// the run is cancelled.
+    pub fn block_on<F: std::future::Future>(&self, fut: F) -> Result<F::Output, Cancelled> {
+        if self.cancel.is_cancelled() {
+            return Err(Cancelled);
+        }
+        let token = self.cancel.token();
+        self.runtime.block_on(or_cancel(&token, fut))
+    }
+
+    /// Sleeps, waking at once if the run is cancelled.
+    pub fn sleep(&self, d: Duration) -> Result<(), Cancelled> {
+        if d.is_zero() {
+            return if self.cancel.is_cancelled() {
+                Err(Cancelled)
+            } else {
+                Ok(())
+            };
+        }
+        self.block_on(async move { tokio::time::sleep(d).await })
+    }
+}

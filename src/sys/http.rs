@@ -1,0 +1,248 @@
+//! HTTP requests for probes and webhooks: one lazily built client, bounded bodies, and
+//! transport failures sorted into kinds a script can act on.
+
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use crate::core::duration::format_duration;
+
+/// Response bodies larger than this are refused.
+pub const MAX_BODY: usize = 10 * 1024 * 1024;
+
+/// The default time limit of one request.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A request to send.
+#[derive(Debug, Clone)]
+pub struct Request {
+    pub method: String,
+    pub url: String,
+    pub headers: Vec<(String, String)>,
+    pub body: Option<Vec<u8>>,
+    pub timeout: Duration,
+    pub follow_redirects: bool,
+}
+
+impl Request {
+    /// Returns a GET request with the default timeout.
+    pub fn get(url: &str) -> Request {
+        Request {
+            method: "GET".into(),
+            url: url.into(),
+            headers: Vec::new(),
+            body: None,
+            timeout: DEFAULT_TIMEOUT,
+            follow_redirects: false,
+        }
+    }
+}
+
+/// A response that arrived.
+#[derive(Debug, Clone)]
+pub struct Response {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+    pub latency: Duration,
+}
+
+/// Why a request got no usable response.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TransportKind {
+    Timeout,
+    Connect,
+    Dns,
+    Tls,
+    Body,
+    Url,
+    Other,
+}
+
+impl TransportKind {
+    /// Returns the kind's name as scripts see it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TransportKind::Timeout => "timeout",
+            TransportKind::Connect => "connect",
+            TransportKind::Dns => "dns",
+            TransportKind::Tls => "tls",
+            TransportKind::Body => "body",
+            TransportKind::Url => "url",
+            TransportKind::Other => "other",
+        }
+    }
+}
+
+/// A request that failed before a complete response arrived.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{method} {url}: {message}")]
+pub struct HttpError {
+    pub kind: TransportKind,
+    pub method: String,
+    pub url: String,
+    pub message: String,
+    pub elapsed: Duration,
+}
+
+/// The two shared clients (following redirects or not), built on first use so that a
+/// script that makes no HTTP call never pays for TLS setup.
+#[derive(Debug, Default)]
+pub struct Clients {
+    follow: OnceLock<reqwest::Client>,
+    no_follow: OnceLock<reqwest::Client>,
+}
+
+impl Clients {
+    fn get(&self, follow: bool) -> Result<&reqwest::Client, String> {
+        let cell = if follow {
+            &self.follow
+        } else {
+            &self.no_follow
+        };
+        if let Some(c) = cell.get() {
+            return Ok(c);
+        }
+        let policy = if follow {
+            reqwest::redirect::Policy::limited(10)
+        } else {
+            reqwest::redirect::Policy::none()
+        };
+        let client = reqwest::Client::builder()
+            .redirect(policy)
+            .user_agent(concat!("deployer/", env!("CARGO_PKG_VERSION")))
+            .pool_idle_timeout(Duration::from_secs(30))
+            .build()
+            .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
+        Ok(cell.get_or_init(|| client))
+    }
+
+    /// Sends a request and reads the whole body (up to [`MAX_BODY`]).
+    pub async fn send(&self, req: &Request) -> Result<Response, HttpError> {
+        let start = Instant::now();
+        let fail = |kind: TransportKind, message: String| HttpError {
+            kind,
+            method: req.method.clone(),
+            url: req.url.clone(),
+            message,
+            elapsed: start.elapsed(),
+        };
+        let url = reqwest::Url::parse(&req.url).map_err(|e| {
+            fail(
+                TransportKind::Url,
+                format!("invalid URL: {e} (write it in full, such as http://127.0.0.1:8080/health)"),
+            )
+        })?;
+        if !matches!(url.scheme(), "http" | "https") {
+            return Err(fail(
+                TransportKind::Url,
+                format!("unsupported URL scheme \"{}\": use http or https", url.scheme()),
+            ));
+        }
+        let method = reqwest::Method::from_bytes(req.method.to_uppercase().as_bytes())
+            .map_err(|_| fail(TransportKind::Url, format!("invalid method {}", req.method)))?;
+        let client = self
+            .get(req.follow_redirects)
+            .map_err(|m| fail(TransportKind::Other, m))?;
+        let mut builder = client.request(method, url).timeout(req.timeout);
+        for (k, v) in &req.headers {
+            builder = builder.header(k.as_str(), v.as_str());
+        }
+        if let Some(body) = &req.body {
+            builder = builder.body(body.clone());
+        }
+        let mut resp = builder
+            .send()
+            .await
+            .map_err(|e| classify(&e, req.timeout, &fail))?;
+        let status = resp.status().as_u16();
+        let headers = resp
+            .headers()
+            .iter()
+            .map(|(k, v)| {
+                (
+                    k.as_str().to_string(),
+                    String::from_utf8_lossy(v.as_bytes()).into_owned(),
+                )
+            })
+            .collect();
+        if let Some(len) = resp.content_length() {
+            if len as usize > MAX_BODY {
+                return Err(fail(TransportKind::Body, too_large(Some(len))));
+            }
+        }
+        let mut body = Vec::new();
+        loop {
+            match resp.chunk().await {
+                Ok(Some(chunk)) => {
+                    if body.len() + chunk.len() > MAX_BODY {
+                        return Err(fail(TransportKind::Body, too_large(None)));
+                    }
+                    body.extend_from_slice(&chunk);
+                }
+                Ok(None) => break,
+                Err(e) => return Err(classify(&e, req.timeout, &fail)),
+            }
+        }
+        Ok(Response {
+            status,
+            headers,
+            body,
+            latency: start.elapsed(),
+        })
+    }
+}
+
+fn too_large(len: Option<u64>) -> String {
+    let size = len.map(|l| format!(" ({l} bytes)")).unwrap_or_default();
+    format!(
+        "response body is larger than the 10 MiB limit{size}; it was cut off: probe a smaller endpoint or use http::head"
+    )
+}
+
+/// Sorts a reqwest error into a kind, with the root cause as the message.
+fn classify(
+    e: &reqwest::Error,
+    timeout: Duration,
+    fail: &dyn Fn(TransportKind, String) -> HttpError,
+) -> HttpError {
+    let mut chain = Vec::new();
+    let mut source: Option<&dyn std::error::Error> = Some(e);
+    while let Some(s) = source {
+        chain.push(s.to_string());
+        source = s.source();
+    }
+    let all = chain.join(": ").to_lowercase();
+    let root = chain.last().cloned().unwrap_or_default();
+    if e.is_timeout() {
+        return fail(
+            TransportKind::Timeout,
+            format!("timed out after {}", format_duration(timeout)),
+        );
+    }
+    let kind = if all.contains("dns error") || all.contains("failed to lookup address") {
+        TransportKind::Dns
+    } else if all.contains("certificate")
+        || all.contains("tls")
+        || all.contains("handshake")
+        || all.contains("invalidcontenttype")
+    {
+        TransportKind::Tls
+    } else if e.is_connect() {
+        TransportKind::Connect
+    } else if e.is_body() || e.is_decode() {
+        TransportKind::Body
+    } else if e.is_request() {
+        // The connection broke while the request was in flight (reset, closed early).
+        TransportKind::Connect
+    } else {
+        TransportKind::Other
+    };
+    let label = match kind {
+        TransportKind::Dns => "cannot resolve host",
+        TransportKind::Tls => "TLS error",
+        TransportKind::Connect => "connection failed",
+        TransportKind::Body => "error reading the response body",
+        _ => "request failed",
+    };
+    fail(kind, format!("{label}: {root}"))
+}
