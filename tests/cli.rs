@@ -294,7 +294,7 @@ fn http_transport_errors_have_kinds() {
     drop(closed);
     let out = run(
         &format!(
-            r#"fn kind(url, opts) {{ try {{ http::get(url, opts); "none" }} catch (e) {{ e.kind }} }}
+            r#"fn kind(url, opts) {{ try {{ http::get(url, opts); return "none"; }} catch (e) {{ return e.kind; }} }}
                print(`closed=${{kind("http://127.0.0.1:{closed_port}/", #{{}})}}`);
                print(`reset=${{kind("{reset}", #{{}})}}`);
                print(`slow=${{kind("{slow}", #{{ timeout: "200ms" }})}}`);
@@ -663,6 +663,11 @@ fn interrupt_after(script: &str, ready: &str) -> (Output, Duration) {
         .args(["run", "deploy.rhai"])
         .spawn();
     running.wait_for_stderr(ready, Duration::from_secs(10));
+    // A script may name a file that must exist before the interrupt (a child's pid).
+    let marker = running.path().join("child.pid");
+    if script.contains("child.pid") {
+        assert!(wait_until(Duration::from_secs(5), || marker.exists()));
+    }
     std::thread::sleep(Duration::from_millis(200));
     let t0 = Instant::now();
     running.interrupt();
@@ -683,8 +688,8 @@ fn ctrl_c_during_sleep_stops_within_a_second_and_says_where() {
 #[test]
 fn ctrl_c_during_a_child_process_kills_its_group() {
     let (out, took) = interrupt_after(
-        r#"exec(["sh", "-c", "sleep 30 & echo $! > child.pid; echo ready >&2; wait"], #{ quiet: true });"#,
-        "$ ",
+        r#"log::info("ready"); exec(["sh", "-c", "sleep 30 & echo $! > child.pid; wait"], #{ quiet: true });"#,
+        "ready",
     );
     let _ = took;
     out.assert_code(130).assert_stderr_contains("interrupted");

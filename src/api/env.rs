@@ -7,6 +7,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use rhai::plugin::*;
 
 use super::error::{state, terminated, throw, Error};
+use crate::host::state::HostState;
 use crate::core::mask::MIN_SECRET_LEN;
 
 /// Converts a `--var` string to the type of the default the script gave.
@@ -73,21 +74,41 @@ fn ask(ctx: &NativeCallContext, question: &str) -> Result<bool, Error> {
     Ok(yes)
 }
 
-#[export_module]
-pub mod env_api {
-    use super::*;
-
-    /// The name of the environment this run targets (`--env`).
-    ///
-    /// ```rhai
-    /// if env() == "production" { log::warn("deploying to production"); }
-    /// ```
-    #[rhai_fn(return_raw)]
-    pub fn env(ctx: NativeCallContext) -> Result<String, Error> {
-        Ok(state(&ctx)?.options().env)
+/// The handler of `var(name)` and `var(name, default)` (custom syntax: `var` is a reserved
+/// word in Rhai). Without a default, a variable that was not given is an error naming the
+/// ones that were; with one, the value takes the default's type, so `--var break=true`
+/// reads as a bool when the default is `false`.
+pub fn var_syntax(st: &std::sync::Arc<HostState>, args: Vec<Dynamic>) -> Result<Dynamic, Error> {
+    let mut args = args.into_iter();
+    let name = args.next().unwrap_or_default();
+    if !name.is_string() {
+        return Err(throw("usage", format!("var(): the name must be a string, got {name}")));
     }
+    let name = name.to_string();
+    let opts = st.options();
+    match (opts.vars.get(&name), args.next()) {
+        (Some(v), Some(default)) => typed_like(&name, v, &default),
+        (Some(v), None) => Ok(v.clone().into()),
+        (None, Some(default)) => Ok(default),
+        (None, None) => {
+            let known: Vec<&str> = opts.vars.keys().map(String::as_str).collect();
+            Err(throw(
+                "usage",
+                format!(
+                    "variable `{name}` is not set: pass --var {name}=VALUE{}",
+                    if known.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" (set: {})", known.join(", "))
+                    }
+                ),
+            ))
+        }
+    }
+}
 
-    /// A script variable given with `--var NAME=VALUE`; an error naming the known ones if
+/// Documentation of `var`, which is syntax rather than a registered function.
+pub const VAR_DOC: &str = r#"    /// A script variable given with `--var NAME=VALUE`; an error naming the known ones if
     /// it was not given.
     ///
     /// ```rhai
@@ -125,6 +146,22 @@ pub mod env_api {
             Some(v) => typed_like(name, v, &default),
             None => Ok(default),
         }
+    }
+
+"#;
+
+#[export_module]
+pub mod env_api {
+    use super::*;
+
+    /// The name of the environment this run targets (`--env`).
+    ///
+    /// ```rhai
+    /// if env() == "production" { log::warn("deploying to production"); }
+    /// ```
+    #[rhai_fn(return_raw)]
+    pub fn env(ctx: NativeCallContext) -> Result<String, Error> {
+        Ok(state(&ctx)?.options().env)
     }
 
     /// An environment variable of the deployer process; an error if it is not set.

@@ -11,7 +11,7 @@ use super::error::{state, terminated, throw, throw_with, Error};
 use super::opts::{argv, Opts};
 use crate::core::duration::format_duration;
 use crate::host::console::Verbosity;
-use crate::host::state::{HostState, StateRef};
+use crate::host::state::HostState;
 use crate::sys::process::{self, display_argv, last_lines, CommandSpec, ProcessError};
 use crate::sys::spawn::{SpawnSpec, Spawned, STOP_GRACE};
 
@@ -328,47 +328,24 @@ fn shell(command_line: &str) -> Vec<String> {
     vec!["sh".into(), "-c".into(), command_line.into()]
 }
 
-/// `spawn` is a reserved word in Rhai, so `spawn(argv)` and `spawn(argv, opts)` are
-/// registered as custom syntax that reads like a function call.
-pub fn register_spawn(engine: &mut rhai::Engine) {
-    engine.register_custom_syntax_with_state_raw(
-        "spawn",
-        |symbols, look_ahead, _| {
-            let last = symbols.last().map(|s| s.as_str()).unwrap_or_default();
-            let next = match (symbols.len(), last) {
-                (1, _) => Some("("),
-                (2, _) | (4, ",") => Some("$expr$"),
-                (3, _) if look_ahead == "," => Some(","),
-                (3, _) | (5, _) => Some(")"),
-                _ => None,
-            };
-            Ok(next.map(Into::into))
-        },
-        false,
-        |ctx, inputs, _| {
-            let st = ctx
-                .tag()
-                .clone()
-                .try_cast::<StateRef>()
-                .map(|s| s.0)
-                .ok_or_else(|| throw("internal", "spawn() needs a deployer host"))?;
-            let command = ctx.eval_expression_tree(&inputs[0])?;
-            let command = command.try_cast::<Array>().ok_or_else(|| {
-                throw("usage", "spawn(): the command must be an array such as [\"my-server\", \"--port\", \"8080\"]")
+/// The handler of `spawn(argv)` and `spawn(argv, opts)` (custom syntax: `spawn` is a
+/// reserved word in Rhai).
+pub fn spawn_syntax(st: &std::sync::Arc<HostState>, args: Vec<Dynamic>) -> Result<Dynamic, Error> {
+    let mut args = args.into_iter();
+    let command = args.next().unwrap_or_default().try_cast::<Array>().ok_or_else(|| {
+        throw("usage", "spawn(): the command must be an array such as [\"my-server\", \"--port\", \"8080\"]")
+    })?;
+    let argv = argv("spawn", &command)?;
+    let opts = match args.next() {
+        None => Opts::none("spawn"),
+        Some(m) => {
+            let m = m.try_cast::<Map>().ok_or_else(|| {
+                throw("usage", "spawn(): options must be a map such as #{ cwd: \"app\" }")
             })?;
-            let argv = argv("spawn", &command)?;
-            let opts = match inputs.get(1) {
-                None => Opts::none("spawn"),
-                Some(e) => {
-                    let m = ctx.eval_expression_tree(e)?.try_cast::<Map>().ok_or_else(|| {
-                        throw("usage", "spawn(): options must be a map such as #{ cwd: \"app\" }")
-                    })?;
-                    Opts::new("spawn", m, SPAWN_OPTS)?
-                }
-            };
-            spawn_impl(&st, argv, opts).map(Dynamic::from)
-        },
-    );
+            Opts::new("spawn", m, SPAWN_OPTS)?
+        }
+    };
+    spawn_impl(st, argv, opts).map(Dynamic::from)
 }
 
 /// Documentation of `spawn`, which is syntax rather than a registered function.

@@ -93,7 +93,19 @@ fn latency_ms(d: Duration) -> f64 {
     (d.as_secs_f64() * 100_000.0).round() / 100.0
 }
 
+/// Qualified calls (`http::get`) get no position from Rhai: add the call site.
+fn at(ctx: &NativeCallContext, mut e: Error) -> Error {
+    if e.position().is_none() {
+        e.set_position(ctx.call_position());
+    }
+    e
+}
+
 fn request(ctx: &NativeCallContext, method: &str, url: &str, opts: Opts) -> Result<Map, Error> {
+    request_inner(ctx, method, url, opts).map_err(|e| at(ctx, e))
+}
+
+fn request_inner(ctx: &NativeCallContext, method: &str, url: &str, opts: Opts) -> Result<Map, Error> {
     let st = state(ctx)?;
     let req = build(method, url, &opts)?;
     if method != "GET" && method != "HEAD" && st.dry_run() {
@@ -222,6 +234,10 @@ impl Expect {
 }
 
 fn wait_healthy(ctx: &NativeCallContext, url: &str, opts: Opts) -> Result<Map, Error> {
+    wait_healthy_inner(ctx, url, opts).map_err(|e| at(ctx, e))
+}
+
+fn wait_healthy_inner(ctx: &NativeCallContext, url: &str, opts: Opts) -> Result<Map, Error> {
     let st = state(ctx)?;
     let attempts = opts.int("attempts")?.unwrap_or(30);
     if attempts < 1 {
@@ -318,7 +334,7 @@ pub mod http_api {
     /// ```
     #[rhai_fn(name = "get", return_raw)]
     pub fn get_with(ctx: NativeCallContext, url: &str, options: Map) -> Result<Map, Error> {
-        request(&ctx, "GET", url, Opts::new("http::get", options, REQUEST_OPTS)?)
+        Opts::new("http::get", options, REQUEST_OPTS).and_then(|o| request(&ctx, "GET", url, o)).map_err(|e| at(&ctx, e))
     }
 
     /// Sends a HEAD request.
@@ -339,7 +355,7 @@ pub mod http_api {
     /// ```
     #[rhai_fn(name = "head", return_raw)]
     pub fn head_with(ctx: NativeCallContext, url: &str, options: Map) -> Result<Map, Error> {
-        request(&ctx, "HEAD", url, Opts::new("http::head", options, REQUEST_OPTS)?)
+        Opts::new("http::head", options, REQUEST_OPTS).and_then(|o| request(&ctx, "HEAD", url, o)).map_err(|e| at(&ctx, e))
     }
 
     /// Sends a POST request. In a dry run it is only described.
@@ -360,7 +376,7 @@ pub mod http_api {
     /// ```
     #[rhai_fn(name = "post", return_raw)]
     pub fn post_with(ctx: NativeCallContext, url: &str, options: Map) -> Result<Map, Error> {
-        request(&ctx, "POST", url, Opts::new("http::post", options, REQUEST_OPTS)?)
+        Opts::new("http::post", options, REQUEST_OPTS).and_then(|o| request(&ctx, "POST", url, o)).map_err(|e| at(&ctx, e))
     }
 
     /// Sends a PUT request. In a dry run it is only described.
@@ -380,7 +396,7 @@ pub mod http_api {
     /// ```
     #[rhai_fn(name = "put", return_raw)]
     pub fn put_with(ctx: NativeCallContext, url: &str, options: Map) -> Result<Map, Error> {
-        request(&ctx, "PUT", url, Opts::new("http::put", options, REQUEST_OPTS)?)
+        Opts::new("http::put", options, REQUEST_OPTS).and_then(|o| request(&ctx, "PUT", url, o)).map_err(|e| at(&ctx, e))
     }
 
     /// Sends a PATCH request. In a dry run it is only described.
@@ -400,7 +416,7 @@ pub mod http_api {
     /// ```
     #[rhai_fn(name = "patch", return_raw)]
     pub fn patch_with(ctx: NativeCallContext, url: &str, options: Map) -> Result<Map, Error> {
-        request(&ctx, "PATCH", url, Opts::new("http::patch", options, REQUEST_OPTS)?)
+        Opts::new("http::patch", options, REQUEST_OPTS).and_then(|o| request(&ctx, "PATCH", url, o)).map_err(|e| at(&ctx, e))
     }
 
     /// Sends a DELETE request. In a dry run it is only described.
@@ -420,7 +436,7 @@ pub mod http_api {
     /// ```
     #[rhai_fn(name = "delete", return_raw)]
     pub fn delete_with(ctx: NativeCallContext, url: &str, options: Map) -> Result<Map, Error> {
-        request(&ctx, "DELETE", url, Opts::new("http::delete", options, REQUEST_OPTS)?)
+        Opts::new("http::delete", options, REQUEST_OPTS).and_then(|o| request(&ctx, "DELETE", url, o)).map_err(|e| at(&ctx, e))
     }
 
     /// Polls a URL until it answers with a 2xx status (30 attempts, 2 s apart, 5 s each)
@@ -446,6 +462,6 @@ pub mod http_api {
     /// ```
     #[rhai_fn(name = "wait_healthy", return_raw)]
     pub fn wait_healthy_with(ctx: NativeCallContext, url: &str, options: Map) -> Result<Map, Error> {
-        super::wait_healthy(&ctx, url, Opts::new("http::wait_healthy", options, WAIT_OPTS)?)
+        Opts::new("http::wait_healthy", options, WAIT_OPTS).and_then(|o| super::wait_healthy(&ctx, url, o)).map_err(|e| at(&ctx, e))
     }
 }

@@ -6,6 +6,7 @@ pub mod exec;
 pub mod http;
 pub mod opts;
 pub mod retry;
+pub mod syntax;
 
 use rhai::{exported_module, Engine};
 
@@ -13,7 +14,8 @@ use rhai::{exported_module, Engine};
 pub fn register(engine: &mut Engine) {
     engine.register_type_with_name::<exec::ProcessHandle>("Process");
     engine.register_global_module(exported_module!(exec::exec_api).into());
-    exec::register_spawn(engine);
+    syntax::register_call(engine, "spawn", 1, 2, exec::spawn_syntax);
+    syntax::register_call(engine, "var", 1, 2, env::var_syntax);
     engine.register_global_module(exported_module!(retry::retry_api).into());
     engine.register_global_module(exported_module!(env::env_api).into());
     engine.register_static_module("http", exported_module!(http::http_api).into());

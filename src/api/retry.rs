@@ -204,4 +204,24 @@ pub mod retry_api {
         let d = super::duration(&duration).map_err(|e| throw("usage", format!("sleep(): {e}")))?;
         st.sleep(d).map_err(|_| terminated(&st))
     }
+
+    /// Waits a whole number of seconds (replaces Rhai's uninterruptible `sleep`).
+    ///
+    /// ```rhai
+    /// sleep(2);
+    /// ```
+    #[rhai_fn(name = "sleep", return_raw)]
+    pub fn sleep_int(ctx: NativeCallContext, seconds: i64) -> Result<(), Error> {
+        sleep(ctx, Dynamic::from(seconds))
+    }
+
+    /// Waits a number of seconds (replaces Rhai's uninterruptible `sleep`).
+    ///
+    /// ```rhai
+    /// sleep(0.25);
+    /// ```
+    #[rhai_fn(name = "sleep", return_raw)]
+    pub fn sleep_float(ctx: NativeCallContext, seconds: f64) -> Result<(), Error> {
+        sleep(ctx, Dynamic::from(seconds))
+    }
 }
