@@ -25,7 +25,11 @@ fn read_pid(path: &std::path::Path) -> i32 {
         "no pid file at {}",
         path.display()
     );
-    std::fs::read_to_string(path).unwrap().trim().parse().unwrap()
+    std::fs::read_to_string(path)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap()
 }
 
 // ---------------------------------------------------------------- exec and sh
@@ -141,19 +145,25 @@ fn exec_output_that_is_not_utf8_is_decoded_lossily() {
 
 #[test]
 fn verbose_streams_command_output_prefixed() {
-    run(r#"exec(["sh", "-c", "echo line-one; echo line-two >&2"]);"#, &["-v"])
-        .assert_code(0)
-        .assert_stderr_contains("  | line-one")
-        .assert_stderr_contains("  ! line-two");
+    run(
+        r#"exec(["sh", "-c", "echo line-one; echo line-two >&2"]);"#,
+        &["-v"],
+    )
+    .assert_code(0)
+    .assert_stderr_contains("  | line-one")
+    .assert_stderr_contains("  ! line-two");
 }
 
 #[test]
 fn quiet_hides_commands_but_not_errors() {
-    run(r#"exec(["true"]); log::info("hidden"); log::warn("shown");"#, &["-q"])
-        .assert_code(0)
-        .assert_stderr_not_contains("$ true")
-        .assert_stderr_not_contains("hidden")
-        .assert_stderr_contains("warning: shown");
+    run(
+        r#"exec(["true"]); log::info("hidden"); log::warn("shown");"#,
+        &["-q"],
+    )
+    .assert_code(0)
+    .assert_stderr_not_contains("$ true")
+    .assert_stderr_not_contains("hidden")
+    .assert_stderr_contains("warning: shown");
 }
 
 #[test]
@@ -230,7 +240,11 @@ fn http_post_sends_json_and_headers() {
     )
     .assert_code(0)
     .assert_stdout_contains("method=POST");
-    let req = s.requests().into_iter().find(|r| r.path == "/echo").unwrap();
+    let req = s
+        .requests()
+        .into_iter()
+        .find(|r| r.path == "/echo")
+        .unwrap();
     assert_eq!(req.header("x-run"), Some("42"));
     assert_eq!(req.header("content-type"), Some("application/json"));
     let body: serde_json::Value = serde_json::from_str(&req.body).unwrap();
@@ -347,7 +361,10 @@ fn wait_healthy_polls_until_healthy() {
 #[test]
 fn wait_healthy_failure_lists_every_attempt() {
     let s = TestServer::start();
-    s.set("/starting", Behaviour::Json(200, r#"{"status":"starting"}"#.into()));
+    s.set(
+        "/starting",
+        Behaviour::Json(200, r#"{"status":"starting"}"#.into()),
+    );
     run(
         &format!(
             r#"http::wait_healthy("{}", #{{ attempts: 3, interval: "20ms", expect: #{{ json: #{{ status: "healthy" }} }} }});"#,
@@ -434,11 +451,14 @@ fn retry_does_not_retry_abort_or_what_when_refuses() {
 
 #[test]
 fn bad_durations_are_errors_quoting_the_value_and_place() {
-    run(r#"log::info("start");
-sleep("5 minutes");"#, &[])
-        .assert_code(1)
-        .assert_stderr_contains("bad duration \"5 minutes\"")
-        .assert_stderr_contains("--> deploy.rhai:2:1");
+    run(
+        r#"log::info("start");
+sleep("5 minutes");"#,
+        &[],
+    )
+    .assert_code(1)
+    .assert_stderr_contains("bad duration \"5 minutes\"")
+    .assert_stderr_contains("--> deploy.rhai:2:1");
     run(r#"sleep(-1);"#, &[])
         .assert_code(1)
         .assert_stderr_contains("it must be zero or more seconds");
@@ -536,21 +556,30 @@ fn dry_run_runs_no_command_and_no_mutating_request() {
 
 #[test]
 fn confirm_without_terminal_answers_no_and_says_why() {
-    run(r#"print(`answer=${confirm("Deploy to production?")}`);"#, &[])
-        .assert_code(0)
-        .assert_stdout_contains("answer=false")
-        .assert_stderr_contains("no terminal to ask on and --yes was not given; answering no");
-    run(r#"print(`answer=${confirm("Deploy to production?")}`);"#, &["--yes"])
-        .assert_code(0)
-        .assert_stdout_contains("answer=true");
+    run(
+        r#"print(`answer=${confirm("Deploy to production?")}`);"#,
+        &[],
+    )
+    .assert_code(0)
+    .assert_stdout_contains("answer=false")
+    .assert_stderr_contains("no terminal to ask on and --yes was not given; answering no");
+    run(
+        r#"print(`answer=${confirm("Deploy to production?")}`);"#,
+        &["--yes"],
+    )
+    .assert_code(0)
+    .assert_stdout_contains("answer=true");
 }
 
 #[test]
 fn abort_stops_the_run_with_its_message() {
-    run(r#"abort("cancelled by operator"); print("not reached");"#, &[])
-        .assert_code(1)
-        .assert_stderr_contains("aborted: cancelled by operator")
-        .assert_stdout_not_contains("not reached");
+    run(
+        r#"abort("cancelled by operator"); print("not reached");"#,
+        &[],
+    )
+    .assert_code(1)
+    .assert_stderr_contains("aborted: cancelled by operator")
+    .assert_stdout_not_contains("not reached");
 }
 
 #[test]
@@ -677,7 +706,10 @@ fn interrupt_after(script: &str, ready: &str) -> (Output, Duration) {
 
 #[test]
 fn ctrl_c_during_sleep_stops_within_a_second_and_says_where() {
-    let (out, took) = interrupt_after("log::info(\"ready\");\nsleep(\"30s\");\nprint(\"not reached\");", "ready");
+    let (out, took) = interrupt_after(
+        "log::info(\"ready\");\nsleep(\"30s\");\nprint(\"not reached\");",
+        "ready",
+    );
     out.assert_code(130)
         .assert_stderr_contains("interrupted (Ctrl-C)")
         .assert_stderr_contains("--> deploy.rhai:2:1")
@@ -694,12 +726,18 @@ fn ctrl_c_during_a_child_process_kills_its_group() {
     let _ = took;
     out.assert_code(130).assert_stderr_contains("interrupted");
     let child = read_pid(&out.path().join("child.pid"));
-    assert!(wait_until(Duration::from_secs(2), || !pid_alive(child)), "child {child} still alive");
+    assert!(
+        wait_until(Duration::from_secs(2), || !pid_alive(child)),
+        "child {child} still alive"
+    );
 }
 
 #[test]
 fn ctrl_c_and_timeout_end_a_runaway_loop() {
-    let (out, took) = interrupt_after("log::info(\"ready\");\nlet i = 0;\nloop { i += 1; }", "ready");
+    let (out, took) = interrupt_after(
+        "log::info(\"ready\");\nlet i = 0;\nloop { i += 1; }",
+        "ready",
+    );
     out.assert_code(130).assert_stderr_contains("interrupted");
     assert!(took < Duration::from_secs(1), "took {took:?}");
     run("let i = 0;\nloop { i += 1; }", &["--timeout", "300ms"])
@@ -711,10 +749,14 @@ fn ctrl_c_and_timeout_end_a_runaway_loop() {
 fn ctrl_c_during_an_http_probe() {
     let s = TestServer::start();
     let (out, took) = interrupt_after(
-        &format!("log::info(\"ready\");\nhttp::get(\"{}\", #{{ timeout: \"30s\" }});", s.url("/slow/20000")),
+        &format!(
+            "log::info(\"ready\");\nhttp::get(\"{}\", #{{ timeout: \"30s\" }});",
+            s.url("/slow/20000")
+        ),
         "ready",
     );
-    out.assert_code(130).assert_stderr_contains("--> deploy.rhai:2:");
+    out.assert_code(130)
+        .assert_stderr_contains("--> deploy.rhai:2:");
     assert!(took < Duration::from_secs(1), "took {took:?}");
 }
 
@@ -742,7 +784,9 @@ fn every_shipped_script_passes_check() {
     for dir in ["examples", "scripts", "stdlib"] {
         let mut stack = vec![root.join(dir)];
         while let Some(d) = stack.pop() {
-            let Ok(entries) = std::fs::read_dir(&d) else { continue };
+            let Ok(entries) = std::fs::read_dir(&d) else {
+                continue;
+            };
             for e in entries.flatten() {
                 let p = e.path();
                 if p.is_dir() {

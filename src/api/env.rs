@@ -7,8 +7,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use rhai::plugin::*;
 
 use super::error::{state, terminated, throw, Error};
-use crate::host::state::HostState;
 use crate::core::mask::MIN_SECRET_LEN;
+use crate::host::state::HostState;
 
 /// Converts a `--var` string to the type of the default the script gave.
 fn typed_like(name: &str, value: &str, default: &Dynamic) -> Result<Dynamic, Error> {
@@ -67,10 +67,8 @@ fn ask(ctx: &NativeCallContext, question: &str) -> Result<bool, Error> {
         .map_err(|_| terminated(&st))?
         .unwrap_or_default();
     let yes = matches!(line.trim().to_ascii_lowercase().as_str(), "y" | "yes");
-    st.console.info(&format!(
-        "{question} {}",
-        if yes { "yes" } else { "no" }
-    ));
+    st.console
+        .info(&format!("{question} {}", if yes { "yes" } else { "no" }));
     Ok(yes)
 }
 
@@ -82,7 +80,10 @@ pub fn var_syntax(st: &std::sync::Arc<HostState>, args: Vec<Dynamic>) -> Result<
     let mut args = args.into_iter();
     let name = args.next().unwrap_or_default();
     if !name.is_string() {
-        return Err(throw("usage", format!("var(): the name must be a string, got {name}")));
+        return Err(throw(
+            "usage",
+            format!("var(): the name must be a string, got {name}"),
+        ));
     }
     let name = name.to_string();
     let opts = st.options();

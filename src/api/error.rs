@@ -45,7 +45,10 @@ pub fn terminated(state: &HostState) -> Error {
         .reason()
         .map(|r| r.to_string())
         .unwrap_or_else(|| "cancelled".into());
-    Box::new(EvalAltResult::ErrorTerminated(reason.into(), Position::NONE))
+    Box::new(EvalAltResult::ErrorTerminated(
+        reason.into(),
+        Position::NONE,
+    ))
 }
 
 /// Returns the innermost error, past function-call and module wrappers.

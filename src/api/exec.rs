@@ -19,7 +19,12 @@ const EXEC_OPTS: &[&str] = &["cwd", "env", "timeout", "stdin", "allow_fail", "qu
 const SPAWN_OPTS: &[&str] = &["cwd", "env", "log"];
 
 /// Runs a command for `exec` or `sh`; `shown` is what the operator sees.
-fn run(ctx: &NativeCallContext, argv: Vec<String>, shown: String, opts: Opts) -> Result<Map, Error> {
+fn run(
+    ctx: &NativeCallContext,
+    argv: Vec<String>,
+    shown: String,
+    opts: Opts,
+) -> Result<Map, Error> {
     let st = state(ctx)?;
     let spec = CommandSpec {
         argv,
@@ -41,7 +46,9 @@ fn run(ctx: &NativeCallContext, argv: Vec<String>, shown: String, opts: Opts) ->
     }
     let live: Option<process::LineSink> = if st.console.verbosity >= Verbosity::Verbose && !quiet {
         let console = st.console.clone();
-        Some(Arc::new(move |stream: &str, line: &str| console.output_line(stream, line)))
+        Some(Arc::new(move |stream: &str, line: &str| {
+            console.output_line(stream, line)
+        }))
     } else {
         None
     };
@@ -144,8 +151,11 @@ fn spawn_impl(st: &HostState, argv: Vec<String>, opts: Opts) -> Result<ProcessHa
     st.console.command(&format!("{display} &"));
     match st.processes.spawn(&spec, &st.log_dir) {
         Ok(p) => {
-            st.console
-                .debug(&format!("started pid {} (output in {})", p.pid, p.log.display()));
+            st.console.debug(&format!(
+                "started pid {} (output in {})",
+                p.pid,
+                p.log.display()
+            ));
             Ok(ProcessHandle {
                 inner: Some(p),
                 display,
@@ -166,6 +176,8 @@ pub struct ProcessHandle {
     display: String,
 }
 
+// Rhai's export_module unwraps `&mut` receivers in its generated glue.
+#[allow(clippy::unwrap_used)]
 #[export_module]
 pub mod exec_api {
     use super::*;
@@ -210,7 +222,12 @@ pub mod exec_api {
     /// ```
     #[rhai_fn(return_raw)]
     pub fn sh(ctx: NativeCallContext, command_line: &str) -> Result<Map, Error> {
-        run(&ctx, shell(command_line), command_line.to_string(), Opts::none("sh"))
+        run(
+            &ctx,
+            shell(command_line),
+            command_line.to_string(),
+            Opts::none("sh"),
+        )
     }
 
     /// Runs a command line through `sh -c` with the options of `exec`.
@@ -287,7 +304,8 @@ pub mod exec_api {
     /// ```
     #[rhai_fn(name = "stop", pure, return_raw)]
     pub fn stop_grace(p: &mut ProcessHandle, grace: Dynamic) -> Result<String, Error> {
-        let grace = super::super::opts::duration(&grace).map_err(|e| throw("usage", format!("stop(): {e}")))?;
+        let grace = super::super::opts::duration(&grace)
+            .map_err(|e| throw("usage", format!("stop(): {e}")))?;
         Ok(match &p.inner {
             Some(s) => s.stop(grace),
             None => "not started (dry run)".into(),
@@ -302,7 +320,9 @@ pub mod exec_api {
     /// ```
     #[rhai_fn(pure)]
     pub fn output(p: &mut ProcessHandle, lines: i64) -> String {
-        let Some(s) = &p.inner else { return String::new() };
+        let Some(s) = &p.inner else {
+            return String::new();
+        };
         let text = std::fs::read(&s.log).unwrap_or_default();
         let text = String::from_utf8_lossy(&text);
         let all: Vec<&str> = text.lines().collect();
@@ -340,7 +360,10 @@ pub fn spawn_syntax(st: &std::sync::Arc<HostState>, args: Vec<Dynamic>) -> Resul
         None => Opts::none("spawn"),
         Some(m) => {
             let m = m.try_cast::<Map>().ok_or_else(|| {
-                throw("usage", "spawn(): options must be a map such as #{ cwd: \"app\" }")
+                throw(
+                    "usage",
+                    "spawn(): options must be a map such as #{ cwd: \"app\" }",
+                )
             })?;
             Opts::new("spawn", m, SPAWN_OPTS)?
         }

@@ -29,12 +29,22 @@ fn build(method: &str, url: &str, opts: &Opts) -> Result<Request, Error> {
     let mut body = opts.string("body")?.map(String::into_bytes);
     if let Some(json) = opts.get("json") {
         if body.is_some() {
-            return Err(throw("usage", "http: give either `json` or `body`, not both"));
+            return Err(throw(
+                "usage",
+                "http: give either `json` or `body`, not both",
+            ));
         }
-        let value: serde_json::Value = rhai::serde::from_dynamic(json)
-            .map_err(|e| throw("usage", format!("http: option `json` cannot be sent as JSON: {e}")))?;
+        let value: serde_json::Value = rhai::serde::from_dynamic(json).map_err(|e| {
+            throw(
+                "usage",
+                format!("http: option `json` cannot be sent as JSON: {e}"),
+            )
+        })?;
         body = Some(value.to_string().into_bytes());
-        if !headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("content-type")) {
+        if !headers
+            .iter()
+            .any(|(k, _)| k.eq_ignore_ascii_case("content-type"))
+        {
             headers.push(("content-type".into(), "application/json".into()));
         }
     }
@@ -105,7 +115,12 @@ fn request(ctx: &NativeCallContext, method: &str, url: &str, opts: Opts) -> Resu
     request_inner(ctx, method, url, opts).map_err(|e| at(ctx, e))
 }
 
-fn request_inner(ctx: &NativeCallContext, method: &str, url: &str, opts: Opts) -> Result<Map, Error> {
+fn request_inner(
+    ctx: &NativeCallContext,
+    method: &str,
+    url: &str,
+    opts: Opts,
+) -> Result<Map, Error> {
     let st = state(ctx)?;
     let req = build(method, url, &opts)?;
     if method != "GET" && method != "HEAD" && st.dry_run() {
@@ -114,7 +129,8 @@ fn request_inner(ctx: &NativeCallContext, method: &str, url: &str, opts: Opts) -
             .as_ref()
             .map(|b| format!(" ({} byte body)", b.len()))
             .unwrap_or_default();
-        st.console.info(&format!("would send: {method} {url}{size}"));
+        st.console
+            .info(&format!("would send: {method} {url}{size}"));
         let mut m = Map::new();
         m.insert("status".into(), 0i64.into());
         m.insert("ok".into(), true.into());
@@ -162,12 +178,13 @@ impl Expect {
                 ))
             }
         };
-        let json = match opts.get("json") {
-            None => None,
-            Some(v) => Some(rhai::serde::from_dynamic(v).map_err(|e| {
-                throw("usage", format!("http::wait_healthy(): expect.json: {e}"))
-            })?),
-        };
+        let json =
+            match opts.get("json") {
+                None => None,
+                Some(v) => Some(rhai::serde::from_dynamic(v).map_err(|e| {
+                    throw("usage", format!("http::wait_healthy(): expect.json: {e}"))
+                })?),
+            };
         let headers = match opts.get("headers") {
             None => Vec::new(),
             Some(v) if v.is_array() => v
@@ -214,7 +231,9 @@ impl Expect {
         }
         if let Some(needle) = &self.body_contains {
             if !body.contains(needle.as_str()) {
-                return Some(format!("status {status}, body does not contain \"{needle}\""));
+                return Some(format!(
+                    "status {status}, body does not contain \"{needle}\""
+                ));
             }
         }
         for (name, value) in &self.headers {
@@ -262,7 +281,8 @@ fn wait_healthy_inner(ctx: &NativeCallContext, url: &str, opts: Opts) -> Result<
             Ok(r) => match expect.mismatch(&r) {
                 None => {
                     if attempt > 1 {
-                        st.console.info(&format!("{url} is healthy (attempt {attempt}/{attempts})"));
+                        st.console
+                            .info(&format!("{url} is healthy (attempt {attempt}/{attempts})"));
                     }
                     let mut m = response_map(&r);
                     m.insert("attempts".into(), attempt.into());
@@ -273,7 +293,12 @@ fn wait_healthy_inner(ctx: &NativeCallContext, url: &str, opts: Opts) -> Result<
             Err(e) if e.kind == crate::sys::http::TransportKind::Url => {
                 return Err(transport_error(&e));
             }
-            Err(e) => format!("{} error: {} ({} ms)", e.kind.as_str(), e.message, e.elapsed.as_millis()),
+            Err(e) => format!(
+                "{} error: {} ({} ms)",
+                e.kind.as_str(),
+                e.message,
+                e.elapsed.as_millis()
+            ),
         };
         if attempt < attempts {
             st.console.info(&format!(
@@ -289,7 +314,10 @@ fn wait_healthy_inner(ctx: &NativeCallContext, url: &str, opts: Opts) -> Result<
     );
     // Long waits keep the first and the last attempts: enough to see the trend.
     let shown: Vec<&String> = if seen.len() > 12 {
-        seen.iter().take(3).chain(seen.iter().skip(seen.len() - 9)).collect()
+        seen.iter()
+            .take(3)
+            .chain(seen.iter().skip(seen.len() - 9))
+            .collect()
     } else {
         seen.iter().collect()
     };
@@ -303,7 +331,10 @@ fn wait_healthy_inner(ctx: &NativeCallContext, url: &str, opts: Opts) -> Result<
     extra.insert("url".into(), url.into());
     extra.insert(
         "attempts".into(),
-        seen.into_iter().map(Dynamic::from).collect::<Array>().into(),
+        seen.into_iter()
+            .map(Dynamic::from)
+            .collect::<Array>()
+            .into(),
     );
     Err(throw_with("unhealthy", msg, extra))
 }
@@ -334,7 +365,9 @@ pub mod http_api {
     /// ```
     #[rhai_fn(name = "get", return_raw)]
     pub fn get_with(ctx: NativeCallContext, url: &str, options: Map) -> Result<Map, Error> {
-        Opts::new("http::get", options, REQUEST_OPTS).and_then(|o| request(&ctx, "GET", url, o)).map_err(|e| at(&ctx, e))
+        Opts::new("http::get", options, REQUEST_OPTS)
+            .and_then(|o| request(&ctx, "GET", url, o))
+            .map_err(|e| at(&ctx, e))
     }
 
     /// Sends a HEAD request.
@@ -355,7 +388,9 @@ pub mod http_api {
     /// ```
     #[rhai_fn(name = "head", return_raw)]
     pub fn head_with(ctx: NativeCallContext, url: &str, options: Map) -> Result<Map, Error> {
-        Opts::new("http::head", options, REQUEST_OPTS).and_then(|o| request(&ctx, "HEAD", url, o)).map_err(|e| at(&ctx, e))
+        Opts::new("http::head", options, REQUEST_OPTS)
+            .and_then(|o| request(&ctx, "HEAD", url, o))
+            .map_err(|e| at(&ctx, e))
     }
 
     /// Sends a POST request. In a dry run it is only described.
@@ -376,7 +411,9 @@ pub mod http_api {
     /// ```
     #[rhai_fn(name = "post", return_raw)]
     pub fn post_with(ctx: NativeCallContext, url: &str, options: Map) -> Result<Map, Error> {
-        Opts::new("http::post", options, REQUEST_OPTS).and_then(|o| request(&ctx, "POST", url, o)).map_err(|e| at(&ctx, e))
+        Opts::new("http::post", options, REQUEST_OPTS)
+            .and_then(|o| request(&ctx, "POST", url, o))
+            .map_err(|e| at(&ctx, e))
     }
 
     /// Sends a PUT request. In a dry run it is only described.
@@ -396,7 +433,9 @@ pub mod http_api {
     /// ```
     #[rhai_fn(name = "put", return_raw)]
     pub fn put_with(ctx: NativeCallContext, url: &str, options: Map) -> Result<Map, Error> {
-        Opts::new("http::put", options, REQUEST_OPTS).and_then(|o| request(&ctx, "PUT", url, o)).map_err(|e| at(&ctx, e))
+        Opts::new("http::put", options, REQUEST_OPTS)
+            .and_then(|o| request(&ctx, "PUT", url, o))
+            .map_err(|e| at(&ctx, e))
     }
 
     /// Sends a PATCH request. In a dry run it is only described.
@@ -416,7 +455,9 @@ pub mod http_api {
     /// ```
     #[rhai_fn(name = "patch", return_raw)]
     pub fn patch_with(ctx: NativeCallContext, url: &str, options: Map) -> Result<Map, Error> {
-        Opts::new("http::patch", options, REQUEST_OPTS).and_then(|o| request(&ctx, "PATCH", url, o)).map_err(|e| at(&ctx, e))
+        Opts::new("http::patch", options, REQUEST_OPTS)
+            .and_then(|o| request(&ctx, "PATCH", url, o))
+            .map_err(|e| at(&ctx, e))
     }
 
     /// Sends a DELETE request. In a dry run it is only described.
@@ -436,7 +477,9 @@ pub mod http_api {
     /// ```
     #[rhai_fn(name = "delete", return_raw)]
     pub fn delete_with(ctx: NativeCallContext, url: &str, options: Map) -> Result<Map, Error> {
-        Opts::new("http::delete", options, REQUEST_OPTS).and_then(|o| request(&ctx, "DELETE", url, o)).map_err(|e| at(&ctx, e))
+        Opts::new("http::delete", options, REQUEST_OPTS)
+            .and_then(|o| request(&ctx, "DELETE", url, o))
+            .map_err(|e| at(&ctx, e))
     }
 
     /// Polls a URL until it answers with a 2xx status (30 attempts, 2 s apart, 5 s each)
@@ -461,7 +504,13 @@ pub mod http_api {
     ///     expect: #{ status: 200, json: #{ status: "healthy" } } });
     /// ```
     #[rhai_fn(name = "wait_healthy", return_raw)]
-    pub fn wait_healthy_with(ctx: NativeCallContext, url: &str, options: Map) -> Result<Map, Error> {
-        Opts::new("http::wait_healthy", options, WAIT_OPTS).and_then(|o| super::wait_healthy(&ctx, url, o)).map_err(|e| at(&ctx, e))
+    pub fn wait_healthy_with(
+        ctx: NativeCallContext,
+        url: &str,
+        options: Map,
+    ) -> Result<Map, Error> {
+        Opts::new("http::wait_healthy", options, WAIT_OPTS)
+            .and_then(|o| super::wait_healthy(&ctx, url, o))
+            .map_err(|e| at(&ctx, e))
     }
 }

@@ -3,13 +3,17 @@
 use rhai::plugin::*;
 use rhai::{Array, FnPtr, Map};
 
-use super::error::{is_terminated, kind_of, message_of, state, terminated, throw, throw_with, Error};
+use super::error::{
+    is_terminated, kind_of, message_of, state, terminated, throw, throw_with, Error,
+};
 use super::opts::{duration, Opts};
 use crate::core::backoff::Backoff;
 use crate::core::duration::format_duration;
 use crate::host::state::RetryEvent;
 
-const RETRY_OPTS: &[&str] = &["attempts", "backoff", "base", "factor", "max", "jitter", "when", "name"];
+const RETRY_OPTS: &[&str] = &[
+    "attempts", "backoff", "base", "factor", "max", "jitter", "when", "name",
+];
 
 /// Error kinds that mean "stop now", never "try again".
 const NEVER_RETRIED: &[&str] = &["abort", "usage"];
@@ -34,9 +38,13 @@ fn schedule(opts: &Opts) -> Result<(u32, Backoff), Error> {
                 .collect::<Result<_, _>>()?,
         ),
         None => Backoff::Exponential {
-            base: opts.duration("base")?.unwrap_or(std::time::Duration::from_secs(1)),
+            base: opts
+                .duration("base")?
+                .unwrap_or(std::time::Duration::from_secs(1)),
             factor: opts.float("factor")?.unwrap_or(2.0),
-            max: opts.duration("max")?.unwrap_or(std::time::Duration::from_secs(30)),
+            max: opts
+                .duration("max")?
+                .unwrap_or(std::time::Duration::from_secs(30)),
             jitter: opts.boolean("jitter")?.unwrap_or(false),
         },
     };
@@ -63,7 +71,10 @@ fn retry_impl(ctx: &NativeCallContext, opts: Opts, body: FnPtr) -> Result<Dynami
     let when = match opts.get("when") {
         None => None,
         Some(v) => Some(v.clone().try_cast::<FnPtr>().ok_or_else(|| {
-            throw("usage", "retry(): option `when` must be a closure such as |err| err.kind == \"connect\"")
+            throw(
+                "usage",
+                "retry(): option `when` must be a closure such as |err| err.kind == \"connect\"",
+            )
         })?),
     };
     let label = opts
@@ -106,7 +117,13 @@ fn retry_impl(ctx: &NativeCallContext, opts: Opts, body: FnPtr) -> Result<Dynami
                             if is_terminated(&we) {
                                 we
                             } else {
-                                throw("usage", format!("retry(): the `when` closure failed: {}", message_of(&we)))
+                                throw(
+                                    "usage",
+                                    format!(
+                                        "retry(): the `when` closure failed: {}",
+                                        message_of(&we)
+                                    ),
+                                )
                             }
                         })?;
                     if !again {
@@ -130,19 +147,27 @@ fn retry_impl(ctx: &NativeCallContext, opts: Opts, body: FnPtr) -> Result<Dynami
                         });
                     }
                 } else {
-                    st.console
-                        .warn(&format!("{label}attempt {attempt}/{attempts} failed: {first}"));
+                    st.console.warn(&format!(
+                        "{label}attempt {attempt}/{attempts} failed: {first}"
+                    ));
                 }
                 errors.push(msg);
                 last = Some(e);
             }
         }
     }
-    let kind = last.as_deref().and_then(kind_of).unwrap_or_else(|| "retry".into());
+    let kind = last
+        .as_deref()
+        .and_then(kind_of)
+        .unwrap_or_else(|| "retry".into());
     let mut msg = format!("{label}all {attempts} attempts failed:");
     for (i, e) in errors.iter().enumerate() {
         let mut lines = e.lines();
-        msg.push_str(&format!("\n  attempt {}: {}", i + 1, lines.next().unwrap_or_default()));
+        msg.push_str(&format!(
+            "\n  attempt {}: {}",
+            i + 1,
+            lines.next().unwrap_or_default()
+        ));
         for more in lines {
             msg.push_str(&format!("\n    {more}"));
         }
@@ -150,7 +175,11 @@ fn retry_impl(ctx: &NativeCallContext, opts: Opts, body: FnPtr) -> Result<Dynami
     let mut extra = Map::new();
     extra.insert(
         "errors".into(),
-        errors.into_iter().map(Dynamic::from).collect::<Array>().into(),
+        errors
+            .into_iter()
+            .map(Dynamic::from)
+            .collect::<Array>()
+            .into(),
     );
     Err(throw_with(&kind, msg, extra))
 }

@@ -12,7 +12,13 @@ use crate::host::state::{HostState, StateRef};
 pub type Handler = fn(&Arc<HostState>, Vec<Dynamic>) -> Result<Dynamic, Error>;
 
 /// Registers `name(a)` .. `name(a, b, ...)` with `min..=max` arguments as custom syntax.
-pub fn register_call(engine: &mut Engine, name: &'static str, min: usize, max: usize, handler: Handler) {
+pub fn register_call(
+    engine: &mut Engine,
+    name: &'static str,
+    min: usize,
+    max: usize,
+    handler: Handler,
+) {
     engine.register_custom_syntax_with_state_raw(
         name,
         move |symbols, look_ahead, _| {
@@ -30,7 +36,10 @@ pub fn register_call(engine: &mut Engine, name: &'static str, min: usize, max: u
         },
         false,
         move |ctx, inputs, _| {
-            let pos = inputs.first().map(|e| e.position()).unwrap_or(Position::NONE);
+            let pos = inputs
+                .first()
+                .map(|e| e.position())
+                .unwrap_or(Position::NONE);
             let at = |mut e: Box<EvalAltResult>| {
                 if e.position().is_none() {
                     e.set_position(pos);
@@ -40,7 +49,10 @@ pub fn register_call(engine: &mut Engine, name: &'static str, min: usize, max: u
             if inputs.len() < min {
                 return Err(at(throw(
                     "usage",
-                    format!("{name}() takes at least {min} argument{}", if min == 1 { "" } else { "s" }),
+                    format!(
+                        "{name}() takes at least {min} argument{}",
+                        if min == 1 { "" } else { "s" }
+                    ),
                 )));
             }
             let st = ctx

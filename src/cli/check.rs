@@ -52,7 +52,7 @@ pub fn check(args: CheckArgs, color: ColorChoice) -> i32 {
             }
         };
         match host.check(&name, &text) {
-            Ok(_) => console.success(&format!("{name}")),
+            Ok(_) => console.success(&name),
             Err(diags) => {
                 for d in &diags {
                     host.print(d);

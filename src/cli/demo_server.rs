@@ -62,17 +62,26 @@ fn handle(mut stream: TcpStream, args: &DemoArgs, flaky: &AtomicU64) {
     let (status, body) = match path {
         "/health" => (
             "200 OK",
-            format!("{{\"status\":\"healthy\",\"version\":\"{}\"}}", args.release),
+            format!(
+                "{{\"status\":\"healthy\",\"version\":\"{}\"}}",
+                args.release
+            ),
         ),
         "/flaky" => {
             let n = flaky.fetch_add(1, Ordering::SeqCst);
             if n < args.fail_first {
-                ("503 Service Unavailable", format!("{{\"status\":\"starting\",\"attempt\":{}}}", n + 1))
+                (
+                    "503 Service Unavailable",
+                    format!("{{\"status\":\"starting\",\"attempt\":{}}}", n + 1),
+                )
             } else {
                 ("200 OK", "{\"status\":\"ready\"}".to_string())
             }
         }
-        "/" => ("200 OK", "{\"hello\":\"from the deployer demo server\"}".to_string()),
+        "/" => (
+            "200 OK",
+            "{\"hello\":\"from the deployer demo server\"}".to_string(),
+        ),
         _ => ("404 Not Found", "{\"error\":\"not found\"}".to_string()),
     };
     let _ = write!(

@@ -11,7 +11,8 @@ use clap::{Parser, Subcommand};
 use crate::core::duration::parse_duration;
 use crate::host::console::ColorChoice;
 
-const ABOUT: &str = "Deployment runbooks as short Rhai scripts: retries, probes, process control, rollback.";
+const ABOUT: &str =
+    "Deployment runbooks as short Rhai scripts: retries, probes, process control, rollback.";
 
 const EXAMPLES: &str = "\
 Examples:
@@ -62,12 +63,29 @@ pub fn var_arg(s: &str) -> Result<(String, String), String> {
     }
 }
 
+/// Turns on internal tracing when `DEPLOYER_LOG` is set (for example `DEPLOYER_LOG=debug`).
+/// It is off otherwise so start-up stays fast.
+fn init_tracing() {
+    if let Ok(filter) = std::env::var("DEPLOYER_LOG") {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+            .with_writer(std::io::stderr)
+            .with_ansi(ColorChoice::Auto.enabled())
+            .try_init();
+    }
+}
+
 /// Runs the command line and returns the process exit code.
 pub fn main() -> i32 {
+    init_tracing();
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {
-            let code = if e.use_stderr() { crate::exit::USAGE } else { 0 };
+            let code = if e.use_stderr() {
+                crate::exit::USAGE
+            } else {
+                0
+            };
             let _ = e.print();
             return code;
         }

@@ -121,7 +121,9 @@ pub fn run(args: RunArgs, color: ColorChoice) -> i32 {
                     .as_ref()
                     .map(|l| format!(" at {l}"))
                     .unwrap_or_default();
-                console.error(&format!("run stopped{at} after {took}; background processes were stopped"));
+                console.error(&format!(
+                    "run stopped{at} after {took}; background processes were stopped"
+                ));
                 match reason {
                     Some(CancelReason::Timeout(_)) => exit::FAILED,
                     _ => exit::INTERRUPTED,

@@ -88,10 +88,7 @@ pub fn from_secs_f64(seconds: f64) -> Result<Duration, DurationError> {
     from_secs_checked(seconds, || format!("{seconds}"))
 }
 
-fn from_secs_checked(
-    seconds: f64,
-    shown: impl Fn() -> String,
-) -> Result<Duration, DurationError> {
+fn from_secs_checked(seconds: f64, shown: impl Fn() -> String) -> Result<Duration, DurationError> {
     if seconds.is_nan() {
         return Err(DurationError::Invalid {
             value: shown(),

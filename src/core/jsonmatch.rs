@@ -42,8 +42,14 @@ mod tests {
     #[test]
     fn subsets_match() {
         let have = json!({"status": "healthy", "db": {"ok": true, "ms": 3}, "n": 1.0});
-        assert_eq!(subset_mismatch(&json!({"status": "healthy"}), &have, ""), None);
-        assert_eq!(subset_mismatch(&json!({"db": {"ok": true}}), &have, ""), None);
+        assert_eq!(
+            subset_mismatch(&json!({"status": "healthy"}), &have, ""),
+            None
+        );
+        assert_eq!(
+            subset_mismatch(&json!({"db": {"ok": true}}), &have, ""),
+            None
+        );
         assert_eq!(subset_mismatch(&json!({"n": 1}), &have, ""), None);
     }
 

@@ -41,7 +41,11 @@ where
         .map(|c| {
             let d = edit_distance(&lower, &c.to_lowercase());
             // A shared suffix after a namespace (`get` vs `http::get`) is a strong hint.
-            let d = if c.ends_with(&format!("::{name}")) { 0 } else { d };
+            let d = if c.ends_with(&format!("::{name}")) {
+                0
+            } else {
+                d
+            };
             (d, c)
         })
         .filter(|(d, _)| *d <= limit)

@@ -50,7 +50,10 @@ impl Catalog {
                         .insert(arity);
                 }
                 None => {
-                    cat.globals.entry(name.to_string()).or_default().insert(arity);
+                    cat.globals
+                        .entry(name.to_string())
+                        .or_default()
+                        .insert(arity);
                 }
             }
         }
@@ -195,18 +198,14 @@ impl Checker<'_> {
             true
         });
 
-        let mut aliases: HashMap<String, Option<HashMap<String, BTreeSet<usize>>>> =
-            HashMap::new();
+        let mut aliases: HashMap<String, Option<HashMap<String, BTreeSet<usize>>>> = HashMap::new();
         for (path, alias, pos) in imports {
             let fns = self.load_module(name, &path, pos);
             aliases.insert(alias, fns);
         }
 
         for (ns, fname, argc, pos) in calls {
-            if !fname
-                .chars()
-                .all(|c| c.is_alphanumeric() || c == '_')
-            {
+            if !fname.chars().all(|c| c.is_alphanumeric() || c == '_') {
                 continue; // operators and internal helpers Rhai generates
             }
             let location = Location::of(name, pos);
@@ -221,13 +220,25 @@ impl Checker<'_> {
                 Some(ns) => {
                     if let Some(fns) = self.catalog.modules.get(&ns) {
                         let full = format!("{ns}::{fname}");
-                        self.check_call(&full, argc, fns.get(&fname).cloned(), location, &script_fns);
+                        self.check_call(
+                            &full,
+                            argc,
+                            fns.get(&fname).cloned(),
+                            location,
+                            &script_fns,
+                        );
                     } else if let Some(loaded) = aliases.get(&ns) {
                         // A module that failed to load was reported already.
                         let Some(fns) = loaded else { continue };
                         let full = format!("{ns}::{fname}");
                         if fns.contains_key(&fname) {
-                            self.check_call(&full, argc, fns.get(&fname).cloned(), location, &script_fns);
+                            self.check_call(
+                                &full,
+                                argc,
+                                fns.get(&fname).cloned(),
+                                location,
+                                &script_fns,
+                            );
                         } else {
                             let mut d = Diagnostic::error(
                                 format!("unknown function `{full}`: the module imported as `{ns}` has no public function `{fname}`"),
@@ -283,11 +294,17 @@ impl Checker<'_> {
                         format!(
                             "`{full}` takes {} argument{}, but this call gives {argc}",
                             counts.join(" or "),
-                            if a.len() == 1 && a.contains(&1) { "" } else { "s" }
+                            if a.len() == 1 && a.contains(&1) {
+                                ""
+                            } else {
+                                "s"
+                            }
                         ),
                         location,
                     )
-                    .with_help(format!("run `deployer repl` and `:doc {full}` to see how to call it")),
+                    .with_help(format!(
+                        "run `deployer repl` and `:doc {full}` to see how to call it"
+                    )),
                 );
             }
             None => {
@@ -312,8 +329,10 @@ impl Checker<'_> {
         let located = match locate(Some(importer), path) {
             Ok(l) => l,
             Err(e) => {
-                self.diags
-                    .push(Diagnostic::error(e.to_string(), Location::of(importer, pos)));
+                self.diags.push(Diagnostic::error(
+                    e.to_string(),
+                    Location::of(importer, pos),
+                ));
                 return None;
             }
         };
@@ -337,10 +356,7 @@ impl Checker<'_> {
     }
 }
 
-fn merge(
-    a: Option<&BTreeSet<usize>>,
-    b: Option<&BTreeSet<usize>>,
-) -> Option<BTreeSet<usize>> {
+fn merge(a: Option<&BTreeSet<usize>>, b: Option<&BTreeSet<usize>>) -> Option<BTreeSet<usize>> {
     match (a, b) {
         (None, None) => None,
         (a, b) => Some(
@@ -359,9 +375,15 @@ mod tests {
 
     #[test]
     fn parses_signatures() {
-        assert_eq!(parse_signature("exec(argv: Array, opts: Map) -> Map"), Some(("exec", 2)));
+        assert_eq!(
+            parse_signature("exec(argv: Array, opts: Map) -> Map"),
+            Some(("exec", 2))
+        );
         assert_eq!(parse_signature("now() -> String"), Some(("now", 0)));
-        assert_eq!(parse_signature("http::get(url: &str)"), Some(("http::get", 1)));
+        assert_eq!(
+            parse_signature("http::get(url: &str)"),
+            Some(("http::get", 1))
+        );
         assert_eq!(
             parse_signature("f(a: Result<Map, Box<E>>, b: i64)"),
             Some(("f", 2))

@@ -186,9 +186,9 @@ impl Host {
                 if seen == 1 {
                     state.cancel.cancel(CancelReason::Signal(name));
                 } else {
-                    state
-                        .console
-                        .error(&format!("second {name}: stopping background processes and exiting now"));
+                    state.console.error(&format!(
+                        "second {name}: stopping background processes and exiting now"
+                    ));
                     state.processes.stop_all(Duration::ZERO);
                     std::process::exit(crate::exit::INTERRUPTED);
                 }
@@ -213,15 +213,17 @@ impl Host {
             crate::sys::spawn::STOP_GRACE
         };
         for (display, outcome) in self.state.processes.stop_all(grace) {
-            self.state
-                .console
-                .info(&format!("stopped background process `{display}` ({outcome})"));
+            self.state.console.info(&format!(
+                "stopped background process `{display}` ({outcome})"
+            ));
         }
     }
 }
 
 impl Drop for Host {
     fn drop(&mut self) {
-        self.state.processes.stop_all(crate::sys::process::CANCEL_GRACE);
+        self.state
+            .processes
+            .stop_all(crate::sys::process::CANCEL_GRACE);
     }
 }

@@ -38,12 +38,16 @@ impl ModuleResolver for Resolver {
             LocateError::NotFound { .. } | LocateError::NoStd { .. } => {
                 Box::new(EvalAltResult::ErrorModuleNotFound(e.to_string(), pos))
             }
-            LocateError::Unreadable { .. } => Box::new(EvalAltResult::ErrorRuntime(
-                e.to_string().into(),
-                pos,
-            )),
+            LocateError::Unreadable { .. } => {
+                Box::new(EvalAltResult::ErrorRuntime(e.to_string().into(), pos))
+            }
         })?;
-        if let Some(m) = self.cache.lock().ok().and_then(|c| c.get(&located.name).cloned()) {
+        if let Some(m) = self
+            .cache
+            .lock()
+            .ok()
+            .and_then(|c| c.get(&located.name).cloned())
+        {
             return Ok(m);
         }
         self.sources

@@ -56,9 +56,10 @@ impl Cancel {
     pub fn cancel(&self, reason: CancelReason) {
         if let Ok(mut r) = self.reason.lock() {
             if r.is_none() {
-                *r = Some(reason);
+                *r = Some(reason.clone());
             }
         }
+        tracing::debug!(?reason, "cancelling the run");
         self.flag.store(true, Ordering::SeqCst);
         self.token().cancel();
     }

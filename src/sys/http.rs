@@ -113,6 +113,7 @@ impl Clients {
             .pool_idle_timeout(Duration::from_secs(30))
             .build()
             .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
+        tracing::debug!(follow, "built the HTTP client");
         Ok(cell.get_or_init(|| client))
     }
 
@@ -129,13 +130,18 @@ impl Clients {
         let url = reqwest::Url::parse(&req.url).map_err(|e| {
             fail(
                 TransportKind::Url,
-                format!("invalid URL: {e} (write it in full, such as http://127.0.0.1:8080/health)"),
+                format!(
+                    "invalid URL: {e} (write it in full, such as http://127.0.0.1:8080/health)"
+                ),
             )
         })?;
         if !matches!(url.scheme(), "http" | "https") {
             return Err(fail(
                 TransportKind::Url,
-                format!("unsupported URL scheme \"{}\": use http or https", url.scheme()),
+                format!(
+                    "unsupported URL scheme \"{}\": use http or https",
+                    url.scheme()
+                ),
             ));
         }
         let method = reqwest::Method::from_bytes(req.method.to_uppercase().as_bytes())
@@ -150,6 +156,8 @@ impl Clients {
         if let Some(body) = &req.body {
             builder = builder.body(body.clone());
         }
+        // No URL here: it may hold a secret, and tracing output is not masked.
+        tracing::debug!(method = %req.method, "sending request");
         let mut resp = builder
             .send()
             .await

@@ -73,9 +73,8 @@ pub fn display_argv(argv: &[String]) -> String {
     argv.iter()
         .map(|a| {
             if !a.is_empty()
-                && a.chars().all(|c| {
-                    c.is_ascii_alphanumeric() || "-_./:=@%+,".contains(c)
-                })
+                && a.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-_./:=@%+,".contains(c))
             {
                 a.clone()
             } else {
@@ -156,6 +155,8 @@ pub async fn run(
         },
     })?;
     let pid = child.id().unwrap_or(0);
+    // No arguments here: they may hold a secret, and tracing output is not masked.
+    tracing::debug!(pid, program = program.as_str(), "started");
 
     if let (Some(input), Some(mut stdin)) = (spec.stdin.clone(), child.stdin.take()) {
         tokio::spawn(async move {
@@ -217,6 +218,7 @@ pub async fn run(
         }
     };
     let duration = start.elapsed();
+    tracing::debug!(pid, ?status, ?duration, "exited");
     let (stdout, stderr, pipes_left_open) = collect(out_task, err_task).await;
     use std::os::unix::process::ExitStatusExt;
     Ok(CommandOutput {
