@@ -9,4 +9,5 @@ pub mod cli;
 pub mod core;
 pub mod exit;
 pub mod host;
+pub mod report;
 pub mod sys;

@@ -4,5 +4,6 @@ pub mod backoff;
 pub mod duration;
 pub mod jsonmatch;
 pub mod mask;
+pub mod score;
 pub mod suggest;
 pub mod time;

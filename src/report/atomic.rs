@@ -1,0 +1,218 @@
+//! Atomic file replacement: write a temp file beside the target, fsync it, rename it over the target.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+static COUNTER: AtomicU64 = AtomicU64::new(0);
+
+/// Returns a name for a temp file in `dir` that no other thread or process of ours uses:
+/// `.<base>.<tag>.<pid>.<counter>`.
+pub(crate) fn unique_sibling(dir: &Path, base: &str, tag: &str) -> PathBuf {
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    dir.join(format!(".{base}.{tag}.{}.{n}", std::process::id()))
+}
+
+/// Returns the folder that holds `path` ("." for a bare file name).
+pub(crate) fn parent_dir(path: &Path) -> &Path {
+    match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    }
+}
+
+/// Adds what failed and on which path to an I/O error, keeping its kind.
+pub(crate) fn context(e: io::Error, what: &str, path: &Path) -> io::Error {
+    io::Error::new(e.kind(), format!("{what} {}: {e}", path.display()))
+}
+
+/// Flushes a folder's entries (new names, renames) to disk.
+///
+/// File systems that cannot fsync a folder (EINVAL, unsupported) are not an error.
+pub(crate) fn sync_dir(dir: &Path) -> io::Result<()> {
+    let result = File::open(dir).and_then(|d| d.sync_all());
+    match result {
+        Err(e)
+            if matches!(
+                e.kind(),
+                io::ErrorKind::InvalidInput | io::ErrorKind::Unsupported
+            ) =>
+        {
+            Ok(())
+        }
+        Err(e) => Err(context(e, "cannot fsync folder", dir)),
+        Ok(()) => Ok(()),
+    }
+}
+
+/// Removes a temp file when dropped, unless disarmed.
+pub(crate) struct TempFile {
+    path: Option<PathBuf>,
+}
+
+impl TempFile {
+    /// Takes charge of removing `path`.
+    pub(crate) fn new(path: PathBuf) -> Self {
+        TempFile { path: Some(path) }
+    }
+
+    /// Returns the temp file's path.
+    pub(crate) fn path(&self) -> &Path {
+        self.path.as_deref().unwrap_or(Path::new(""))
+    }
+
+    /// Stops the removal: the file was renamed or linked into place.
+    pub(crate) fn disarm(&mut self) {
+        self.path = None;
+    }
+}
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        if let Some(p) = self.path.take() {
+            let _ = fs::remove_file(p);
+        }
+    }
+}
+
+/// Creates a new temp file in `dir` (named after `base`) holding `bytes`, fsynced; removed
+/// again on error or when the returned [`TempFile`] is dropped without being disarmed.
+pub(crate) fn write_temp(dir: &Path, base: &str, bytes: &[u8]) -> io::Result<TempFile> {
+    let mut attempt = 0;
+    let (mut file, temp) = loop {
+        let candidate = unique_sibling(dir, base, "tmp");
+        match OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&candidate)
+        {
+            Ok(f) => break (f, TempFile::new(candidate)),
+            // A file left by a crashed process that had our pid: take the next name.
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists && attempt < 100 => attempt += 1,
+            Err(e) => return Err(context(e, "cannot create temp file", &candidate)),
+        }
+    };
+    file.write_all(bytes)
+        .map_err(|e| context(e, "cannot write temp file", temp.path()))?;
+    file.sync_all()
+        .map_err(|e| context(e, "cannot fsync temp file", temp.path()))?;
+    Ok(temp)
+}
+
+/// Writes `bytes` to `path` so that readers see the old content or the new, never a mix.
+///
+/// Writes a temp file in the same folder (named with the pid and a counter), fsyncs it,
+/// renames it over `path` and fsyncs the folder. The temp file is removed on any error.
+/// The folder must exist.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    let Some(name) = path.file_name() else {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!(
+                "cannot write {} atomically: the path has no file name; give a file path",
+                path.display()
+            ),
+        ));
+    };
+    // A non-UTF-8 name only affects the temp file's name.
+    let base = name.to_str().unwrap_or("file");
+    let dir = parent_dir(path);
+    let mut temp = write_temp(dir, base, bytes)?;
+    fs::rename(temp.path(), path).map_err(|e| {
+        io::Error::new(
+            e.kind(),
+            format!(
+                "cannot rename {} to {}: {e}",
+                temp.path().display(),
+                path.display()
+            ),
+        )
+    })?;
+    temp.disarm();
+    sync_dir(dir)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A folder under the system temp dir, removed on drop.
+    struct TestDir(PathBuf);
+
+    impl TestDir {
+        fn new(name: &str) -> Self {
+            static N: AtomicU64 = AtomicU64::new(0);
+            let n = N.fetch_add(1, Ordering::Relaxed);
+            let p = std::env::temp_dir()
+                .join(format!("report-atomic-{}-{n}-{name}", std::process::id()));
+            let _ = fs::remove_dir_all(&p);
+            fs::create_dir_all(&p).expect("create test dir");
+            TestDir(p)
+        }
+    }
+
+    impl Drop for TestDir {
+        fn drop(&mut self) {
+            let _ = fs::remove_dir_all(&self.0);
+        }
+    }
+
+    fn names(dir: &Path) -> Vec<String> {
+        let mut v: Vec<String> = fs::read_dir(dir)
+            .expect("read dir")
+            .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+            .collect();
+        v.sort();
+        v
+    }
+
+    #[test]
+    fn writes_new_and_replaces_existing() {
+        let d = TestDir::new("replace");
+        let p = d.0.join("report.json");
+        write_atomic(&p, b"{\"a\":1}").expect("first write");
+        assert_eq!(fs::read(&p).expect("read"), b"{\"a\":1}");
+        write_atomic(&p, b"second").expect("second write");
+        assert_eq!(fs::read(&p).expect("read"), b"second");
+        assert_eq!(names(&d.0), vec!["report.json".to_string()]);
+    }
+
+    #[test]
+    fn missing_folder_fails_and_leaves_nothing() {
+        let d = TestDir::new("missing");
+        let p = d.0.join("no-such-dir").join("x.json");
+        let err = write_atomic(&p, b"x").expect_err("folder is missing");
+        assert_eq!(err.kind(), io::ErrorKind::NotFound);
+        assert!(err.to_string().contains("no-such-dir"), "{err}");
+        assert!(names(&d.0).is_empty());
+    }
+
+    #[test]
+    fn failed_rename_removes_the_temp_file() {
+        let d = TestDir::new("rename");
+        // A non-empty folder in the way: rename of a file over it fails.
+        let p = d.0.join("target");
+        fs::create_dir(&p).expect("mkdir");
+        fs::write(p.join("inside"), b"x").expect("write");
+        let err = write_atomic(&p, b"data").expect_err("target is a folder");
+        assert!(err.to_string().contains("cannot rename"), "{err}");
+        assert_eq!(names(&d.0), vec!["target".to_string()]);
+    }
+
+    #[test]
+    fn temp_names_are_unique() {
+        let d = Path::new("/x");
+        let a = unique_sibling(d, "f", "tmp");
+        let b = unique_sibling(d, "f", "tmp");
+        assert_ne!(a, b);
+        let pid = std::process::id().to_string();
+        assert!(a.to_string_lossy().contains(&pid));
+    }
+
+    #[test]
+    fn rejects_path_without_file_name() {
+        let err = write_atomic(Path::new("/"), b"x").expect_err("no file name");
+        assert_eq!(err.kind(), io::ErrorKind::InvalidInput);
+    }
+}

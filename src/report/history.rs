@@ -1,0 +1,356 @@
+//! The run history `.deployer/history.jsonl`: one JSON object per finished run, appended, read back tolerantly.
+
+use std::fs::{self, OpenOptions};
+use std::io::{self, Write};
+use std::os::unix::fs::FileExt;
+use std::path::Path;
+
+use crate::report::atomic::{context, parent_dir, sync_dir};
+
+/// One finished (or interrupted) run, as one line of the history file.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct HistoryEntry {
+    pub run_id: String,
+    /// UTC RFC 3339.
+    pub started_at: String,
+    /// UTC RFC 3339.
+    pub finished_at: String,
+    pub env: String,
+    pub script: String,
+    /// "PASS", "WARNING" or "FAILED"; `None` when the run stopped before it was scored.
+    #[serde(default)]
+    pub verdict: Option<String>,
+    /// 0-100; `None` when the run stopped before it was scored.
+    #[serde(default)]
+    pub score: Option<f64>,
+    pub duration_ms: u64,
+    /// "ok", "failed", "declined" or "not_needed"; `None` when rollback never came up.
+    #[serde(default)]
+    pub rollback: Option<String>,
+    #[serde(default)]
+    pub dry_run: bool,
+    #[serde(default)]
+    pub interrupted: bool,
+    pub exit_code: i32,
+    /// Path of this run's report.json.
+    pub report: String,
+}
+
+/// The entries that could be read, and a warning for each damaged line skipped.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct History {
+    /// In file order: oldest first.
+    pub entries: Vec<HistoryEntry>,
+    pub warnings: Vec<String>,
+}
+
+/// Appends `entry` as one line to the history file at `path`, creating it and its folders.
+///
+/// If a crash cut the file's last line (no final newline), a newline is written first so the
+/// new entry starts on its own line. The line goes out in one write on an append-mode file and
+/// is fsynced.
+pub fn append(path: &Path, entry: &HistoryEntry) -> io::Result<()> {
+    let dir = parent_dir(path);
+    fs::create_dir_all(dir).map_err(|e| context(e, "cannot create history folder", dir))?;
+    let existed = path.exists();
+    let file = OpenOptions::new()
+        .read(true)
+        .append(true)
+        .create(true)
+        .open(path)
+        .map_err(|e| context(e, "cannot open history file", path))?;
+    let len = file
+        .metadata()
+        .map_err(|e| context(e, "cannot read metadata of history file", path))?
+        .len();
+    let mut line = Vec::with_capacity(256);
+    if len > 0 {
+        let mut last = [0u8; 1];
+        file.read_exact_at(&mut last, len - 1)
+            .map_err(|e| context(e, "cannot read the end of history file", path))?;
+        if last[0] != b'\n' {
+            line.push(b'\n');
+        }
+    }
+    serde_json::to_writer(&mut line, entry).map_err(|e| {
+        io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("cannot encode history entry for run {}: {e}", entry.run_id),
+        )
+    })?;
+    line.push(b'\n');
+    // One write(2) for a regular file; write_all only loops on the rare short write.
+    (&file)
+        .write_all(&line)
+        .map_err(|e| context(e, "cannot append to history file", path))?;
+    file.sync_data()
+        .map_err(|e| context(e, "cannot fsync history file", path))?;
+    if !existed {
+        sync_dir(dir)?;
+    }
+    Ok(())
+}
+
+/// Reads the history file at `path`; a missing file is an empty history.
+///
+/// Lines that are not valid UTF-8, not JSON or not an entry are skipped, each with a warning
+/// such as `history.jsonl line 7 is damaged and was skipped: <error>`. Blank lines are ignored.
+pub fn read(path: &Path) -> io::Result<History> {
+    let bytes = match fs::read(path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(History::default()),
+        Err(e) => return Err(context(e, "cannot read history file", path)),
+    };
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "history.jsonl".to_string());
+    let mut history = History::default();
+    for (i, raw) in bytes.split(|&b| b == b'\n').enumerate() {
+        if raw.iter().all(u8::is_ascii_whitespace) {
+            continue;
+        }
+        let parsed = std::str::from_utf8(raw)
+            .map_err(|e| format!("invalid UTF-8: {e}"))
+            .and_then(|s| serde_json::from_str::<HistoryEntry>(s).map_err(|e| e.to_string()));
+        match parsed {
+            Ok(entry) => history.entries.push(entry),
+            Err(e) => history.warnings.push(format!(
+                "{name} line {} is damaged and was skipped: {e}",
+                i + 1
+            )),
+        }
+    }
+    Ok(history)
+}
+
+/// Returns up to `n` entries, newest first (last appended first), of `env` or of every env.
+pub fn recent<'a>(history: &'a History, env: Option<&str>, n: usize) -> Vec<&'a HistoryEntry> {
+    history
+        .entries
+        .iter()
+        .rev()
+        .filter(|e| env.is_none_or(|want| e.env == want))
+        .take(n)
+        .collect()
+}
+
+/// Returns the last real (not dry) run of `env` before run `before_run_id`.
+///
+/// If `before_run_id` is not in the history (the current run, not yet appended), every entry
+/// counts as before it.
+pub fn previous<'a>(
+    history: &'a History,
+    env: &str,
+    before_run_id: &str,
+) -> Option<&'a HistoryEntry> {
+    let end = history
+        .entries
+        .iter()
+        .position(|e| e.run_id == before_run_id)
+        .unwrap_or(history.entries.len());
+    history.entries[..end]
+        .iter()
+        .rev()
+        .find(|e| e.env == env && !e.dry_run)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::PathBuf;
+    use std::sync::atomic::{AtomicU64, Ordering};
+
+    /// A folder under the system temp dir, removed on drop.
+    struct TestDir(PathBuf);
+
+    impl TestDir {
+        fn new(name: &str) -> Self {
+            static N: AtomicU64 = AtomicU64::new(0);
+            let n = N.fetch_add(1, Ordering::Relaxed);
+            let p = std::env::temp_dir()
+                .join(format!("report-history-{}-{n}-{name}", std::process::id()));
+            let _ = fs::remove_dir_all(&p);
+            fs::create_dir_all(&p).expect("create test dir");
+            TestDir(p)
+        }
+
+        fn file(&self) -> PathBuf {
+            self.0.join(".deployer").join("history.jsonl")
+        }
+    }
+
+    impl Drop for TestDir {
+        fn drop(&mut self) {
+            let _ = fs::remove_dir_all(&self.0);
+        }
+    }
+
+    fn entry(run_id: &str, env: &str) -> HistoryEntry {
+        HistoryEntry {
+            run_id: run_id.into(),
+            started_at: "2026-11-23T19:12:00.000Z".into(),
+            finished_at: "2026-11-23T19:14:05.250Z".into(),
+            env: env.into(),
+            script: "deploy.rhai".into(),
+            verdict: Some("PASS".into()),
+            score: Some(86.0),
+            duration_ms: 125_250,
+            rollback: Some("not_needed".into()),
+            dry_run: false,
+            interrupted: false,
+            exit_code: 0,
+            report: format!(".deployer/runs/{run_id}/report.json"),
+        }
+    }
+
+    fn line(e: &HistoryEntry) -> String {
+        serde_json::to_string(e).expect("encode")
+    }
+
+    #[test]
+    fn round_trip() {
+        let d = TestDir::new("roundtrip");
+        let p = d.file();
+        let mut b = entry("r2", "prod");
+        b.verdict = None;
+        b.score = None;
+        b.rollback = Some("failed".into());
+        b.interrupted = true;
+        b.exit_code = 130;
+        append(&p, &entry("r1", "staging")).expect("append 1");
+        append(&p, &b).expect("append 2");
+        let h = read(&p).expect("read");
+        assert_eq!(h.entries, vec![entry("r1", "staging"), b]);
+        assert!(h.warnings.is_empty());
+        let text = fs::read_to_string(&p).expect("text");
+        assert_eq!(text.lines().count(), 2);
+        assert!(text.ends_with('\n'));
+    }
+
+    #[test]
+    fn damaged_line_in_the_middle_is_skipped() {
+        let d = TestDir::new("damaged");
+        let p = d.file();
+        fs::create_dir_all(p.parent().expect("parent")).expect("mkdir");
+        let text = format!(
+            "{}\n{{\"run_id\": \"x\", \"sta\n\n{{\"run_id\": \"only-id\"}}\n{}\n",
+            line(&entry("r1", "prod")),
+            line(&entry("r3", "prod"))
+        );
+        fs::write(&p, text).expect("write");
+        let h = read(&p).expect("read");
+        let ids: Vec<&str> = h.entries.iter().map(|e| e.run_id.as_str()).collect();
+        assert_eq!(ids, vec!["r1", "r3"]);
+        assert_eq!(h.warnings.len(), 2, "{:?}", h.warnings);
+        assert!(
+            h.warnings[0].starts_with("history.jsonl line 2 is damaged and was skipped: "),
+            "{}",
+            h.warnings[0]
+        );
+        assert!(
+            h.warnings[1].starts_with("history.jsonl line 4 is damaged and was skipped: "),
+            "{}",
+            h.warnings[1]
+        );
+        assert!(h.warnings[1].contains("missing field"), "{}", h.warnings[1]);
+    }
+
+    #[test]
+    fn truncated_last_line_then_append_keeps_new_entry() {
+        let d = TestDir::new("truncated");
+        let p = d.file();
+        append(&p, &entry("r1", "prod")).expect("append");
+        let cut = line(&entry("r2", "prod"));
+        let mut f = OpenOptions::new().append(true).open(&p).expect("open");
+        f.write_all(&cut.as_bytes()[..cut.len() / 2])
+            .expect("write half");
+        drop(f);
+        append(&p, &entry("r3", "prod")).expect("append after crash");
+        let h = read(&p).expect("read");
+        let ids: Vec<&str> = h.entries.iter().map(|e| e.run_id.as_str()).collect();
+        assert_eq!(ids, vec!["r1", "r3"]);
+        assert_eq!(h.warnings.len(), 1);
+        assert!(
+            h.warnings[0].contains("line 2 is damaged"),
+            "{}",
+            h.warnings[0]
+        );
+        assert_eq!(h.entries[1], entry("r3", "prod"));
+    }
+
+    #[test]
+    fn invalid_utf8_line_is_damaged_not_an_error() {
+        let d = TestDir::new("utf8");
+        let p = d.file();
+        fs::create_dir_all(p.parent().expect("parent")).expect("mkdir");
+        let mut bytes = line(&entry("r1", "prod")).into_bytes();
+        bytes.extend_from_slice(b"\n{\"run_id\": \"\xff\xfe\"}\n");
+        bytes.extend_from_slice(line(&entry("r2", "prod")).as_bytes());
+        bytes.push(b'\n');
+        fs::write(&p, bytes).expect("write");
+        let h = read(&p).expect("read");
+        assert_eq!(h.entries.len(), 2);
+        assert_eq!(h.warnings.len(), 1);
+        assert!(h.warnings[0].contains("line 2"), "{}", h.warnings[0]);
+        assert!(h.warnings[0].contains("invalid UTF-8"), "{}", h.warnings[0]);
+    }
+
+    #[test]
+    fn missing_file_is_empty() {
+        let d = TestDir::new("missing");
+        let h = read(&d.file()).expect("read");
+        assert_eq!(h, History::default());
+    }
+
+    #[test]
+    fn older_lines_without_optional_fields_load() {
+        let d = TestDir::new("old");
+        let p = d.file();
+        fs::create_dir_all(p.parent().expect("parent")).expect("mkdir");
+        fs::write(
+            &p,
+            "{\"run_id\":\"r0\",\"started_at\":\"a\",\"finished_at\":\"b\",\"env\":\"prod\",\
+             \"script\":\"s.rhai\",\"duration_ms\":5,\"exit_code\":1,\"report\":\"r.json\"}\n",
+        )
+        .expect("write");
+        let h = read(&p).expect("read");
+        assert!(h.warnings.is_empty(), "{:?}", h.warnings);
+        let e = &h.entries[0];
+        assert_eq!(
+            (e.verdict.as_deref(), e.score, e.dry_run),
+            (None, None, false)
+        );
+    }
+
+    #[test]
+    fn recent_and_previous() {
+        let mut dry = entry("r4", "prod");
+        dry.dry_run = true;
+        let h = History {
+            entries: vec![
+                entry("r1", "prod"),
+                entry("r2", "staging"),
+                entry("r3", "prod"),
+                dry,
+                entry("r5", "prod"),
+            ],
+            warnings: vec![],
+        };
+        let ids = |v: Vec<&HistoryEntry>| v.iter().map(|e| e.run_id.clone()).collect::<Vec<_>>();
+        assert_eq!(ids(recent(&h, None, 3)), vec!["r5", "r4", "r3"]);
+        assert_eq!(
+            ids(recent(&h, Some("prod"), 10)),
+            vec!["r5", "r4", "r3", "r1"]
+        );
+        assert_eq!(ids(recent(&h, Some("qa"), 10)), Vec::<String>::new());
+        assert_eq!(ids(recent(&h, None, 0)), Vec::<String>::new());
+
+        let run = |e: Option<&HistoryEntry>| e.map(|e| e.run_id.clone());
+        assert_eq!(run(previous(&h, "prod", "r5")), Some("r3".into()));
+        assert_eq!(run(previous(&h, "prod", "r3")), Some("r1".into()));
+        assert_eq!(run(previous(&h, "prod", "r1")), None);
+        assert_eq!(run(previous(&h, "prod", "r6-current")), Some("r5".into()));
+        assert_eq!(run(previous(&h, "staging", "r5")), Some("r2".into()));
+    }
+}

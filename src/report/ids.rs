@@ -1,0 +1,132 @@
+//! Run ids, UTC timestamps (RFC 3339) and who/where a run happens (host and user names).
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// The longest environment name kept in a run id; longer ones are cut.
+const MAX_ENV_IN_ID: usize = 64;
+
+use crate::core::time::compact;
+pub use crate::core::time::rfc3339;
+
+/// Mixes the bits of a 64-bit value (SplitMix64 finaliser).
+fn mix(mut z: u64) -> u64 {
+    z = z.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+/// Replaces every character outside `[A-Za-z0-9_-]` with `_`, cuts to 64 characters; empty gives `default`.
+pub fn sanitize_env(env: &str) -> String {
+    let s: String = env
+        .chars()
+        .take(MAX_ENV_IN_ID)
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '_' || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    if s.is_empty() {
+        "default".to_string()
+    } else {
+        s
+    }
+}
+
+/// Builds a run id such as `20261123T191200Z-staging-3fa9`: UTC time, sanitized env, 4 hex chars.
+///
+/// The 4 hex chars mix the time's nanoseconds, the pid and a per-process counter, so two runs
+/// started in the same second (even by one process) get different ids in practice.
+pub fn run_id(now: SystemTime, env: &str) -> String {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let since = now.duration_since(UNIX_EPOCH).unwrap_or_default();
+    let (secs, nanos) = (since.as_secs(), since.subsec_nanos());
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let seed = secs.wrapping_mul(1_000_000_007)
+        ^ u64::from(nanos)
+        ^ (u64::from(std::process::id()) << 32)
+        ^ n.wrapping_mul(0x2545_F491_4F6C_DD1D);
+    let tag = mix(seed) & 0xffff;
+    format!("{}-{}-{tag:04x}", compact(now), sanitize_env(env))
+}
+
+/// Returns this machine's host name, or `unknown-host` if it cannot be read.
+pub fn hostname() -> String {
+    let mut buf = [0u8; 256];
+    // SAFETY: `buf` is valid for writes of `buf.len() - 1` bytes; the last byte stays 0, so the
+    // name is NUL-terminated even if the kernel truncated it.
+    let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len() - 1) };
+    if rc != 0 {
+        return "unknown-host".to_string();
+    }
+    let len = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
+    let name = String::from_utf8_lossy(&buf[..len]).into_owned();
+    if name.is_empty() {
+        "unknown-host".to_string()
+    } else {
+        name
+    }
+}
+
+/// Returns the user running this process: `$USER`, else `$LOGNAME`, else the numeric uid.
+pub fn username() -> String {
+    for var in ["USER", "LOGNAME"] {
+        if let Ok(v) = std::env::var(var) {
+            if !v.is_empty() {
+                return v;
+            }
+        }
+    }
+    // SAFETY: getuid has no preconditions and cannot fail.
+    let uid = unsafe { libc::getuid() };
+    uid.to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn at(secs: u64, nanos: u32) -> SystemTime {
+        UNIX_EPOCH + Duration::new(secs, nanos)
+    }
+
+    #[test]
+    fn run_id_shape() {
+        let id = run_id(at(1_795_461_120, 5), "staging");
+        assert!(id.starts_with("20261123T191200Z-staging-"), "{id}");
+        let tag = id.rsplit('-').next().expect("tag");
+        assert_eq!(tag.len(), 4, "{id}");
+        assert!(tag
+            .chars()
+            .all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase()));
+    }
+
+    #[test]
+    fn run_id_sanitizes_env() {
+        let id = run_id(at(0, 0), "prod/eu west.1");
+        assert!(id.starts_with("19700101T000000Z-prod_eu_west_1-"), "{id}");
+        let id = run_id(at(0, 0), "");
+        assert!(id.starts_with("19700101T000000Z-default-"), "{id}");
+        assert_eq!(sanitize_env("é-x_Y9"), "_-x_Y9");
+        assert_eq!(sanitize_env(&"a".repeat(100)).len(), 64);
+    }
+
+    #[test]
+    fn run_ids_at_the_same_instant_differ() {
+        let t = at(1_795_461_120, 0);
+        let ids: std::collections::BTreeSet<String> = (0..20).map(|_| run_id(t, "e")).collect();
+        assert!(ids.len() >= 19, "{ids:?}");
+    }
+
+    #[test]
+    fn host_and_user_are_not_empty() {
+        assert!(!hostname().is_empty());
+        assert!(!hostname().contains('\0'));
+        assert!(!username().is_empty());
+    }
+}

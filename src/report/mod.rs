@@ -1,0 +1,6 @@
+//! Run records: atomic files, the lock per environment, run ids, history.
+
+pub mod atomic;
+pub mod history;
+pub mod ids;
+pub mod lock;
