@@ -6,8 +6,10 @@
 
 pub mod api;
 pub mod cli;
+pub mod config;
 pub mod core;
 pub mod exit;
 pub mod host;
+pub mod pipeline;
 pub mod report;
 pub mod sys;

@@ -5,6 +5,7 @@ pub mod error;
 pub mod exec;
 pub mod http;
 pub mod opts;
+pub mod phase;
 pub mod retry;
 pub mod syntax;
 
@@ -18,6 +19,8 @@ pub fn register(engine: &mut Engine) {
     syntax::register_call(engine, "var", 1, 2, env::var_syntax);
     engine.register_global_module(exported_module!(retry::retry_api).into());
     engine.register_global_module(exported_module!(env::env_api).into());
+    engine.register_global_module(exported_module!(phase::phase_api).into());
+    engine.register_static_module("score", exported_module!(phase::score_api).into());
     engine.register_static_module("http", exported_module!(http::http_api).into());
     engine.register_static_module("log", exported_module!(env::log_api).into());
 }

@@ -16,7 +16,12 @@ const RETRY_OPTS: &[&str] = &[
 ];
 
 /// Error kinds that mean "stop now", never "try again".
-const NEVER_RETRIED: &[&str] = &["abort", "usage"];
+const NEVER_RETRIED: &[&str] = &[
+    "abort",
+    "usage",
+    super::phase::STOPPED,
+    super::phase::ROLLBACK_REQUESTED,
+];
 
 fn schedule(opts: &Opts) -> Result<(u32, Backoff), Error> {
     let attempts = opts.int("attempts")?;

@@ -9,6 +9,9 @@ use super::diagnostic::{Diagnostic, Location};
 use super::sources::{locate, SourceMap};
 use crate::core::suggest::nearest;
 
+/// Rhai's standard library functions by name and argument counts (see `Catalog::of`).
+const STD_FUNCTIONS: &str = include_str!("std_functions.txt");
+
 /// Names Rhai treats as keywords that are called like functions.
 const KEYWORD_FNS: &[&str] = &[
     "print",
@@ -33,16 +36,37 @@ pub struct Catalog {
 }
 
 impl Catalog {
-    /// Reads the engine's registered functions (including the standard packages).
+    /// Reads the engine's registered functions. Rhai's standard library comes from a table
+    /// compiled in (`std_functions.txt`): asking the engine for it materialises every lazy
+    /// standard module, which costs more than the rest of start-up together.
     pub fn of(engine: &Engine) -> Catalog {
         let mut cat = Catalog::default();
-        for sig in engine.gen_fn_signatures(true) {
+        for line in STD_FUNCTIONS.lines() {
+            let Some((name, arities)) = line.split_once(':') else {
+                continue;
+            };
+            let set = cat.globals.entry(name.to_string()).or_default();
+            set.extend(arities.split(',').filter_map(|a| a.parse::<usize>().ok()));
+        }
+        cat.add_signatures(engine.gen_fn_signatures(false));
+        cat
+    }
+
+    /// Reads every function, including Rhai's standard library, from the engine (slow).
+    pub fn of_all(engine: &Engine) -> Catalog {
+        let mut cat = Catalog::default();
+        cat.add_signatures(engine.gen_fn_signatures(true));
+        cat
+    }
+
+    fn add_signatures(&mut self, signatures: Vec<String>) {
+        for sig in signatures {
             let Some((name, arity)) = parse_signature(&sig) else {
                 continue;
             };
             match name.rsplit_once("::") {
                 Some((module, f)) => {
-                    cat.modules
+                    self.modules
                         .entry(module.to_string())
                         .or_default()
                         .entry(f.to_string())
@@ -50,14 +74,22 @@ impl Catalog {
                         .insert(arity);
                 }
                 None => {
-                    cat.globals
-                        .entry(name.to_string())
-                        .or_default()
-                        .insert(arity);
+                    self.globals.entry(name.to_string()).or_default().insert(arity);
                 }
             }
         }
-        cat
+    }
+
+    /// Renders the global functions as the `std_functions.txt` table (`name:1,2` lines).
+    pub fn table(&self) -> String {
+        let mut names: Vec<(&String, &BTreeSet<usize>)> = self.globals.iter().collect();
+        names.sort();
+        let mut out = String::new();
+        for (name, arities) in names {
+            let a: Vec<String> = arities.iter().map(|n| n.to_string()).collect();
+            out.push_str(&format!("{name}:{}\n", a.join(",")));
+        }
+        out
     }
 
     /// Returns every callable name, qualified for module functions, for suggestions.
@@ -372,6 +404,20 @@ fn merge(a: Option<&BTreeSet<usize>>, b: Option<&BTreeSet<usize>>) -> Option<BTr
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn std_function_table_is_current() {
+        // The table stands in for Rhai's standard library; it must match the Rhai in use.
+        let live = Catalog::of_all(&Engine::new()).table();
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/src/host/std_functions.txt");
+        if std::env::var_os("UPDATE_STD_TABLE").is_some() {
+            std::fs::write(path, &live).expect("write the table");
+        }
+        assert!(
+            STD_FUNCTIONS == live,
+            "src/host/std_functions.txt is out of date: run UPDATE_STD_TABLE=1 cargo test std_function_table"
+        );
+    }
 
     #[test]
     fn parses_signatures() {

@@ -151,6 +151,15 @@ impl Console {
         }
     }
 
+    /// Prints an informational line with a styled form (hidden by `-q`).
+    pub fn info_styled(&self, plain: &str, styled: &str) {
+        if self.verbosity >= Verbosity::Normal {
+            self.line(plain, Some(styled.to_string()));
+        } else {
+            self.keep(&self.mask(plain));
+        }
+    }
+
     /// Prints a line that only `-v` shows.
     pub fn debug(&self, msg: &str) {
         if self.verbosity >= Verbosity::Verbose {

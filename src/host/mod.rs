@@ -55,6 +55,7 @@ impl Host {
             sources: sources.clone(),
             log_dir: std::env::temp_dir().join(format!("deployer-{}", std::process::id())),
             retries: Mutex::new(Vec::new()),
+            pipeline: Mutex::new(Default::default()),
         });
         let mut engine = Engine::new();
         engine

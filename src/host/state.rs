@@ -49,6 +49,8 @@ pub struct HostState {
     /// Where background process logs go (created on first use).
     pub log_dir: PathBuf,
     pub retries: Mutex<Vec<RetryEvent>>,
+    /// The deployment pipeline of the run (phases, checks, rollback requests).
+    pub pipeline: Mutex<crate::pipeline::Pipeline>,
 }
 
 /// The value stored as the engine's tag so native functions can find the state.

@@ -1,0 +1,361 @@
+//! `phase`, `check`, `trigger_rollback` and `score::weighted`: the pipeline as scripts say it.
+
+use std::time::Instant;
+
+use rhai::plugin::*;
+use rhai::{FnPtr, Map};
+
+use super::error::{is_terminated, kind_of, message_of, state, throw, Error};
+use super::opts::Opts;
+use crate::core::duration::format_duration;
+use crate::host::console::Style;
+use crate::host::state::HostState;
+use crate::pipeline::{
+    score_phase, CheckRecord, CheckStatus, PhaseOptions, PhaseRecord, PhaseStatus, RollbackRequest,
+};
+
+const PHASE_OPTS: &[&str] = &["required", "skippable", "skipped_score", "score", "changes", "e2e"];
+
+/// The kind of the error that ends the script after a required phase failed.
+pub const STOPPED: &str = "pipeline_stopped";
+/// The kind of the error thrown by `trigger_rollback`.
+pub const ROLLBACK_REQUESTED: &str = "rollback_requested";
+
+fn score_value(v: &Dynamic) -> Option<f64> {
+    super::opts::number(v).filter(|n| (0.0..=5.0).contains(n))
+}
+
+fn options(map: Map) -> Result<PhaseOptions, Error> {
+    let o = Opts::new("phase", map, PHASE_OPTS)?;
+    let score = |key: &str| -> Result<Option<f64>, Error> {
+        match o.float(key)? {
+            Some(s) if !(0.0..=5.0).contains(&s) => Err(throw(
+                "usage",
+                format!("phase(): `{key}` must be between 0 and 5, got {s}"),
+            )),
+            other => Ok(other),
+        }
+    };
+    Ok(PhaseOptions {
+        required: o.boolean("required")?.unwrap_or(false),
+        skippable: o.boolean("skippable")?.unwrap_or(false),
+        skipped_score: score("skipped_score")?.unwrap_or(4.0),
+        score: score("score")?,
+        changes: o.boolean("changes")?.unwrap_or(false),
+        e2e: o.boolean("e2e")?.unwrap_or(false),
+    })
+}
+
+fn banner(st: &HostState, index: usize, total: usize, name: &str, note: &str) {
+    let plain = format!("━━ [{index}/{total}] {name}{note}");
+    st.console.info_styled(&plain, &st.console.paint(Style::Bold, &plain));
+}
+
+fn phase_impl(ctx: &NativeCallContext, name: &str, opts: PhaseOptions, body: FnPtr) -> Result<bool, Error> {
+    let st = state(ctx)?;
+    let (index, total, skip) = {
+        let p = st.pipeline.lock().map_err(|_| throw("internal", "pipeline state poisoned"))?;
+        if p.in_phase {
+            return Err(throw("usage", format!("phase(\"{name}\") is inside another phase: phases do not nest; use check() inside a phase")));
+        }
+        if p.phases.iter().any(|r| r.name == name) {
+            return Err(throw("usage", format!("phase \"{name}\" ran already: give each phase its own name")));
+        }
+        let skip = p.skip_reason(name, &opts).map_err(|m| throw("usage", m))?;
+        let planned = p.planned.iter().any(|x| x.name == name);
+        let total = p.expected_count() + usize::from(!planned);
+        (p.phases.len() + 1, total, skip)
+    };
+    let mut record = PhaseRecord {
+        index,
+        name: name.to_string(),
+        required: opts.required,
+        skippable: opts.skippable,
+        status: PhaseStatus::Running,
+        score: 0.0,
+        checks: Vec::new(),
+        duration_ms: 0,
+        started_at: Some(crate::core::time::rfc3339(std::time::SystemTime::now())),
+        error: None,
+        reason: None,
+        metrics: None,
+    };
+    if let Some(reason) = skip {
+        let stopped = reason.starts_with("skipped because");
+        record.status = PhaseStatus::Skipped;
+        record.score = if stopped { 0.0 } else { opts.skipped_score };
+        banner(&st, index, total, name, &format!(": {reason}"));
+        record.reason = Some(reason);
+        record.started_at = None;
+        if let Ok(mut p) = st.pipeline.lock() {
+            p.phases.push(record);
+        }
+        return Ok(false);
+    }
+    let note = if opts.required { " (required)" } else { "" };
+    banner(&st, index, total, name, note);
+    if let Ok(mut p) = st.pipeline.lock() {
+        if opts.changes {
+            p.changes_began = true;
+        }
+        p.in_phase = true;
+        p.phases.push(record);
+    }
+    let started = Instant::now();
+    let result = body.call_within_context::<Dynamic>(ctx, ());
+    let mut p = st.pipeline.lock().map_err(|_| throw("internal", "pipeline state poisoned"))?;
+    p.in_phase = false;
+    let rollback_asked = p.rollback_request.is_some();
+    let Some(rec) = p.phases.last_mut() else {
+        return Err(throw("internal", "phase record missing"));
+    };
+    rec.duration_ms = started.elapsed().as_millis() as u64;
+    let mut returned = None;
+    let mut interrupted = None;
+    match result {
+        Ok(v) => {
+            returned = score_value(&v);
+            let failed: Vec<&str> = rec
+                .checks
+                .iter()
+                .filter(|c| c.status == CheckStatus::Failed)
+                .map(|c| c.name.as_str())
+                .collect();
+            if failed.is_empty() {
+                rec.status = PhaseStatus::Passed;
+            } else {
+                rec.status = PhaseStatus::Failed;
+                rec.error = Some(format!("failed checks: {}", failed.join(", ")));
+            }
+        }
+        Err(e) => {
+            rec.status = PhaseStatus::Failed;
+            rec.error = Some(message_of(&e));
+            if is_terminated(&e) {
+                interrupted = Some(e);
+            } else if kind_of(&e).as_deref() != Some(ROLLBACK_REQUESTED) {
+                let msg = message_of(&e);
+                let mut lines = msg.lines();
+                st.console.error(lines.next().unwrap_or_default());
+                for more in lines {
+                    st.console.info(&format!("    {more}"));
+                }
+            }
+        }
+    }
+    rec.score = score_phase(rec, opts.score.or(returned));
+    let (status, score, rec_name) = (rec.status, rec.score, rec.name.clone());
+    let took = format_duration(started.elapsed());
+    if let Some(e) = interrupted {
+        return Err(e);
+    }
+    let line = format!(
+        "  phase score {score:.1}/5 ({}, {took})",
+        if status == PhaseStatus::Passed { "passed" } else { "FAILED" }
+    );
+    let style = if status == PhaseStatus::Passed { Style::Green } else { Style::Red };
+    st.console.info_styled(&line, &st.console.paint(style, &line));
+    if status == PhaseStatus::Failed && (opts.required || rollback_asked) {
+        p.stopped_by = Some(rec_name.clone());
+        return Err(throw(
+            STOPPED,
+            format!("phase \"{rec_name}\" failed; the pipeline stopped"),
+        ));
+    }
+    Ok(status == PhaseStatus::Passed)
+}
+
+fn check_impl(ctx: &NativeCallContext, name: &str, body: FnPtr) -> Result<bool, Error> {
+    let st = state(ctx)?;
+    let retries_before = st.retries.lock().map(|r| r.len()).unwrap_or(0);
+    let started = Instant::now();
+    let result = body.call_within_context::<Dynamic>(ctx, ());
+    let attempts = 1 + st
+        .retries
+        .lock()
+        .map(|r| r.len().saturating_sub(retries_before))
+        .unwrap_or(0) as u32;
+    let mut record = CheckRecord {
+        name: name.to_string(),
+        status: CheckStatus::Passed,
+        duration_ms: started.elapsed().as_millis() as u64,
+        attempts,
+        error: None,
+        warning: None,
+        score: None,
+    };
+    match result {
+        Err(e) if is_terminated(&e) || kind_of(&e).as_deref() == Some(ROLLBACK_REQUESTED) => {
+            return Err(e)
+        }
+        Err(e) => {
+            record.status = CheckStatus::Failed;
+            record.error = Some(message_of(&e));
+        }
+        Ok(v) => {
+            if v.as_bool() == Ok(false) {
+                record.status = CheckStatus::Failed;
+                record.error = Some("the check returned false".into());
+            } else if let Some(m) = v.read_lock::<Map>() {
+                if let Some(w) = m.get("warning").filter(|w| !w.is_unit()) {
+                    record.status = CheckStatus::Warning;
+                    record.warning = Some(w.to_string());
+                }
+                record.score = m.get("score").and_then(score_value);
+            } else {
+                record.score = score_value(&v).filter(|_| !v.is_bool());
+            }
+        }
+    }
+    let detail = {
+        let mut d = format_duration(started.elapsed());
+        if attempts > 1 {
+            d.push_str(&format!(", {attempts} attempts"));
+        }
+        if let Some(s) = record.score {
+            d.push_str(&format!(", score {s:.1}/5"));
+        }
+        d
+    };
+    let (mark, style) = match record.status {
+        CheckStatus::Passed => ("✓", Style::Green),
+        CheckStatus::Warning => ("⚠", Style::Yellow),
+        CheckStatus::Failed => ("✗", Style::Red),
+    };
+    let plain = format!("  {mark} {name} ({detail})");
+    let styled = format!("  {} {name} ({detail})", st.console.paint(style, mark));
+    match record.status {
+        CheckStatus::Failed => st.console.line(&plain, Some(styled)),
+        _ => st.console.info_styled(&plain, &styled),
+    }
+    for extra in record.error.iter().chain(record.warning.iter()) {
+        for l in extra.lines().take(12) {
+            st.console.line(&format!("      {l}"), None);
+        }
+    }
+    let passed = record.status != CheckStatus::Failed;
+    let mut p = st.pipeline.lock().map_err(|_| throw("internal", "pipeline state poisoned"))?;
+    if p.in_phase {
+        if let Some(rec) = p.phases.last_mut() {
+            rec.checks.push(record);
+        }
+        Ok(passed)
+    } else if passed {
+        Ok(true)
+    } else {
+        Err(throw(
+            "check",
+            format!("check \"{name}\" failed: {}", record.error.unwrap_or_default()),
+        ))
+    }
+}
+
+#[export_module]
+pub mod phase_api {
+    use super::*;
+
+    /// Runs a phase of the deployment: a banner, its checks, and a score of 0-5 (the
+    /// share of its checks that passed, or the number the closure returns). A failure in a
+    /// phase does not stop the pipeline unless the phase is `required`.
+    ///
+    /// ```rhai
+    /// phase("Health validation", || {
+    ///     check("Worker health", || http::wait_healthy(url + "/health"));
+    /// });
+    /// ```
+    #[rhai_fn(return_raw)]
+    pub fn phase(ctx: NativeCallContext, name: &str, body: FnPtr) -> Result<bool, Error> {
+        phase_impl(&ctx, name, PhaseOptions { skipped_score: 4.0, ..PhaseOptions::default() }, body)
+    }
+
+    /// Runs a phase with options: `required` (a failure stops the pipeline and, after
+    /// changes began, rolls back), `changes` (this phase changes the deployment),
+    /// `skippable` and `skipped_score` (default 4) for `--skip NAME`, `e2e` (skipped by
+    /// `--skip-e2e`), `score` (a fixed 0-5 score). Returns true when the phase passed.
+    ///
+    /// ```rhai
+    /// phase("Pre-deployment validation", #{ required: true }, || {
+    ///     check("TypeScript compiles", || sh("pnpm tsc --noEmit"));
+    /// });
+    /// phase("Build & deploy", #{ required: true, changes: true }, || {
+    ///     retry(#{ backoff: ["0s", "30s", "60s"] }, || exec(["wrangler", "deploy"]));
+    /// });
+    /// phase("E2E", #{ skippable: true, skipped_score: 4 }, || { sh("pnpm e2e"); });
+    /// ```
+    #[rhai_fn(name = "phase", return_raw)]
+    pub fn phase_with(ctx: NativeCallContext, name: &str, options: Map, body: FnPtr) -> Result<bool, Error> {
+        phase_impl(&ctx, name, super::options(options)?, body)
+    }
+
+    /// Runs a check: it passes when the closure returns without throwing. A closure may
+    /// return `false` (fails), `#{ warning: "..." }` (passes with a warning) or a score
+    /// 0-5. Inside a phase a failed check is recorded and the phase goes on; outside a
+    /// phase a failed check throws. Returns true when it passed.
+    ///
+    /// ```rhai
+    /// check("Security headers", || checks::security_headers(url));
+    /// check("P95 under 500 ms", || sample(url, #{ requests: 50 }).p95_ms < 500);
+    /// ```
+    #[rhai_fn(return_raw)]
+    pub fn check(ctx: NativeCallContext, name: &str, body: FnPtr) -> Result<bool, Error> {
+        check_impl(&ctx, name, body)
+    }
+
+    /// Stops the pipeline and rolls back at once, with a reason for the report. (Your own
+    /// `fn rollback(ctx)` is what runs; this asks for it.)
+    ///
+    /// ```rhai
+    /// if http::get(url + "/health").status >= 500 { trigger_rollback("health endpoint failing"); }
+    /// ```
+    #[rhai_fn(return_raw)]
+    pub fn trigger_rollback(ctx: NativeCallContext, reason: &str) -> Result<(), Error> {
+        let st = state(&ctx)?;
+        if let Ok(mut p) = st.pipeline.lock() {
+            let phase = if p.in_phase { p.phases.last().map(|r| r.name.clone()) } else { None };
+            p.rollback_request = Some(RollbackRequest { reason: reason.to_string(), phase });
+        }
+        Err(throw(ROLLBACK_REQUESTED, format!("rollback requested: {reason}")))
+    }
+}
+
+#[export_module]
+pub mod score_api {
+    use super::*;
+
+    /// Combines 0-100 scores by weight (normalised by their sum); the usual weights are
+    /// availability 0.4, performance 0.4, stability 0.2.
+    ///
+    /// ```rhai
+    /// let s = score::weighted(#{ availability: 100, performance: 80, stability: 90 },
+    ///                         #{ availability: 0.4, performance: 0.4, stability: 0.2 });
+    /// ```
+    #[rhai_fn(return_raw)]
+    pub fn weighted(parts: Map, weights: Map) -> Result<f64, Error> {
+        let conv = |m: &Map, what: &str| -> Result<Vec<(String, f64)>, Error> {
+            m.iter()
+                .map(|(k, v)| {
+                    super::super::opts::number(v)
+                        .map(|n| (k.to_string(), n))
+                        .ok_or_else(|| throw("usage", format!("score::weighted(): {what} `{k}` must be a number, got {v}")))
+                })
+                .collect()
+        };
+        crate::core::score::weighted(&conv(&parts, "part")?, &conv(&weights, "weight")?)
+            .map_err(|e| throw("usage", format!("score::weighted(): {e}")))
+    }
+
+    /// Combines availability, performance and stability scores (0-100) with the usual
+    /// weights 40 % / 40 % / 20 %.
+    ///
+    /// ```rhai
+    /// let s = score::weighted(#{ availability: 100, performance: 80, stability: 90 });
+    /// ```
+    #[rhai_fn(name = "weighted", return_raw)]
+    pub fn weighted_default(parts: Map) -> Result<f64, Error> {
+        let mut w = Map::new();
+        for (k, v) in crate::core::score::DEFAULT_WEIGHTS {
+            w.insert((*k).into(), Dynamic::from(*v));
+        }
+        weighted(parts, w)
+    }
+}

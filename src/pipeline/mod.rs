@@ -1,0 +1,331 @@
+//! The deployment pipeline of a run: phases and their checks as they happen, what stopped
+//! it, whether changes began, and the final score. No Rhai here.
+
+use serde::Serialize;
+
+use crate::core::score::{phase_score, total_score, Thresholds, Verdict};
+
+/// How a check ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CheckStatus {
+    Passed,
+    Warning,
+    Failed,
+}
+
+/// One check inside a phase.
+#[derive(Debug, Clone, Serialize)]
+pub struct CheckRecord {
+    pub name: String,
+    pub status: CheckStatus,
+    pub duration_ms: u64,
+    pub attempts: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub warning: Option<String>,
+    /// A score of 0-5 the check returned, if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub score: Option<f64>,
+}
+
+impl CheckRecord {
+    /// The check's share of a passing result, 0.0 to 1.0.
+    fn fraction(&self) -> f64 {
+        match (self.status, self.score) {
+            (CheckStatus::Failed, _) => 0.0,
+            (_, Some(s)) => (s / 5.0).clamp(0.0, 1.0),
+            _ => 1.0,
+        }
+    }
+}
+
+/// How a phase ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PhaseStatus {
+    Passed,
+    Failed,
+    Skipped,
+    Running,
+}
+
+/// Options of `phase(name, opts, closure)`.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct PhaseOptions {
+    /// A failure stops the pipeline.
+    pub required: bool,
+    /// `--skip NAME` (or `--skip-e2e` for end-to-end phases) may skip it.
+    pub skippable: bool,
+    /// The score of the phase when it is skipped (default 4).
+    pub skipped_score: f64,
+    /// A fixed score for the phase.
+    pub score: Option<f64>,
+    /// This phase changes the deployment: a failure from here on calls for a rollback.
+    pub changes: bool,
+    /// An end-to-end phase (`--skip-e2e`); phases named "E2E" or "end-to-end" are too.
+    pub e2e: bool,
+}
+
+/// One phase of the run.
+#[derive(Debug, Clone, Serialize)]
+pub struct PhaseRecord {
+    pub index: usize,
+    pub name: String,
+    pub required: bool,
+    pub skippable: bool,
+    pub status: PhaseStatus,
+    pub score: f64,
+    pub checks: Vec<CheckRecord>,
+    pub duration_ms: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub started_at: Option<String>,
+    /// What failed (an error outside any check, or the failed checks).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// Why it was skipped.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// Monitoring data recorded during the phase.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub metrics: Option<serde_json::Value>,
+}
+
+/// A phase the script names, found before it runs (`phase("Name", ...)` with a literal name).
+#[derive(Debug, Clone, PartialEq)]
+pub struct PlannedPhase {
+    pub name: String,
+    /// `Some(true)` when the options are a literal map with `required: true`.
+    pub required: Option<bool>,
+    pub skippable: Option<bool>,
+}
+
+/// A request to roll back: why, and in which phase.
+#[derive(Debug, Clone, Serialize)]
+pub struct RollbackRequest {
+    pub reason: String,
+    pub phase: Option<String>,
+}
+
+/// The pipeline as it runs.
+#[derive(Debug, Default)]
+pub struct Pipeline {
+    pub planned: Vec<PlannedPhase>,
+    pub phases: Vec<PhaseRecord>,
+    /// A phase is running (phases do not nest).
+    pub in_phase: bool,
+    pub changes_began: bool,
+    /// The required phase whose failure stopped the pipeline.
+    pub stopped_by: Option<String>,
+    pub rollback_request: Option<RollbackRequest>,
+    pub skip: Vec<String>,
+    pub skip_e2e: bool,
+}
+
+/// Returns true for names that mean an end-to-end phase.
+pub fn looks_e2e(name: &str) -> bool {
+    let n = name.to_lowercase();
+    n.contains("e2e") || n.contains("end-to-end") || n.contains("end to end")
+}
+
+impl Pipeline {
+    /// Returns true when the script has phases (so a score and verdict apply).
+    pub fn has_phases(&self) -> bool {
+        !self.phases.is_empty()
+    }
+
+    /// Returns the number of phases the run will have, as far as is known now.
+    pub fn expected_count(&self) -> usize {
+        let seen: Vec<&str> = self.phases.iter().map(|p| p.name.as_str()).collect();
+        let unseen = self
+            .planned
+            .iter()
+            .filter(|p| !seen.contains(&p.name.as_str()))
+            .count();
+        self.phases.len() + unseen
+    }
+
+    /// Decides whether a phase about to start is skipped, and why.
+    pub fn skip_reason(&self, name: &str, opts: &PhaseOptions) -> Result<Option<String>, String> {
+        if let Some(stopper) = &self.stopped_by {
+            return Ok(Some(format!("skipped because {stopper} failed")));
+        }
+        let asked = self.skip.iter().any(|s| s.eq_ignore_ascii_case(name));
+        let e2e = self.skip_e2e && (opts.e2e || looks_e2e(name));
+        if !(asked || e2e) {
+            return Ok(None);
+        }
+        if opts.required {
+            return Err(format!(
+                "phase \"{name}\" is required and cannot be skipped"
+            ));
+        }
+        if !opts.skippable {
+            return Err(format!(
+                "phase \"{name}\" is not skippable: mark it `skippable: true` in the script to allow --skip"
+            ));
+        }
+        Ok(Some(if asked {
+            "skipped with --skip".to_string()
+        } else {
+            "skipped with --skip-e2e".to_string()
+        }))
+    }
+
+    /// Adds the phases that never ran because the pipeline stopped, with score 0.
+    pub fn close(&mut self) {
+        let Some(stopper) = self.stopped_by.clone() else {
+            return;
+        };
+        let planned = self.planned.clone();
+        for p in planned {
+            if self.phases.iter().any(|r| r.name == p.name) {
+                continue;
+            }
+            let index = self.phases.len() + 1;
+            self.phases.push(PhaseRecord {
+                index,
+                name: p.name.clone(),
+                required: p.required.unwrap_or(false),
+                skippable: p.skippable.unwrap_or(false),
+                status: PhaseStatus::Skipped,
+                score: 0.0,
+                checks: Vec::new(),
+                duration_ms: 0,
+                started_at: None,
+                error: None,
+                reason: Some(format!("skipped because {stopper} failed")),
+                metrics: None,
+            });
+        }
+    }
+
+    /// Returns each phase's score.
+    pub fn scores(&self) -> Vec<f64> {
+        self.phases.iter().map(|p| p.score).collect()
+    }
+
+    /// Returns the total score 0-100 and the verdict.
+    pub fn total(&self, thresholds: &Thresholds) -> (f64, Verdict) {
+        let total = total_score(&self.scores());
+        (total, thresholds.verdict(total))
+    }
+}
+
+/// Scores a finished phase: a fixed score wins; otherwise 5 × the share of passing checks,
+/// where an error outside any check counts as one more failed check.
+pub fn score_phase(record: &PhaseRecord, fixed: Option<f64>) -> f64 {
+    if let Some(s) = fixed {
+        return s.clamp(0.0, 5.0);
+    }
+    let outside_error = record.status == PhaseStatus::Failed
+        && !record.checks.iter().any(|c| c.status == CheckStatus::Failed);
+    let total = record.checks.len() + usize::from(outside_error);
+    if total == 0 {
+        return phase_score(0, 0);
+    }
+    let sum: f64 = record.checks.iter().map(CheckRecord::fraction).sum();
+    // phase_score works on whole counts; scale the fractional sum the same way.
+    ((5.0 * sum / total as f64) * 10.0).round() / 10.0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn phase(status: PhaseStatus, checks: &[CheckStatus]) -> PhaseRecord {
+        PhaseRecord {
+            index: 1,
+            name: "p".into(),
+            required: false,
+            skippable: false,
+            status,
+            score: 0.0,
+            checks: checks
+                .iter()
+                .map(|s| CheckRecord {
+                    name: "c".into(),
+                    status: *s,
+                    duration_ms: 0,
+                    attempts: 1,
+                    error: None,
+                    warning: None,
+                    score: None,
+                })
+                .collect(),
+            duration_ms: 0,
+            started_at: None,
+            error: None,
+            reason: None,
+            metrics: None,
+        }
+    }
+
+    #[test]
+    fn phase_scores_follow_the_share_of_passing_checks() {
+        use CheckStatus::*;
+        assert_eq!(score_phase(&phase(PhaseStatus::Passed, &[]), None), 5.0);
+        assert_eq!(score_phase(&phase(PhaseStatus::Passed, &[Passed, Warning]), None), 5.0);
+        assert_eq!(score_phase(&phase(PhaseStatus::Failed, &[Passed, Failed]), None), 2.5);
+        assert_eq!(
+            score_phase(&phase(PhaseStatus::Failed, &[Passed, Passed, Passed, Failed, Failed]), None),
+            3.0
+        );
+        // An error outside any check counts as one failed check.
+        assert_eq!(score_phase(&phase(PhaseStatus::Failed, &[]), None), 0.0);
+        assert_eq!(score_phase(&phase(PhaseStatus::Failed, &[Passed]), None), 2.5);
+        assert_eq!(score_phase(&phase(PhaseStatus::Passed, &[Passed]), Some(3.0)), 3.0);
+    }
+
+    #[test]
+    fn skipping_rules() {
+        let mut p = Pipeline {
+            skip: vec!["E2E tests".into()],
+            ..Pipeline::default()
+        };
+        let skippable = PhaseOptions {
+            skippable: true,
+            skipped_score: 4.0,
+            ..PhaseOptions::default()
+        };
+        assert!(p.skip_reason("e2e tests", &skippable).expect("ok").is_some());
+        assert!(p.skip_reason("Deploy", &skippable).expect("ok").is_none());
+        let required = PhaseOptions {
+            required: true,
+            ..PhaseOptions::default()
+        };
+        assert!(p.skip_reason("E2E tests", &required).is_err());
+        p.skip.clear();
+        p.skip_e2e = true;
+        assert!(p.skip_reason("End-to-end validation", &skippable).expect("ok").is_some());
+        p.stopped_by = Some("Deploy".into());
+        assert_eq!(
+            p.skip_reason("Health", &PhaseOptions::default()).expect("ok"),
+            Some("skipped because Deploy failed".into())
+        );
+    }
+
+    #[test]
+    fn closing_a_stopped_pipeline_adds_planned_phases_at_zero() {
+        let mut p = Pipeline {
+            planned: ["A", "B", "C"]
+                .iter()
+                .map(|n| PlannedPhase {
+                    name: n.to_string(),
+                    required: None,
+                    skippable: None,
+                })
+                .collect(),
+            ..Pipeline::default()
+        };
+        let mut a = phase(PhaseStatus::Failed, &[]);
+        a.name = "A".into();
+        p.phases.push(a);
+        p.stopped_by = Some("A".into());
+        p.close();
+        assert_eq!(p.phases.len(), 3);
+        assert_eq!(p.phases[2].reason.as_deref(), Some("skipped because A failed"));
+        assert_eq!(p.expected_count(), 3);
+    }
+}
