@@ -12,4 +12,5 @@ pub mod exit;
 pub mod host;
 pub mod pipeline;
 pub mod report;
+pub mod runner;
 pub mod sys;

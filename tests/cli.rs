@@ -805,8 +805,10 @@ fn every_shipped_script_passes_check() {
 #[test]
 fn hello_example_runs_offline() {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let hello = std::fs::read_to_string(root.join("examples/hello.rhai")).unwrap();
     Test::new()
-        .args(["run".as_ref(), root.join("examples/hello.rhai").as_os_str()])
+        .file("hello.rhai", hello)
+        .args(["run", "hello.rhai"])
         .run()
         .assert_code(0)
         .assert_stderr_contains("succeeded on attempt 3/3")

@@ -1,7 +1,6 @@
 //! The run's context and safety switches: `env`, `var`, `env_var`, `secret`, `dry_run`,
 //! `confirm`, `abort`, logging, time, and small helpers.
 
-use std::io::IsTerminal;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use rhai::plugin::*;
@@ -44,32 +43,7 @@ fn typed_like(name: &str, value: &str, default: &Dynamic) -> Result<Dynamic, Err
 
 fn ask(ctx: &NativeCallContext, question: &str) -> Result<bool, Error> {
     let st = state(ctx)?;
-    if st.options().yes {
-        st.console.info(&format!("{question} yes (--yes)"));
-        return Ok(true);
-    }
-    if !(std::io::stdin().is_terminal() && std::io::stderr().is_terminal()) {
-        st.console.warn(&format!(
-            "confirm(\"{question}\"): no terminal to ask on and --yes was not given; answering no"
-        ));
-        return Ok(false);
-    }
-    eprint!("{} [y/N] ", st.console.mask(question));
-    let (tx, rx) = tokio::sync::oneshot::channel();
-    // Reading the terminal blocks; a thread keeps Ctrl-C able to end the run meanwhile.
-    std::thread::spawn(move || {
-        let mut line = String::new();
-        let _ = std::io::stdin().read_line(&mut line);
-        let _ = tx.send(line);
-    });
-    let line = st
-        .block_on(rx)
-        .map_err(|_| terminated(&st))?
-        .unwrap_or_default();
-    let yes = matches!(line.trim().to_ascii_lowercase().as_str(), "y" | "yes");
-    st.console
-        .info(&format!("{question} {}", if yes { "yes" } else { "no" }));
-    Ok(yes)
+    st.confirm(question).map_err(|_| terminated(&st))
 }
 
 /// The handler of `var(name)` and `var(name, default)` (custom syntax: `var` is a reserved

@@ -2,6 +2,8 @@
 
 mod check;
 mod demo_server;
+mod history;
+mod rollback;
 mod run;
 
 use std::time::Duration;
@@ -20,6 +22,8 @@ Examples:
   deployer run deploy.rhai --env staging --var base_url=http://127.0.0.1:8080
   deployer run deploy.rhai --dry-run
   deployer check deploy.rhai lib/*.rhai
+  deployer rollback deploy.rhai --env production
+  deployer history --env staging
 
 Exit codes: 0 pass, 1 failed, 2 script or usage error (nothing ran),
 3 rollback failed (a person must act), 4 warning with --strict,
@@ -45,6 +49,12 @@ pub enum Command {
     /// Compile scripts and resolve their imports; report every error; run nothing.
     #[command(after_help = check::EXAMPLES)]
     Check(check::CheckArgs),
+    /// Run only the script's fn rollback(ctx), after confirmation.
+    #[command(after_help = rollback::EXAMPLES)]
+    Rollback(rollback::RollbackArgs),
+    /// Show recent runs: time, environment, verdict, score, duration, rollback.
+    #[command(after_help = history::EXAMPLES)]
+    History(history::HistoryArgs),
     /// A tiny local HTTP server for examples and trials (health, flaky and slow routes).
     #[command(hide = true)]
     DemoServer(demo_server::DemoArgs),
@@ -93,6 +103,8 @@ pub fn main() -> i32 {
     match cli.command {
         Command::Run(args) => run::run(args, cli.color),
         Command::Check(args) => check::check(args, cli.color),
+        Command::Rollback(args) => rollback::rollback(args, cli.color),
+        Command::History(args) => history::history(args, cli.color),
         Command::DemoServer(args) => demo_server::serve(args),
     }
 }

@@ -46,6 +46,12 @@ where
             } else {
                 d
             };
+            // An abbreviation (`prod` for `production`) is a likely slip too.
+            let d = if lower.chars().count() >= 3 && c.to_lowercase().starts_with(&lower) {
+                d.min(1)
+            } else {
+                d
+            };
             (d, c)
         })
         .filter(|(d, _)| *d <= limit)
@@ -72,5 +78,6 @@ mod tests {
         assert_eq!(nearest("retyr", names), Some("retry"));
         assert_eq!(nearest("get", names), Some("http::get"));
         assert_eq!(nearest("deploy_everything", names), None);
+        assert_eq!(nearest("prod", ["production", "staging"]), Some("production"));
     }
 }

@@ -8,6 +8,7 @@ use rhai::{ASTNode, Engine, Expr, FnAccess, Stmt, AST};
 use super::diagnostic::{Diagnostic, Location};
 use super::sources::{locate, SourceMap};
 use crate::core::suggest::nearest;
+use crate::pipeline::PlannedPhase;
 
 /// Rhai's standard library functions by name and argument counts (see `Catalog::of`).
 const STD_FUNCTIONS: &str = include_str!("std_functions.txt");
@@ -137,8 +138,9 @@ pub fn check_script(
     sources: &SourceMap,
     name: &str,
     text: &str,
-) -> (Option<AST>, Vec<Diagnostic>) {
+) -> (Option<AST>, Vec<PlannedPhase>, Vec<Diagnostic>) {
     let mut checker = Checker {
+        phases: Vec::new(),
         engine,
         catalog,
         sources,
@@ -146,6 +148,7 @@ pub fn check_script(
         diags: Vec::new(),
     };
     let ast = checker.check(name, text);
+    let phases = std::mem::take(&mut checker.phases);
     let mut diags = checker.diags;
     // Report in reading order within each file (calls in fn bodies are walked last).
     diags.sort_by_key(|d| {
@@ -153,10 +156,12 @@ pub fn check_script(
             .as_ref()
             .map(|l| (l.source != name, l.source.clone(), l.line, l.col))
     });
-    (ast, diags)
+    (ast, phases, diags)
 }
 
 struct Checker<'a> {
+    /// Phases named by literal `phase("Name", ...)` calls in the main script, in order.
+    phases: Vec<PlannedPhase>,
     engine: &'a Engine,
     catalog: &'a Catalog,
     sources: &'a SourceMap,
@@ -190,6 +195,7 @@ impl Checker<'_> {
         }
         let mut imports: Vec<(String, String, rhai::Position)> = Vec::new();
         let mut calls: Vec<(Option<String>, String, usize, rhai::Position)> = Vec::new();
+        let mut planned: Vec<(rhai::Position, PlannedPhase)> = Vec::new();
         ast.walk(&mut |path: &[ASTNode]| {
             match path.last() {
                 Some(ASTNode::Stmt(Stmt::Var(x, ..))) => {
@@ -223,6 +229,26 @@ impl Checker<'_> {
                             .collect::<Vec<_>>()
                             .join("::")
                     });
+                    if ns.is_none() && call.name == "phase" && call.args.len() >= 2 {
+                        if let Some(Expr::StringConstant(phase_name, ..)) = call.args.first() {
+                            let flag = |key: &str| match call.args.get(1) {
+                                Some(Expr::Map(m, ..)) if call.args.len() == 3 => Some(
+                                    m.0.iter().any(|(k, v)| {
+                                        k.name == key && matches!(v, Expr::BoolConstant(true, ..))
+                                    }),
+                                ),
+                                _ => None,
+                            };
+                            planned.push((
+                                *pos,
+                                PlannedPhase {
+                                    name: phase_name.to_string(),
+                                    required: flag("required"),
+                                    skippable: flag("skippable"),
+                                },
+                            ));
+                        }
+                    }
                     calls.push((ns, call.name.to_string(), call.args.len(), *pos));
                 }
                 _ => {}
@@ -230,6 +256,11 @@ impl Checker<'_> {
             true
         });
 
+        if self.phases.is_empty() && self.modules.is_empty() {
+            // Source order is the order a straight-line script runs its phases in.
+            planned.sort_by_key(|(pos, _)| (pos.line(), pos.position()));
+            self.phases = planned.into_iter().map(|(_, p)| p).collect();
+        }
         let mut aliases: HashMap<String, Option<HashMap<String, BTreeSet<usize>>>> = HashMap::new();
         for (path, alias, pos) in imports {
             let fns = self.load_module(name, &path, pos);

@@ -22,6 +22,13 @@ use resolver::Resolver;
 use sources::SourceMap;
 use state::{HostOptions, HostState, StateRef};
 
+/// A script that passed the static checks.
+pub struct Checked {
+    pub ast: AST,
+    /// Phases named by literal `phase("Name", ...)` calls, in source order.
+    pub phases: Vec<crate::pipeline::PlannedPhase>,
+}
+
 /// A scripting host: one engine, one runtime, one cancellation signal, one console.
 pub struct Host {
     pub engine: Engine,
@@ -103,10 +110,10 @@ impl Host {
         self.catalog.get_or_init(|| Catalog::of(&self.engine))
     }
 
-    /// Compiles a script and checks it and its imports. Returns the AST only when there
-    /// are no problems.
-    pub fn check(&self, name: &str, text: &str) -> Result<AST, Vec<Diagnostic>> {
-        let (ast, diags) = check_script(
+    /// Compiles a script and checks it and its imports. Returns the AST (and the phases
+    /// it names) only when there are no problems.
+    pub fn check(&self, name: &str, text: &str) -> Result<Checked, Vec<Diagnostic>> {
+        let (ast, phases, diags) = check_script(
             &self.engine,
             self.catalog(),
             &self.state.sources,
@@ -114,9 +121,35 @@ impl Host {
             text,
         );
         match ast {
-            Some(ast) if diags.is_empty() => Ok(ast),
+            Some(ast) if diags.is_empty() => Ok(Checked { ast, phases }),
             _ => Err(diags),
         }
+    }
+
+    /// Calls a function the script defines (`rollback`, `on_finish`, `on_alert`) after
+    /// running only the script's `import` statements, so that the function sees its modules
+    /// but nothing else of the script runs again.
+    pub fn call_fn(&self, ast: &AST, name: &str, args: Vec<Dynamic>) -> Result<Dynamic, Box<EvalAltResult>> {
+        let imports: Vec<rhai::Stmt> = ast
+            .statements()
+            .iter()
+            .filter(|s| matches!(s, rhai::Stmt::Import(..)))
+            .cloned()
+            .collect();
+        let mut prelude = ast.clone_functions_only();
+        prelude.combine(AST::new(imports, rhai::Module::new()));
+        if let Some(src) = ast.source() {
+            prelude.set_source(src);
+        }
+        let mut scope = Scope::new();
+        let options = rhai::CallFnOptions::new().eval_ast(true).rewind_scope(true);
+        self.engine
+            .call_fn_with_options::<Dynamic>(options, &mut scope, &prelude, name, args)
+    }
+
+    /// Returns true when the script defines `name` with `arity` parameters.
+    pub fn defines(ast: &AST, name: &str, arity: usize) -> bool {
+        ast.iter_functions().any(|f| f.name == name && f.params.len() == arity)
     }
 
     /// Runs a compiled script in a new scope.

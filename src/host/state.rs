@@ -78,6 +78,35 @@ impl HostState {
         self.runtime.block_on(or_cancel(&token, fut))
     }
 
+    /// Asks a yes/no question on the terminal. `--yes` answers yes; with no terminal it
+    /// answers no and says why. Never assumes yes.
+    pub fn confirm(&self, question: &str) -> Result<bool, Cancelled> {
+        use std::io::IsTerminal;
+        if self.options().yes {
+            self.console.info(&format!("{question} yes (--yes)"));
+            return Ok(true);
+        }
+        if !(std::io::stdin().is_terminal() && std::io::stderr().is_terminal()) {
+            self.console.warn(&format!(
+                "confirm(\"{question}\"): no terminal to ask on and --yes was not given; answering no"
+            ));
+            return Ok(false);
+        }
+        eprint!("{} [y/N] ", self.console.mask(question));
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        // Reading the terminal blocks; a thread keeps Ctrl-C able to end the run meanwhile.
+        std::thread::spawn(move || {
+            let mut line = String::new();
+            let _ = std::io::stdin().read_line(&mut line);
+            let _ = tx.send(line);
+        });
+        let line = self.block_on(rx)?.unwrap_or_default();
+        let yes = matches!(line.trim().to_ascii_lowercase().as_str(), "y" | "yes");
+        self.console
+            .info(&format!("{question} {}", if yes { "yes" } else { "no" }));
+        Ok(yes)
+    }
+
     /// Sleeps, waking at once if the run is cancelled.
     pub fn sleep(&self, d: Duration) -> Result<(), Cancelled> {
         if d.is_zero() {

@@ -4,3 +4,5 @@ pub mod atomic;
 pub mod history;
 pub mod ids;
 pub mod lock;
+pub mod record;
+pub mod render;

@@ -1,0 +1,102 @@
+//! `deployer history`: recent runs from `.deployer/history.jsonl`.
+
+use std::path::PathBuf;
+
+use clap::Args;
+
+use crate::config;
+use crate::exit;
+use crate::host::console::{ColorChoice, Console, Verbosity};
+use crate::report::history;
+
+pub const EXAMPLES: &str = "\
+Examples:
+  deployer history
+  deployer history --env production -n 20
+  deployer history --json | jq '.[0].score'";
+
+/// Arguments of `deployer history`.
+#[derive(Debug, Args)]
+pub struct HistoryArgs {
+    /// Only runs of this environment.
+    #[arg(long, value_name = "NAME")]
+    pub env: Option<String>,
+    /// How many runs to show, newest first.
+    #[arg(short = 'n', long, default_value_t = 10)]
+    pub count: usize,
+    /// Print the entries as JSON.
+    #[arg(long)]
+    pub json: bool,
+    /// The folder holding deployer.toml (or the runs); default: found from here upward.
+    #[arg(long, value_name = "DIR")]
+    pub dir: Option<PathBuf>,
+}
+
+/// Runs `deployer history`.
+pub fn history(args: HistoryArgs, color: ColorChoice) -> i32 {
+    let console = Console::new(Verbosity::Normal, color.enabled());
+    let start = args.dir.clone().unwrap_or_else(|| PathBuf::from("."));
+    let state_dir = match config::find(&start) {
+        Some(path) => match config::load(&path) {
+            Ok(c) => c.state_dir,
+            Err(e) => {
+                console.error(&e.to_string());
+                return exit::USAGE;
+            }
+        },
+        None => start.join(".deployer"),
+    };
+    let path = state_dir.join("history.jsonl");
+    let h = match history::read(&path) {
+        Ok(h) => h,
+        Err(e) => {
+            console.error(&format!("cannot read {}: {e}", path.display()));
+            return exit::FAILED;
+        }
+    };
+    for w in &h.warnings {
+        console.warn(w);
+    }
+    let entries = history::recent(&h, args.env.as_deref(), args.count);
+    if args.json {
+        match serde_json::to_string_pretty(&entries) {
+            Ok(s) => console.print(&s),
+            Err(e) => {
+                console.error(&e.to_string());
+                return exit::FAILED;
+            }
+        }
+        return exit::OK;
+    }
+    if entries.is_empty() {
+        console.print(&format!("no runs recorded in {}", path.display()));
+        return exit::OK;
+    }
+    console.print(&format!(
+        "{:<20}  {:<12}  {:<8}  {:>5}  {:>9}  {:<10}  {}",
+        "time", "env", "verdict", "score", "duration", "rollback", "run"
+    ));
+    for e in entries {
+        let mut verdict = e.verdict.clone().unwrap_or_else(|| "-".into());
+        if e.dry_run {
+            verdict.push('*');
+        }
+        if e.interrupted {
+            verdict = "INTERRUPTED".into();
+        }
+        console.print(&format!(
+            "{:<20}  {:<12}  {:<8}  {:>5}  {:>9}  {:<10}  {}",
+            e.started_at.get(..19).unwrap_or(&e.started_at).replace('T', " "),
+            e.env,
+            verdict,
+            e.score.map(|s| format!("{s:.0}")).unwrap_or_else(|| "-".into()),
+            crate::core::duration::format_duration(std::time::Duration::from_millis(e.duration_ms)),
+            e.rollback.clone().unwrap_or_else(|| "-".into()),
+            e.run_id
+        ));
+    }
+    if h.entries.iter().any(|e| e.dry_run) {
+        console.print("* dry run");
+    }
+    exit::OK
+}

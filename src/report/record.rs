@@ -1,0 +1,280 @@
+//! The record of one run: `report.json`, `summary.md`, `run.log`, and its line in
+//! `history.jsonl`. Everything written is masked and written atomically.
+
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+use super::atomic::write_atomic;
+use super::history::{self, History, HistoryEntry};
+use crate::core::score::{Thresholds, Verdict};
+use crate::host::state::RetryEvent;
+use crate::pipeline::{PhaseRecord, PhaseStatus, RollbackRequest};
+
+/// The version tag of `report.json` (see `schemas/report.schema.json`).
+pub const SCHEMA: &str = "deployer/report/v1";
+
+/// How the run ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RunStatus {
+    Completed,
+    Failed,
+    Interrupted,
+    Declined,
+}
+
+/// What happened about rolling back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RollbackStatus {
+    NotNeeded,
+    Ok,
+    Failed,
+    Declined,
+    Never,
+    Missing,
+}
+
+impl RollbackStatus {
+    /// Returns the status as written in reports and history.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RollbackStatus::NotNeeded => "not_needed",
+            RollbackStatus::Ok => "ok",
+            RollbackStatus::Failed => "failed",
+            RollbackStatus::Declined => "declined",
+            RollbackStatus::Never => "never",
+            RollbackStatus::Missing => "missing",
+        }
+    }
+
+    /// True when the deployment may be left half-changed: a person must act.
+    pub fn needs_a_person(self) -> bool {
+        matches!(
+            self,
+            RollbackStatus::Failed
+                | RollbackStatus::Declined
+                | RollbackStatus::Never
+                | RollbackStatus::Missing
+        )
+    }
+}
+
+/// The rollback part of a report.
+#[derive(Debug, Clone, Serialize)]
+pub struct RollbackRecord {
+    pub status: RollbackStatus,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub phase: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    pub duration_ms: u64,
+}
+
+impl RollbackRecord {
+    /// A rollback that was not needed.
+    pub fn not_needed() -> RollbackRecord {
+        RollbackRecord {
+            status: RollbackStatus::NotNeeded,
+            reason: None,
+            phase: None,
+            error: None,
+            duration_ms: 0,
+        }
+    }
+
+    /// A rollback with a status and the request that called for it.
+    pub fn for_request(status: RollbackStatus, req: &RollbackRequest) -> RollbackRecord {
+        RollbackRecord {
+            status,
+            reason: Some(req.reason.clone()),
+            phase: req.phase.clone(),
+            error: None,
+            duration_ms: 0,
+        }
+    }
+}
+
+/// The script's error, if the run ended with one.
+#[derive(Debug, Clone, Serialize)]
+pub struct ErrorRecord {
+    pub message: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub location: Option<String>,
+}
+
+/// The git state of the script's folder.
+#[derive(Debug, Clone, Serialize)]
+pub struct GitInfo {
+    pub commit: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub branch: Option<String>,
+    pub dirty: bool,
+}
+
+/// How this run compares with the previous one of the same environment.
+#[derive(Debug, Clone, Serialize)]
+pub struct Comparison {
+    pub previous_run_id: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub previous_score: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub previous_verdict: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub score_delta: Option<f64>,
+}
+
+/// The whole record of a run (`report.json`).
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    pub schema: &'static str,
+    pub run_id: String,
+    pub mode: &'static str,
+    pub script: String,
+    pub script_sha256: String,
+    pub env: String,
+    pub dry_run: bool,
+    pub started_at: String,
+    pub finished_at: String,
+    pub duration_ms: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub git: Option<GitInfo>,
+    pub status: RunStatus,
+    pub phases: Vec<PhaseRecord>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub score: Option<f64>,
+    pub verdict: Verdict,
+    pub thresholds: Thresholds,
+    pub rollback: RollbackRecord,
+    pub retries: Vec<RetryEvent>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<ErrorRecord>,
+    pub exit_code: i32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub comparison: Option<Comparison>,
+    /// Scores of the last runs of this environment, oldest first, this run last.
+    pub trend: Vec<f64>,
+    pub user: String,
+    pub host: String,
+}
+
+/// Returns the SHA-256 of a script's text, in hex.
+pub fn sha256_hex(text: &str) -> String {
+    use sha2::Digest;
+    let digest = sha2::Sha256::digest(text.as_bytes());
+    digest.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Reads the git commit, branch and cleanliness of `dir`, if it is in a repository.
+pub fn git_info(dir: &Path) -> Option<GitInfo> {
+    let git = |args: &[&str]| -> Option<String> {
+        let out = std::process::Command::new("git")
+            .args(args)
+            .current_dir(dir)
+            .stdin(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .output()
+            .ok()?;
+        out.status
+            .success()
+            .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+    };
+    let commit = git(&["rev-parse", "HEAD"])?;
+    let branch = git(&["rev-parse", "--abbrev-ref", "HEAD"]).filter(|b| b != "HEAD");
+    let dirty = git(&["status", "--porcelain"]).is_some_and(|s| !s.is_empty());
+    Some(GitInfo {
+        commit,
+        branch,
+        dirty,
+    })
+}
+
+/// Fills the comparison with the previous run of the same environment and the trend.
+pub fn compare(report: &mut Report, history: &History) {
+    if let Some(prev) = history::previous(history, &report.env, &report.run_id) {
+        report.comparison = Some(Comparison {
+            previous_run_id: prev.run_id.clone(),
+            previous_score: prev.score,
+            previous_verdict: prev.verdict.clone(),
+            score_delta: match (report.score, prev.score) {
+                (Some(a), Some(b)) => Some(a - b),
+                _ => None,
+            },
+        });
+    }
+    let mut trend: Vec<f64> = history
+        .entries
+        .iter()
+        .filter(|e| e.env == report.env && !e.dry_run && e.run_id != report.run_id)
+        .filter_map(|e| e.score)
+        .collect();
+    if let Some(s) = report.score {
+        if !report.dry_run {
+            trend.push(s);
+        }
+    }
+    let keep = trend.len().saturating_sub(10);
+    report.trend = trend.split_off(keep);
+}
+
+/// Where a run's files went.
+#[derive(Debug, Clone)]
+pub struct Written {
+    pub dir: PathBuf,
+    pub report: PathBuf,
+}
+
+/// Writes `report.json`, `summary.md` and `run.log` into `<state>/runs/<run-id>/` and
+/// appends the history line. `mask` hides secrets in everything written.
+pub fn write(
+    state_dir: &Path,
+    report: &Report,
+    log: &[String],
+    mask: &dyn Fn(&str) -> String,
+) -> std::io::Result<Written> {
+    let dir = state_dir.join("runs").join(&report.run_id);
+    std::fs::create_dir_all(&dir)?;
+    let json = serde_json::to_string_pretty(report).map_err(std::io::Error::other)?;
+    let report_path = dir.join("report.json");
+    write_atomic(&report_path, mask(&json).as_bytes())?;
+    write_atomic(
+        &dir.join("summary.md"),
+        mask(&super::render::markdown(report)).as_bytes(),
+    )?;
+    let mut text = log.join("\n");
+    text.push('\n');
+    write_atomic(&dir.join("run.log"), mask(&text).as_bytes())?;
+    let entry = HistoryEntry {
+        run_id: report.run_id.clone(),
+        started_at: report.started_at.clone(),
+        finished_at: report.finished_at.clone(),
+        env: report.env.clone(),
+        script: report.script.clone(),
+        verdict: Some(report.verdict.to_string()),
+        score: report.score,
+        duration_ms: report.duration_ms,
+        rollback: Some(report.rollback.status.as_str().to_string()),
+        dry_run: report.dry_run,
+        interrupted: report.status == RunStatus::Interrupted,
+        exit_code: report.exit_code,
+        report: report_path.display().to_string(),
+    };
+    history::append(&state_dir.join("history.jsonl"), &entry)?;
+    Ok(Written {
+        dir,
+        report: report_path,
+    })
+}
+
+/// Returns a phase's status as shown in tables.
+pub fn phase_status_text(p: &PhaseRecord) -> String {
+    match p.status {
+        PhaseStatus::Passed => "passed".into(),
+        PhaseStatus::Failed => "FAILED".into(),
+        PhaseStatus::Running => "interrupted".into(),
+        PhaseStatus::Skipped => p.reason.clone().unwrap_or_else(|| "skipped".into()),
+    }
+}

@@ -1,0 +1,166 @@
+//! The score table: on the terminal at the end of a run and as `summary.md`.
+
+use super::record::{phase_status_text, Report, RollbackStatus};
+
+fn rollback_line(r: &Report) -> Option<String> {
+    let rb = &r.rollback;
+    let why = rb
+        .reason
+        .as_ref()
+        .map(|x| format!(" ({x})"))
+        .unwrap_or_default();
+    Some(match rb.status {
+        RollbackStatus::NotNeeded => return None,
+        RollbackStatus::Ok => format!("rollback ran and succeeded{why}"),
+        RollbackStatus::Failed => format!(
+            "ROLLBACK FAILED{why}: {}",
+            rb.error.clone().unwrap_or_default()
+        ),
+        RollbackStatus::Declined => format!("rollback declined{why}"),
+        RollbackStatus::Never => format!("rollback not run: rollback = \"never\" for this environment{why}"),
+        RollbackStatus::Missing => format!("rollback needed but the script defines no fn rollback(ctx){why}"),
+    })
+}
+
+fn comparison_line(r: &Report) -> Option<String> {
+    let c = r.comparison.as_ref()?;
+    let prev = match (c.previous_score, &c.previous_verdict) {
+        (Some(s), Some(v)) => format!("{s:.0} {v}"),
+        (None, Some(v)) => v.clone(),
+        _ => "no score".into(),
+    };
+    Some(match c.score_delta {
+        Some(d) => format!("compared with {}: {d:+.0} (was {prev})", c.previous_run_id),
+        None => format!("previous run {}: {prev}", c.previous_run_id),
+    })
+}
+
+fn trend_line(r: &Report) -> Option<String> {
+    (r.trend.len() > 1).then(|| {
+        let scores: Vec<String> = r.trend.iter().map(|s| format!("{s:.0}")).collect();
+        format!("trend (last {}): {}", r.trend.len(), scores.join(" → "))
+    })
+}
+
+/// Renders the final table for the terminal (plain text, one line per row).
+pub fn table(r: &Report) -> Vec<String> {
+    let mut lines = Vec::new();
+    let width = r
+        .phases
+        .iter()
+        .map(|p| p.name.chars().count())
+        .max()
+        .unwrap_or(5)
+        .max(5);
+    lines.push(format!(
+        "Deployment score: {} ({}{})",
+        r.env,
+        r.run_id,
+        if r.dry_run { ", dry run" } else { "" }
+    ));
+    for p in &r.phases {
+        lines.push(format!(
+            "  {:>2}  {:<width$}  {:>3.1}/5  {}",
+            p.index,
+            p.name,
+            p.score,
+            phase_status_text(p)
+        ));
+    }
+    let total = r
+        .score
+        .map(|s| format!("{s:.0}/100"))
+        .unwrap_or_else(|| "-".into());
+    lines.push(format!("      {:<width$}  {total}  {}", "Total", r.verdict));
+    lines.extend(rollback_line(r).map(|l| format!("  {l}")));
+    lines.extend(comparison_line(r).map(|l| format!("  {l}")));
+    lines.extend(trend_line(r).map(|l| format!("  {l}")));
+    lines
+}
+
+/// Renders `summary.md`.
+pub fn markdown(r: &Report) -> String {
+    let mut md = String::new();
+    md.push_str(&format!(
+        "# Deployment {}: {}\n\n",
+        r.env,
+        r.verdict
+    ));
+    md.push_str(&format!(
+        "- run: `{}`{}\n- script: `{}` (sha256 `{}`)\n- started: {} — took {} ms\n- status: {:?}\n",
+        r.run_id,
+        if r.dry_run { " (dry run)" } else { "" },
+        r.script,
+        &r.script_sha256[..r.script_sha256.len().min(12)],
+        r.started_at,
+        r.duration_ms,
+        r.status
+    ));
+    if let Some(g) = &r.git {
+        md.push_str(&format!(
+            "- git: `{}`{}{}\n",
+            &g.commit[..g.commit.len().min(12)],
+            g.branch.as_ref().map(|b| format!(" on {b}")).unwrap_or_default(),
+            if g.dirty { " (uncommitted changes)" } else { "" }
+        ));
+    }
+    md.push_str("\n| # | Phase | Score | Status |\n|---|---|---|---|\n");
+    for p in &r.phases {
+        md.push_str(&format!(
+            "| {} | {} | {:.1}/5 | {} |\n",
+            p.index,
+            p.name,
+            p.score,
+            phase_status_text(p)
+        ));
+    }
+    let total = r
+        .score
+        .map(|s| format!("{s:.0}/100"))
+        .unwrap_or_else(|| "-".into());
+    md.push_str(&format!("| | **Total** | **{total}** | **{}** |\n\n", r.verdict));
+    for p in &r.phases {
+        if p.checks.is_empty() {
+            continue;
+        }
+        md.push_str(&format!("## {}\n\n", p.name));
+        for c in &p.checks {
+            let mark = match c.status {
+                crate::pipeline::CheckStatus::Passed => "✓",
+                crate::pipeline::CheckStatus::Warning => "⚠",
+                crate::pipeline::CheckStatus::Failed => "✗",
+            };
+            md.push_str(&format!(
+                "- {mark} {} ({} ms{})\n",
+                c.name,
+                c.duration_ms,
+                if c.attempts > 1 {
+                    format!(", {} attempts", c.attempts)
+                } else {
+                    String::new()
+                }
+            ));
+            if let Some(e) = c.error.as_ref().or(c.warning.as_ref()) {
+                md.push_str(&format!("  - {}\n", e.lines().next().unwrap_or_default()));
+            }
+        }
+        md.push('\n');
+    }
+    for l in [rollback_line(r), comparison_line(r), trend_line(r)]
+        .into_iter()
+        .flatten()
+    {
+        md.push_str(&format!("- {l}\n"));
+    }
+    if let Some(e) = &r.error {
+        md.push_str(&format!(
+            "\n## Error\n\n```\n{}{}\n```\n",
+            e.message,
+            e.location
+                .as_ref()
+                .map(|l| format!("\n--> {l}"))
+                .unwrap_or_default()
+        ));
+    }
+    md
+}

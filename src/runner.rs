@@ -1,0 +1,637 @@
+//! A whole deployment run: configuration and environment, the lock, confirmation, the
+//! script, the score and verdict, the automatic rollback, hooks, and the run record.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant, SystemTime};
+
+use rhai::{Dynamic, Map, AST};
+
+use crate::api::error::{is_terminated, kind_of, message_of};
+use crate::api::phase::{ROLLBACK_REQUESTED, STOPPED};
+use crate::config::{self, Config, EnvConfig, RollbackPolicy};
+use crate::core::duration::format_duration;
+use crate::core::score::Verdict;
+use crate::exit;
+use crate::host::console::{Console, Style};
+use crate::host::diagnostic::Diagnostic;
+use crate::host::state::HostOptions;
+use crate::host::Host;
+use crate::pipeline::{PhaseStatus, RollbackRequest};
+use crate::report::history;
+use crate::report::ids;
+use crate::report::lock::{self, LockError, LockInfo};
+use crate::report::record::{
+    self, ErrorRecord, Report, RollbackRecord, RollbackStatus, RunStatus,
+};
+use crate::sys::cancel::CancelReason;
+
+/// What to run.
+#[derive(Debug, Clone, Default)]
+pub struct RunRequest {
+    pub script: PathBuf,
+    pub env: Option<String>,
+    pub vars: Vec<(String, String)>,
+    pub dry_run: bool,
+    pub yes: bool,
+    pub timeout: Option<Duration>,
+    pub skip: Vec<String>,
+    pub skip_e2e: bool,
+    pub strict: bool,
+    pub json: bool,
+    pub lock_wait: Option<Duration>,
+    /// Run only the script's `fn rollback(ctx)` (`deployer rollback`).
+    pub rollback_only: bool,
+}
+
+/// Runs a script as a deployment and returns the exit code. Every run that gets past the
+/// static checks leaves a record, including failed, declined and interrupted ones.
+pub fn execute(req: &RunRequest, console: Console) -> i32 {
+    let name = req.script.display().to_string();
+    let text = match std::fs::read_to_string(&req.script) {
+        Ok(t) => t,
+        Err(e) => {
+            console.error(&format!("cannot read script {name}: {e}"));
+            return exit::USAGE;
+        }
+    };
+    let config = match config::for_script(&req.script) {
+        Ok(c) => c,
+        Err(e) => {
+            console.error(&format!("{e}; nothing was run"));
+            return exit::USAGE;
+        }
+    };
+    let env = match config.select_env(req.env.as_deref()) {
+        Ok(e) => e,
+        Err(e) => {
+            console.error(&format!("{e}; nothing was run"));
+            return exit::USAGE;
+        }
+    };
+    let mut vars = env.vars.clone();
+    vars.extend(req.vars.iter().cloned());
+    let options = HostOptions {
+        env: env.name.clone(),
+        vars,
+        dry_run: req.dry_run,
+        yes: req.yes,
+        timeout: req.timeout,
+    };
+    let host = match Host::new(options, console.clone()) {
+        Ok(h) => h,
+        Err(e) => {
+            console.error(&e.to_string());
+            return exit::FAILED;
+        }
+    };
+    let checked = match host.check(&name, &text) {
+        Ok(c) => c,
+        Err(diags) => {
+            for d in &diags {
+                host.print(d);
+            }
+            console.error(&format!(
+                "{} problem{} in {name}; nothing was run",
+                diags.len(),
+                if diags.len() == 1 { "" } else { "s" }
+            ));
+            return exit::USAGE;
+        }
+    };
+    if let Err(msg) = check_skips(req, &checked.phases) {
+        console.error(&format!("{msg}; nothing was run"));
+        return exit::USAGE;
+    }
+    if req.rollback_only && !Host::defines(&checked.ast, "rollback", 1) {
+        console.error(&format!(
+            "{name} defines no fn rollback(ctx); nothing was run"
+        ));
+        return exit::USAGE;
+    }
+    let run = Run {
+        req,
+        name,
+        text,
+        config,
+        env,
+        host,
+        ast: checked.ast,
+        started: Instant::now(),
+        started_at: SystemTime::now(),
+    };
+    if let Ok(mut p) = run.host.state.pipeline.lock() {
+        p.planned = checked.phases;
+        p.skip = req.skip.clone();
+        p.skip_e2e = req.skip_e2e;
+    }
+    run.go()
+}
+
+/// `--skip` must name a phase the script has, and never a required one.
+fn check_skips(req: &RunRequest, planned: &[crate::pipeline::PlannedPhase]) -> Result<(), String> {
+    for s in &req.skip {
+        match planned.iter().find(|p| p.name.eq_ignore_ascii_case(s)) {
+            Some(p) if p.required == Some(true) => {
+                return Err(format!("--skip \"{s}\": phase \"{}\" is required and cannot be skipped", p.name))
+            }
+            Some(_) => {}
+            None if planned.is_empty() => {}
+            None => {
+                let names: Vec<&str> = planned.iter().map(|p| p.name.as_str()).collect();
+                return Err(format!(
+                    "--skip \"{s}\": the script has no phase of that name; its phases are: {}",
+                    names.join(", ")
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+struct Run<'a> {
+    req: &'a RunRequest,
+    name: String,
+    text: String,
+    config: Config,
+    env: EnvConfig,
+    host: Host,
+    ast: AST,
+    started: Instant,
+    started_at: SystemTime,
+}
+
+/// How the script part of a run ended.
+enum Ended {
+    Completed,
+    Declined(String),
+    Interrupted(Diagnostic),
+    Failed(Option<Diagnostic>),
+}
+
+impl Run<'_> {
+    fn console(&self) -> &Console {
+        &self.host.state.console
+    }
+
+    fn go(self) -> i32 {
+        self.host.install_signal_handlers();
+        let run_id = ids::run_id(self.started_at, &self.env.name);
+        let console = self.console().clone();
+        // Dry runs change nothing, so they do not take the lock.
+        let _guard = if self.req.dry_run {
+            None
+        } else {
+            match self.lock(&run_id) {
+                Ok(g) => Some(g),
+                Err(code) => return code,
+            }
+        };
+        if let Some(limit) = self.req.timeout {
+            self.host.start_timeout(limit);
+        }
+        let what = if self.req.rollback_only { "rollback" } else { "deploy" };
+        console.info(&format!(
+            "deployer: {what} {} to {} (run {run_id}){}",
+            self.name,
+            self.env.name,
+            if self.req.dry_run {
+                "; dry run: no command will run and no mutating request will be sent"
+            } else {
+                ""
+            }
+        ));
+
+        let (ended, rollback) = if self.req.rollback_only {
+            self.manual_rollback()
+        } else {
+            self.deploy()
+        };
+        self.host.stop_processes();
+        self.finish(run_id, ended, rollback)
+    }
+
+    fn lock(&self, run_id: &str) -> Result<lock::LockGuard, i32> {
+        let dir = self.config.state_dir.join("lock");
+        let info = LockInfo::for_this_process(&self.name, run_id);
+        let cancel = self.host.state.cancel.clone();
+        let result = match self.req.lock_wait {
+            Some(wait) => {
+                lock::acquire_wait(&dir, &self.env.name, &info, wait, &|| cancel.is_cancelled())
+            }
+            None => lock::acquire(&dir, &self.env.name, &info),
+        };
+        match result {
+            Ok(guard) => {
+                if let Some(old) = guard.stale_takeover() {
+                    self.console().warn(&format!(
+                        "took over a stale lock of {}: pid {} on {} (started {}) is no longer running",
+                        self.env.name, old.pid, old.host, old.started_at
+                    ));
+                }
+                Ok(guard)
+            }
+            Err(LockError::Cancelled { .. }) => {
+                self.console().error("interrupted while waiting for the lock; nothing was run");
+                Err(exit::INTERRUPTED)
+            }
+            Err(e @ (LockError::Held { .. } | LockError::Unreadable { .. } | LockError::Contended { .. })) => {
+                self.console().error(&format!("{e}; nothing was run"));
+                Err(exit::LOCKED)
+            }
+            Err(e) => {
+                self.console().error(&format!("{e}; nothing was run"));
+                Err(exit::USAGE)
+            }
+        }
+    }
+
+    fn deploy(&self) -> (Ended, RollbackRecord) {
+        if self.env.confirm && !self.req.dry_run {
+            let q = format!("Deploy {} to {}?", self.name, self.env.name.to_uppercase());
+            match self.host.state.confirm(&q) {
+                Ok(true) => {}
+                Ok(false) => {
+                    return (
+                        Ended::Declined(format!(
+                            "not deployed: environment {} asks for confirmation (confirm = true) and it was not given; use --yes to confirm without a terminal",
+                            self.env.name
+                        )),
+                        RollbackRecord::not_needed(),
+                    )
+                }
+                Err(_) => {
+                    return (
+                        Ended::Interrupted(Diagnostic::error("interrupted at the confirmation", None)),
+                        RollbackRecord::not_needed(),
+                    )
+                }
+            }
+        }
+        let result = self.host.run(&self.ast);
+        let ended = match &result {
+            Ok(_) => Ended::Completed,
+            Err(e) if is_terminated(e) => {
+                let timed_out = matches!(
+                    self.host.state.cancel.reason(),
+                    Some(CancelReason::Timeout(_))
+                );
+                let d = self.host.diagnose(e, &self.name);
+                if timed_out {
+                    self.host.print(&d);
+                    Ended::Failed(Some(d))
+                } else {
+                    Ended::Interrupted(d)
+                }
+            }
+            Err(e) => {
+                let kind = kind_of(e);
+                if matches!(kind.as_deref(), Some(STOPPED) | Some(ROLLBACK_REQUESTED)) {
+                    Ended::Failed(None)
+                } else {
+                    let d = self.host.diagnose(e, &self.name);
+                    self.host.print(&d);
+                    Ended::Failed(Some(d))
+                }
+            }
+        };
+        let rollback = match &ended {
+            Ended::Completed | Ended::Failed(_) => self.maybe_rollback(&ended),
+            _ => RollbackRecord::not_needed(),
+        };
+        (ended, rollback)
+    }
+
+    /// Decides whether the run calls for a rollback, and runs it according to policy.
+    fn maybe_rollback(&self, ended: &Ended) -> RollbackRecord {
+        let (request, changes) = {
+            let Ok(mut p) = self.host.state.pipeline.lock() else {
+                return RollbackRecord::not_needed();
+            };
+            p.close();
+            let failed = matches!(ended, Ended::Failed(_));
+            let (_, verdict) = p.total(&self.config.thresholds);
+            let request = p.rollback_request.clone().or_else(|| {
+                if !p.changes_began {
+                    return None;
+                }
+                let failed_phase = p
+                    .phases
+                    .iter()
+                    .find(|ph| ph.status == PhaseStatus::Failed)
+                    .map(|ph| ph.name.clone());
+                if failed {
+                    Some(RollbackRequest {
+                        reason: match &p.stopped_by {
+                            Some(s) => format!("required phase \"{s}\" failed"),
+                            None => "the deployment script failed".into(),
+                        },
+                        phase: p.stopped_by.clone().or(failed_phase),
+                    })
+                } else if p.has_phases() && verdict == Verdict::Failed {
+                    Some(RollbackRequest {
+                        reason: "the deployment score is below the fail threshold".into(),
+                        phase: failed_phase,
+                    })
+                } else {
+                    None
+                }
+            });
+            (request, p.changes_began)
+        };
+        match request {
+            Some(request) if changes || request.reason != "the deployment script failed" => {
+                self.run_rollback(&request)
+            }
+            _ => RollbackRecord::not_needed(),
+        }
+    }
+
+    /// Runs `fn rollback(ctx)` as the environment's policy says.
+    fn run_rollback(&self, request: &RollbackRequest) -> RollbackRecord {
+        let console = self.console();
+        if !Host::defines(&self.ast, "rollback", 1) {
+            console.error(&format!(
+                "a rollback is needed ({}) but {} defines no fn rollback(ctx)",
+                request.reason, self.name
+            ));
+            return RollbackRecord::for_request(RollbackStatus::Missing, request);
+        }
+        let policy = self.env.rollback;
+        if policy == RollbackPolicy::Never {
+            console.warn(&format!(
+                "a rollback is needed ({}) but environment {} has rollback = \"never\"",
+                request.reason, self.env.name
+            ));
+            return RollbackRecord::for_request(RollbackStatus::Never, request);
+        }
+        // A timeout cancelled the run; the rollback itself must still be able to run.
+        if matches!(self.host.state.cancel.reason(), Some(CancelReason::Timeout(_))) {
+            self.host.state.cancel.reset();
+        }
+        if policy == RollbackPolicy::Confirm && !self.req.rollback_only {
+            let q = format!("Roll back {} ({})?", self.env.name, request.reason);
+            match self.host.state.confirm(&q) {
+                Ok(true) => {}
+                _ => return RollbackRecord::for_request(RollbackStatus::Declined, request),
+            }
+        }
+        let plain = format!("━━ Rollback: {}", request.reason);
+        console.line(&plain, Some(console.paint(Style::Yellow, &plain)));
+        let score = self
+            .host
+            .state
+            .pipeline
+            .lock()
+            .ok()
+            .filter(|p| p.has_phases())
+            .map(|p| p.total(&self.config.thresholds).0);
+        let mut ctx = Map::new();
+        ctx.insert("reason".into(), request.reason.clone().into());
+        ctx.insert(
+            "phase".into(),
+            request.phase.clone().map(Dynamic::from).unwrap_or(Dynamic::UNIT),
+        );
+        ctx.insert("score".into(), score.map(Dynamic::from).unwrap_or(Dynamic::UNIT));
+        ctx.insert("env".into(), self.env.name.clone().into());
+        ctx.insert("dry_run".into(), self.req.dry_run.into());
+        let started = Instant::now();
+        let result = self.host.call_fn(&self.ast, "rollback", vec![ctx.into()]);
+        let mut record = RollbackRecord::for_request(RollbackStatus::Ok, request);
+        record.duration_ms = started.elapsed().as_millis() as u64;
+        match result {
+            Ok(_) => console.success(&format!(
+                "rollback succeeded in {}",
+                format_duration(started.elapsed())
+            )),
+            Err(e) => {
+                let d = self.host.diagnose(&e, &self.name);
+                self.host.print(&d);
+                record.status = RollbackStatus::Failed;
+                record.error = Some(message_of(&e));
+                if is_terminated(&e) {
+                    record.error = Some(format!("interrupted: {}", message_of(&e)));
+                }
+            }
+        }
+        record
+    }
+
+    fn manual_rollback(&self) -> (Ended, RollbackRecord) {
+        let request = RollbackRequest {
+            reason: "requested with deployer rollback".into(),
+            phase: None,
+        };
+        let q = format!("Roll back {} now?", self.env.name.to_uppercase());
+        if !self.req.dry_run {
+            match self.host.state.confirm(&q) {
+                Ok(true) => {}
+                Ok(false) => {
+                    return (
+                        Ended::Declined("rollback not run: it was not confirmed; use --yes to confirm without a terminal".into()),
+                        RollbackRecord::for_request(RollbackStatus::Declined, &request),
+                    )
+                }
+                Err(_) => {
+                    return (
+                        Ended::Interrupted(Diagnostic::error("interrupted at the confirmation", None)),
+                        RollbackRecord::for_request(RollbackStatus::Declined, &request),
+                    )
+                }
+            }
+        }
+        let record = self.run_rollback(&request);
+        let ended = if record.status == RollbackStatus::Ok {
+            Ended::Completed
+        } else {
+            Ended::Failed(None)
+        };
+        (ended, record)
+    }
+
+    fn finish(self, run_id: String, ended: Ended, rollback: RollbackRecord) -> i32 {
+        let console = self.console().clone();
+        let (phases, changes_began, stopped, score, mut verdict) = {
+            let mut p = match self.host.state.pipeline.lock() {
+                Ok(p) => p,
+                Err(poisoned) => poisoned.into_inner(),
+            };
+            p.close();
+            let has = p.has_phases();
+            let (score, verdict) = p.total(&self.config.thresholds);
+            (
+                p.phases.clone(),
+                p.changes_began,
+                p.stopped_by.clone(),
+                has.then_some(score),
+                verdict,
+            )
+        };
+        let (status, error) = match &ended {
+            Ended::Completed => (RunStatus::Completed, None),
+            Ended::Declined(msg) => {
+                console.error(msg);
+                (RunStatus::Declined, Some(ErrorRecord { message: msg.clone(), location: None }))
+            }
+            Ended::Interrupted(d) => (RunStatus::Interrupted, Some(error_record(d))),
+            Ended::Failed(d) => (RunStatus::Failed, d.as_ref().map(error_record)),
+        };
+        if score.is_none() {
+            verdict = if status == RunStatus::Completed { Verdict::Pass } else { Verdict::Failed };
+        }
+        if status != RunStatus::Completed || stopped.is_some() || rollback.status != RollbackStatus::NotNeeded && !self.req.rollback_only {
+            verdict = Verdict::Failed;
+        }
+        let code = match status {
+            RunStatus::Interrupted => exit::INTERRUPTED,
+            _ if rollback.status.needs_a_person() => exit::ROLLBACK_FAILED,
+            RunStatus::Declined => exit::FAILED,
+            _ if self.req.rollback_only => {
+                if rollback.status == RollbackStatus::Ok { exit::OK } else { exit::ROLLBACK_FAILED }
+            }
+            _ => match verdict {
+                Verdict::Pass => exit::OK,
+                Verdict::Warning if self.req.strict => exit::WARNING_STRICT,
+                Verdict::Warning => exit::OK,
+                Verdict::Failed => exit::FAILED,
+            },
+        };
+        let finished_at = SystemTime::now();
+        let mut report = Report {
+            schema: record::SCHEMA,
+            run_id,
+            mode: if self.req.rollback_only { "rollback" } else { "deploy" },
+            script: self.name.clone(),
+            script_sha256: record::sha256_hex(&self.text),
+            env: self.env.name.clone(),
+            dry_run: self.req.dry_run,
+            started_at: crate::core::time::rfc3339(self.started_at),
+            finished_at: crate::core::time::rfc3339(finished_at),
+            duration_ms: self.started.elapsed().as_millis() as u64,
+            git: record::git_info(
+                self.req
+                    .script
+                    .parent()
+                    .filter(|p| !p.as_os_str().is_empty())
+                    .unwrap_or(std::path::Path::new(".")),
+            ),
+            status,
+            phases,
+            score,
+            verdict,
+            thresholds: self.config.thresholds,
+            rollback,
+            retries: self.host.state.retries.lock().map(|r| r.clone()).unwrap_or_default(),
+            error,
+            exit_code: code,
+            comparison: None,
+            trend: Vec::new(),
+            user: ids::username(),
+            host: ids::hostname(),
+        };
+        let history_path = self.config.state_dir.join("history.jsonl");
+        match history::read(&history_path) {
+            Ok(h) => {
+                for w in &h.warnings {
+                    console.warn(w);
+                }
+                record::compare(&mut report, &h);
+            }
+            Err(e) => console.warn(&format!("cannot read {}: {e}", history_path.display())),
+        }
+        self.call_on_finish(&report);
+        self.print_end(&report, &ended, changes_began);
+        let masker = console.masker.clone();
+        let mask = move |s: &str| masker.mask(s);
+        match record::write(&self.config.state_dir, &report, &console.transcript(), &mask) {
+            Ok(w) => console.info(&format!("run recorded in {}", w.dir.display())),
+            Err(e) => console.error(&format!(
+                "cannot record the run in {}: {e}",
+                self.config.state_dir.display()
+            )),
+        }
+        if self.req.json {
+            if let Ok(json) = serde_json::to_string_pretty(&report) {
+                console.print(&json);
+            }
+        }
+        code
+    }
+
+    /// Calls the optional `fn on_finish(report)`; a failing hook is a warning only.
+    fn call_on_finish(&self, report: &Report) {
+        if !Host::defines(&self.ast, "on_finish", 1) {
+            return;
+        }
+        let value = serde_json::to_value(report)
+            .ok()
+            .and_then(|v| rhai::serde::to_dynamic(v).ok())
+            .unwrap_or(Dynamic::UNIT);
+        self.host.state.cancel.reset();
+        if let Err(e) = self.host.call_fn(&self.ast, "on_finish", vec![value]) {
+            self.console().warn(&format!(
+                "on_finish hook failed (the verdict stands): {}",
+                message_of(&e)
+            ));
+        }
+    }
+
+    fn print_end(&self, report: &Report, ended: &Ended, changes_began: bool) {
+        let console = self.console();
+        if !report.phases.is_empty() {
+            for (i, line) in crate::report::render::table(report).into_iter().enumerate() {
+                let styled = if i == 0 || line.trim_start().starts_with("Total") {
+                    console.paint(Style::Bold, &line)
+                } else {
+                    line.clone()
+                };
+                console.line(&line, Some(styled));
+            }
+        }
+        let took = format_duration(self.started.elapsed());
+        match ended {
+            Ended::Interrupted(d) => {
+                self.host.print(d);
+                let at = d.location.as_ref().map(|l| format!(" at {l}")).unwrap_or_default();
+                let state = if changes_began {
+                    format!(
+                        "the deployment of {} may be partial: changes had begun. Check the service, then run `deployer rollback {} --env {}` if it must go back",
+                        self.env.name, self.name, self.env.name
+                    )
+                } else {
+                    "no change had been made".to_string()
+                };
+                console.error(&format!("run stopped{at} after {took}; background processes were stopped; {state}"));
+            }
+            _ if report.rollback.status.needs_a_person() => {
+                console.error(&format!(
+                    "ACTION NEEDED: the deployment of {env} failed and was not rolled back ({status}). {env} may be running a broken or partial release. Check it now; fix the cause and run `deployer rollback {script} --env {env}`, or restore it by hand.",
+                    env = self.env.name,
+                    status = report.rollback.status.as_str(),
+                    script = self.name
+                ));
+            }
+            _ if report.verdict == Verdict::Failed => {
+                let rb = match report.rollback.status {
+                    RollbackStatus::Ok => "; the rollback succeeded",
+                    _ => "",
+                };
+                console.error(&format!("{} FAILED after {took}{rb}", self.name));
+            }
+            _ => console.success(&format!(
+                "{} finished in {took}{}",
+                self.name,
+                match (report.score, report.verdict) {
+                    (Some(s), v) => format!(": {s:.0}/100 {v}"),
+                    _ => String::new(),
+                }
+            )),
+        }
+    }
+}
+
+fn error_record(d: &Diagnostic) -> ErrorRecord {
+    ErrorRecord {
+        message: d.message.clone(),
+        location: d.location.as_ref().map(|l| l.to_string()),
+    }
+}
