@@ -113,10 +113,7 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
         message,
     };
     let table: toml::Table = text.parse().map_err(|e: toml::de::Error| {
-        let (line, col) = e
-            .span()
-            .map(|s| line_col(text, s.start))
-            .unwrap_or((1, 1));
+        let (line, col) = e.span().map(|s| line_col(text, s.start)).unwrap_or((1, 1));
         ConfigError::Syntax {
             path: shown.clone(),
             line,
@@ -193,24 +190,33 @@ fn env_config(name: &str, table: &toml::Table) -> Result<EnvConfig, String> {
     for (key, value) in table {
         match (key.as_str(), value) {
             ("confirm", toml::Value::Boolean(b)) => env.confirm = *b,
-            ("confirm", v) => return Err(format!("[env.{name}] confirm must be true or false, got {}", show(v))),
-            ("rollback", toml::Value::String(s)) => {
-                env.rollback = match s.as_str() {
-                    "auto" => RollbackPolicy::Auto,
-                    "confirm" => RollbackPolicy::Confirm,
-                    "never" => RollbackPolicy::Never,
-                    other => {
-                        return Err(format!(
-                            "[env.{name}] rollback = \"{other}\": use \"auto\", \"confirm\" or \"never\""
-                        ))
-                    }
-                }
+            ("confirm", v) => {
+                return Err(format!(
+                    "[env.{name}] confirm must be true or false, got {}",
+                    show(v)
+                ))
             }
-            ("rollback", v) => return Err(format!("[env.{name}] rollback must be a string, got {}", show(v))),
+            ("rollback", toml::Value::String(s)) => env.rollback = match s.as_str() {
+                "auto" => RollbackPolicy::Auto,
+                "confirm" => RollbackPolicy::Confirm,
+                "never" => RollbackPolicy::Never,
+                other => return Err(format!(
+                    "[env.{name}] rollback = \"{other}\": use \"auto\", \"confirm\" or \"never\""
+                )),
+            },
+            ("rollback", v) => {
+                return Err(format!(
+                    "[env.{name}] rollback must be a string, got {}",
+                    show(v)
+                ))
+            }
             (k, toml::Value::String(s)) => {
                 env.vars.insert(k.to_string(), s.clone());
             }
-            (k, v @ (toml::Value::Integer(_) | toml::Value::Float(_) | toml::Value::Boolean(_))) => {
+            (
+                k,
+                v @ (toml::Value::Integer(_) | toml::Value::Float(_) | toml::Value::Boolean(_)),
+            ) => {
                 env.vars.insert(k.to_string(), show(v));
             }
             (k, v) => {
@@ -249,7 +255,12 @@ fn number(v: &toml::Value) -> Option<f64> {
 fn line_col(text: &str, offset: usize) -> (usize, usize) {
     let before = &text[..offset.min(text.len())];
     let line = before.matches('\n').count() + 1;
-    let col = before.rsplit('\n').next().map(|l| l.chars().count()).unwrap_or(0) + 1;
+    let col = before
+        .rsplit('\n')
+        .next()
+        .map(|l| l.chars().count())
+        .unwrap_or(0)
+        + 1;
     (line, col)
 }
 
@@ -284,7 +295,14 @@ impl Config {
                 .unwrap_or_default();
             ConfigError::UnknownEnv {
                 name: name.clone(),
-                known: format!("{hint}the environments in {} are {}", self.path.as_ref().map(|p| p.display().to_string()).unwrap_or_default(), names.join(", ")),
+                known: format!(
+                    "{hint}the environments in {} are {}",
+                    self.path
+                        .as_ref()
+                        .map(|p| p.display().to_string())
+                        .unwrap_or_default(),
+                    names.join(", ")
+                ),
             }
         })
     }
@@ -331,8 +349,11 @@ rollback = "confirm"
 
     #[test]
     fn bad_toml_has_line_and_column() {
-        let e = parse("default_env = \"a\"\n[env.a]\nx = \n", Path::new("deployer.toml"))
-            .expect_err("bad");
+        let e = parse(
+            "default_env = \"a\"\n[env.a]\nx = \n",
+            Path::new("deployer.toml"),
+        )
+        .expect_err("bad");
         let s = e.to_string();
         assert!(s.starts_with("deployer.toml:3:"), "{s}");
     }
@@ -340,12 +361,17 @@ rollback = "confirm"
     #[test]
     fn bad_values_are_named() {
         for (text, needle) in [
-            ("[env.a]\nrollback = \"sometimes\"\n", "rollback = \"sometimes\""),
+            (
+                "[env.a]\nrollback = \"sometimes\"\n",
+                "rollback = \"sometimes\"",
+            ),
             ("[score]\npass = 50\nwarn = 70\n", "[score]"),
             ("colour = 1\n", "unknown setting \"colour\""),
             ("default_env = \"x\"\n[env.a]\n", "names no [env.x]"),
         ] {
-            let e = parse(text, Path::new("deployer.toml")).expect_err(text).to_string();
+            let e = parse(text, Path::new("deployer.toml"))
+                .expect_err(text)
+                .to_string();
             assert!(e.contains(needle), "{text}: {e}");
         }
     }

@@ -20,9 +20,7 @@ use crate::pipeline::{PhaseStatus, RollbackRequest};
 use crate::report::history;
 use crate::report::ids;
 use crate::report::lock::{self, LockError, LockInfo};
-use crate::report::record::{
-    self, ErrorRecord, Report, RollbackRecord, RollbackStatus, RunStatus,
-};
+use crate::report::record::{self, ErrorRecord, Report, RollbackRecord, RollbackStatus, RunStatus};
 use crate::sys::cancel::CancelReason;
 
 /// What to run.
@@ -132,7 +130,10 @@ fn check_skips(req: &RunRequest, planned: &[crate::pipeline::PlannedPhase]) -> R
     for s in &req.skip {
         match planned.iter().find(|p| p.name.eq_ignore_ascii_case(s)) {
             Some(p) if p.required == Some(true) => {
-                return Err(format!("--skip \"{s}\": phase \"{}\" is required and cannot be skipped", p.name))
+                return Err(format!(
+                    "--skip \"{s}\": phase \"{}\" is required and cannot be skipped",
+                    p.name
+                ))
             }
             Some(_) => {}
             None if planned.is_empty() => {}
@@ -189,7 +190,11 @@ impl Run<'_> {
         if let Some(limit) = self.req.timeout {
             self.host.start_timeout(limit);
         }
-        let what = if self.req.rollback_only { "rollback" } else { "deploy" };
+        let what = if self.req.rollback_only {
+            "rollback"
+        } else {
+            "deploy"
+        };
         console.info(&format!(
             "deployer: {what} {} to {} (run {run_id}){}",
             self.name,
@@ -231,10 +236,15 @@ impl Run<'_> {
                 Ok(guard)
             }
             Err(LockError::Cancelled { .. }) => {
-                self.console().error("interrupted while waiting for the lock; nothing was run");
+                self.console()
+                    .error("interrupted while waiting for the lock; nothing was run");
                 Err(exit::INTERRUPTED)
             }
-            Err(e @ (LockError::Held { .. } | LockError::Unreadable { .. } | LockError::Contended { .. })) => {
+            Err(
+                e @ (LockError::Held { .. }
+                | LockError::Unreadable { .. }
+                | LockError::Contended { .. }),
+            ) => {
                 self.console().error(&format!("{e}; nothing was run"));
                 Err(exit::LOCKED)
             }
@@ -365,7 +375,10 @@ impl Run<'_> {
             return RollbackRecord::for_request(RollbackStatus::Never, request);
         }
         // A timeout cancelled the run; the rollback itself must still be able to run.
-        if matches!(self.host.state.cancel.reason(), Some(CancelReason::Timeout(_))) {
+        if matches!(
+            self.host.state.cancel.reason(),
+            Some(CancelReason::Timeout(_))
+        ) {
             self.host.state.cancel.reset();
         }
         if policy == RollbackPolicy::Confirm && !self.req.rollback_only {
@@ -389,9 +402,16 @@ impl Run<'_> {
         ctx.insert("reason".into(), request.reason.clone().into());
         ctx.insert(
             "phase".into(),
-            request.phase.clone().map(Dynamic::from).unwrap_or(Dynamic::UNIT),
+            request
+                .phase
+                .clone()
+                .map(Dynamic::from)
+                .unwrap_or(Dynamic::UNIT),
         );
-        ctx.insert("score".into(), score.map(Dynamic::from).unwrap_or(Dynamic::UNIT));
+        ctx.insert(
+            "score".into(),
+            score.map(Dynamic::from).unwrap_or(Dynamic::UNIT),
+        );
         ctx.insert("env".into(), self.env.name.clone().into());
         ctx.insert("dry_run".into(), self.req.dry_run.into());
         let started = Instant::now();
@@ -470,24 +490,42 @@ impl Run<'_> {
             Ended::Completed => (RunStatus::Completed, None),
             Ended::Declined(msg) => {
                 console.error(msg);
-                (RunStatus::Declined, Some(ErrorRecord { message: msg.clone(), location: None }))
+                (
+                    RunStatus::Declined,
+                    Some(ErrorRecord {
+                        message: msg.clone(),
+                        location: None,
+                    }),
+                )
             }
             Ended::Interrupted(d) => (RunStatus::Interrupted, Some(error_record(d))),
             Ended::Failed(d) => (RunStatus::Failed, d.as_ref().map(error_record)),
         };
         if score.is_none() {
-            verdict = if status == RunStatus::Completed { Verdict::Pass } else { Verdict::Failed };
+            verdict = if status == RunStatus::Completed {
+                Verdict::Pass
+            } else {
+                Verdict::Failed
+            };
         }
-        if status != RunStatus::Completed || stopped.is_some() || rollback.status != RollbackStatus::NotNeeded && !self.req.rollback_only {
+        if status != RunStatus::Completed
+            || stopped.is_some()
+            || rollback.status != RollbackStatus::NotNeeded && !self.req.rollback_only
+        {
             verdict = Verdict::Failed;
         }
         let code = match status {
             RunStatus::Interrupted => exit::INTERRUPTED,
+            RunStatus::Declined if self.req.rollback_only => exit::FAILED,
+            _ if self.req.rollback_only => {
+                if rollback.status == RollbackStatus::Ok {
+                    exit::OK
+                } else {
+                    exit::ROLLBACK_FAILED
+                }
+            }
             _ if rollback.status.needs_a_person() => exit::ROLLBACK_FAILED,
             RunStatus::Declined => exit::FAILED,
-            _ if self.req.rollback_only => {
-                if rollback.status == RollbackStatus::Ok { exit::OK } else { exit::ROLLBACK_FAILED }
-            }
             _ => match verdict {
                 Verdict::Pass => exit::OK,
                 Verdict::Warning if self.req.strict => exit::WARNING_STRICT,
@@ -499,7 +537,11 @@ impl Run<'_> {
         let mut report = Report {
             schema: record::SCHEMA,
             run_id,
-            mode: if self.req.rollback_only { "rollback" } else { "deploy" },
+            mode: if self.req.rollback_only {
+                "rollback"
+            } else {
+                "deploy"
+            },
             script: self.name.clone(),
             script_sha256: record::sha256_hex(&self.text),
             env: self.env.name.clone(),
@@ -520,7 +562,13 @@ impl Run<'_> {
             verdict,
             thresholds: self.config.thresholds,
             rollback,
-            retries: self.host.state.retries.lock().map(|r| r.clone()).unwrap_or_default(),
+            retries: self
+                .host
+                .state
+                .retries
+                .lock()
+                .map(|r| r.clone())
+                .unwrap_or_default(),
             error,
             exit_code: code,
             comparison: None,
@@ -542,7 +590,12 @@ impl Run<'_> {
         self.print_end(&report, &ended, changes_began);
         let masker = console.masker.clone();
         let mask = move |s: &str| masker.mask(s);
-        match record::write(&self.config.state_dir, &report, &console.transcript(), &mask) {
+        match record::write(
+            &self.config.state_dir,
+            &report,
+            &console.transcript(),
+            &mask,
+        ) {
             Ok(w) => console.info(&format!("run recorded in {}", w.dir.display())),
             Err(e) => console.error(&format!(
                 "cannot record the run in {}: {e}",
@@ -591,7 +644,11 @@ impl Run<'_> {
         match ended {
             Ended::Interrupted(d) => {
                 self.host.print(d);
-                let at = d.location.as_ref().map(|l| format!(" at {l}")).unwrap_or_default();
+                let at = d
+                    .location
+                    .as_ref()
+                    .map(|l| format!(" at {l}"))
+                    .unwrap_or_default();
                 let state = if changes_began {
                     format!(
                         "the deployment of {} may be partial: changes had begun. Check the service, then run `deployer rollback {} --env {}` if it must go back",
@@ -600,9 +657,12 @@ impl Run<'_> {
                 } else {
                     "no change had been made".to_string()
                 };
-                console.error(&format!("run stopped{at} after {took}; background processes were stopped; {state}"));
+                console.error(&format!(
+                    "run stopped{at} after {took}; background processes were stopped; {state}"
+                ));
             }
-            _ if report.rollback.status.needs_a_person() => {
+            Ended::Declined(_) => {}
+            _ if report.rollback.status.needs_a_person() && !self.req.rollback_only => {
                 console.error(&format!(
                     "ACTION NEEDED: the deployment of {env} failed and was not rolled back ({status}). {env} may be running a broken or partial release. Check it now; fix the cause and run `deployer rollback {script} --env {env}`, or restore it by hand.",
                     env = self.env.name,

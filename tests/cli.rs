@@ -841,3 +841,6 @@ fn help_version_and_bad_arguments() {
         .assert_code(2)
         .assert_stderr_contains("cannot read script missing.rhai");
 }
+
+#[path = "cli/pipeline.rs"]
+mod pipeline;

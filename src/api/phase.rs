@@ -14,7 +14,14 @@ use crate::pipeline::{
     score_phase, CheckRecord, CheckStatus, PhaseOptions, PhaseRecord, PhaseStatus, RollbackRequest,
 };
 
-const PHASE_OPTS: &[&str] = &["required", "skippable", "skipped_score", "score", "changes", "e2e"];
+const PHASE_OPTS: &[&str] = &[
+    "required",
+    "skippable",
+    "skipped_score",
+    "score",
+    "changes",
+    "e2e",
+];
 
 /// The kind of the error that ends the script after a required phase failed.
 pub const STOPPED: &str = "pipeline_stopped";
@@ -48,18 +55,30 @@ fn options(map: Map) -> Result<PhaseOptions, Error> {
 
 fn banner(st: &HostState, index: usize, total: usize, name: &str, note: &str) {
     let plain = format!("━━ [{index}/{total}] {name}{note}");
-    st.console.info_styled(&plain, &st.console.paint(Style::Bold, &plain));
+    st.console
+        .info_styled(&plain, &st.console.paint(Style::Bold, &plain));
 }
 
-fn phase_impl(ctx: &NativeCallContext, name: &str, opts: PhaseOptions, body: FnPtr) -> Result<bool, Error> {
+fn phase_impl(
+    ctx: &NativeCallContext,
+    name: &str,
+    opts: PhaseOptions,
+    body: FnPtr,
+) -> Result<bool, Error> {
     let st = state(ctx)?;
     let (index, total, skip) = {
-        let p = st.pipeline.lock().map_err(|_| throw("internal", "pipeline state poisoned"))?;
+        let p = st
+            .pipeline
+            .lock()
+            .map_err(|_| throw("internal", "pipeline state poisoned"))?;
         if p.in_phase {
             return Err(throw("usage", format!("phase(\"{name}\") is inside another phase: phases do not nest; use check() inside a phase")));
         }
         if p.phases.iter().any(|r| r.name == name) {
-            return Err(throw("usage", format!("phase \"{name}\" ran already: give each phase its own name")));
+            return Err(throw(
+                "usage",
+                format!("phase \"{name}\" ran already: give each phase its own name"),
+            ));
         }
         let skip = p.skip_reason(name, &opts).map_err(|m| throw("usage", m))?;
         let planned = p.planned.iter().any(|x| x.name == name);
@@ -103,7 +122,10 @@ fn phase_impl(ctx: &NativeCallContext, name: &str, opts: PhaseOptions, body: FnP
     }
     let started = Instant::now();
     let result = body.call_within_context::<Dynamic>(ctx, ());
-    let mut p = st.pipeline.lock().map_err(|_| throw("internal", "pipeline state poisoned"))?;
+    let mut p = st
+        .pipeline
+        .lock()
+        .map_err(|_| throw("internal", "pipeline state poisoned"))?;
     p.in_phase = false;
     let rollback_asked = p.rollback_request.is_some();
     let Some(rec) = p.phases.last_mut() else {
@@ -151,10 +173,19 @@ fn phase_impl(ctx: &NativeCallContext, name: &str, opts: PhaseOptions, body: FnP
     }
     let line = format!(
         "  phase score {score:.1}/5 ({}, {took})",
-        if status == PhaseStatus::Passed { "passed" } else { "FAILED" }
+        if status == PhaseStatus::Passed {
+            "passed"
+        } else {
+            "FAILED"
+        }
     );
-    let style = if status == PhaseStatus::Passed { Style::Green } else { Style::Red };
-    st.console.info_styled(&line, &st.console.paint(style, &line));
+    let style = if status == PhaseStatus::Passed {
+        Style::Green
+    } else {
+        Style::Red
+    };
+    st.console
+        .info_styled(&line, &st.console.paint(style, &line));
     if status == PhaseStatus::Failed && (opts.required || rollback_asked) {
         p.stopped_by = Some(rec_name.clone());
         return Err(throw(
@@ -234,7 +265,10 @@ fn check_impl(ctx: &NativeCallContext, name: &str, body: FnPtr) -> Result<bool, 
         }
     }
     let passed = record.status != CheckStatus::Failed;
-    let mut p = st.pipeline.lock().map_err(|_| throw("internal", "pipeline state poisoned"))?;
+    let mut p = st
+        .pipeline
+        .lock()
+        .map_err(|_| throw("internal", "pipeline state poisoned"))?;
     if p.in_phase {
         if let Some(rec) = p.phases.last_mut() {
             rec.checks.push(record);
@@ -245,7 +279,10 @@ fn check_impl(ctx: &NativeCallContext, name: &str, body: FnPtr) -> Result<bool, 
     } else {
         Err(throw(
             "check",
-            format!("check \"{name}\" failed: {}", record.error.unwrap_or_default()),
+            format!(
+                "check \"{name}\" failed: {}",
+                record.error.unwrap_or_default()
+            ),
         ))
     }
 }
@@ -265,7 +302,15 @@ pub mod phase_api {
     /// ```
     #[rhai_fn(return_raw)]
     pub fn phase(ctx: NativeCallContext, name: &str, body: FnPtr) -> Result<bool, Error> {
-        phase_impl(&ctx, name, PhaseOptions { skipped_score: 4.0, ..PhaseOptions::default() }, body)
+        phase_impl(
+            &ctx,
+            name,
+            PhaseOptions {
+                skipped_score: 4.0,
+                ..PhaseOptions::default()
+            },
+            body,
+        )
     }
 
     /// Runs a phase with options: `required` (a failure stops the pipeline and, after
@@ -283,7 +328,12 @@ pub mod phase_api {
     /// phase("E2E", #{ skippable: true, skipped_score: 4 }, || { sh("pnpm e2e"); });
     /// ```
     #[rhai_fn(name = "phase", return_raw)]
-    pub fn phase_with(ctx: NativeCallContext, name: &str, options: Map, body: FnPtr) -> Result<bool, Error> {
+    pub fn phase_with(
+        ctx: NativeCallContext,
+        name: &str,
+        options: Map,
+        body: FnPtr,
+    ) -> Result<bool, Error> {
         phase_impl(&ctx, name, super::options(options)?, body)
     }
 
@@ -311,10 +361,20 @@ pub mod phase_api {
     pub fn trigger_rollback(ctx: NativeCallContext, reason: &str) -> Result<(), Error> {
         let st = state(&ctx)?;
         if let Ok(mut p) = st.pipeline.lock() {
-            let phase = if p.in_phase { p.phases.last().map(|r| r.name.clone()) } else { None };
-            p.rollback_request = Some(RollbackRequest { reason: reason.to_string(), phase });
+            let phase = if p.in_phase {
+                p.phases.last().map(|r| r.name.clone())
+            } else {
+                None
+            };
+            p.rollback_request = Some(RollbackRequest {
+                reason: reason.to_string(),
+                phase,
+            });
         }
-        Err(throw(ROLLBACK_REQUESTED, format!("rollback requested: {reason}")))
+        Err(throw(
+            ROLLBACK_REQUESTED,
+            format!("rollback requested: {reason}"),
+        ))
     }
 }
 
@@ -336,7 +396,14 @@ pub mod score_api {
                 .map(|(k, v)| {
                     super::super::opts::number(v)
                         .map(|n| (k.to_string(), n))
-                        .ok_or_else(|| throw("usage", format!("score::weighted(): {what} `{k}` must be a number, got {v}")))
+                        .ok_or_else(|| {
+                            throw(
+                                "usage",
+                                format!(
+                                    "score::weighted(): {what} `{k}` must be a number, got {v}"
+                                ),
+                            )
+                        })
                 })
                 .collect()
         };

@@ -86,10 +86,15 @@ pub fn history(args: HistoryArgs, color: ColorChoice) -> i32 {
         }
         console.print(&format!(
             "{:<20}  {:<12}  {:<8}  {:>5}  {:>9}  {:<10}  {}",
-            e.started_at.get(..19).unwrap_or(&e.started_at).replace('T', " "),
+            e.started_at
+                .get(..19)
+                .unwrap_or(&e.started_at)
+                .replace('T', " "),
             e.env,
             verdict,
-            e.score.map(|s| format!("{s:.0}")).unwrap_or_else(|| "-".into()),
+            e.score
+                .map(|s| format!("{s:.0}"))
+                .unwrap_or_else(|| "-".into()),
             crate::core::duration::format_duration(std::time::Duration::from_millis(e.duration_ms)),
             e.rollback.clone().unwrap_or_else(|| "-".into()),
             e.run_id

@@ -78,6 +78,9 @@ mod tests {
         assert_eq!(nearest("retyr", names), Some("retry"));
         assert_eq!(nearest("get", names), Some("http::get"));
         assert_eq!(nearest("deploy_everything", names), None);
-        assert_eq!(nearest("prod", ["production", "staging"]), Some("production"));
+        assert_eq!(
+            nearest("prod", ["production", "staging"]),
+            Some("production")
+        );
     }
 }

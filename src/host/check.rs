@@ -75,7 +75,10 @@ impl Catalog {
                         .insert(arity);
                 }
                 None => {
-                    self.globals.entry(name.to_string()).or_default().insert(arity);
+                    self.globals
+                        .entry(name.to_string())
+                        .or_default()
+                        .insert(arity);
                 }
             }
         }
@@ -231,12 +234,18 @@ impl Checker<'_> {
                     });
                     if ns.is_none() && call.name == "phase" && call.args.len() >= 2 {
                         if let Some(Expr::StringConstant(phase_name, ..)) = call.args.first() {
+                            // A literal map may reach us folded into a constant.
                             let flag = |key: &str| match call.args.get(1) {
-                                Some(Expr::Map(m, ..)) if call.args.len() == 3 => Some(
-                                    m.0.iter().any(|(k, v)| {
+                                Some(Expr::Map(m, ..)) if call.args.len() == 3 => {
+                                    Some(m.0.iter().any(|(k, v)| {
                                         k.name == key && matches!(v, Expr::BoolConstant(true, ..))
-                                    }),
-                                ),
+                                    }))
+                                }
+                                Some(Expr::DynamicConstant(d, ..)) if call.args.len() == 3 => {
+                                    d.read_lock::<rhai::Map>().map(|m| {
+                                        m.get(key).and_then(|v| v.as_bool().ok()) == Some(true)
+                                    })
+                                }
                                 _ => None,
                             };
                             planned.push((

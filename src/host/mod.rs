@@ -129,7 +129,12 @@ impl Host {
     /// Calls a function the script defines (`rollback`, `on_finish`, `on_alert`) after
     /// running only the script's `import` statements, so that the function sees its modules
     /// but nothing else of the script runs again.
-    pub fn call_fn(&self, ast: &AST, name: &str, args: Vec<Dynamic>) -> Result<Dynamic, Box<EvalAltResult>> {
+    pub fn call_fn(
+        &self,
+        ast: &AST,
+        name: &str,
+        args: Vec<Dynamic>,
+    ) -> Result<Dynamic, Box<EvalAltResult>> {
         let imports: Vec<rhai::Stmt> = ast
             .statements()
             .iter()
@@ -149,7 +154,8 @@ impl Host {
 
     /// Returns true when the script defines `name` with `arity` parameters.
     pub fn defines(ast: &AST, name: &str, arity: usize) -> bool {
-        ast.iter_functions().any(|f| f.name == name && f.params.len() == arity)
+        ast.iter_functions()
+            .any(|f| f.name == name && f.params.len() == arity)
     }
 
     /// Runs a compiled script in a new scope.

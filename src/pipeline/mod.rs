@@ -220,12 +220,16 @@ pub fn score_phase(record: &PhaseRecord, fixed: Option<f64>) -> f64 {
         return s.clamp(0.0, 5.0);
     }
     let outside_error = record.status == PhaseStatus::Failed
-        && !record.checks.iter().any(|c| c.status == CheckStatus::Failed);
+        && !record
+            .checks
+            .iter()
+            .any(|c| c.status == CheckStatus::Failed);
     let total = record.checks.len() + usize::from(outside_error);
     if total == 0 {
         return phase_score(0, 0);
     }
-    let sum: f64 = record.checks.iter().map(CheckRecord::fraction).sum();
+    // `+ 0.0` turns the -0.0 that an empty float sum starts from into 0.0.
+    let sum: f64 = record.checks.iter().map(CheckRecord::fraction).sum::<f64>() + 0.0;
     // phase_score works on whole counts; scale the fractional sum the same way.
     ((5.0 * sum / total as f64) * 10.0).round() / 10.0
 }
@@ -266,16 +270,34 @@ mod tests {
     fn phase_scores_follow_the_share_of_passing_checks() {
         use CheckStatus::*;
         assert_eq!(score_phase(&phase(PhaseStatus::Passed, &[]), None), 5.0);
-        assert_eq!(score_phase(&phase(PhaseStatus::Passed, &[Passed, Warning]), None), 5.0);
-        assert_eq!(score_phase(&phase(PhaseStatus::Failed, &[Passed, Failed]), None), 2.5);
         assert_eq!(
-            score_phase(&phase(PhaseStatus::Failed, &[Passed, Passed, Passed, Failed, Failed]), None),
+            score_phase(&phase(PhaseStatus::Passed, &[Passed, Warning]), None),
+            5.0
+        );
+        assert_eq!(
+            score_phase(&phase(PhaseStatus::Failed, &[Passed, Failed]), None),
+            2.5
+        );
+        assert_eq!(
+            score_phase(
+                &phase(
+                    PhaseStatus::Failed,
+                    &[Passed, Passed, Passed, Failed, Failed]
+                ),
+                None
+            ),
             3.0
         );
         // An error outside any check counts as one failed check.
         assert_eq!(score_phase(&phase(PhaseStatus::Failed, &[]), None), 0.0);
-        assert_eq!(score_phase(&phase(PhaseStatus::Failed, &[Passed]), None), 2.5);
-        assert_eq!(score_phase(&phase(PhaseStatus::Passed, &[Passed]), Some(3.0)), 3.0);
+        assert_eq!(
+            score_phase(&phase(PhaseStatus::Failed, &[Passed]), None),
+            2.5
+        );
+        assert_eq!(
+            score_phase(&phase(PhaseStatus::Passed, &[Passed]), Some(3.0)),
+            3.0
+        );
     }
 
     #[test]
@@ -289,7 +311,10 @@ mod tests {
             skipped_score: 4.0,
             ..PhaseOptions::default()
         };
-        assert!(p.skip_reason("e2e tests", &skippable).expect("ok").is_some());
+        assert!(p
+            .skip_reason("e2e tests", &skippable)
+            .expect("ok")
+            .is_some());
         assert!(p.skip_reason("Deploy", &skippable).expect("ok").is_none());
         let required = PhaseOptions {
             required: true,
@@ -298,10 +323,14 @@ mod tests {
         assert!(p.skip_reason("E2E tests", &required).is_err());
         p.skip.clear();
         p.skip_e2e = true;
-        assert!(p.skip_reason("End-to-end validation", &skippable).expect("ok").is_some());
+        assert!(p
+            .skip_reason("End-to-end validation", &skippable)
+            .expect("ok")
+            .is_some());
         p.stopped_by = Some("Deploy".into());
         assert_eq!(
-            p.skip_reason("Health", &PhaseOptions::default()).expect("ok"),
+            p.skip_reason("Health", &PhaseOptions::default())
+                .expect("ok"),
             Some("skipped because Deploy failed".into())
         );
     }
@@ -325,7 +354,10 @@ mod tests {
         p.stopped_by = Some("A".into());
         p.close();
         assert_eq!(p.phases.len(), 3);
-        assert_eq!(p.phases[2].reason.as_deref(), Some("skipped because A failed"));
+        assert_eq!(
+            p.phases[2].reason.as_deref(),
+            Some("skipped because A failed")
+        );
         assert_eq!(p.expected_count(), 3);
     }
 }

@@ -17,8 +17,12 @@ fn rollback_line(r: &Report) -> Option<String> {
             rb.error.clone().unwrap_or_default()
         ),
         RollbackStatus::Declined => format!("rollback declined{why}"),
-        RollbackStatus::Never => format!("rollback not run: rollback = \"never\" for this environment{why}"),
-        RollbackStatus::Missing => format!("rollback needed but the script defines no fn rollback(ctx){why}"),
+        RollbackStatus::Never => {
+            format!("rollback not run: rollback = \"never\" for this environment{why}")
+        }
+        RollbackStatus::Missing => {
+            format!("rollback needed but the script defines no fn rollback(ctx){why}")
+        }
     })
 }
 
@@ -81,11 +85,7 @@ pub fn table(r: &Report) -> Vec<String> {
 /// Renders `summary.md`.
 pub fn markdown(r: &Report) -> String {
     let mut md = String::new();
-    md.push_str(&format!(
-        "# Deployment {}: {}\n\n",
-        r.env,
-        r.verdict
-    ));
+    md.push_str(&format!("# Deployment {}: {}\n\n", r.env, r.verdict));
     md.push_str(&format!(
         "- run: `{}`{}\n- script: `{}` (sha256 `{}`)\n- started: {} — took {} ms\n- status: {:?}\n",
         r.run_id,
@@ -100,8 +100,15 @@ pub fn markdown(r: &Report) -> String {
         md.push_str(&format!(
             "- git: `{}`{}{}\n",
             &g.commit[..g.commit.len().min(12)],
-            g.branch.as_ref().map(|b| format!(" on {b}")).unwrap_or_default(),
-            if g.dirty { " (uncommitted changes)" } else { "" }
+            g.branch
+                .as_ref()
+                .map(|b| format!(" on {b}"))
+                .unwrap_or_default(),
+            if g.dirty {
+                " (uncommitted changes)"
+            } else {
+                ""
+            }
         ));
     }
     md.push_str("\n| # | Phase | Score | Status |\n|---|---|---|---|\n");
@@ -118,7 +125,10 @@ pub fn markdown(r: &Report) -> String {
         .score
         .map(|s| format!("{s:.0}/100"))
         .unwrap_or_else(|| "-".into());
-    md.push_str(&format!("| | **Total** | **{total}** | **{}** |\n\n", r.verdict));
+    md.push_str(&format!(
+        "| | **Total** | **{total}** | **{}** |\n\n",
+        r.verdict
+    ));
     for p in &r.phases {
         if p.checks.is_empty() {
             continue;
