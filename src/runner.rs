@@ -117,6 +117,13 @@ pub fn execute(req: &RunRequest, console: Console) -> i32 {
         started: Instant::now(),
         started_at: SystemTime::now(),
     };
+    let marks_changes = checked.phases.iter().any(|p| p.changes != Some(false));
+    if Host::defines(&run.ast, "rollback", 1) && !checked.phases.is_empty() && !marks_changes {
+        run.host.state.console.warn(&format!(
+            "{} defines fn rollback(ctx) but no phase is marked `changes: true`: a failed required phase will not roll back automatically",
+            run.name
+        ));
+    }
     if let Ok(mut p) = run.host.state.pipeline.lock() {
         p.planned = checked.phases;
         p.skip = req.skip.clone();

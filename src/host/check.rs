@@ -254,6 +254,7 @@ impl Checker<'_> {
                                     name: phase_name.to_string(),
                                     required: flag("required"),
                                     skippable: flag("skippable"),
+                                    changes: flag("changes"),
                                 },
                             ));
                         }

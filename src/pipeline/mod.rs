@@ -99,6 +99,8 @@ pub struct PlannedPhase {
     /// `Some(true)` when the options are a literal map with `required: true`.
     pub required: Option<bool>,
     pub skippable: Option<bool>,
+    /// `Some(true)` when the options are a literal map with `changes: true`.
+    pub changes: Option<bool>,
 }
 
 /// A request to roll back: why, and in which phase.
@@ -344,6 +346,7 @@ mod tests {
                     name: n.to_string(),
                     required: None,
                     skippable: None,
+                    changes: None,
                 })
                 .collect(),
             ..Pipeline::default()
