@@ -98,17 +98,12 @@ pub fn markdown(r: &Report) -> String {
     ));
     if let Some(g) = &r.git {
         md.push_str(&format!(
-            "- git: `{}`{}{}\n",
+            "- git: `{}`{}\n",
             &g.commit[..g.commit.len().min(12)],
             g.branch
                 .as_ref()
                 .map(|b| format!(" on {b}"))
                 .unwrap_or_default(),
-            if g.dirty {
-                " (uncommitted changes)"
-            } else {
-                ""
-            }
         ));
     }
     md.push_str("\n| # | Phase | Score | Status |\n|---|---|---|---|\n");
