@@ -63,6 +63,7 @@ impl Host {
             log_dir: std::env::temp_dir().join(format!("deployer-{}", std::process::id())),
             retries: Mutex::new(Vec::new()),
             pipeline: Mutex::new(Default::default()),
+            latest_ast: Mutex::new(None),
         });
         let mut engine = Engine::new();
         engine
@@ -160,6 +161,11 @@ impl Host {
 
     /// Runs a compiled script in a new scope.
     pub fn run(&self, ast: &AST) -> Result<Dynamic, Box<EvalAltResult>> {
+        if let Ok(mut latest) = self.state.latest_ast.lock() {
+            if latest.is_none() {
+                *latest = Some(Arc::new(ast.clone()));
+            }
+        }
         let mut scope = Scope::new();
         self.engine.eval_ast_with_scope(&mut scope, ast)
     }

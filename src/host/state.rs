@@ -51,6 +51,10 @@ pub struct HostState {
     pub retries: Mutex<Vec<RetryEvent>>,
     /// The deployment pipeline of the run (phases, checks, rollback requests).
     pub pipeline: Mutex<crate::pipeline::Pipeline>,
+    /// The latest version of the running script that compiled. Watch mode replaces it
+    /// when the file changes; long operations (a monitor's `on_alert` hook and
+    /// `fn thresholds()`) look their functions up here, so edits apply at the next tick.
+    pub latest_ast: Mutex<Option<std::sync::Arc<rhai::AST>>>,
 }
 
 /// The value stored as the engine's tag so native functions can find the state.
