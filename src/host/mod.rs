@@ -22,6 +22,30 @@ use resolver::Resolver;
 use sources::SourceMap;
 use state::{HostOptions, HostState, StateRef};
 
+/// Calls a function a script defines after running only the script's `import` statements,
+/// so the function sees its modules but nothing else of the script runs again.
+pub fn call_script_fn(
+    engine: &Engine,
+    ast: &AST,
+    name: &str,
+    args: Vec<Dynamic>,
+) -> Result<Dynamic, Box<EvalAltResult>> {
+    let imports: Vec<rhai::Stmt> = ast
+        .statements()
+        .iter()
+        .filter(|s| matches!(s, rhai::Stmt::Import(..)))
+        .cloned()
+        .collect();
+    let mut prelude = ast.clone_functions_only();
+    prelude.combine(AST::new(imports, rhai::Module::new()));
+    if let Some(src) = ast.source() {
+        prelude.set_source(src);
+    }
+    let mut scope = Scope::new();
+    let options = rhai::CallFnOptions::new().eval_ast(true).rewind_scope(true);
+    engine.call_fn_with_options::<Dynamic>(options, &mut scope, &prelude, name, args)
+}
+
 /// A script that passed the static checks.
 pub struct Checked {
     pub ast: AST,
@@ -127,30 +151,10 @@ impl Host {
         }
     }
 
-    /// Calls a function the script defines (`rollback`, `on_finish`, `on_alert`) after
-    /// running only the script's `import` statements, so that the function sees its modules
-    /// but nothing else of the script runs again.
-    pub fn call_fn(
-        &self,
-        ast: &AST,
-        name: &str,
-        args: Vec<Dynamic>,
-    ) -> Result<Dynamic, Box<EvalAltResult>> {
-        let imports: Vec<rhai::Stmt> = ast
-            .statements()
-            .iter()
-            .filter(|s| matches!(s, rhai::Stmt::Import(..)))
-            .cloned()
-            .collect();
-        let mut prelude = ast.clone_functions_only();
-        prelude.combine(AST::new(imports, rhai::Module::new()));
-        if let Some(src) = ast.source() {
-            prelude.set_source(src);
-        }
-        let mut scope = Scope::new();
-        let options = rhai::CallFnOptions::new().eval_ast(true).rewind_scope(true);
-        self.engine
-            .call_fn_with_options::<Dynamic>(options, &mut scope, &prelude, name, args)
+    /// Calls a function the script defines (`rollback`, `on_finish`, `on_alert`); see
+    /// [`call_script_fn`].
+    pub fn call_fn(&self, ast: &AST, name: &str, args: Vec<Dynamic>) -> Result<Dynamic, Box<EvalAltResult>> {
+        call_script_fn(&self.engine, ast, name, args)
     }
 
     /// Returns true when the script defines `name` with `arity` parameters.
