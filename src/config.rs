@@ -196,14 +196,18 @@ fn env_config(name: &str, table: &toml::Table) -> Result<EnvConfig, String> {
                     show(v)
                 ))
             }
-            ("rollback", toml::Value::String(s)) => env.rollback = match s.as_str() {
-                "auto" => RollbackPolicy::Auto,
-                "confirm" => RollbackPolicy::Confirm,
-                "never" => RollbackPolicy::Never,
-                other => return Err(format!(
+            ("rollback", toml::Value::String(s)) => {
+                env.rollback = match s.as_str() {
+                    "auto" => RollbackPolicy::Auto,
+                    "confirm" => RollbackPolicy::Confirm,
+                    "never" => RollbackPolicy::Never,
+                    other => {
+                        return Err(format!(
                     "[env.{name}] rollback = \"{other}\": use \"auto\", \"confirm\" or \"never\""
-                )),
-            },
+                ))
+                    }
+                }
+            }
             ("rollback", v) => {
                 return Err(format!(
                     "[env.{name}] rollback must be a string, got {}",

@@ -39,6 +39,9 @@ pub struct RunRequest {
     pub lock_wait: Option<Duration>,
     /// Run only the script's `fn rollback(ctx)` (`deployer rollback`).
     pub rollback_only: bool,
+    /// Watch mode: where the run publishes its state, so a new version of the script can
+    /// reach the hooks while it runs (`deployer run --watch`).
+    pub live: Option<crate::watch::LiveRun>,
 }
 
 /// Runs a script as a deployment and returns the exit code. Every run that gets past the
@@ -82,6 +85,9 @@ pub fn execute(req: &RunRequest, console: Console) -> i32 {
             return exit::FAILED;
         }
     };
+    if let Some(live) = &req.live {
+        live.attach(host.state.clone());
+    }
     let checked = match host.check(&name, &text) {
         Ok(c) => c,
         Err(diags) => {

@@ -532,7 +532,9 @@ fn dry_run_runs_no_command_and_no_mutating_request() {
                print(`post=${{post.dry_run}}`);
                http::delete("{echo}");
                let g = http::get("{health}");
-               print(`get=${{g.status}}`);"#,
+               print(`get=${{g.status}}`);
+               let ro = exec(["echo", "read-only"], #{{ read_only: true }});
+               print(`ro=${{ro.stdout}}`);"#,
             echo = s.url("/echo"),
             health = s.url("/health")
         ),
@@ -542,6 +544,7 @@ fn dry_run_runs_no_command_and_no_mutating_request() {
         .assert_stdout_contains("dry=true code=0 is=true")
         .assert_stdout_contains("post=true")
         .assert_stdout_contains("get=200")
+        .assert_stdout_contains("ro=read-only")
         .assert_stderr_contains("would run: touch made-by-exec")
         .assert_stderr_contains("would run: touch made-by-sh")
         .assert_stderr_contains("would start: sh -c 'touch made-by-spawn'")
@@ -844,3 +847,15 @@ fn help_version_and_bad_arguments() {
 
 #[path = "cli/pipeline.rs"]
 mod pipeline;
+
+#[path = "cli/metrics.rs"]
+mod metrics;
+
+#[path = "cli/stdlib.rs"]
+mod stdlib;
+
+#[path = "cli/docker.rs"]
+mod docker;
+
+#[path = "cli/repl.rs"]
+mod repl;

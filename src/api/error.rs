@@ -106,3 +106,12 @@ pub fn strip_position(text: &str) -> String {
         _ => text.to_string(),
     }
 }
+
+/// Adds the call site to an error that has no position: Rhai gives none to errors of
+/// qualified calls such as `http::get`.
+pub fn at_call(ctx: &NativeCallContext, mut e: Error) -> Error {
+    if e.position().is_none() {
+        e.set_position(ctx.call_position());
+    }
+    e
+}

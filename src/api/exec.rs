@@ -15,7 +15,7 @@ use crate::host::state::HostState;
 use crate::sys::process::{self, display_argv, last_lines, CommandSpec, ProcessError};
 use crate::sys::spawn::{SpawnSpec, Spawned, STOP_GRACE};
 
-const EXEC_OPTS: &[&str] = &["cwd", "env", "timeout", "stdin", "allow_fail", "quiet"];
+const EXEC_OPTS: &[&str] = &["cwd", "env", "timeout", "stdin", "allow_fail", "quiet", "read_only"];
 const SPAWN_OPTS: &[&str] = &["cwd", "env", "log"];
 
 /// Runs a command for `exec` or `sh`; `shown` is what the operator sees.
@@ -35,7 +35,9 @@ fn run(
     };
     let allow_fail = opts.boolean("allow_fail")?.unwrap_or(false);
     let quiet = opts.boolean("quiet")?.unwrap_or(false);
-    if st.dry_run() {
+    // A command that only reads (`git rev-parse`, `docker info`) may run in a dry run.
+    let read_only = opts.boolean("read_only")?.unwrap_or(false);
+    if st.dry_run() && !read_only {
         st.console.info(&format!("would run: {shown}"));
         let mut m = result(0, "", "", 0);
         m.insert("dry_run".into(), true.into());
@@ -198,8 +200,9 @@ pub mod exec_api {
     }
 
     /// Runs a program with options: `cwd`, `env` (map), `timeout` (duration), `stdin`
-    /// (string), `allow_fail` (no error on a non-zero exit), `quiet` (do not echo it).
-    /// On timeout or Ctrl-C the whole process group is killed.
+    /// (string), `allow_fail` (no error on a non-zero exit), `quiet` (do not echo it),
+    /// `read_only` (it changes nothing, so it runs even in a dry run). On timeout or Ctrl-C
+    /// the whole process group is killed.
     ///
     /// ```rhai
     /// let r = exec(["wrangler", "deploy", "--env", env()],

@@ -103,13 +103,7 @@ fn latency_ms(d: Duration) -> f64 {
     (d.as_secs_f64() * 100_000.0).round() / 100.0
 }
 
-/// Qualified calls (`http::get`) get no position from Rhai: add the call site.
-fn at(ctx: &NativeCallContext, mut e: Error) -> Error {
-    if e.position().is_none() {
-        e.set_position(ctx.call_position());
-    }
-    e
-}
+use super::error::at_call as at;
 
 fn request(ctx: &NativeCallContext, method: &str, url: &str, opts: Opts) -> Result<Map, Error> {
     request_inner(ctx, method, url, opts).map_err(|e| at(ctx, e))

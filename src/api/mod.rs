@@ -3,7 +3,9 @@
 pub mod env;
 pub mod error;
 pub mod exec;
+pub mod fs;
 pub mod http;
+pub mod metrics;
 pub mod opts;
 pub mod phase;
 pub mod retry;
@@ -21,6 +23,12 @@ pub fn register(engine: &mut Engine) {
     engine.register_global_module(exported_module!(env::env_api).into());
     engine.register_global_module(exported_module!(phase::phase_api).into());
     engine.register_static_module("score", exported_module!(phase::score_api).into());
+    engine.register_global_module(exported_module!(metrics::metrics_api).into());
+    engine.register_static_module(
+        "prometheus",
+        exported_module!(metrics::prometheus_api).into(),
+    );
     engine.register_static_module("http", exported_module!(http::http_api).into());
     engine.register_static_module("log", exported_module!(env::log_api).into());
+    engine.register_static_module("fs", exported_module!(fs::fs_api).into());
 }

@@ -136,7 +136,11 @@ fn phase_impl(
     let mut interrupted = None;
     match result {
         Ok(v) => {
-            returned = score_value(&v);
+            // A number, or a monitor summary's `phase_score`, scores the phase.
+            returned = score_value(&v).or_else(|| {
+                v.read_lock::<Map>()
+                    .and_then(|m| m.get("phase_score").and_then(score_value))
+            });
             let failed: Vec<&str> = rec
                 .checks
                 .iter()

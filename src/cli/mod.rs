@@ -3,6 +3,7 @@
 mod check;
 mod demo_server;
 mod history;
+mod repl;
 mod rollback;
 mod run;
 
@@ -24,6 +25,8 @@ Examples:
   deployer check deploy.rhai lib/*.rhai
   deployer rollback deploy.rhai --env production
   deployer history --env staging
+  deployer repl --env staging
+  deployer run deploy.rhai --watch
 
 Exit codes: 0 pass, 1 failed, 2 script or usage error (nothing ran),
 3 rollback failed (a person must act), 4 warning with --strict,
@@ -52,6 +55,9 @@ pub enum Command {
     /// Run only the script's fn rollback(ctx), after confirmation.
     #[command(after_help = rollback::EXAMPLES)]
     Rollback(rollback::RollbackArgs),
+    /// Try the script API interactively: completion, signatures, :doc, reload on save.
+    #[command(after_help = repl::EXAMPLES)]
+    Repl(repl::ReplArgs),
     /// Show recent runs: time, environment, verdict, score, duration, rollback.
     #[command(after_help = history::EXAMPLES)]
     History(history::HistoryArgs),
@@ -105,6 +111,7 @@ pub fn main() -> i32 {
         Command::Check(args) => check::check(args, cli.color),
         Command::Rollback(args) => rollback::rollback(args, cli.color),
         Command::History(args) => history::history(args, cli.color),
+        Command::Repl(args) => repl::repl(args, cli.color),
         Command::DemoServer(args) => demo_server::serve(args),
     }
 }

@@ -15,7 +15,8 @@ Examples:
   deployer run deploy.rhai --var base_url=http://127.0.0.1:8080 --var break=true
   deployer run deploy.rhai --dry-run        # print commands and mutating requests, run none
   deployer run deploy.rhai --skip-e2e --strict --json > report.json
-  deployer run deploy.rhai --timeout 20m -v # stop after 20 minutes; stream command output";
+  deployer run deploy.rhai --timeout 20m -v # stop after 20 minutes; stream command output
+  deployer run deploy.rhai --watch          # run again on each save of it or its modules";
 
 /// Options shared by `run` and `rollback`.
 #[derive(Debug, Args)]
@@ -94,6 +95,9 @@ pub struct RunArgs {
     /// Exit 4 when the verdict is WARNING.
     #[arg(long)]
     pub strict: bool,
+    /// Run again each time the script or a module it imports changes; Ctrl-C stops.
+    #[arg(long)]
+    pub watch: bool,
 }
 
 /// Runs `deployer run`.
@@ -102,5 +106,8 @@ pub fn run(args: RunArgs, color: ColorChoice) -> i32 {
     req.skip = args.skip;
     req.skip_e2e = args.skip_e2e;
     req.strict = args.strict;
+    if args.watch {
+        return crate::watch::run_watch(&req, args.common.console(color));
+    }
     execute(&req, args.common.console(color))
 }

@@ -1,9 +1,14 @@
 //! Pure logic with no Rhai in it, unit-tested with fixed inputs.
 
+pub mod alert;
 pub mod backoff;
+pub mod dotenv;
 pub mod duration;
 pub mod jsonmatch;
+pub mod logscan;
 pub mod mask;
 pub mod score;
+pub mod stats;
 pub mod suggest;
+pub mod thresholds;
 pub mod time;

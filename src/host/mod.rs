@@ -88,6 +88,7 @@ impl Host {
             retries: Mutex::new(Vec::new()),
             pipeline: Mutex::new(Default::default()),
             latest_ast: Mutex::new(None),
+            sampler: OnceLock::new(),
         });
         let mut engine = Engine::new();
         engine
@@ -153,7 +154,12 @@ impl Host {
 
     /// Calls a function the script defines (`rollback`, `on_finish`, `on_alert`); see
     /// [`call_script_fn`].
-    pub fn call_fn(&self, ast: &AST, name: &str, args: Vec<Dynamic>) -> Result<Dynamic, Box<EvalAltResult>> {
+    pub fn call_fn(
+        &self,
+        ast: &AST,
+        name: &str,
+        args: Vec<Dynamic>,
+    ) -> Result<Dynamic, Box<EvalAltResult>> {
         call_script_fn(&self.engine, ast, name, args)
     }
 
@@ -199,7 +205,7 @@ impl Host {
                 EvalAltResult::ErrorPropertyNotFound(name, _) => (
                     format!("the map has no property `{name}`"),
                     vec![format!(
-                        "write `value?.{name}` to get () when it may be missing, or test `\"{name}\" in value`"
+                        "write `value.get(\"{name}\")` to get () when it may be missing, or test `\"{name}\" in value`"
                     )],
                 ),
                 other => (message_of(other), vec![]),
@@ -244,6 +250,45 @@ impl Host {
                 }
             }
         });
+    }
+
+    /// For interactive sessions (`deployer repl`): each SIGINT cancels the evaluation in
+    /// progress (its sleeps, probes and child process groups stop) and the session goes on;
+    /// the session calls `state.cancel.reset()` before the next evaluation. SIGTERM stops
+    /// background processes and exits. `run` keeps [`Host::install_signal_handlers`].
+    pub fn install_interactive_signal_handlers(&self) {
+        let state = self.state.clone();
+        self.state.runtime.spawn(async move {
+            use tokio::signal::unix::{signal, SignalKind};
+            let (Ok(mut int), Ok(mut term)) = (
+                signal(SignalKind::interrupt()),
+                signal(SignalKind::terminate()),
+            ) else {
+                return;
+            };
+            loop {
+                tokio::select! {
+                    _ = int.recv() => state.cancel.cancel(CancelReason::Signal("SIGINT")),
+                    _ = term.recv() => {
+                        state.cancel.cancel(CancelReason::Signal("SIGTERM"));
+                        state.processes.stop_all(Duration::ZERO);
+                        std::process::exit(crate::exit::INTERRUPTED);
+                    }
+                }
+            }
+        });
+    }
+
+    /// Checks a new version of the running script and, when it passes, makes it the version
+    /// hooks look their functions up in (`HostState::latest_ast`: a monitor's `on_alert` and
+    /// `fn thresholds()`), so an edit applies at the next tick while the run goes on. When it
+    /// does not pass, the previous version stays and the problems are returned.
+    pub fn reload_latest(&self, name: &str, text: &str) -> Result<(), Vec<Diagnostic>> {
+        let checked = self.check(name, text)?;
+        if let Ok(mut latest) = self.state.latest_ast.lock() {
+            *latest = Some(Arc::new(checked.ast));
+        }
+        Ok(())
     }
 
     /// Cancels the run after `limit`.

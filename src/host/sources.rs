@@ -6,7 +6,17 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 /// The embedded standard library: `import "std/NAME" as x;`.
-pub const STDLIB: &[(&str, &str)] = &[("checks", include_str!("../../stdlib/checks.rhai"))];
+pub const STDLIB: &[(&str, &str)] = &[
+    ("checks", include_str!("../../stdlib/checks.rhai")),
+    ("cloudflare", include_str!("../../stdlib/cloudflare.rhai")),
+    ("docker", include_str!("../../stdlib/docker.rhai")),
+    ("git", include_str!("../../stdlib/git.rhai")),
+    ("laravel", include_str!("../../stdlib/laravel.rhai")),
+    ("notify", include_str!("../../stdlib/notify.rhai")),
+    ("postgres", include_str!("../../stdlib/postgres.rhai")),
+    ("preflight", include_str!("../../stdlib/preflight.rhai")),
+    ("releases", include_str!("../../stdlib/releases.rhai")),
+];
 
 /// Returns the source of the embedded module `std/NAME`.
 pub fn stdlib(name: &str) -> Option<&'static str> {

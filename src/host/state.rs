@@ -55,6 +55,9 @@ pub struct HostState {
     /// when the file changes; long operations (a monitor's `on_alert` hook and
     /// `fn thresholds()`) look their functions up here, so edits apply at the next tick.
     pub latest_ast: Mutex<Option<std::sync::Arc<rhai::AST>>>,
+    /// The sampler behind `sample()` and `monitor()`, started on first use; its kept-alive
+    /// connections are reused across calls.
+    pub sampler: std::sync::OnceLock<crate::metrics::sampler::Sampler>,
 }
 
 /// The value stored as the engine's tag so native functions can find the state.

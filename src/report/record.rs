@@ -171,7 +171,10 @@ pub fn sha256_hex(text: &str) -> String {
 /// process: it would cost more than the rest of a short run).
 pub fn git_info(dir: &Path) -> Option<GitInfo> {
     let start = dir.canonicalize().ok()?;
-    let git_dir = start.ancestors().map(|d| d.join(".git")).find(|g| g.exists())?;
+    let git_dir = start
+        .ancestors()
+        .map(|d| d.join(".git"))
+        .find(|g| g.exists())?;
     // A worktree or submodule has a `.git` file pointing at the real folder.
     let git_dir = if git_dir.is_file() {
         let text = std::fs::read_to_string(&git_dir).ok()?;

@@ -1,0 +1,467 @@
+//! `fs::*`: files, folders, symlinks and this machine's disk and ports, for the standard
+//! library (releases, preflight checks, log scans). Changes are only described in a dry run.
+
+use std::io::{self, Read, Seek, SeekFrom};
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+
+use rhai::plugin::*;
+use rhai::{Array, Map};
+
+use super::error::{state, throw, throw_with, Error};
+use super::opts::show;
+use crate::core::{dotenv, logscan};
+use crate::report::atomic::{parent_dir, sync_dir, unique_sibling, write_atomic};
+
+/// Logs bigger than this are scanned from their last this-many bytes only.
+const LOG_TAIL_BYTES: u64 = 32 * 1024 * 1024;
+
+/// Builds an error of kind `fs` for a failed operation on `path`, with what to check.
+fn io_error(what: &str, path: &str, e: &io::Error) -> Error {
+    let hint = match e.kind() {
+        io::ErrorKind::NotFound => {
+            "; check the path (a relative path starts in the folder deployer runs in)"
+        }
+        io::ErrorKind::PermissionDenied => "; check the permissions of the path and its folder",
+        _ => "",
+    };
+    let mut extra = Map::new();
+    extra.insert("path".into(), path.into());
+    throw_with("fs", format!("{what} {path}: {e}{hint}"), extra)
+}
+
+/// Qualified calls (`fs::read`) get no position from Rhai: add the call site.
+fn at(ctx: &NativeCallContext, mut e: Error) -> Error {
+    if e.position().is_none() {
+        e.set_position(ctx.call_position());
+    }
+    e
+}
+
+/// Returns true (after saying what would happen) when the run is a dry run.
+fn dry(ctx: &NativeCallContext, what: &str) -> Result<bool, Error> {
+    let st = state(ctx)?;
+    if st.dry_run() {
+        st.console.info(&format!("would {what}"));
+        return Ok(true);
+    }
+    Ok(false)
+}
+
+/// Refuses paths whose removal or replacement is never what a script meant.
+fn guard(func: &str, path: &str) -> Result<(), Error> {
+    let trimmed = path.trim_end_matches('/');
+    if matches!(trimmed, "" | "." | ".." | "~") {
+        return Err(throw(
+            "usage",
+            format!("{func}(): refusing to touch {} (an empty path, `.`, `..` or `/`); give the path of what to change", show(&path.into())),
+        ));
+    }
+    Ok(())
+}
+
+fn append_impl(path: &str, text: &str) -> io::Result<()> {
+    use std::io::Write;
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)?;
+    f.write_all(text.as_bytes())
+}
+
+fn remove_impl(path: &Path) -> io::Result<bool> {
+    match std::fs::symlink_metadata(path) {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(e),
+        Ok(meta) if meta.is_dir() => std::fs::remove_dir_all(path).map(|_| true),
+        Ok(_) => std::fs::remove_file(path).map(|_| true),
+    }
+}
+
+/// Points `link` at `target` atomically: a new symlink beside it, renamed over it.
+fn symlink_swap_impl(target: &str, link: &str) -> Result<(), Error> {
+    let link_path = Path::new(link);
+    let Some(base) = link_path.file_name().and_then(|n| n.to_str()) else {
+        return Err(throw(
+            "usage",
+            format!("fs::symlink_swap(): the link {link} has no file name; give a path such as \"app/current\""),
+        ));
+    };
+    let dir = parent_dir(link_path);
+    if !dir.join(target).exists() {
+        let seen = if dir == Path::new(".") || Path::new(target).is_absolute() {
+            format!("{target} does not exist")
+        } else {
+            format!(
+                "{} does not exist (a relative target is read from the link's folder)",
+                dir.join(target).display()
+            )
+        };
+        return Err(throw(
+            "fs",
+            format!("cannot point {link} at {target}: {seen}"),
+        ));
+    }
+    if let Ok(meta) = std::fs::symlink_metadata(link_path) {
+        if !meta.file_type().is_symlink() {
+            return Err(throw(
+                "fs",
+                format!("cannot replace {link} with a symlink: it is a real {}, not a symlink; move it away first", if meta.is_dir() { "folder" } else { "file" }),
+            ));
+        }
+    }
+    let temp = unique_sibling(dir, base, "link");
+    std::os::unix::fs::symlink(target, &temp)
+        .map_err(|e| io_error("cannot create symlink", &temp.display().to_string(), &e))?;
+    if let Err(e) = std::fs::rename(&temp, link_path) {
+        let _ = std::fs::remove_file(&temp);
+        return Err(io_error(
+            &format!("cannot rename {} over", temp.display()),
+            link,
+            &e,
+        ));
+    }
+    sync_dir(dir).map_err(|e| io_error("cannot sync folder", &dir.display().to_string(), &e))
+}
+
+fn free_bytes_impl(path: &str) -> io::Result<u64> {
+    let c = std::ffi::CString::new(path)
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "the path contains a NUL byte"))?;
+    // SAFETY: statvfs only writes into the zeroed struct we own; the path is NUL-terminated.
+    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+    // SAFETY: as above; both pointers are valid for the duration of the call.
+    let rc = unsafe { libc::statvfs(c.as_ptr(), &mut st) };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    #[allow(clippy::unnecessary_cast)] // the field types differ between platforms
+    Ok((st.f_bavail as u64).saturating_mul(st.f_frsize as u64))
+}
+
+fn executable(p: &Path) -> bool {
+    std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+}
+
+fn which_impl(name: &str) -> Option<String> {
+    if name.is_empty() {
+        return None;
+    }
+    if name.contains('/') {
+        return executable(Path::new(name)).then(|| name.to_string());
+    }
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|dir| dir.join(name))
+        .find(|p| executable(p))
+        .map(|p| p.display().to_string())
+}
+
+/// Reads the last `LOG_TAIL_BYTES` of a file (from the start of a line).
+fn read_tail(path: &str) -> io::Result<String> {
+    let mut f = std::fs::File::open(path)?;
+    let len = f.metadata()?.len();
+    let mut bytes = Vec::new();
+    if len > LOG_TAIL_BYTES {
+        f.seek(SeekFrom::Start(len - LOG_TAIL_BYTES))?;
+        f.read_to_end(&mut bytes)?;
+        let first_line = bytes.iter().position(|b| *b == b'\n').map_or(0, |i| i + 1);
+        bytes.drain(..first_line);
+    } else {
+        f.read_to_end(&mut bytes)?;
+    }
+    Ok(String::from_utf8_lossy(&bytes).into_owned())
+}
+
+fn since_stamp(func: &str, since: &Dynamic) -> Result<logscan::Stamp, Error> {
+    if since.is_string() {
+        return logscan::parse_time(&since.to_string())
+            .map_err(|e| throw("usage", format!("{func}(): {e}")));
+    }
+    if let Ok(secs) = since.as_int() {
+        return Ok(logscan::Stamp {
+            millis: secs.saturating_mul(1000),
+            fractional: false,
+        });
+    }
+    Err(throw(
+        "usage",
+        format!(
+            "{func}(): `since` must be a time such as now() returns or Unix seconds such as timestamp() returns, got {} ({})",
+            show(since),
+            since.type_name()
+        ),
+    ))
+}
+
+#[export_module]
+pub mod fs_api {
+    use super::*;
+
+    /// Returns the text of a file (invalid UTF-8 is replaced). Throws an error of kind
+    /// `fs` naming the path when it cannot be read.
+    ///
+    /// ```rhai
+    /// let version = fs::read("VERSION");
+    /// version.trim();
+    /// ```
+    #[rhai_fn(return_raw)]
+    pub fn read(ctx: NativeCallContext, path: &str) -> Result<String, Error> {
+        std::fs::read(path)
+            .map(|b| String::from_utf8_lossy(&b).into_owned())
+            .map_err(|e| at(&ctx, io_error("cannot read", path, &e)))
+    }
+
+    /// Replaces a file's content atomically (readers see the old or the new text, never a
+    /// mix). Its folder must exist. In a dry run it prints `would write: PATH` only.
+    ///
+    /// ```rhai
+    /// fs::write("releases/REVISION", git::current_commit());
+    /// ```
+    #[rhai_fn(return_raw)]
+    pub fn write(ctx: NativeCallContext, path: &str, text: &str) -> Result<(), Error> {
+        guard("fs::write", path).map_err(|e| at(&ctx, e))?;
+        if dry(&ctx, &format!("write: {path}"))? {
+            return Ok(());
+        }
+        write_atomic(Path::new(path), text.as_bytes())
+            .map_err(|e| at(&ctx, io_error("cannot write", path, &e)))
+    }
+
+    /// Adds text at the end of a file, creating it if needed. In a dry run it prints
+    /// `would append: PATH` only.
+    ///
+    /// ```rhai
+    /// fs::append("deploys.log", `${now()} ${env()} deployed\n`);
+    /// ```
+    #[rhai_fn(return_raw)]
+    pub fn append(ctx: NativeCallContext, path: &str, text: &str) -> Result<(), Error> {
+        guard("fs::append", path).map_err(|e| at(&ctx, e))?;
+        if dry(&ctx, &format!("append: {path}"))? {
+            return Ok(());
+        }
+        append_impl(path, text).map_err(|e| at(&ctx, io_error("cannot append to", path, &e)))
+    }
+
+    /// Returns true when the path exists (a symlink counts when its target exists).
+    ///
+    /// ```rhai
+    /// if !fs::exists(".env") { abort("no .env file"); }
+    /// ```
+    pub fn exists(path: &str) -> bool {
+        Path::new(path).exists()
+    }
+
+    /// Returns true when the path is a folder (or a symlink to one).
+    ///
+    /// ```rhai
+    /// if fs::is_dir("vendor") { log::info("dependencies installed"); }
+    /// ```
+    pub fn is_dir(path: &str) -> bool {
+        Path::new(path).is_dir()
+    }
+
+    /// Returns true when the path is a regular file (or a symlink to one).
+    ///
+    /// ```rhai
+    /// if fs::is_file("artisan") { log::info("a Laravel app"); }
+    /// ```
+    pub fn is_file(path: &str) -> bool {
+        Path::new(path).is_file()
+    }
+
+    /// Returns true when the path itself is a symlink (whether or not its target exists).
+    ///
+    /// ```rhai
+    /// if fs::is_link("/srv/app/current") { log::info(fs::read_link("/srv/app/current")); }
+    /// ```
+    pub fn is_link(path: &str) -> bool {
+        std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_symlink())
+    }
+
+    /// Returns the size of a file in bytes.
+    ///
+    /// ```rhai
+    /// if fs::size("dist/app.js") > 5_000_000 { log::warn("bundle larger than 5 MB"); }
+    /// ```
+    #[rhai_fn(return_raw)]
+    pub fn size(ctx: NativeCallContext, path: &str) -> Result<i64, Error> {
+        std::fs::metadata(path)
+            .map(|m| i64::try_from(m.len()).unwrap_or(i64::MAX))
+            .map_err(|e| at(&ctx, io_error("cannot read the size of", path, &e)))
+    }
+
+    /// Returns the names of the entries of a folder, sorted (names only, not paths).
+    ///
+    /// ```rhai
+    /// for name in fs::list("/srv/app/releases") { print(name); }
+    /// ```
+    #[rhai_fn(return_raw)]
+    pub fn list(ctx: NativeCallContext, path: &str) -> Result<Array, Error> {
+        let entries =
+            std::fs::read_dir(path).map_err(|e| at(&ctx, io_error("cannot list", path, &e)))?;
+        let mut names = Vec::new();
+        for entry in entries {
+            let entry = entry.map_err(|e| at(&ctx, io_error("cannot list", path, &e)))?;
+            names.push(entry.file_name().to_string_lossy().into_owned());
+        }
+        names.sort();
+        Ok(names.into_iter().map(Dynamic::from).collect())
+    }
+
+    /// Creates a folder and any missing parents (nothing happens when it exists). In a dry
+    /// run it prints `would create folder: PATH` only.
+    ///
+    /// ```rhai
+    /// fs::mkdir("/srv/app/shared/storage");
+    /// ```
+    #[rhai_fn(return_raw)]
+    pub fn mkdir(ctx: NativeCallContext, path: &str) -> Result<(), Error> {
+        guard("fs::mkdir", path).map_err(|e| at(&ctx, e))?;
+        if dry(&ctx, &format!("create folder: {path}"))? {
+            return Ok(());
+        }
+        std::fs::create_dir_all(path)
+            .map_err(|e| at(&ctx, io_error("cannot create folder", path, &e)))
+    }
+
+    /// Removes a file, a symlink (not its target) or a whole folder; returns false when
+    /// there was nothing to remove. In a dry run it prints `would remove: PATH` only.
+    ///
+    /// ```rhai
+    /// fs::remove("/srv/app/releases/20261101120000");
+    /// ```
+    #[rhai_fn(return_raw)]
+    pub fn remove(ctx: NativeCallContext, path: &str) -> Result<bool, Error> {
+        guard("fs::remove", path).map_err(|e| at(&ctx, e))?;
+        if dry(&ctx, &format!("remove: {path}"))? {
+            return Ok(Path::new(path).symlink_metadata().is_ok());
+        }
+        remove_impl(Path::new(path)).map_err(|e| at(&ctx, io_error("cannot remove", path, &e)))
+    }
+
+    /// Points the symlink `link` at `target` atomically: it creates a new symlink beside
+    /// `link` and renames it over `link`, so `link` always exists and always points at a
+    /// complete target. A relative `target` is read from the link's folder; it must exist.
+    /// Refuses to replace a real file or folder. In a dry run it prints `would link: ...`.
+    ///
+    /// ```rhai
+    /// fs::symlink_swap("releases/20261123191200", "/srv/app/current");
+    /// ```
+    #[rhai_fn(return_raw)]
+    pub fn symlink_swap(ctx: NativeCallContext, target: &str, link: &str) -> Result<(), Error> {
+        guard("fs::symlink_swap", link).map_err(|e| at(&ctx, e))?;
+        if dry(&ctx, &format!("link: {link} -> {target}"))? {
+            return Ok(());
+        }
+        symlink_swap_impl(target, link).map_err(|e| at(&ctx, e))
+    }
+
+    /// Returns where a symlink points, as written in the link.
+    ///
+    /// ```rhai
+    /// let live = fs::read_link("/srv/app/current");   // "releases/20261123191200"
+    /// ```
+    #[rhai_fn(return_raw)]
+    pub fn read_link(ctx: NativeCallContext, path: &str) -> Result<String, Error> {
+        std::fs::read_link(path)
+            .map(|p| p.display().to_string())
+            .map_err(|e| at(&ctx, io_error("cannot read the symlink", path, &e)))
+    }
+
+    /// Returns the bytes free for unprivileged users on the file system that holds `path`.
+    ///
+    /// ```rhai
+    /// let gb = fs::free_bytes("/srv") / 1_000_000_000;
+    /// if gb < 5 { abort(`only ${gb} GB free on /srv`); }
+    /// ```
+    #[rhai_fn(return_raw)]
+    pub fn free_bytes(ctx: NativeCallContext, path: &str) -> Result<i64, Error> {
+        free_bytes_impl(path)
+            .map(|b| i64::try_from(b).unwrap_or(i64::MAX))
+            .map_err(|e| at(&ctx, io_error("cannot read the free space of", path, &e)))
+    }
+
+    /// Returns the full path of a program found on `PATH`, or `()` when there is none.
+    ///
+    /// ```rhai
+    /// if fs::which("wrangler") == () { abort("install wrangler: npm i -g wrangler"); }
+    /// ```
+    pub fn which(name: &str) -> Dynamic {
+        which_impl(name).map(Dynamic::from).unwrap_or(Dynamic::UNIT)
+    }
+
+    /// Returns true when nothing listens on `127.0.0.1:port` (no connection is accepted
+    /// and the port can be bound).
+    ///
+    /// ```rhai
+    /// if !fs::port_free(8080) { abort("port 8080 is taken"); }
+    /// ```
+    #[rhai_fn(return_raw)]
+    pub fn port_free(ctx: NativeCallContext, port: i64) -> Result<bool, Error> {
+        let Ok(port) =
+            u16::try_from(port)
+                .map_err(|_| ())
+                .and_then(|p| if p == 0 { Err(()) } else { Ok(p) })
+        else {
+            return Err(at(
+                &ctx,
+                throw(
+                    "usage",
+                    format!("fs::port_free(): the port must be between 1 and 65535, got {port}"),
+                ),
+            ));
+        };
+        let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+        if std::net::TcpStream::connect_timeout(&addr, std::time::Duration::from_millis(500))
+            .is_ok()
+        {
+            return Ok(false);
+        }
+        Ok(!matches!(
+            std::net::TcpListener::bind(addr),
+            Err(e) if e.kind() == io::ErrorKind::AddrInUse
+        ))
+    }
+
+    /// Reads a dotenv file (`KEY=value` lines, comments, quotes, `export`) into a map.
+    /// Throws an error of kind `dotenv` naming the file and line that cannot be read.
+    ///
+    /// ```rhai
+    /// let env_file = fs::dotenv("/srv/app/shared/.env");
+    /// if env_file?.APP_DEBUG == "true" { log::warn("APP_DEBUG is on"); }
+    /// ```
+    #[rhai_fn(return_raw)]
+    pub fn dotenv(ctx: NativeCallContext, path: &str) -> Result<Map, Error> {
+        let text = std::fs::read(path)
+            .map(|b| String::from_utf8_lossy(&b).into_owned())
+            .map_err(|e| at(&ctx, io_error("cannot read", path, &e)))?;
+        let pairs =
+            dotenv::parse(&text).map_err(|e| at(&ctx, throw("dotenv", format!("{path} {e}"))))?;
+        Ok(pairs
+            .into_iter()
+            .map(|(k, v)| (k.into(), v.into()))
+            .collect())
+    }
+
+    /// Returns the lines of a log file that name an error level (ERROR, CRITICAL, ALERT,
+    /// EMERGENCY) and are stamped at or after `since` (RFC 3339 such as `now()` returns,
+    /// `"2026-11-23 19:12:00"`, or Unix seconds). Reads Laravel lines
+    /// (`[2026-11-23 19:12:00] production.ERROR: ...`) and lines starting with an ISO
+    /// time; a time without an offset is UTC. Large logs are read from their last 32 MB.
+    ///
+    /// ```rhai
+    /// let started = now();
+    /// // ... deploy ...
+    /// let errors = fs::log_errors("storage/logs/laravel.log", started);
+    /// ```
+    #[rhai_fn(return_raw)]
+    pub fn log_errors(ctx: NativeCallContext, path: &str, since: Dynamic) -> Result<Array, Error> {
+        let since = since_stamp("fs::log_errors", &since).map_err(|e| at(&ctx, e))?;
+        let text =
+            read_tail(path).map_err(|e| at(&ctx, io_error("cannot read the log", path, &e)))?;
+        Ok(logscan::errors_since(&text, since)
+            .into_iter()
+            .map(Dynamic::from)
+            .collect())
+    }
+}

@@ -1,0 +1,962 @@
+//! `sample`, `monitor`, `collect` and `prometheus::query/query_range/value`: measuring a
+//! release after it goes out. Thin bindings over `core::{stats, thresholds, alert}` and
+//! `metrics::sampler`.
+
+use std::time::{Duration, Instant};
+
+use rhai::plugin::*;
+use rhai::{Array, FnPtr, Map};
+use serde_json::json;
+
+use super::error::{
+    at_call, is_terminated, message_of, state, terminated, throw, throw_with, Error,
+};
+use super::opts::{duration, number, Opts};
+use super::phase::ROLLBACK_REQUESTED;
+use crate::core::alert::{AlertState, Level, ScoreAccumulator, TickRecord};
+use crate::core::duration::format_duration;
+use crate::core::stats::SampleStats;
+use crate::core::thresholds::{Breach, Thresholds};
+use crate::host::console::Style;
+use crate::host::state::HostState;
+use crate::metrics::sampler::{self, Mode, SampleReport, SampleSpec};
+use crate::pipeline::RollbackRequest;
+
+const SAMPLE_OPTS: &[&str] = &[
+    "requests",
+    "duration",
+    "concurrency",
+    "rate",
+    "method",
+    "headers",
+    "timeout",
+];
+const MONITOR_OPTS: &[&str] = &[
+    "duration",
+    "interval",
+    "requests",
+    "concurrency",
+    "timeout",
+    "method",
+    "headers",
+    "thresholds",
+    "critical",
+    "sustained",
+    "rollback_on_critical",
+];
+const COLLECT_OPTS: &[&str] = &[
+    "offsets",
+    "requests",
+    "concurrency",
+    "timeout",
+    "method",
+    "headers",
+];
+
+/// Builds a sample spec from options; `requests` is used when neither count nor duration is set.
+fn spec(func: &str, url: &str, o: &Opts, default_requests: i64) -> Result<SampleSpec, Error> {
+    let mode = match (o.int("requests")?, o.duration("duration")?) {
+        (Some(_), Some(_)) => {
+            return Err(throw(
+                "usage",
+                format!("{func}(): give `requests` or `duration`, not both"),
+            ))
+        }
+        (Some(n), None) if n < 1 => {
+            return Err(throw(
+                "usage",
+                format!("{func}(): requests must be at least 1, got {n}"),
+            ))
+        }
+        (Some(n), None) => Mode::Requests(n as u64),
+        (None, Some(d)) if d.is_zero() => {
+            return Err(throw(
+                "usage",
+                format!("{func}(): duration must be more than 0s"),
+            ))
+        }
+        (None, Some(d)) => Mode::Duration(d),
+        (None, None) => Mode::Requests(default_requests as u64),
+    };
+    let mut spec = SampleSpec::new(url, mode);
+    if let Some(c) = o.int("concurrency")? {
+        if c < 1 {
+            return Err(throw(
+                "usage",
+                format!("{func}(): concurrency must be at least 1, got {c}"),
+            ));
+        }
+        spec.concurrency = c as usize;
+    }
+    if let Some(r) = o.float("rate")? {
+        if r <= 0.0 {
+            return Err(throw(
+                "usage",
+                format!("{func}(): rate must be more than 0 requests/s, got {r}"),
+            ));
+        }
+        spec.rate = Some(r);
+    }
+    if let Some(m) = o.string("method")? {
+        spec.method = m.to_uppercase();
+    }
+    spec.headers = o.string_pairs("headers")?;
+    if let Some(t) = o.duration("timeout")? {
+        spec.timeout = t;
+    }
+    spec.validate()
+        .map_err(|e| throw("usage", format!("{func}(): {e}")))?;
+    Ok(spec)
+}
+
+/// Runs one sample on the run's shared sampler (connections are kept and reused).
+fn run_sample(st: &HostState, spec: &SampleSpec) -> Result<SampleReport, Error> {
+    let sampler = st.sampler.get_or_init(sampler::Sampler::new);
+    let token = st.cancel.token();
+    let report = st
+        .runtime
+        .block_on(sampler::sample(sampler, spec, &token))
+        .map_err(|e| throw("usage", e.to_string()))?;
+    if report.cancelled || st.cancel.is_cancelled() {
+        return Err(terminated(st));
+    }
+    if let Some(short) = &report.rate_shortfall {
+        st.console.warn(&format!("sample {}: {short}", spec.url));
+    }
+    Ok(report)
+}
+
+fn to_map<T: serde::Serialize>(v: &T) -> Map {
+    rhai::serde::to_dynamic(v)
+        .ok()
+        .and_then(|d| d.try_cast::<Map>())
+        .unwrap_or_default()
+}
+
+fn report_map(r: &SampleReport) -> Map {
+    let mut m = to_map(&r.stats);
+    m.insert(
+        "target_rate".into(),
+        r.target_rate.map(Dynamic::from).unwrap_or(Dynamic::UNIT),
+    );
+    m.insert("achieved_rate".into(), r.achieved_rate.into());
+    m.insert(
+        "rate_shortfall".into(),
+        r.rate_shortfall
+            .clone()
+            .map(Dynamic::from)
+            .unwrap_or(Dynamic::UNIT),
+    );
+    m
+}
+
+/// One line per sample or tick.
+fn stats_line(s: &SampleStats) -> String {
+    format!(
+        "{} req, p50 {:.1} ms, p95 {:.1} ms, p99 {:.1} ms, errors {:.1} %, 5xx {:.1} %, {:.0} req/s",
+        s.count,
+        s.p50_ms,
+        s.p95_ms,
+        s.p99_ms,
+        s.error_rate * 100.0,
+        s.rate_5xx * 100.0,
+        s.rps
+    )
+}
+
+/// Parses a threshold map; `sustained` is taken out of a `critical` map.
+fn thresholds(func: &str, map: &Map) -> Result<(Thresholds, Option<Duration>), Error> {
+    let mut pairs = Vec::new();
+    let mut sustained = None;
+    for (k, v) in map {
+        if k == "sustained" {
+            sustained =
+                Some(duration(v).map_err(|e| throw("usage", format!("{func}(): sustained: {e}")))?);
+            continue;
+        }
+        let n = number(v).ok_or_else(|| {
+            throw(
+                "usage",
+                format!("{func}(): threshold `{k}` must be a number, got {v}"),
+            )
+        })?;
+        pairs.push((k.to_string(), n));
+    }
+    let t = Thresholds::from_pairs(pairs).map_err(|e| throw("usage", format!("{func}(): {e}")))?;
+    Ok((t, sustained))
+}
+
+/// Converts what a monitor closure returned into tick statistics.
+fn closure_stats(v: &Dynamic, took: Duration) -> SampleStats {
+    let mut s = SampleStats::empty();
+    s.duration_ms = took.as_secs_f64() * 1000.0;
+    if let Ok(b) = v.as_bool() {
+        s.count = 1;
+        s.ok = u64::from(b);
+        s.error_rate = if b { 0.0 } else { 1.0 };
+        s.p50_ms = s.duration_ms;
+        s.p95_ms = s.duration_ms;
+        s.p99_ms = s.duration_ms;
+        return s;
+    }
+    if let Some(m) = v.read_lock::<Map>() {
+        let get = |k: &str| m.get(k).and_then(number);
+        s.count = get("count").unwrap_or(1.0) as u64;
+        s.ok = get("ok").unwrap_or(s.count as f64) as u64;
+        s.errors = get("errors").unwrap_or(0.0) as u64;
+        s.error_rate = get("error_rate").unwrap_or(0.0);
+        s.rate_5xx = get("rate_5xx").unwrap_or(0.0);
+        s.p50_ms = get("p50_ms").unwrap_or(0.0);
+        s.p90_ms = get("p90_ms").unwrap_or(s.p50_ms);
+        s.p95_ms = get("p95_ms").unwrap_or(s.p90_ms);
+        s.p99_ms = get("p99_ms").unwrap_or(s.p95_ms);
+        s.max_ms = get("max_ms").unwrap_or(s.p99_ms);
+        s.rps = get("rps").unwrap_or(0.0);
+        return s;
+    }
+    s.count = 1;
+    s.ok = 1;
+    s
+}
+
+/// A failed tick (the closure threw): one request, one error.
+fn failed_stats(took: Duration) -> SampleStats {
+    let mut s = SampleStats::empty();
+    s.count = 1;
+    s.errors = 1;
+    s.error_rate = 1.0;
+    s.error_kinds.insert("other".into(), 1);
+    s.duration_ms = took.as_secs_f64() * 1000.0;
+    s
+}
+
+/// Calls `name` in the latest version of the script (edits apply at the next tick), if the
+/// script defines it with `arity` parameters.
+fn call_latest(
+    ctx: &NativeCallContext,
+    st: &HostState,
+    name: &str,
+    args: Vec<Dynamic>,
+) -> Option<Result<Dynamic, Error>> {
+    let ast = st.latest_ast.lock().ok()?.clone()?;
+    if !ast
+        .iter_functions()
+        .any(|f| f.name == name && f.params.len() == args.len())
+    {
+        return None;
+    }
+    Some(crate::host::call_script_fn(ctx.engine(), &ast, name, args))
+}
+
+enum Target {
+    Url(String),
+    Closure(FnPtr),
+}
+
+enum WarnSource {
+    Fixed(Thresholds),
+    /// A script function (`fn thresholds()`), looked up again at every tick.
+    Named(String),
+    Closure(FnPtr),
+}
+
+struct Summary {
+    series: Vec<serde_json::Value>,
+    alerts: Vec<serde_json::Value>,
+    acc: ScoreAccumulator,
+    max_level: Level,
+    started: Instant,
+}
+
+impl Summary {
+    fn to_json(&self, target: &str, stopped: &str) -> serde_json::Value {
+        let score = self.acc.score();
+        json!({
+            "target": target,
+            "ticks": self.series,
+            "alerts": self.alerts,
+            "max_level": self.max_level.as_u8(),
+            "max_level_name": self.max_level.name(),
+            "availability": score.availability,
+            "performance": score.performance,
+            "stability": score.stability,
+            "score": score.weighted,
+            "phase_score": score.phase_score,
+            "duration_ms": self.started.elapsed().as_millis() as u64,
+            "stopped": stopped,
+        })
+    }
+}
+
+/// Keeps the monitor's summary in the current phase's record (it goes into report.json).
+fn record_metrics(st: &HostState, key: &str, value: serde_json::Value) {
+    if let Ok(mut p) = st.pipeline.lock() {
+        if p.in_phase {
+            if let Some(rec) = p.phases.last_mut() {
+                let mut metrics = rec.metrics.take().unwrap_or_else(|| json!({}));
+                if let Some(obj) = metrics.as_object_mut() {
+                    obj.insert(key.to_string(), value);
+                }
+                rec.metrics = Some(metrics);
+            }
+        }
+    }
+}
+
+fn monitor_impl(ctx: &NativeCallContext, target: Target, o: Opts) -> Result<Map, Error> {
+    let st = state(ctx)?;
+    let total = o.duration("duration")?.unwrap_or(Duration::from_secs(60));
+    let interval = o.duration("interval")?.unwrap_or(Duration::from_secs(10));
+    if total.is_zero() || interval.is_zero() {
+        return Err(throw(
+            "usage",
+            "monitor(): duration and interval must be more than 0s",
+        ));
+    }
+    let requests = o.int("requests")?.unwrap_or(10);
+    let label = match &target {
+        Target::Url(u) => u.clone(),
+        Target::Closure(f) => format!("closure {}", f.fn_name()),
+    };
+    let spec = match &target {
+        Target::Url(u) => {
+            let mut sub = Map::new();
+            for k in ["concurrency", "timeout", "method", "headers"] {
+                if let Some(v) = o.get(k) {
+                    sub.insert(k.into(), v.clone());
+                }
+            }
+            sub.insert("requests".into(), requests.into());
+            Some(spec(
+                "monitor",
+                u,
+                &Opts::new("monitor", sub, SAMPLE_OPTS)?,
+                requests,
+            )?)
+        }
+        Target::Closure(_) => None,
+    };
+    let warn = match o.get("thresholds") {
+        Some(v) if v.is_fnptr() => {
+            let f = v.clone().cast::<FnPtr>();
+            if f.is_anonymous() {
+                WarnSource::Closure(f)
+            } else {
+                WarnSource::Named(f.fn_name().to_string())
+            }
+        }
+        Some(_) => {
+            WarnSource::Fixed(thresholds("monitor", &o.map("thresholds")?.unwrap_or_default())?.0)
+        }
+        None => {
+            let defines = st
+                .latest_ast
+                .lock()
+                .ok()
+                .and_then(|a| a.clone())
+                .is_some_and(|a| {
+                    a.iter_functions()
+                        .any(|f| f.name == "thresholds" && f.params.is_empty())
+                });
+            if defines {
+                WarnSource::Named("thresholds".into())
+            } else {
+                // Any failed request is worth a warning when nothing else is said.
+                WarnSource::Fixed(
+                    Thresholds::from_pairs([("error_rate", 0.0)])
+                        .map_err(|e| throw("internal", e.to_string()))?,
+                )
+            }
+        }
+    };
+    let (critical, mut sustained) = match o.map("critical")? {
+        Some(m) => thresholds("monitor", &m)?,
+        None => (
+            Thresholds::from_pairs(Vec::<(String, f64)>::new())
+                .map_err(|e| throw("internal", e.to_string()))?,
+            None,
+        ),
+    };
+    if let Some(s) = o.duration("sustained")? {
+        sustained = Some(s);
+    }
+    let in_phase = st.pipeline.lock().map(|p| p.in_phase).unwrap_or(false);
+    let rollback_on_critical = o.boolean("rollback_on_critical")?.unwrap_or(in_phase);
+
+    let mut alert = AlertState::new(sustained);
+    let mut sum = Summary {
+        series: Vec::new(),
+        alerts: Vec::new(),
+        acc: ScoreAccumulator::default(),
+        max_level: Level::Ok,
+        started: Instant::now(),
+    };
+    let ticks = (total.as_secs_f64() / interval.as_secs_f64())
+        .ceil()
+        .max(1.0) as u64;
+    st.console.info(&format!(
+        "monitoring {label} for {} every {} ({ticks} ticks)",
+        format_duration(total),
+        format_duration(interval)
+    ));
+    for tick in 0..ticks {
+        let due = sum.started + interval.mul_f64(tick as f64);
+        let now = Instant::now();
+        if due > now && st.sleep(due - now).is_err() {
+            record_metrics(&st, "monitor", sum.to_json(&label, "interrupted"));
+            return Err(terminated(&st));
+        }
+        let t0 = Instant::now();
+        let stats = match (&target, &spec) {
+            (Target::Url(_), Some(spec)) => match run_sample(&st, spec) {
+                Ok(r) => r.stats,
+                Err(e) => {
+                    if is_terminated(&e) {
+                        record_metrics(&st, "monitor", sum.to_json(&label, "interrupted"));
+                    }
+                    return Err(e);
+                }
+            },
+            (Target::Closure(f), _) => match f.call_within_context::<Dynamic>(ctx, ()) {
+                Ok(v) => closure_stats(&v, t0.elapsed()),
+                Err(e) if is_terminated(&e) => {
+                    record_metrics(&st, "monitor", sum.to_json(&label, "interrupted"));
+                    return Err(e);
+                }
+                Err(e) => {
+                    st.console.warn(&format!(
+                        "monitor tick {}: {}",
+                        tick + 1,
+                        message_of(&e).lines().next().unwrap_or_default()
+                    ));
+                    failed_stats(t0.elapsed())
+                }
+            },
+            _ => return Err(throw("internal", "monitor target without a sample spec")),
+        };
+        let limits = match &warn {
+            WarnSource::Fixed(t) => t.clone(),
+            WarnSource::Named(name) => match call_latest(ctx, &st, name, vec![]) {
+                Some(Ok(v)) => thresholds("monitor", &v.try_cast::<Map>().unwrap_or_default())?.0,
+                Some(Err(e)) => {
+                    return Err(throw(
+                        "usage",
+                        format!("monitor(): fn {name}() failed: {}", message_of(&e)),
+                    ))
+                }
+                None => {
+                    return Err(throw(
+                        "usage",
+                        format!("monitor(): the script no longer defines fn {name}()"),
+                    ))
+                }
+            },
+            WarnSource::Closure(f) => {
+                let v = f.call_within_context::<Dynamic>(ctx, ())?;
+                thresholds("monitor", &v.try_cast::<Map>().unwrap_or_default())?.0
+            }
+        };
+        let warn_breaches: Vec<Breach> = limits.breaches(&stats);
+        let crit_breaches: Vec<Breach> = critical.breaches(&stats);
+        let outcome = alert.tick(sum.started.elapsed(), &warn_breaches, &crit_breaches);
+        sum.acc
+            .add(&TickRecord::new(&stats, &warn_breaches, outcome.level));
+        sum.max_level = sum.max_level.max(outcome.level);
+        let breaches: Vec<String> = warn_breaches
+            .iter()
+            .chain(crit_breaches.iter())
+            .map(|b| b.to_string())
+            .collect();
+        sum.series.push(json!({
+            "t_ms": sum.started.elapsed().as_millis() as u64,
+            "count": stats.count,
+            "p50_ms": stats.p50_ms,
+            "p95_ms": stats.p95_ms,
+            "p99_ms": stats.p99_ms,
+            "error_rate": stats.error_rate,
+            "rate_5xx": stats.rate_5xx,
+            "rps": stats.rps,
+            "level": outcome.level.as_u8(),
+            "breaches": breaches,
+        }));
+        let line = format!(
+            "  tick {}/{ticks}: {} — level {} ({})",
+            tick + 1,
+            stats_line(&stats),
+            outcome.level.as_u8(),
+            outcome.level.name()
+        );
+        let style = match outcome.level {
+            Level::Ok => Style::Dim,
+            Level::Warning | Level::Elevated => Style::Yellow,
+            Level::Critical => Style::Red,
+        };
+        st.console
+            .info_styled(&line, &st.console.paint(style, &line));
+        if outcome.changed {
+            sum.alerts.push(json!({
+                "t_ms": sum.started.elapsed().as_millis() as u64,
+                "from": outcome.previous_level.as_u8(),
+                "level": outcome.level.as_u8(),
+                "reason": outcome.reason,
+            }));
+            let msg = format!(
+                "alert level {} ({}): {}",
+                outcome.level.as_u8(),
+                outcome.level.name(),
+                outcome.reason
+            );
+            if outcome.level > outcome.previous_level {
+                st.console.warn(&msg);
+            } else {
+                st.console.info(&msg);
+            }
+            let mut info = Map::new();
+            info.insert("level".into(), (outcome.level.as_u8() as i64).into());
+            info.insert("name".into(), outcome.level.name().into());
+            info.insert(
+                "previous".into(),
+                (outcome.previous_level.as_u8() as i64).into(),
+            );
+            info.insert("reason".into(), outcome.reason.clone().into());
+            info.insert("target".into(), label.clone().into());
+            info.insert("stats".into(), to_map(&stats).into());
+            info.insert(
+                "breaches".into(),
+                breaches
+                    .iter()
+                    .cloned()
+                    .map(Dynamic::from)
+                    .collect::<Array>()
+                    .into(),
+            );
+            match call_latest(
+                ctx,
+                &st,
+                "on_alert",
+                vec![(outcome.level.as_u8() as i64).into(), info.into()],
+            ) {
+                Some(Err(e)) if is_terminated(&e) => return Err(e),
+                Some(Err(e)) => st.console.warn(&format!(
+                    "on_alert hook failed (monitoring goes on): {}",
+                    message_of(&e)
+                )),
+                _ => {}
+            }
+        }
+        if outcome.level == Level::Critical && rollback_on_critical {
+            record_metrics(&st, "monitor", sum.to_json(&label, "critical"));
+            let reason = format!("monitoring reached critical: {}", outcome.reason);
+            if let Ok(mut p) = st.pipeline.lock() {
+                let phase = if p.in_phase {
+                    p.phases.last().map(|r| r.name.clone())
+                } else {
+                    None
+                };
+                p.rollback_request = Some(RollbackRequest {
+                    reason: reason.clone(),
+                    phase,
+                });
+            }
+            return Err(throw(ROLLBACK_REQUESTED, reason));
+        }
+    }
+    let summary = sum.to_json(&label, "completed");
+    record_metrics(&st, "monitor", summary.clone());
+    let score = sum.acc.score();
+    st.console.info(&format!(
+        "monitoring done: highest level {} ({}), availability {:.1} %, performance {:.1} %, stability {:.0} %, score {:.1} ({:.1}/5)",
+        sum.max_level.as_u8(),
+        sum.max_level.name(),
+        score.availability,
+        score.performance,
+        score.stability,
+        score.weighted,
+        score.phase_score
+    ));
+    Ok(rhai::serde::to_dynamic(summary)
+        .ok()
+        .and_then(|d| d.try_cast::<Map>())
+        .unwrap_or_default())
+}
+
+fn collect_impl(ctx: &NativeCallContext, url: &str, o: Opts) -> Result<Array, Error> {
+    let st = state(ctx)?;
+    let offsets: Vec<Duration> = match o.array("offsets")? {
+        Some(list) => list
+            .iter()
+            .map(|v| duration(v).map_err(|e| throw("usage", format!("collect(): offsets: {e}"))))
+            .collect::<Result<_, _>>()?,
+        None => vec![
+            Duration::ZERO,
+            Duration::from_secs(300),
+            Duration::from_secs(900),
+        ],
+    };
+    if offsets.is_empty() {
+        return Err(throw(
+            "usage",
+            "collect(): offsets is empty: give at least one, such as [\"0s\", \"5m\", \"15m\"]",
+        ));
+    }
+    let mut sub = Map::new();
+    for k in ["requests", "concurrency", "timeout", "method", "headers"] {
+        if let Some(v) = o.get(k) {
+            sub.insert(k.into(), v.clone());
+        }
+    }
+    let spec = spec("collect", url, &Opts::new("collect", sub, SAMPLE_OPTS)?, 20)?;
+    let started = Instant::now();
+    let mut rounds = Array::new();
+    let mut json_rounds = Vec::new();
+    for (i, offset) in offsets.iter().enumerate() {
+        let due = started + *offset;
+        let now = Instant::now();
+        if due > now {
+            st.sleep(due - now).map_err(|_| terminated(&st))?;
+        }
+        let report = run_sample(&st, &spec)?;
+        st.console.info(&format!(
+            "round {}/{} at +{}: {}",
+            i + 1,
+            offsets.len(),
+            format_duration(*offset),
+            stats_line(&report.stats)
+        ));
+        let mut m = report_map(&report);
+        m.insert("offset".into(), format_duration(*offset).into());
+        m.insert("offset_ms".into(), (offset.as_millis() as i64).into());
+        let mut j = serde_json::to_value(&report.stats).unwrap_or_default();
+        if let Some(obj) = j.as_object_mut() {
+            obj.insert("offset".into(), json!(format_duration(*offset)));
+        }
+        json_rounds.push(j);
+        rounds.push(m.into());
+    }
+    record_metrics(&st, "rounds", serde_json::Value::Array(json_rounds));
+    Ok(rounds)
+}
+
+/// Sends a Prometheus HTTP API request and returns its `data`, or its error as a script error.
+fn prometheus_get(
+    ctx: &NativeCallContext,
+    base: &str,
+    path: &str,
+    params: &[(&str, String)],
+) -> Result<serde_json::Value, Error> {
+    let st = state(ctx)?;
+    let base = base.trim_end_matches('/');
+    let url = reqwest::Url::parse_with_params(&format!("{base}{path}"), params).map_err(|e| {
+        throw(
+            "url",
+            format!("prometheus: invalid base URL \"{base}\": {e}"),
+        )
+    })?;
+    let req = crate::sys::http::Request::get(url.as_str());
+    let resp = st
+        .block_on(st.http.send(&req))
+        .map_err(|_| terminated(&st))?
+        .map_err(|e| {
+            throw(
+                e.kind.as_str(),
+                format!("prometheus at {base}: {}", e.message),
+            )
+        })?;
+    let body: serde_json::Value = serde_json::from_slice(&resp.body).map_err(|e| {
+        throw(
+            "prometheus",
+            format!(
+                "prometheus at {base} answered status {} with a body that is not JSON: {e}",
+                resp.status
+            ),
+        )
+    })?;
+    if body["status"] != "success" {
+        let mut extra = Map::new();
+        extra.insert("status".into(), (resp.status as i64).into());
+        return Err(throw_with(
+            "prometheus",
+            format!(
+                "prometheus query failed ({}): {}",
+                body["errorType"].as_str().unwrap_or("error"),
+                body["error"].as_str().unwrap_or("no message")
+            ),
+            extra,
+        ));
+    }
+    Ok(body["data"].clone())
+}
+
+fn sample_value(v: &serde_json::Value) -> f64 {
+    v.get(1)
+        .and_then(|x| x.as_str())
+        .and_then(|x| x.parse::<f64>().ok())
+        .unwrap_or(f64::NAN)
+}
+
+fn labels(v: &serde_json::Value) -> Dynamic {
+    rhai::serde::to_dynamic(v.get("metric").cloned().unwrap_or_else(|| json!({})))
+        .unwrap_or(Dynamic::UNIT)
+}
+
+/// Converts a Prometheus `data` object into script values.
+fn prometheus_result(data: &serde_json::Value) -> Dynamic {
+    let result = &data["result"];
+    match data["resultType"].as_str() {
+        Some("scalar") => sample_value(result).into(),
+        Some("string") => result
+            .get(1)
+            .and_then(|s| s.as_str())
+            .unwrap_or_default()
+            .into(),
+        Some("vector") => result
+            .as_array()
+            .map(|rows| {
+                rows.iter()
+                    .map(|r| {
+                        let mut m = Map::new();
+                        m.insert("labels".into(), labels(r));
+                        m.insert("value".into(), sample_value(&r["value"]).into());
+                        Dynamic::from(m)
+                    })
+                    .collect::<Array>()
+            })
+            .unwrap_or_default()
+            .into(),
+        Some("matrix") => result
+            .as_array()
+            .map(|rows| {
+                rows.iter()
+                    .map(|r| {
+                        let values: Array = r["values"]
+                            .as_array()
+                            .map(|vs| {
+                                vs.iter()
+                                    .map(|v| {
+                                        let t =
+                                            v.get(0).and_then(|t| t.as_f64()).unwrap_or_default();
+                                        let pair: Array = vec![t.into(), sample_value(v).into()];
+                                        Dynamic::from(pair)
+                                    })
+                                    .collect()
+                            })
+                            .unwrap_or_default();
+                        let mut m = Map::new();
+                        m.insert("labels".into(), labels(r));
+                        m.insert("values".into(), values.into());
+                        Dynamic::from(m)
+                    })
+                    .collect::<Array>()
+            })
+            .unwrap_or_default()
+            .into(),
+        _ => Dynamic::UNIT,
+    }
+}
+
+#[export_module]
+pub mod metrics_api {
+    use super::*;
+
+    /// Sends 20 GET requests to `url` on a kept-alive connection and returns latency
+    /// percentiles and error rates: `#{count, ok, errors, error_kinds, status_counts,
+    /// error_rate, rate_5xx, min_ms, mean_ms, p50_ms, p90_ms, p95_ms, p99_ms, max_ms, rps,
+    /// duration_ms}`. A target that is down gives errors counted by kind, not an exception.
+    ///
+    /// ```rhai
+    /// let m = sample("http://127.0.0.1:8080/health");
+    /// if m.p95_ms > 500 { log::warn(`slow: p95 ${m.p95_ms} ms`); }
+    /// ```
+    #[rhai_fn(return_raw)]
+    pub fn sample(ctx: NativeCallContext, url: &str) -> Result<Map, Error> {
+        let st = state(&ctx)?;
+        let spec = super::spec("sample", url, &Opts::none("sample"), 20)?;
+        let r = run_sample(&st, &spec)?;
+        st.console
+            .info(&format!("sample {url}: {}", stats_line(&r.stats)));
+        Ok(report_map(&r))
+    }
+
+    /// Samples with options: `requests` (a count) or `duration`, `concurrency` (workers
+    /// sending back to back; default 1) or `rate` (requests per second, paced whatever the
+    /// latency; a rate that cannot be reached is reported in `rate_shortfall`), `method`,
+    /// `headers`, `timeout`.
+    ///
+    /// ```rhai
+    /// let m = sample(url, #{ requests: 200, concurrency: 4 });
+    /// let paced = sample(url, #{ duration: "10s", rate: 20 });
+    /// ```
+    #[rhai_fn(name = "sample", return_raw)]
+    pub fn sample_with(ctx: NativeCallContext, url: &str, options: Map) -> Result<Map, Error> {
+        let st = state(&ctx)?;
+        let o = Opts::new("sample", options, SAMPLE_OPTS)?;
+        let spec = super::spec("sample", url, &o, 20)?;
+        let r = run_sample(&st, &spec)?;
+        st.console
+            .info(&format!("sample {url}: {}", stats_line(&r.stats)));
+        Ok(report_map(&r))
+    }
+
+    /// Watches a URL (or a closure returning a sample-like map or true/false) for
+    /// `duration` (default 60 s), one tick every `interval` (default 10 s) of `requests`
+    /// requests (default 10). `thresholds` (warning) and `critical` name limits on
+    /// `p50_ms`, `p95_ms`, `p99_ms`, `error_rate`, `rate_5xx`, `min_rps`; `critical` may hold
+    /// `sustained: "5m"`. Consecutive failing ticks raise the alert level 1 → 2 → 3; a healthy
+    /// tick resets it; `fn on_alert(level, info)` is called at each change. Inside a phase,
+    /// level 3 rolls back (`rollback_on_critical`). `thresholds` may be a function
+    /// (`Fn("thresholds")`, or a script `fn thresholds()`), read again at every tick.
+    /// Returns the per-tick series, alerts, highest level, and the
+    /// availability/performance/stability score with a 0-5 `phase_score`.
+    ///
+    /// ```rhai
+    /// phase("Monitoring", || {
+    ///     monitor(url + "/health", #{ duration: "15m", interval: "60s",
+    ///         thresholds: #{ p95_ms: 500, rate_5xx: 0.01 },
+    ///         critical: #{ p95_ms: 1000, rate_5xx: 0.05, sustained: "5m" } })
+    /// });
+    /// ```
+    #[rhai_fn(return_raw)]
+    pub fn monitor(ctx: NativeCallContext, target: Dynamic, options: Map) -> Result<Map, Error> {
+        let o = Opts::new("monitor", options, MONITOR_OPTS)?;
+        let target = if target.is_fnptr() {
+            Target::Closure(target.cast::<FnPtr>())
+        } else if target.is_string() {
+            Target::Url(target.to_string())
+        } else {
+            return Err(throw(
+                "usage",
+                format!("monitor(): the target must be a URL or a closure, got {target}"),
+            ));
+        };
+        monitor_impl(&ctx, target, o)
+    }
+
+    /// Watches a URL or closure with the defaults: 60 s, a tick every 10 s of 10 requests,
+    /// a warning on any failed request.
+    ///
+    /// ```rhai
+    /// let summary = monitor("http://127.0.0.1:8080/health");
+    /// ```
+    #[rhai_fn(name = "monitor", return_raw)]
+    pub fn monitor_default(ctx: NativeCallContext, target: Dynamic) -> Result<Map, Error> {
+        monitor(ctx, target, Map::new())
+    }
+
+    /// Collects metrics in rounds at offsets from now (default the reference rounds:
+    /// immediately, after 5 minutes and after 15 minutes), `requests` per round (default
+    /// 20). Returns one sample map per round, with its `offset`.
+    ///
+    /// ```rhai
+    /// let rounds = collect(url, #{ offsets: ["0s", "5m", "15m"], requests: 50 });
+    /// print(rounds[2].p95_ms - rounds[0].p95_ms);
+    /// ```
+    #[rhai_fn(return_raw)]
+    pub fn collect(ctx: NativeCallContext, url: &str, options: Map) -> Result<Array, Error> {
+        collect_impl(&ctx, url, Opts::new("collect", options, COLLECT_OPTS)?)
+    }
+}
+
+#[export_module]
+pub mod prometheus_api {
+    use super::*;
+
+    /// Runs an instant PromQL query against a Prometheus server and returns a number for a
+    /// scalar, or a list of `#{labels, value}` for a vector. Errors from the server carry
+    /// its message.
+    ///
+    /// ```rhai
+    /// let up = prometheus::query("http://127.0.0.1:9090", "up{job=\"api\"}");
+    /// if up.len() == 0 || up[0].value != 1.0 { throw "api is down"; }
+    /// ```
+    #[rhai_fn(return_raw)]
+    pub fn query(ctx: NativeCallContext, base_url: &str, promql: &str) -> Result<Dynamic, Error> {
+        let data = prometheus_get(
+            &ctx,
+            base_url,
+            "/api/v1/query",
+            &[("query", promql.to_string())],
+        )
+        .map_err(|e| at_call(&ctx, e))?;
+        Ok(prometheus_result(&data))
+    }
+
+    /// Runs a query that must give exactly one number (a scalar, or a vector of one series).
+    ///
+    /// ```rhai
+    /// let rate = prometheus::value(prom, "sum(rate(http_requests_total{code=~\"5..\"}[5m]))");
+    /// ```
+    #[rhai_fn(return_raw)]
+    pub fn value(ctx: NativeCallContext, base_url: &str, promql: &str) -> Result<f64, Error> {
+        let data = prometheus_get(
+            &ctx,
+            base_url,
+            "/api/v1/query",
+            &[("query", promql.to_string())],
+        )
+        .map_err(|e| at_call(&ctx, e))?;
+        let v = prometheus_result(&data);
+        if let Ok(f) = v.as_float() {
+            return Ok(f);
+        }
+        if let Some(list) = v.read_lock::<Array>() {
+            if list.len() == 1 {
+                if let Some(m) = list[0].read_lock::<Map>() {
+                    if let Some(f) = m.get("value").and_then(|x| x.as_float().ok()) {
+                        return Ok(f);
+                    }
+                }
+            }
+            return Err(throw(
+                "prometheus",
+                format!("prometheus::value(): \"{promql}\" gave {} series, expected exactly one; aggregate it (sum, max) or use prometheus::query", list.len()),
+            ));
+        }
+        Err(throw(
+            "prometheus",
+            format!("prometheus::value(): \"{promql}\" gave no number"),
+        ))
+    }
+
+    /// Runs a range query over the last `range` (such as `"15m"`) at `step` resolution and
+    /// returns a list of `#{labels, values}` with `values` as `[time, value]` pairs.
+    ///
+    /// ```rhai
+    /// let series = prometheus::query_range(prom, "rate(http_requests_total[1m])", "15m", "30s");
+    /// ```
+    #[rhai_fn(return_raw)]
+    pub fn query_range(
+        ctx: NativeCallContext,
+        base_url: &str,
+        promql: &str,
+        range: Dynamic,
+        step: Dynamic,
+    ) -> Result<Dynamic, Error> {
+        let range = duration(&range)
+            .map_err(|e| throw("usage", format!("prometheus::query_range(): range: {e}")))?;
+        let step = duration(&step)
+            .map_err(|e| throw("usage", format!("prometheus::query_range(): step: {e}")))?;
+        if step.is_zero() {
+            return Err(throw(
+                "usage",
+                "prometheus::query_range(): step must be more than 0s",
+            ));
+        }
+        let end = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs_f64())
+            .unwrap_or_default();
+        let data = prometheus_get(
+            &ctx,
+            base_url,
+            "/api/v1/query_range",
+            &[
+                ("query", promql.to_string()),
+                ("start", format!("{:.3}", end - range.as_secs_f64())),
+                ("end", format!("{end:.3}")),
+                ("step", format!("{}", step.as_secs_f64())),
+            ],
+        )
+        .map_err(|e| at_call(&ctx, e))?;
+        Ok(prometheus_result(&data))
+    }
+}

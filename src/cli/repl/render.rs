@@ -1,0 +1,202 @@
+//! How the REPL shows values: scalars as Rhai writes them, maps and arrays as indented
+//! JSON-like text, and a sample result (`p50_ms`, `p95_ms`, `p99_ms`, `error_rate`, `rps`)
+//! as a small table of percentiles and rates.
+
+use rhai::{Array, Dynamic, Map};
+
+/// Values whose one-line form is longer than this are spread over lines.
+const WIDTH: usize = 76;
+
+/// The keys that make a map a sample result.
+const SAMPLE_KEYS: [&str; 5] = ["p50_ms", "p95_ms", "p99_ms", "error_rate", "rps"];
+
+/// Renders a value for display.
+pub fn render(value: &Dynamic) -> String {
+    if let Some(map) = as_map(value) {
+        if SAMPLE_KEYS.iter().all(|k| map.contains_key(*k)) {
+            return sample_table(&map);
+        }
+    }
+    pretty(value, 0)
+}
+
+/// Renders a value on one line (for `:scope` and nested values that fit).
+pub fn compact(value: &Dynamic) -> String {
+    if let Some(map) = as_map(value) {
+        if map.is_empty() {
+            return "{}".into();
+        }
+        let items: Vec<String> = map
+            .iter()
+            .map(|(k, v)| format!("{}: {}", quote(k), compact(v)))
+            .collect();
+        return format!("{{ {} }}", items.join(", "));
+    }
+    if let Some(arr) = as_array(value) {
+        let items: Vec<String> = arr.iter().map(compact).collect();
+        return format!("[{}]", items.join(", "));
+    }
+    scalar(value)
+}
+
+fn pretty(value: &Dynamic, indent: usize) -> String {
+    let one_line = compact(value);
+    if indent + one_line.chars().count() <= WIDTH && !one_line.contains('\n') {
+        return one_line;
+    }
+    let pad = "  ".repeat(indent + 1);
+    let close = "  ".repeat(indent);
+    if let Some(map) = as_map(value) {
+        let items: Vec<String> = map
+            .iter()
+            .map(|(k, v)| format!("{pad}{}: {}", quote(k), pretty(v, indent + 1)))
+            .collect();
+        return format!("{{\n{}\n{close}}}", items.join(",\n"));
+    }
+    if let Some(arr) = as_array(value) {
+        let items: Vec<String> = arr
+            .iter()
+            .map(|v| format!("{pad}{}", pretty(v, indent + 1)))
+            .collect();
+        return format!("[\n{}\n{close}]", items.join(",\n"));
+    }
+    one_line
+}
+
+fn as_map(value: &Dynamic) -> Option<Map> {
+    value.read_lock::<Map>().map(|m| m.clone())
+}
+
+fn as_array(value: &Dynamic) -> Option<Array> {
+    value.read_lock::<Array>().map(|a| a.clone())
+}
+
+fn scalar(value: &Dynamic) -> String {
+    if let Some(s) = value.read_lock::<rhai::ImmutableString>() {
+        return quote(s.as_str());
+    }
+    if value.is_unit() {
+        return "()".into();
+    }
+    if let Ok(c) = value.as_char() {
+        return format!("{c:?}");
+    }
+    value.to_string()
+}
+
+/// Quotes a string the JSON way (escapes included).
+fn quote(s: &str) -> String {
+    serde_json::to_string(s).unwrap_or_else(|_| format!("\"{s}\""))
+}
+
+fn number(v: Option<&Dynamic>) -> Option<f64> {
+    let v = v?;
+    v.as_float()
+        .ok()
+        .or_else(|| v.as_int().ok().map(|i| i as f64))
+}
+
+/// A sample result: a table of the percentiles and rates, then the other fields.
+fn sample_table(map: &Map) -> String {
+    let ms = |k: &str| {
+        number(map.get(k))
+            .map(|v| format!("{v:.1}"))
+            .unwrap_or_else(|| "-".into())
+    };
+    let pct = |k: &str| {
+        number(map.get(k))
+            .map(|v| format!("{:.2}%", v * 100.0))
+            .unwrap_or_else(|| "-".into())
+    };
+    let mut cols: Vec<(&str, String)> = vec![
+        ("p50 ms", ms("p50_ms")),
+        ("p95 ms", ms("p95_ms")),
+        ("p99 ms", ms("p99_ms")),
+        ("errors", pct("error_rate")),
+    ];
+    if map.contains_key("rate_5xx") {
+        cols.push(("5xx", pct("rate_5xx")));
+    }
+    cols.push(("rps", ms("rps")));
+    let widths: Vec<usize> = cols
+        .iter()
+        .map(|(h, v)| h.chars().count().max(v.chars().count()))
+        .collect();
+    let head: Vec<String> = cols
+        .iter()
+        .zip(&widths)
+        .map(|((h, _), w)| format!("{h:>w$}"))
+        .collect();
+    let row: Vec<String> = cols
+        .iter()
+        .zip(&widths)
+        .map(|((_, v), w)| format!("{v:>w$}"))
+        .collect();
+    let mut out = String::new();
+    let count = ["requests", "count", "total"]
+        .iter()
+        .find_map(|k| map.get(*k).and_then(|v| v.as_int().ok()));
+    if let Some(n) = count {
+        out.push_str(&format!("sample of {n} requests\n"));
+    }
+    out.push_str(&format!("  {}\n  {}", head.join("  "), row.join("  ")));
+    let shown = ["rate_5xx", "requests", "count", "total"];
+    let rest: Map = map
+        .iter()
+        .filter(|(k, _)| !SAMPLE_KEYS.contains(&k.as_str()) && !shown.contains(&k.as_str()))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    if !rest.is_empty() {
+        out.push('\n');
+        out.push_str(&pretty(&Dynamic::from_map(rest), 0));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn eval(script: &str) -> Dynamic {
+        rhai::Engine::new()
+            .eval::<Dynamic>(script)
+            .expect("test script")
+    }
+
+    #[test]
+    fn scalars_read_like_rhai() {
+        assert_eq!(render(&eval("42")), "42");
+        assert_eq!(render(&eval("\"a\\nb\"")), "\"a\\nb\"");
+        assert_eq!(render(&eval("true")), "true");
+        assert_eq!(render(&eval("'x'")), "'x'");
+    }
+
+    #[test]
+    fn small_maps_stay_on_one_line_and_big_ones_are_indented() {
+        assert_eq!(
+            render(&eval("#{a: 1, b: [1, 2]}")),
+            "{ \"a\": 1, \"b\": [1, 2] }"
+        );
+        let long = render(&eval(
+            "#{ stdout: \"a fairly long line of output\", stderr: \"another long line of text\", code: 0 }",
+        ));
+        assert_eq!(
+            long,
+            "{\n  \"code\": 0,\n  \"stderr\": \"another long line of text\",\n  \"stdout\": \"a fairly long line of output\"\n}"
+        );
+    }
+
+    #[test]
+    fn sample_results_are_tables() {
+        let out = render(&eval(
+            "#{ p50_ms: 12.0, p95_ms: 40.25, p99_ms: 95, error_rate: 0.005, rps: 48.0, requests: 200, status_counts: #{ \"200\": 199 } }",
+        ));
+        assert!(out.starts_with("sample of 200 requests\n"), "{out}");
+        assert!(
+            out.contains("p50 ms  p95 ms  p99 ms  errors   rps"),
+            "{out}"
+        );
+        assert!(out.contains("12.0    40.2    95.0   0.50%  48.0"), "{out}");
+        assert!(out.contains("\"status_counts\""), "{out}");
+    }
+}

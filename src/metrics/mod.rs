@@ -1,0 +1,3 @@
+//! Measuring a service over HTTP: the sampler (async, no Rhai).
+
+pub mod sampler;
