@@ -82,47 +82,24 @@ pub fn var_syntax(st: &std::sync::Arc<HostState>, args: Vec<Dynamic>) -> Result<
     }
 }
 
-/// Documentation of `var`, which is syntax rather than a registered function.
-pub const VAR_DOC: &str = r#"    /// A script variable given with `--var NAME=VALUE`; an error naming the known ones if
-    /// it was not given.
-    ///
-    /// ```rhai
-    /// let url = var("base_url");
-    /// ```
-    #[rhai_fn(return_raw)]
-    pub fn var(ctx: NativeCallContext, name: &str) -> Result<String, Error> {
-        let opts = state(&ctx)?.options();
-        opts.vars.get(name).cloned().ok_or_else(|| {
-            let known: Vec<&str> = opts.vars.keys().map(String::as_str).collect();
-            throw(
-                "usage",
-                format!(
-                    "variable `{name}` is not set: pass --var {name}=VALUE{}",
-                    if known.is_empty() {
-                        String::new()
-                    } else {
-                        format!(" (set: {})", known.join(", "))
-                    }
-                ),
-            )
-        })
-    }
-
-    /// A script variable with a default; the value takes the default's type, so
-    /// `--var break=true` reads as a bool when the default is `false`.
-    ///
-    /// ```rhai
-    /// let broken = var("break", false);
-    /// let rounds = var("rounds", 3);
-    /// ```
-    #[rhai_fn(name = "var", return_raw)]
-    pub fn var_or(ctx: NativeCallContext, name: &str, default: Dynamic) -> Result<Dynamic, Error> {
-        match state(&ctx)?.options().vars.get(name) {
-            Some(v) => typed_like(name, v, &default),
-            None => Ok(default),
-        }
-    }
-
+/// Documentation of `var`, which is syntax rather than a registered function, written as
+/// the doc comments and signatures a registered function would have (the REPL reads it).
+pub const VAR_DOC: &str = r#"
+/// A script variable: from `--var NAME=VALUE`, or from the environment's table in
+/// deployer.toml (`--var` wins); an error naming the ones that were given if it was not.
+///
+/// ```rhai
+/// let url = var("base_url");
+/// ```
+pub fn var(name: &str) -> String
+/// A script variable with a default; the value takes the default's type, so
+/// `--var break=true` reads as a bool when the default is `false`.
+///
+/// ```rhai
+/// let broken = var("break", false);
+/// let rounds = var("rounds", 3);
+/// ```
+pub fn var(name: &str, default: Dynamic) -> Dynamic
 "#;
 
 #[export_module]

@@ -374,33 +374,24 @@ pub fn spawn_syntax(st: &std::sync::Arc<HostState>, args: Vec<Dynamic>) -> Resul
     spawn_impl(st, argv, opts).map(Dynamic::from)
 }
 
-/// Documentation of `spawn`, which is syntax rather than a registered function.
-pub const SPAWN_DOC: &str = r#"    /// Starts a program in the background and returns its handle (`pid`, `log`, `alive()`,
-    /// `stop()`). Its output goes to a log file. Every spawned process is stopped when the
-    /// run ends, however it ends.
-    ///
-    /// ```rhai
-    /// let server = spawn(["python3", "-m", "http.server", "8080"]);
-    /// http::wait_healthy("http://127.0.0.1:8080/", #{ attempts: 20, interval: "250ms" });
-    /// server.stop();
-    /// ```
-    #[rhai_fn(return_raw)]
-    pub fn spawn(ctx: NativeCallContext, command: Array) -> Result<ProcessHandle, Error> {
-        let argv = argv("spawn", &command)?;
-        spawn_impl(&ctx, argv, Opts::none("spawn"))
-    }
-
-    /// Starts a program in the background with options: `cwd`, `env` (map), `log` (the
-    /// path of its log file).
-    ///
-    /// ```rhai
-    /// let app = spawn(["php", "artisan", "serve", "--port=8000"],
-    ///                 #{ cwd: "app", log: "artisan.log" });
-    /// ```
-    #[rhai_fn(name = "spawn", return_raw)]
-    pub fn spawn_with(ctx: NativeCallContext, command: Array, options: Map) -> Result<ProcessHandle, Error> {
-        let argv = argv("spawn", &command)?;
-        spawn_impl(&ctx, argv, Opts::new("spawn", options, SPAWN_OPTS)?)
-    }
-
+/// Documentation of `spawn`, which is syntax rather than a registered function, written as
+/// the doc comments and signatures a registered function would have (the REPL reads it).
+pub const SPAWN_DOC: &str = r#"
+/// Starts a program in the background and returns its handle (`pid`, `log`, `alive()`,
+/// `stop()`, `stop(grace)`, `output(lines)`). Its output goes to a log file. Every spawned
+/// process is stopped when the run ends, however it ends. In a dry run nothing starts.
+///
+/// ```rhai
+/// let server = spawn(["python3", "-m", "http.server", "8080"]);
+/// http::wait_healthy("http://127.0.0.1:8080/", #{ attempts: 20, interval: "250ms" });
+/// server.stop();
+/// ```
+pub fn spawn(command: Array) -> Process
+/// Starts a program in the background with options: `cwd`, `env` (map), `log` (the
+/// path of its log file).
+///
+/// ```rhai
+/// let app = spawn(["php", "artisan", "serve", "--port=8000"], #{ cwd: "app", log: "artisan.log" });
+/// ```
+pub fn spawn(command: Array, options: Map) -> Process
 "#;
