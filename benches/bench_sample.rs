@@ -1,6 +1,6 @@
 //! Measures `sample()` against a local URL: requests/s and the CPU time it took.
 //!
-//! cargo run --release --example bench_sample -- URL [CONCURRENCY] [SECONDS] [--rate R] [--threads N] [--reqwest]
+//! cargo bench --bench bench_sample -- URL [CONCURRENCY] [SECONDS] [--rate R] [--threads N] [--reqwest]
 //!
 //! `--reqwest` runs a plain reqwest closed loop instead of `sample()`, for comparison.
 //! Only send this to a server on 127.0.0.1.
@@ -53,6 +53,8 @@ fn parse_args() -> Result<Args, String> {
                 );
             }
             "--reqwest" => reqwest = true,
+            // `cargo bench` passes this to benchmarks without a harness.
+            "--bench" => {}
             _ => positional.push(a),
         }
     }
