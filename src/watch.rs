@@ -326,7 +326,8 @@ pub fn run_watch(req: &RunRequest, console: Console) -> i32 {
             match rx.recv() {
                 Ok(Msg::Changed(true)) => break,
                 Ok(Msg::Changed(false)) => continue,
-                Ok(Msg::Stop) | Err(_) => return code,
+                // Ending the watch between runs is the normal way out.
+                Ok(Msg::Stop) | Err(_) => return crate::exit::OK,
             }
         }
         first_ok = true;

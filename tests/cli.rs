@@ -859,3 +859,6 @@ mod docker;
 
 #[path = "cli/repl.rs"]
 mod repl;
+
+#[path = "cli/scripts.rs"]
+mod scripts;

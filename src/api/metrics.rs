@@ -9,7 +9,7 @@ use rhai::{Array, FnPtr, Map};
 use serde_json::json;
 
 use super::error::{
-    at_call, is_terminated, message_of, state, terminated, throw, throw_with, Error,
+    at_call, is_terminated, kind_of, message_of, state, terminated, throw, throw_with, Error,
 };
 use super::opts::{duration, number, Opts};
 use super::phase::ROLLBACK_REQUESTED;
@@ -423,6 +423,11 @@ fn monitor_impl(ctx: &NativeCallContext, target: Target, o: Opts) -> Result<Map,
                     record_metrics(&st, "monitor", sum.to_json(&label, "interrupted"));
                     return Err(e);
                 }
+                // The closure called trigger_rollback(): stop watching and roll back now.
+                Err(e) if kind_of(&e).as_deref() == Some(ROLLBACK_REQUESTED) => {
+                    record_metrics(&st, "monitor", sum.to_json(&label, "rollback"));
+                    return Err(e);
+                }
                 Err(e) => {
                     st.console.warn(&format!(
                         "monitor tick {}: {}",
@@ -804,7 +809,8 @@ pub mod metrics_api {
     /// `sustained: "5m"`. Consecutive failing ticks raise the alert level 1 → 2 → 3; a healthy
     /// tick resets it; `fn on_alert(level, info)` is called at each change. Inside a phase,
     /// level 3 rolls back (`rollback_on_critical`). `thresholds` may be a function
-    /// (`Fn("thresholds")`, or a script `fn thresholds()`), read again at every tick.
+    /// (`Fn("thresholds")`, or a script `fn thresholds()`), read again at every tick. A
+    /// closure target may call `trigger_rollback(reason)` to stop and roll back at once.
     /// Returns the per-tick series, alerts, highest level, and the
     /// availability/performance/stability score with a 0-5 `phase_score`.
     ///

@@ -93,14 +93,17 @@ pub fn repl(args: ReplArgs, color: ColorChoice) -> i32 {
     if let Some(file) = &args.file {
         failed |= lock(&session).load(file) == Outcome::Failed;
     }
-    if terminal {
-        interactive(session, vocab, watcher, console.color)
+    let code = if terminal {
+        interactive(session.clone(), vocab, watcher, console.color)
     } else {
         if let Some(w) = watcher {
             reload_on_change(w, session.clone(), Box::new(|m: String| eprintln!("{m}")));
         }
-        piped(session, failed)
-    }
+        piped(session.clone(), failed)
+    };
+    // The watcher thread shares the session, so it is never dropped: stop what it started.
+    lock(&session).stop_processes();
+    code
 }
 
 fn lock(session: &Mutex<Session>) -> std::sync::MutexGuard<'_, Session> {

@@ -115,7 +115,7 @@ pub fn format_duration(d: Duration) -> String {
         return format!("{ms}ms");
     }
     if ms < 60_000 {
-        if ms % 1000 == 0 {
+        if ms.is_multiple_of(1000) {
             return format!("{}s", ms / 1000);
         }
         return format!("{:.1}s", d.as_secs_f64());

@@ -733,6 +733,37 @@ fn docker_compose_deploys_then_rolls_a_broken_release_back() {
         "{release}"
     );
     assert!(!out.stderr.contains(PASSWORD) && !out.stdout.contains(PASSWORD));
+
+    // The module's smaller functions, on the stack as the rollback left it.
+    let script = format!(
+        r#"
+import "std/docker" as docker;
+let o = #{{ project_dir: "{}", project: "{}", files: ["docker-compose.yml", "docker-compose.prod.yml"] }};
+print(`image: ${{docker::image_tag(o, "app")}}`);
+print(`health: ${{docker::health(o, "app")}} ${{docker::health(o, "nope")}}`);
+print(`version: ${{docker::exec(o, "app", ["busybox", "cat", "/www/version"]).stdout}}`);
+print(`containers: ${{docker::ps(o).len()}}`);
+print(`logs: ${{type_of(docker::logs(o, "app", 5))}}`);
+try {{ docker::rollback_image(o, "app"); }} catch (e) {{ print(`again: ${{e.message}}`); }}
+try {{ docker::up(o, [], #{{ no_biuld: true }}); }} catch (e) {{ print(`typo: ${{e.message}}`); }}
+try {{ docker::ps(#{{ project_folder: "." }}); }} catch (e) {{ print(`option: ${{e.message}}`); }}
+"#,
+        project_dir.display(),
+        stack.project
+    );
+    Test::new()
+        .script(&script)
+        .args(["run", "deploy.rhai"])
+        .run()
+        .assert_code(0)
+        .assert_stdout_contains(&format!("image: {v1}"))
+        .assert_stdout_contains("health: healthy missing")
+        .assert_stdout_contains("version: v1")
+        .assert_stdout_contains("containers: 3")
+        .assert_stdout_contains("logs: string")
+        .assert_stdout_contains("again: no previous image is recorded for service app")
+        .assert_stdout_contains("typo: docker::up(): unknown flag `no_biuld`")
+        .assert_stdout_contains("option: docker: unknown option `project_folder`");
     drop(stack);
 }
 

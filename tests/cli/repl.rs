@@ -449,14 +449,23 @@ fn watch_reruns_on_each_save_of_the_script_or_its_modules() {
     std::fs::write(&module, "fn tag() { \"m2\" }\n").unwrap();
     w.wait_for("stdout", "run v3 m2", 1);
 
-    std::fs::write(&script, "import \"lib/h\" as h;\nprint(\"run v4\" + h::tag(;\n").unwrap();
+    std::fs::write(
+        &script,
+        "import \"lib/h\" as h;\nprint(\"run v4\" + h::tag(;\n",
+    )
+    .unwrap();
     w.wait_for("stderr", "--> deploy.rhai:2:", 1);
     w.wait_for("stderr", "not running it", 1);
 
     std::fs::write(&script, version("v5")).unwrap();
     w.wait_for("stdout", "run v5 m2", 1);
     assert!(!w.stdout().contains("run v4"));
-    assert_eq!(w.stderr().matches("running it again").count(), 4, "{}", w.stderr());
+    assert_eq!(
+        w.stderr().matches("running it again").count(),
+        4,
+        "{}",
+        w.stderr()
+    );
 
     w.signal(libc::SIGINT);
     let (code, _, _) = w.finish();
@@ -467,11 +476,19 @@ fn watch_reruns_on_each_save_of_the_script_or_its_modules() {
 fn watch_lets_a_run_finish_before_running_the_new_version() {
     let dir = TempDir::new();
     let script = dir.path().join("deploy.rhai");
-    std::fs::write(&script, "print(\"start A\");\nsleep(\"1500ms\");\nprint(\"end A\");\n").unwrap();
+    std::fs::write(
+        &script,
+        "print(\"start A\");\nsleep(\"1500ms\");\nprint(\"end A\");\n",
+    )
+    .unwrap();
     let w = Live::start(dir.path(), &["run", "--watch", "deploy.rhai"]);
     w.wait_for("stdout", "start A", 1);
     std::fs::write(&script, "print(\"start B\");\n").unwrap();
-    w.wait_for("stderr", "the new version compiles; hooks use it from now on", 1);
+    w.wait_for(
+        "stderr",
+        "the new version compiles; hooks use it from now on",
+        1,
+    );
     w.wait_for("stdout", "start B", 1);
     let out = w.stdout();
     assert!(
@@ -484,6 +501,22 @@ fn watch_lets_a_run_finish_before_running_the_new_version() {
     w.signal(libc::SIGINT);
     let (code, _, err) = w.finish();
     assert_eq!(code, 130, "{err}");
+}
+
+#[test]
+fn watch_waits_for_a_version_that_compiles() {
+    let dir = TempDir::new();
+    let script = dir.path().join("deploy.rhai");
+    std::fs::write(&script, "print(\"broken\";\n").unwrap();
+    let w = Live::start(dir.path(), &["run", "--watch", "deploy.rhai"]);
+    w.wait_for("stderr", "--> deploy.rhai:1:", 1);
+    w.wait_for("stderr", "watching deploy.rhai", 1);
+    std::fs::write(&script, "print(\"fixed\");\n").unwrap();
+    w.wait_for("stdout", "fixed", 1);
+    w.signal(libc::SIGINT);
+    let (code, out, _) = w.finish();
+    assert_eq!(code, 0);
+    assert!(!out.contains("broken"), "{out}");
 }
 
 // ---------------------------------------------------------------- a real terminal (tmux)
@@ -499,7 +532,9 @@ impl Tmux {
     /// Starts `deployer ARGS` in a 160x30 pane; `None` (test skipped) when tmux is missing.
     fn start(args: &str) -> Option<Tmux> {
         if Command::new("tmux").arg("-V").output().is_err() {
-            eprintln!("note: tmux is not installed; skipping the terminal test (.ci/run installs it)");
+            eprintln!(
+                "note: tmux is not installed; skipping the terminal test (.ci/run installs it)"
+            );
             return None;
         }
         let dir = TempDir::new();
@@ -512,7 +547,16 @@ impl Tmux {
         let status = Command::new("tmux")
             .arg("-S")
             .arg(&socket)
-            .args(["-f", "/dev/null", "new-session", "-d", "-x", "160", "-y", "30"])
+            .args([
+                "-f",
+                "/dev/null",
+                "new-session",
+                "-d",
+                "-x",
+                "160",
+                "-y",
+                "30",
+            ])
             .arg(cmd)
             .status()
             .unwrap();
@@ -537,13 +581,28 @@ impl Tmux {
 
     /// Types text literally.
     fn type_text(&self, text: &str) {
+        // tmux reads a `;` ending an argument as its own command separator.
+        let text = match text.strip_suffix(';') {
+            Some(t) => format!("{t}\\;"),
+            None => text.to_string(),
+        };
         let status = Command::new("tmux")
             .arg("-S")
             .arg(&self.socket)
-            .args(["send-keys", "-t", "0", "-l", text])
+            .args(["send-keys", "-t", "0", "-l", &text])
             .status()
             .unwrap();
         assert!(status.success());
+    }
+
+    /// Types an input, presses Enter and waits for the next prompt (keys typed while an
+    /// evaluation runs may be lost, as in most REPLs).
+    #[track_caller]
+    fn submit(&self, text: &str) {
+        let before = self.screen().matches("deployer>").count();
+        self.type_text(text);
+        self.keys(&["Enter"]);
+        self.wait_count("deployer>", before + 1);
     }
 
     fn screen(&self) -> String {
@@ -621,16 +680,19 @@ fn terminal_completion_hints_multi_line_and_history() {
     t.keys(&["Enter"]);
     t.type_text("a + b");
     t.keys(&["Enter"]);
-    t.type_text("}");
-    t.keys(&["Enter"]);
-    t.type_text("add(40, 2)");
-    t.keys(&["Enter"]);
+    t.submit("}");
+    t.submit("add(40, 2)");
     t.wait_for("\n42\n");
-    t.type_text("let total = 1;");
-    t.keys(&["Enter"]);
+    t.submit("let total = 1;");
     t.type_text("tot");
     t.keys(&["Tab"]);
     t.wait_for("deployer> total");
+    t.keys(&["C-u"]);
+    // Modules imported in the session complete too.
+    t.submit("import \"std/checks\" as checks;");
+    t.type_text("checks::json_h");
+    t.keys(&["Tab"]);
+    t.wait_for("deployer> checks::json_health");
     t.keys(&["C-u", "C-d"]);
     assert!(wait_until(PATIENCE, || !t.alive()), "Ctrl-D did not exit");
     let history = std::fs::read_to_string(t.dir.join("data/deployer/history")).unwrap();
@@ -653,7 +715,6 @@ fn terminal_ctrl_c_cancels_a_running_sleep() {
     t.wait_count("deployer>", 2);
     let took = asked.elapsed();
     eprintln!("Ctrl-C to prompt: {took:?}");
-    t.type_text("1 + 1");
-    t.keys(&["Enter"]);
+    t.submit("1 + 1");
     t.wait_for("\n2\n");
 }

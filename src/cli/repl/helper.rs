@@ -51,7 +51,7 @@ pub fn incomplete(parser: &Engine, input: &str) -> bool {
         ParseErrorType::BadInput(LexError::UnterminatedString) => {
             let (line, col) = (err.position().line(), err.position().position());
             let opening = line
-                .and_then(|l| input.lines().nth(l - 1))
+                .and_then(|l| input.lines().nth(l.saturating_sub(1)))
                 .and_then(|l| l.chars().nth(col.unwrap_or(1).saturating_sub(1)));
             opening == Some('`') || input.trim_end().ends_with('\\')
         }
@@ -116,14 +116,17 @@ fn call_at_end(text: &str) -> Option<String> {
         }
     }
     // The nearest enclosing call, through arrays and maps being typed as its arguments.
-    open.iter().rev().filter(|(c, _)| *c == '(').find_map(|&(_, at)| {
-        let mut end = at;
-        while end > 0 && chars[end - 1] == ' ' {
-            end -= 1;
-        }
-        let word = word_before(&chars, end);
-        (!word.is_empty()).then_some(word)
-    })
+    open.iter()
+        .rev()
+        .filter(|(c, _)| *c == '(')
+        .find_map(|&(_, at)| {
+            let mut end = at;
+            while end > 0 && chars[end - 1] == ' ' {
+                end -= 1;
+            }
+            let word = word_before(&chars, end);
+            (!word.is_empty()).then_some(word)
+        })
 }
 
 fn is_word_char(c: char) -> bool {

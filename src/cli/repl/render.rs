@@ -10,37 +10,40 @@ const WIDTH: usize = 76;
 /// The keys that make a map a sample result.
 const SAMPLE_KEYS: [&str; 5] = ["p50_ms", "p95_ms", "p99_ms", "error_rate", "rps"];
 
+/// Turns a Rust type name into the name scripts know it by (`Engine::map_type_name`).
+pub type TypeNames<'a> = &'a dyn Fn(&str) -> String;
+
 /// Renders a value for display.
-pub fn render(value: &Dynamic) -> String {
+pub fn render(value: &Dynamic, names: TypeNames) -> String {
     if let Some(map) = as_map(value) {
         if SAMPLE_KEYS.iter().all(|k| map.contains_key(*k)) {
-            return sample_table(&map);
+            return sample_table(&map, names);
         }
     }
-    pretty(value, 0)
+    pretty(value, 0, names)
 }
 
 /// Renders a value on one line (for `:scope` and nested values that fit).
-pub fn compact(value: &Dynamic) -> String {
+pub fn compact(value: &Dynamic, names: TypeNames) -> String {
     if let Some(map) = as_map(value) {
         if map.is_empty() {
             return "{}".into();
         }
         let items: Vec<String> = map
             .iter()
-            .map(|(k, v)| format!("{}: {}", quote(k), compact(v)))
+            .map(|(k, v)| format!("{}: {}", quote(k), compact(v, names)))
             .collect();
         return format!("{{ {} }}", items.join(", "));
     }
     if let Some(arr) = as_array(value) {
-        let items: Vec<String> = arr.iter().map(compact).collect();
+        let items: Vec<String> = arr.iter().map(|v| compact(v, names)).collect();
         return format!("[{}]", items.join(", "));
     }
-    scalar(value)
+    scalar(value, names)
 }
 
-fn pretty(value: &Dynamic, indent: usize) -> String {
-    let one_line = compact(value);
+fn pretty(value: &Dynamic, indent: usize, names: TypeNames) -> String {
+    let one_line = compact(value, names);
     if indent + one_line.chars().count() <= WIDTH && !one_line.contains('\n') {
         return one_line;
     }
@@ -49,14 +52,14 @@ fn pretty(value: &Dynamic, indent: usize) -> String {
     if let Some(map) = as_map(value) {
         let items: Vec<String> = map
             .iter()
-            .map(|(k, v)| format!("{pad}{}: {}", quote(k), pretty(v, indent + 1)))
+            .map(|(k, v)| format!("{pad}{}: {}", quote(k), pretty(v, indent + 1, names)))
             .collect();
         return format!("{{\n{}\n{close}}}", items.join(",\n"));
     }
     if let Some(arr) = as_array(value) {
         let items: Vec<String> = arr
             .iter()
-            .map(|v| format!("{pad}{}", pretty(v, indent + 1)))
+            .map(|v| format!("{pad}{}", pretty(v, indent + 1, names)))
             .collect();
         return format!("[\n{}\n{close}]", items.join(",\n"));
     }
@@ -71,7 +74,7 @@ fn as_array(value: &Dynamic) -> Option<Array> {
     value.read_lock::<Array>().map(|a| a.clone())
 }
 
-fn scalar(value: &Dynamic) -> String {
+fn scalar(value: &Dynamic, names: TypeNames) -> String {
     if let Some(s) = value.read_lock::<rhai::ImmutableString>() {
         return quote(s.as_str());
     }
@@ -81,7 +84,12 @@ fn scalar(value: &Dynamic) -> String {
     if let Ok(c) = value.as_char() {
         return format!("{c:?}");
     }
-    value.to_string()
+    let shown = value.to_string();
+    // A custom type without a text form shows as its Rust type name: use the script's.
+    if shown == value.type_name() && shown.contains("::") {
+        return format!("<{}>", names(value.type_name()));
+    }
+    shown
 }
 
 /// Quotes a string the JSON way (escapes included).
@@ -97,7 +105,7 @@ fn number(v: Option<&Dynamic>) -> Option<f64> {
 }
 
 /// A sample result: a table of the percentiles and rates, then the other fields.
-fn sample_table(map: &Map) -> String {
+fn sample_table(map: &Map, names: TypeNames) -> String {
     let ms = |k: &str| {
         number(map.get(k))
             .map(|v| format!("{v:.1}"))
@@ -148,7 +156,7 @@ fn sample_table(map: &Map) -> String {
         .collect();
     if !rest.is_empty() {
         out.push('\n');
-        out.push_str(&pretty(&Dynamic::from_map(rest), 0));
+        out.push_str(&pretty(&Dynamic::from_map(rest), 0, names));
     }
     out
 }
@@ -156,6 +164,10 @@ fn sample_table(map: &Map) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn render_plain(value: &Dynamic) -> String {
+        render(value, &|n: &str| n.to_string())
+    }
 
     fn eval(script: &str) -> Dynamic {
         rhai::Engine::new()
@@ -165,19 +177,19 @@ mod tests {
 
     #[test]
     fn scalars_read_like_rhai() {
-        assert_eq!(render(&eval("42")), "42");
-        assert_eq!(render(&eval("\"a\\nb\"")), "\"a\\nb\"");
-        assert_eq!(render(&eval("true")), "true");
-        assert_eq!(render(&eval("'x'")), "'x'");
+        assert_eq!(render_plain(&eval("42")), "42");
+        assert_eq!(render_plain(&eval("\"a\\nb\"")), "\"a\\nb\"");
+        assert_eq!(render_plain(&eval("true")), "true");
+        assert_eq!(render_plain(&eval("'x'")), "'x'");
     }
 
     #[test]
     fn small_maps_stay_on_one_line_and_big_ones_are_indented() {
         assert_eq!(
-            render(&eval("#{a: 1, b: [1, 2]}")),
+            render_plain(&eval("#{a: 1, b: [1, 2]}")),
             "{ \"a\": 1, \"b\": [1, 2] }"
         );
-        let long = render(&eval(
+        let long = render_plain(&eval(
             "#{ stdout: \"a fairly long line of output\", stderr: \"another long line of text\", code: 0 }",
         ));
         assert_eq!(
@@ -188,7 +200,7 @@ mod tests {
 
     #[test]
     fn sample_results_are_tables() {
-        let out = render(&eval(
+        let out = render_plain(&eval(
             "#{ p50_ms: 12.0, p95_ms: 40.25, p99_ms: 95, error_rate: 0.005, rps: 48.0, requests: 200, status_counts: #{ \"200\": 199 } }",
         ));
         assert!(out.starts_with("sample of 200 requests\n"), "{out}");

@@ -298,7 +298,8 @@ impl Session {
         if value.is_unit() {
             return;
         }
-        let text = self.console.mask(&render::render(value));
+        let names = |n: &str| self.host.engine.map_type_name(n).to_string();
+        let text = self.console.mask(&render::render(value, &names));
         let mut out = std::io::stdout().lock();
         let _ = writeln!(out, "{text}");
         let _ = out.flush();
@@ -563,12 +564,13 @@ impl Session {
     }
 
     fn show_scope(&self) -> Outcome {
+        let names = |n: &str| self.host.engine.map_type_name(n).to_string();
         let mut lines: Vec<String> = self
             .scope
             .iter_raw()
             .map(|(name, constant, value)| {
                 let kw = if constant { "const" } else { "let" };
-                format!("{kw} {name} = {}", render::compact(value))
+                format!("{kw} {name} = {}", render::compact(value, &names))
             })
             .collect();
         lines.reverse();
@@ -775,6 +777,11 @@ impl Session {
         self.console
             .info("cleared: variables, functions and imports are gone");
         Outcome::Ok
+    }
+
+    /// Stops the background processes the session started (`spawn`), saying so.
+    pub fn stop_processes(&self) {
+        self.host.stop_processes();
     }
 
     /// Prints a line in the session's error style (for the REPL's own messages).
