@@ -98,7 +98,13 @@ impl Catalog {
 
     /// Returns every callable name, qualified for module functions, for suggestions.
     pub fn all_names(&self) -> Vec<String> {
-        let mut names: Vec<String> = self.globals.keys().cloned().collect();
+        // Operators (`!`, `+`) are in the catalog too but are never what a typo meant.
+        let mut names: Vec<String> = self
+            .globals
+            .keys()
+            .filter(|n| n.chars().all(|c| c.is_alphanumeric() || c == '_'))
+            .cloned()
+            .collect();
         for (m, fns) in &self.modules {
             names.extend(fns.keys().map(|f| format!("{m}::{f}")));
         }

@@ -93,6 +93,7 @@ exec(["touch", "made-in-dry-run"])
 greet("ops")
 :clear
 :scope
+let bg = spawn(["sleep", "30"]);
 :quit
 print("after quit")
 "#,
@@ -117,7 +118,8 @@ print("after quit")
         .assert_stdout_contains("\"hello ops\"\n")
         .assert_stderr_contains("cleared")
         .assert_stdout_contains("(no variables)")
-        .assert_stdout_not_contains("after quit");
+        .assert_stdout_not_contains("after quit")
+        .assert_stderr_contains("stopped background process `sleep 30`");
     assert!(!out.path().join("made-in-dry-run").exists());
 }
 
@@ -717,4 +719,31 @@ fn terminal_ctrl_c_cancels_a_running_sleep() {
     eprintln!("Ctrl-C to prompt: {took:?}");
     t.submit("1 + 1");
     t.wait_for("\n2\n");
+}
+
+#[test]
+fn a_running_monitor_takes_new_thresholds_and_hooks_at_the_next_tick() {
+    let s = crate::support::server::TestServer::start();
+    let dir = TempDir::new();
+    let script = dir.path().join("deploy.rhai");
+    let version = |limit: &str, tag: &str| {
+        format!(
+            "fn thresholds() {{ #{{ p50_ms: {limit} }} }}\n\
+             fn on_alert(level, info) {{ print(`{tag} alert ${{level}}`); }}\n\
+             monitor(\"{}\", #{{ duration: \"20s\", interval: \"100ms\", requests: 2, rollback_on_critical: false }});\n",
+            s.url("/health")
+        )
+    };
+    std::fs::write(&script, version("100000", "v1")).unwrap();
+    let w = Live::start(dir.path(), &["run", "--watch", "deploy.rhai"]);
+    w.wait_for("stderr", "tick 2/", 1);
+    // Any latency breaches a 0 ms limit: the next tick raises level 1, and the new
+    // version's on_alert reports it. The alert level survives the edit.
+    std::fs::write(&script, version("0", "v2")).unwrap();
+    w.wait_for("stdout", "v2 alert 1", 1);
+    w.wait_for("stdout", "v2 alert 2", 1);
+    assert!(!w.stdout().contains("v1 alert"), "{}", w.stdout());
+    w.signal(libc::SIGINT);
+    let (code, _, err) = w.finish();
+    assert_eq!(code, 130, "{err}");
 }

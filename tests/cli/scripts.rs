@@ -337,3 +337,267 @@ fn cloudflare_rolls_back_when_the_health_endpoint_fails_three_checks() {
     assert_eq!(r["rollback"]["status"], "ok");
     assert_eq!(r["phases"][4]["metrics"]["monitor"]["stopped"], "rollback");
 }
+
+// ---------------------------------------------------------------- laravel.rhai
+
+/// Runs git in `dir` (test setup); panics with its output on failure.
+fn git(dir: &Path, args: &[&str]) -> String {
+    let out = Command::new("git")
+        .args(args)
+        .current_dir(dir)
+        .env("GIT_CONFIG_GLOBAL", "/dev/null")
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .output()
+        .expect("git runs");
+    assert!(
+        out.status.success(),
+        "git {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// An app in `dir` on branch main with commits tagged by `tags` (None: untagged), and a
+/// Laravel log holding an error from before the deployment.
+fn laravel_repo(dir: &Path, tags: &[Option<&str>]) {
+    std::fs::create_dir_all(dir.join("storage/logs")).unwrap();
+    std::fs::write(dir.join(".gitignore"), "storage/logs/\n").unwrap();
+    std::fs::write(
+        dir.join("storage/logs/laravel.log"),
+        "[2020-01-01 00:00:00] production.ERROR: an old failure\n",
+    )
+    .unwrap();
+    git(dir, &["init", "-q"]);
+    git(dir, &["symbolic-ref", "HEAD", "refs/heads/main"]);
+    git(dir, &["config", "user.name", "Deployer Test"]);
+    git(dir, &["config", "user.email", "test@example.com"]);
+    git(dir, &["config", "commit.gpgsign", "false"]);
+    git(dir, &["config", "tag.gpgsign", "false"]);
+    for (i, tag) in tags.iter().enumerate() {
+        std::fs::write(dir.join("VERSION"), format!("{i}\n")).unwrap();
+        git(dir, &["add", "."]);
+        git(dir, &["commit", "-q", "-m", &format!("release {i}")]);
+        if let Some(tag) = tag {
+            git(dir, &["tag", tag]);
+        }
+    }
+}
+
+/// A Laravel app in a temp dir (tags v1, v2, v3 on HEAD unless `tags` says otherwise), the
+/// script, a production deployer.toml pointing at `server`, and fakes for php, composer,
+/// npm, pm2 (its first reload fails), pg_dump and pg_restore; php fails its first
+/// `php_fail` calls that contain `php_fail_on`.
+fn laravel(server: &TestServer, tags: &[Option<&str>], php_fail_on: &str, php_fail: usize) -> Test {
+    let base = server.url("");
+    let t = Test::new()
+        .file("laravel.rhai", shipped("scripts/laravel.rhai"))
+        .file(
+            "deployer.toml",
+            format!(
+                r#"default_env = "production"
+[env.production]
+app_dir = "app"
+base_url = "{}"
+health_path = "/health"
+endpoints = "/health,/ready,/secure,/insecure,/status/200,/status/204,/echo"
+health_attempts = 3
+health_interval = "50ms"
+retry_backoff = "0s,50ms,50ms"
+database_url = "postgres://app@127.0.0.1:5432/app"
+restore_db = true
+"#,
+                base.trim_end_matches('/')
+            ),
+        );
+    laravel_repo(&t.path().join("app"), tags);
+    let bin = bin_dir(&t);
+    fake(&bin, "php", php_fail_on, php_fail, "echo ok");
+    fake(&bin, "composer", "\u{0}", 0, "echo ok");
+    fake(&bin, "npm", "\u{0}", 0, "echo ok");
+    fake(&bin, "pm2", "reload", 1, "echo ok");
+    fake(
+        &bin,
+        "pg_dump",
+        "\u{0}",
+        0,
+        r#"prev=""
+for a in "$@"; do
+  if [ "$prev" = "-f" ]; then head -c 4096 /dev/zero > "$a"; fi
+  prev="$a"
+done"#,
+    );
+    fake(&bin, "pg_restore", "\u{0}", 0, "echo ok");
+    t.path_prepend(bin)
+}
+
+const RELEASE: [Option<&str>; 3] = [Some("v1"), Some("v2"), Some("v3")];
+
+/// The calls with the backup's timestamp replaced by `T`.
+fn calls_without_time(dir: &Path) -> Vec<String> {
+    calls(dir)
+        .into_iter()
+        .map(|c| match c.find("backups/before-") {
+            Some(i) => {
+                let rest = &c[i + "backups/before-".len()..];
+                let digits = rest.chars().take_while(char::is_ascii_digit).count();
+                format!("{}backups/before-T{}", &c[..i], &rest[digits..])
+            }
+            None => c,
+        })
+        .collect()
+}
+
+const LARAVEL_BUILD: [&str; 3] = [
+    "composer install --no-dev --optimize-autoloader --no-interaction",
+    "npm ci",
+    "npm run build",
+];
+
+const PG: &str = "-h 127.0.0.1 -p 5432 -U app -d app";
+
+#[test]
+fn laravel_deploys_a_tagged_release_with_a_verified_backup() {
+    let server = TestServer::start();
+    let out = laravel(&server, &RELEASE, "\u{0}", 0)
+        .args(["run", "laravel.rhai"])
+        .run();
+    out.assert_code(0)
+        .assert_stderr_contains("deploying v3")
+        .assert_stderr_contains("pm2 reload laravel-queue: succeeded on attempt 2/3")
+        .assert_stderr_contains("100/100  PASS");
+    let mut expected: Vec<String> = [
+        "php artisan test",
+        "composer audit --no-interaction",
+        "npm audit --audit-level=high",
+    ]
+    .map(String::from)
+    .to_vec();
+    expected.extend(LARAVEL_BUILD.map(String::from));
+    expected.extend([
+        format!("pg_dump --no-password -Fc -f backups/before-T.dump {PG}"),
+        "pg_restore --list backups/before-T.dump".into(),
+    ]);
+    expected.extend(
+        [
+            "php artisan down",
+            "php artisan migrate --force",
+            "php artisan cache:clear",
+            "php artisan config:clear",
+            "php artisan route:clear",
+            "php artisan view:clear",
+            "php artisan queue:restart",
+            "pm2 reload laravel-queue",
+            "pm2 reload laravel-queue",
+            "php artisan up",
+        ]
+        .map(String::from),
+    );
+    assert_eq!(calls_without_time(out.path()), expected);
+    let r = report(out.path());
+    assert_eq!(
+        phases(&r),
+        [
+            "Pre-deployment validation passed 5.0",
+            "Build & backup passed 5.0",
+            "Deploy passed 5.0",
+            "Health validation passed 5.0",
+            "Smoke tests passed 5.0",
+        ]
+    );
+    assert_eq!(checks(&r, 4).len(), 8);
+    assert_eq!(checks(&r, 4)[7], "No errors logged since the deploy began passed");
+    assert_eq!(r["score"], 100.0);
+    assert_eq!(r["rollback"]["status"], "not_needed");
+    for path in ["/ready", "/secure", "/insecure", "/status/204", "/echo"] {
+        assert_eq!(server.hits(path), 1, "{path}");
+    }
+    let backups: Vec<_> = std::fs::read_dir(out.path().join("backups"))
+        .unwrap()
+        .flatten()
+        .collect();
+    assert_eq!(backups.len(), 1);
+    assert_eq!(backups[0].metadata().unwrap().len(), 4096);
+}
+
+#[test]
+fn laravel_rolls_back_a_failed_migration_to_the_previous_tag_and_restores_the_database() {
+    let server = TestServer::start();
+    let out = laravel(&server, &RELEASE, "migrate", 1)
+        .args(["run", "laravel.rhai", "--yes"])
+        .run();
+    out.assert_code(1)
+        .assert_stderr_contains("command failed with exit code 1: php artisan migrate --force")
+        .assert_stderr_contains("━━ Rollback: required phase \"Deploy\" failed")
+        .assert_stderr_contains("rolled back to v2")
+        .assert_stderr_contains("rollback succeeded");
+    let all = calls_without_time(out.path());
+    let from = all
+        .iter()
+        .position(|c| c == "php artisan migrate --force")
+        .unwrap();
+    let mut expected: Vec<String> = vec!["php artisan migrate --force".into(), "php artisan down".into()];
+    expected.extend(LARAVEL_BUILD.map(String::from));
+    expected.extend([
+        "pg_restore --list backups/before-T.dump".to_string(),
+        format!("pg_restore --no-password --no-owner --exit-on-error --single-transaction --clean --if-exists {PG} backups/before-T.dump"),
+    ]);
+    expected.extend(
+        [
+            "php artisan cache:clear",
+            "php artisan config:clear",
+            "php artisan route:clear",
+            "php artisan view:clear",
+            "php artisan queue:restart",
+            "pm2 reload laravel-queue",
+            "pm2 reload laravel-queue",
+            "php artisan up",
+        ]
+        .map(String::from),
+    );
+    assert_eq!(all[from..], expected);
+    let app = out.path().join("app");
+    assert_eq!(git(&app, &["describe", "--tags"]), "v2");
+    assert_eq!(std::fs::read_to_string(app.join("VERSION")).unwrap(), "1\n");
+    let r = report(out.path());
+    assert_eq!(r["rollback"]["status"], "ok");
+    assert_eq!(
+        phases(&r)[2..],
+        [
+            "Deploy failed 0.0",
+            "Health validation skipped 0.0",
+            "Smoke tests skipped 0.0"
+        ]
+    );
+    assert_eq!(server.hits("/health"), 1);
+}
+
+#[test]
+fn laravel_refuses_an_untagged_production_release_and_asks_before_rolling_back() {
+    let server = TestServer::start();
+    // HEAD has no tag: production stops before anything changes.
+    let out = laravel(&server, &[Some("v1"), None], "\u{0}", 0)
+        .args(["run", "laravel.rhai"])
+        .run();
+    out.assert_code(1)
+        .assert_stderr_contains("production deploys a tagged release");
+    assert_eq!(
+        calls(out.path()),
+        [
+            "php artisan test",
+            "composer audit --no-interaction",
+            "npm audit --audit-level=high"
+        ]
+    );
+    assert_eq!(report(out.path())["rollback"]["status"], "not_needed");
+
+    // Without --yes and without a terminal the rollback asks, gets no, and stops: exit 3.
+    let out = laravel(&server, &RELEASE, "migrate", 1)
+        .args(["run", "laravel.rhai"])
+        .run();
+    out.assert_code(3)
+        .assert_stderr_contains("not confirmed: Check out v2 in app")
+        .assert_stderr_contains("ACTION NEEDED");
+    assert_eq!(git(&out.path().join("app"), &["describe", "--tags"]), "v3");
+    assert!(!calls(out.path()).contains(&"php artisan up".to_string()));
+    assert_eq!(report(out.path())["rollback"]["status"], "failed");
+}
