@@ -102,6 +102,9 @@ pub fn execute(req: &RunRequest, console: Console) -> i32 {
             return exit::USAGE;
         }
     };
+    for w in &checked.warnings {
+        host.print(w);
+    }
     if let Err(msg) = check_skips(req, &checked.phases) {
         console.error(&format!("{msg}; nothing was run"));
         return exit::USAGE;

@@ -766,6 +766,52 @@ fn ctrl_c_during_an_http_probe() {
 // ---------------------------------------------------------------- command line
 
 #[test]
+fn same_named_functions_in_two_modules_are_warned_about() {
+    // Rhai 1.27 may call one module's function from inside another when both define the
+    // same name and arity; deployer says so before running.
+    Test::new()
+        .file(
+            "a.rhai",
+            "private fn helper(x) { `a:${x}` }\nfn fa(x) { helper(x) }\n",
+        )
+        .file(
+            "b.rhai",
+            "private fn helper(x) { `b:${x}` }\nfn fb(x) { helper(x) }\n",
+        )
+        .script("import \"a\" as a;\nimport \"b\" as b;\nprint(a::fa(1) + b::fb(1));\n")
+        .args(["check", "deploy.rhai"])
+        .run()
+        .assert_code(0)
+        .assert_stderr_contains(
+            "warning: `helper` with 1 parameter is defined in a.rhai and b.rhai",
+        );
+}
+
+#[test]
+fn the_standard_library_has_no_clashing_function_names() {
+    let imports: String = [
+        "checks",
+        "preflight",
+        "git",
+        "cloudflare",
+        "laravel",
+        "releases",
+        "notify",
+        "docker",
+        "postgres",
+    ]
+    .iter()
+    .map(|m| format!("import \"std/{m}\" as {m};\n"))
+    .collect();
+    Test::new()
+        .script(&imports)
+        .args(["check", "deploy.rhai"])
+        .run()
+        .assert_code(0)
+        .assert_stderr_not_contains("warning");
+}
+
+#[test]
 fn check_reports_every_problem_in_every_file() {
     Test::new()
         .file("a.rhai", "let x = ;\n")

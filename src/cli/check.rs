@@ -52,7 +52,12 @@ pub fn check(args: CheckArgs, color: ColorChoice) -> i32 {
             }
         };
         match host.check(&name, &text) {
-            Ok(_) => console.success(&name),
+            Ok(checked) => {
+                for w in &checked.warnings {
+                    host.print(w);
+                }
+                console.success(&name)
+            }
             Err(diags) => {
                 for d in &diags {
                     host.print(d);

@@ -147,8 +147,14 @@ pub fn check_script(
     sources: &SourceMap,
     name: &str,
     text: &str,
-) -> (Option<AST>, Vec<PlannedPhase>, Vec<Diagnostic>) {
+) -> (
+    Option<AST>,
+    Vec<PlannedPhase>,
+    Vec<Diagnostic>,
+    Vec<Diagnostic>,
+) {
     let mut checker = Checker {
+        defined: Vec::new(),
         phases: Vec::new(),
         engine,
         catalog,
@@ -158,6 +164,7 @@ pub fn check_script(
     };
     let ast = checker.check(name, text);
     let phases = std::mem::take(&mut checker.phases);
+    let warnings = same_name_warnings(&checker.defined);
     let mut diags = checker.diags;
     // Report in reading order within each file (calls in fn bodies are walked last).
     diags.sort_by_key(|d| {
@@ -165,10 +172,45 @@ pub fn check_script(
             .as_ref()
             .map(|l| (l.source != name, l.source.clone(), l.line, l.col))
     });
-    (ast, phases, diags)
+    (ast, phases, diags, warnings)
+}
+
+/// Warns about functions with the same name and arity in two different files: Rhai 1.27's
+/// function-resolution cache can then call one file's function from inside the other
+/// (rhaiscript/rhai, cache not isolated for module functions), so a module may run
+/// another module's helper.
+fn same_name_warnings(defined: &[(String, String, usize)]) -> Vec<Diagnostic> {
+    let mut by_fn: HashMap<(&str, usize), Vec<&str>> = HashMap::new();
+    for (file, name, arity) in defined {
+        let files = by_fn.entry((name.as_str(), *arity)).or_default();
+        if !files.contains(&file.as_str()) {
+            files.push(file.as_str());
+        }
+    }
+    let mut out: Vec<Diagnostic> = by_fn
+        .into_iter()
+        .filter(|(_, files)| files.len() > 1)
+        .map(|((name, arity), files)| Diagnostic {
+            label: "warning",
+            message: format!(
+                "`{name}` with {arity} parameter{} is defined in {}: Rhai may call the wrong one from inside a module",
+                if arity == 1 { "" } else { "s" },
+                files.join(" and ")
+            ),
+            location: None,
+            frames: Vec::new(),
+            help: vec![
+                "give each a distinct name (for example prefix private helpers with their module's name)".into(),
+            ],
+        })
+        .collect();
+    out.sort_by(|a, b| a.message.cmp(&b.message));
+    out
 }
 
 struct Checker<'a> {
+    /// Every function (public or private) of every checked file: (file, name, arity).
+    defined: Vec<(String, String, usize)>,
     /// Phases named by literal `phase("Name", ...)` calls in the main script, in order.
     phases: Vec<PlannedPhase>,
     engine: &'a Engine,
@@ -190,6 +232,12 @@ impl Checker<'_> {
             }
         };
         ast.set_source(name);
+        for f in ast.iter_functions() {
+            if !f.name.starts_with("anon$") {
+                self.defined
+                    .push((name.to_string(), f.name.to_string(), f.params.len()));
+            }
+        }
 
         // Functions this script defines, names it declares (a variable may hold a closure
         // and be called like a function), and the modules it imports.

@@ -51,6 +51,8 @@ pub struct Checked {
     pub ast: AST,
     /// Phases named by literal `phase("Name", ...)` calls, in source order.
     pub phases: Vec<crate::pipeline::PlannedPhase>,
+    /// Problems that do not stop the script (printed before it runs).
+    pub warnings: Vec<Diagnostic>,
 }
 
 /// A scripting host: one engine, one runtime, one cancellation signal, one console.
@@ -139,7 +141,7 @@ impl Host {
     /// Compiles a script and checks it and its imports. Returns the AST (and the phases
     /// it names) only when there are no problems.
     pub fn check(&self, name: &str, text: &str) -> Result<Checked, Vec<Diagnostic>> {
-        let (ast, phases, diags) = check_script(
+        let (ast, phases, diags, warnings) = check_script(
             &self.engine,
             self.catalog(),
             &self.state.sources,
@@ -147,7 +149,11 @@ impl Host {
             text,
         );
         match ast {
-            Some(ast) if diags.is_empty() => Ok(Checked { ast, phases }),
+            Some(ast) if diags.is_empty() => Ok(Checked {
+                ast,
+                phases,
+                warnings,
+            }),
             _ => Err(diags),
         }
     }

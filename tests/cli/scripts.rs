@@ -9,7 +9,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use crate::support::server::{Behaviour, TestServer};
-use crate::support::{write_executable, Output, Running, Test};
+use crate::support::{write_executable, Running, Test};
 
 const ROOT: &str = env!("CARGO_MANIFEST_DIR");
 
@@ -505,7 +505,10 @@ fn laravel_deploys_a_tagged_release_with_a_verified_backup() {
         ]
     );
     assert_eq!(checks(&r, 4).len(), 8);
-    assert_eq!(checks(&r, 4)[7], "No errors logged since the deploy began passed");
+    assert_eq!(
+        checks(&r, 4)[7],
+        "No errors logged since the deploy began passed"
+    );
     assert_eq!(r["score"], 100.0);
     assert_eq!(r["rollback"]["status"], "not_needed");
     for path in ["/ready", "/secure", "/insecure", "/status/204", "/echo"] {
@@ -535,7 +538,10 @@ fn laravel_rolls_back_a_failed_migration_to_the_previous_tag_and_restores_the_da
         .iter()
         .position(|c| c == "php artisan migrate --force")
         .unwrap();
-    let mut expected: Vec<String> = vec!["php artisan migrate --force".into(), "php artisan down".into()];
+    let mut expected: Vec<String> = vec![
+        "php artisan migrate --force".into(),
+        "php artisan down".into(),
+    ];
     expected.extend(LARAVEL_BUILD.map(String::from));
     expected.extend([
         "pg_restore --list backups/before-T.dump".to_string(),
@@ -600,4 +606,277 @@ fn laravel_refuses_an_untagged_production_release_and_asks_before_rolling_back()
     assert_eq!(git(&out.path().join("app"), &["describe", "--tags"]), "v3");
     assert!(!calls(out.path()).contains(&"php artisan up".to_string()));
     assert_eq!(report(out.path())["rollback"]["status"], "failed");
+}
+
+// ---------------------------------------------------------------- monitor.rhai
+
+/// A monitoring setup in a temp dir: the script and a deployer.toml watching `path` of
+/// `server` in seconds, with the webhook secret pointing at the server's /hook.
+fn monitoring(t: Test, server: &TestServer, path: &str) -> Test {
+    t.file("monitor.rhai", shipped("scripts/monitor.rhai"))
+        .file(
+            "deployer.toml",
+            format!(
+                r#"default_env = "production"
+[env.production]
+url = "{}"
+round_offsets = "0s,100ms,200ms"
+round_requests = 5
+duration = "1s"
+interval = "100ms"
+requests = 3
+sustained = "200ms"
+"#,
+                server.url(path)
+            ),
+        )
+        .env("MONITOR_WEBHOOK_URL", server.url("/hook"))
+        .env_remove("SLACK_WEBHOOK_URL")
+        .args(["run", "monitor.rhai"])
+}
+
+/// The JSON bodies posted to the server's /hook.
+fn hooks(server: &TestServer) -> Vec<serde_json::Value> {
+    server
+        .requests()
+        .into_iter()
+        .filter(|r| r.path == "/hook")
+        .map(|r| serde_json::from_str(&r.body).unwrap())
+        .collect()
+}
+
+#[test]
+fn monitor_collects_rounds_compares_runs_and_alerts_through_the_webhook() {
+    let server = TestServer::start();
+    server.set("/hook", Behaviour::Status(200));
+    let first = monitoring(Test::new(), &server, "/health").run();
+    first
+        .assert_code(0)
+        .assert_stdout_contains("Monitoring report: production")
+        .assert_stdout_contains("previous run: none with metrics rounds")
+        .assert_stderr_not_contains(&server.url("/hook"));
+    let r = report(first.path());
+    assert_eq!(
+        r["phases"][0]["metrics"]["rounds"]
+            .as_array()
+            .unwrap()
+            .len(),
+        3
+    );
+    assert_eq!(checks(&r, 0).len(), 3);
+    assert_eq!(
+        checks(&r, 1),
+        [
+            "Compared with the previous run warning",
+            "Trend over the last ten runs passed"
+        ]
+    );
+    assert_eq!(r["phases"][2]["metrics"]["monitor"]["max_level"], 0);
+    let sent = hooks(&server);
+    assert_eq!(sent.len(), 1, "{sent:?}");
+    assert_eq!(sent[0]["event"], "finished");
+    assert_eq!(sent[0]["verdict"], "PASS");
+
+    // The same folder again, watching a URL that starts failing once the rounds are over
+    // (15 requests): alerts rise to critical, each one notified, and the run fails.
+    let t = Test::new();
+    std::fs::create_dir_all(t.path().join(".deployer")).unwrap();
+    copy_dir(&first.path().join(".deployer"), &t.path().join(".deployer"));
+    let second = monitoring(t, &server, "/burst/15/1000").run();
+    second
+        .assert_code(1)
+        .assert_stdout_contains("previous run 20")
+        .assert_stdout_contains("scores of the last 1 runs: 100.0")
+        .assert_stderr_contains("is at level 3 (critical)");
+    let r = report(second.path());
+    assert_eq!(r["phases"][2]["metrics"]["monitor"]["max_level"], 3);
+    assert_eq!(r["verdict"], "FAILED");
+    assert_eq!(r["rollback"]["status"], "not_needed");
+    let levels: Vec<i64> = hooks(&server)[1..]
+        .iter()
+        .filter(|h| h["event"] == "alert")
+        .map(|h| h["level"].as_i64().unwrap())
+        .collect();
+    assert_eq!(levels, [1, 2, 3]);
+    assert_eq!(hooks(&server).last().unwrap()["verdict"], "FAILED");
+}
+
+/// Copies a folder tree (test setup).
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap().flatten() {
+        let target = to.join(e.file_name());
+        if e.file_type().unwrap().is_dir() {
+            copy_dir(&e.path(), &target);
+        } else if e.file_type().unwrap().is_file() {
+            std::fs::copy(e.path(), &target).unwrap();
+        }
+    }
+}
+
+// ---------------------------------------------------------------- the quickstart
+
+/// Copies the quickstart into `to` as the repository lays it out, without what its runs
+/// leave behind (the releases, the app's build).
+fn copy_quickstart(to: &Path) {
+    fn copy(from: &Path, to: &Path) {
+        std::fs::create_dir_all(to).unwrap();
+        for e in std::fs::read_dir(from).unwrap().flatten() {
+            let name = e.file_name();
+            if [".deploy", "target", "Cargo.lock"].contains(&name.to_str().unwrap()) {
+                continue;
+            }
+            if e.file_type().unwrap().is_dir() {
+                copy(&e.path(), &to.join(&name));
+            } else {
+                std::fs::copy(e.path(), to.join(&name)).unwrap();
+            }
+        }
+    }
+    copy(
+        &Path::new(ROOT).join("examples/quickstart"),
+        &to.join("examples/quickstart"),
+    );
+}
+
+/// Runs deployer in `dir` with `args`; returns its exit code, stdout and stderr.
+fn deployer_in(dir: &Path, args: &[&str]) -> (i32, String, String) {
+    let mut child = Command::new(crate::support::BIN)
+        .args(args)
+        .current_dir(dir)
+        .env("NO_COLOR", "1")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(300);
+    while child.try_wait().unwrap().is_none() {
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("deployer {args:?} did not finish in 300 s");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let out = child.wait_with_output().unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn quickstart_deploys_a_release_then_rolls_back_a_broken_one() {
+    let t = Test::new();
+    copy_quickstart(t.path());
+    let script = "examples/quickstart/deploy.rhai";
+    let state = t.path().join("examples/quickstart/.deploy");
+
+    // A good release (the demo app is built here, once; the second run reuses the build).
+    let (code, stdout, stderr) = deployer_in(
+        t.path(),
+        &[
+            "run",
+            script,
+            "--var",
+            "monitor=1s",
+            "--var",
+            "interval=200ms",
+        ],
+    );
+    assert_eq!(code, 0, "{stderr}");
+    let good = std::fs::read_to_string(state.join("deploying")).unwrap();
+    assert!(
+        stdout.contains(&format!(
+            "quickstart: score 100/100 PASS; rollback not_needed; live release {good}"
+        )),
+        "{stdout}\n{stderr}"
+    );
+    assert!(stderr.contains("100/100  PASS"), "{stderr}");
+
+    // A broken release: it passes health and E2E, fails under monitoring, and goes back.
+    let (code, stdout, stderr) = deployer_in(
+        t.path(),
+        &[
+            "run",
+            script,
+            "--var",
+            "break=true",
+            "--var",
+            "monitor=10s",
+            "--var",
+            "interval=200ms",
+        ],
+    );
+    assert_eq!(code, 1, "{stderr}");
+    let bad = std::fs::read_to_string(state.join("deploying")).unwrap();
+    assert_ne!(good, bad);
+    for needle in [
+        &format!("release {good} serves http://127.0.0.1:"),
+        "━━ Rollback: monitoring reached critical",
+        &format!("rolled back from {bad} to {good}"),
+        &format!("{good} serves http://127.0.0.1:"),
+        "rollback succeeded",
+    ] {
+        assert!(stderr.contains(needle), "{needle:?} not in\n{stderr}");
+    }
+    assert!(
+        stderr.contains(&format!(" again; {bad} is marked bad")),
+        "{stderr}"
+    );
+    assert!(
+        stdout.contains(&format!("rollback ok; live release {good}")),
+        "{stdout}"
+    );
+    assert_eq!(
+        std::fs::read_link(state.join("current")).unwrap(),
+        Path::new("releases").join(&good)
+    );
+    assert!(state
+        .join("releases")
+        .join(&bad)
+        .join(".deployer-bad")
+        .exists());
+    let r = report(t.path());
+    assert_eq!(r["rollback"]["status"], "ok");
+    assert_eq!(
+        phases(&r)[..4],
+        [
+            "Pre-deployment validation passed 5.0",
+            "Build & deploy passed 5.0",
+            "Health validation passed 5.0",
+            "E2E passed 5.0",
+        ]
+    );
+    assert_eq!(r["phases"][4]["status"], "failed");
+    // Nothing deployer started outlives the run, not even the release put back.
+    let serving: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(state.join("serving.json")).unwrap())
+            .unwrap();
+    assert_eq!(serving["release"], good.as_str());
+    assert!(!crate::support::pid_alive(
+        serving["pid"].as_i64().unwrap() as i32
+    ));
+
+    // Both runs in the history of the repository's root.
+    let (code, stdout, _) = deployer_in(t.path(), &["history"]);
+    assert_eq!(code, 0);
+    let lines: Vec<&str> = stdout.lines().skip(1).collect();
+    assert_eq!(lines.len(), 2, "{stdout}");
+    assert!(
+        lines[0].contains("FAILED") && lines[0].contains("ok"),
+        "{stdout}"
+    );
+    assert!(lines[1].contains("PASS"), "{stdout}");
+}
+
+#[test]
+fn the_example_deployer_toml_of_the_scripts_is_valid() {
+    Test::new()
+        .file("deployer.toml", shipped("scripts/deployer.toml"))
+        .arg("history")
+        .run()
+        .assert_code(0)
+        .assert_stdout_contains("no runs recorded");
 }
