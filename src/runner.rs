@@ -593,7 +593,9 @@ impl Run<'_> {
             host: ids::hostname(),
         };
         let history_path = self.config.state_dir.join("history.jsonl");
-        match history::read(&history_path) {
+        // The last 512 KiB (a few thousand runs) is plenty for the previous run and the
+        // trend of ten, and keeps every run's cost flat however long the history grows.
+        match history::read_tail(&history_path, 512 * 1024) {
             Ok(h) => {
                 for w in &h.warnings {
                     console.warn(w);

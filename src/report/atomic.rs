@@ -79,6 +79,11 @@ impl Drop for TempFile {
 /// Creates a new temp file in `dir` (named after `base`) holding `bytes`, fsynced; removed
 /// again on error or when the returned [`TempFile`] is dropped without being disarmed.
 pub(crate) fn write_temp(dir: &Path, base: &str, bytes: &[u8]) -> io::Result<TempFile> {
+    write_temp_synced(dir, base, bytes, true)
+}
+
+/// Writes a temp file like [`write_temp`]; `sync` says whether to fsync its data.
+fn write_temp_synced(dir: &Path, base: &str, bytes: &[u8], sync: bool) -> io::Result<TempFile> {
     let mut attempt = 0;
     let (mut file, temp) = loop {
         let candidate = unique_sibling(dir, base, "tmp");
@@ -95,9 +100,34 @@ pub(crate) fn write_temp(dir: &Path, base: &str, bytes: &[u8]) -> io::Result<Tem
     };
     file.write_all(bytes)
         .map_err(|e| context(e, "cannot write temp file", temp.path()))?;
-    file.sync_all()
-        .map_err(|e| context(e, "cannot fsync temp file", temp.path()))?;
+    if sync {
+        file.sync_all()
+            .map_err(|e| context(e, "cannot fsync temp file", temp.path()))?;
+    }
     Ok(temp)
+}
+
+/// Writes several files into one folder, each atomically (temp file + rename), and
+/// fsyncs the folder once at the end. Files whose flag is true have their data fsynced
+/// before the rename; the others (derived, human-readable copies) only get the rename, so
+/// a crash leaves them old or new, never mixed, but possibly empty.
+pub fn write_atomic_all(dir: &Path, files: &[(&str, &[u8], bool)]) -> io::Result<()> {
+    for (name, bytes, sync) in files {
+        let mut temp = write_temp_synced(dir, name, bytes, *sync)?;
+        let target = dir.join(name);
+        fs::rename(temp.path(), &target).map_err(|e| {
+            io::Error::new(
+                e.kind(),
+                format!(
+                    "cannot rename {} to {}: {e}",
+                    temp.path().display(),
+                    target.display()
+                ),
+            )
+        })?;
+        temp.disarm();
+    }
+    sync_dir(dir)
 }
 
 /// Writes `bytes` to `path` so that readers see the old content or the new, never a mix.
@@ -131,6 +161,24 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
     })?;
     temp.disarm();
     sync_dir(dir)
+}
+
+#[cfg(test)]
+mod batch_tests {
+    use super::*;
+
+    #[test]
+    fn writes_every_file_of_a_batch() {
+        let dir =
+            std::env::temp_dir().join(format!("deployer-atomic-batch-{}", std::process::id()));
+        fs::create_dir_all(&dir).expect("mkdir");
+        write_atomic_all(&dir, &[("a.json", b"{}", true), ("b.md", b"# b", false)]).expect("write");
+        assert_eq!(fs::read(dir.join("a.json")).expect("read a"), b"{}");
+        assert_eq!(fs::read(dir.join("b.md")).expect("read b"), b"# b");
+        let leftovers = fs::read_dir(&dir).expect("list").count();
+        assert_eq!(leftovers, 2, "temp files left behind");
+        fs::remove_dir_all(&dir).expect("cleanup");
+    }
 }
 
 #[cfg(test)]

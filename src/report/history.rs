@@ -96,11 +96,42 @@ pub fn append(path: &Path, entry: &HistoryEntry) -> io::Result<()> {
 /// Lines that are not valid UTF-8, not JSON or not an entry are skipped, each with a warning
 /// such as `history.jsonl line 7 is damaged and was skipped: <error>`. Blank lines are ignored.
 pub fn read(path: &Path) -> io::Result<History> {
-    let bytes = match fs::read(path) {
-        Ok(b) => b,
+    read_tail(path, u64::MAX)
+}
+
+/// Reads only the last `max_bytes` of the history (whole lines): what a run needs to
+/// compare itself with the previous runs, at a cost that does not grow with the file.
+/// Line numbers in warnings count from the start of what was read.
+pub fn read_tail(path: &Path, max_bytes: u64) -> io::Result<History> {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut file = match fs::File::open(path) {
+        Ok(f) => f,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(History::default()),
         Err(e) => return Err(context(e, "cannot read history file", path)),
     };
+    let len = file
+        .metadata()
+        .map_err(|e| context(e, "cannot read history file", path))?
+        .len();
+    let start = len.saturating_sub(max_bytes);
+    file.seek(SeekFrom::Start(start))
+        .map_err(|e| context(e, "cannot read history file", path))?;
+    let mut bytes = Vec::new();
+    file.read_to_end(&mut bytes)
+        .map_err(|e| context(e, "cannot read history file", path))?;
+    if start > 0 {
+        // Drop the partial line the cut fell into.
+        match bytes.iter().position(|&b| b == b'\n') {
+            Some(i) => {
+                bytes.drain(..=i);
+            }
+            None => bytes.clear(),
+        }
+    }
+    Ok(parse(&bytes, path, start > 0))
+}
+
+fn parse(bytes: &[u8], path: &Path, partial: bool) -> History {
     let name = path
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
@@ -115,13 +146,16 @@ pub fn read(path: &Path) -> io::Result<History> {
             .and_then(|s| serde_json::from_str::<HistoryEntry>(s).map_err(|e| e.to_string()));
         match parsed {
             Ok(entry) => history.entries.push(entry),
+            Err(e) if partial => history.warnings.push(format!(
+                "{name}: a recent line is damaged and was skipped: {e}"
+            )),
             Err(e) => history.warnings.push(format!(
                 "{name} line {} is damaged and was skipped: {e}",
                 i + 1
             )),
         }
     }
-    Ok(history)
+    history
 }
 
 /// Returns up to `n` entries, newest first (last appended first), of `env` or of every env.
@@ -153,6 +187,33 @@ pub fn previous<'a>(
         .iter()
         .rev()
         .find(|e| e.env == env && !e.dry_run)
+}
+
+#[cfg(test)]
+mod tail_tests {
+    use super::*;
+
+    #[test]
+    fn reads_only_whole_lines_of_the_tail() {
+        let path = std::env::temp_dir().join(format!(
+            "deployer-history-tail-{}.jsonl",
+            std::process::id()
+        ));
+        let line = |n: u32| {
+            format!(
+                r#"{{"run_id":"r{n}","started_at":"t","finished_at":"t","env":"e","script":"s","duration_ms":1,"exit_code":0,"report":"x"}}"#
+            )
+        };
+        let text: String = (0..100).map(|n| line(n) + "\n").collect();
+        fs::write(&path, &text).expect("write");
+        let all = read(&path).expect("read");
+        assert_eq!(all.entries.len(), 100);
+        let tail = read_tail(&path, (line(99).len() * 3 + 10) as u64).expect("tail");
+        let ids: Vec<&str> = tail.entries.iter().map(|e| e.run_id.as_str()).collect();
+        assert_eq!(ids, ["r97", "r98", "r99"]);
+        assert!(tail.warnings.is_empty(), "{:?}", tail.warnings);
+        fs::remove_file(&path).expect("cleanup");
+    }
 }
 
 #[cfg(test)]

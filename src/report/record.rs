@@ -5,7 +5,6 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-use super::atomic::write_atomic;
 use super::history::{self, History, HistoryEntry};
 use crate::core::score::{Thresholds, Verdict};
 use crate::host::state::RetryEvent;
@@ -268,14 +267,21 @@ pub fn write(
     std::fs::create_dir_all(&dir)?;
     let json = serde_json::to_string_pretty(report).map_err(std::io::Error::other)?;
     let report_path = dir.join("report.json");
-    write_atomic(&report_path, mask(&json).as_bytes())?;
-    write_atomic(
-        &dir.join("summary.md"),
-        mask(&super::render::markdown(report)).as_bytes(),
-    )?;
+    let summary = mask(&super::render::markdown(report));
     let mut text = log.join("\n");
     text.push('\n');
-    write_atomic(&dir.join("run.log"), mask(&text).as_bytes())?;
+    let text = mask(&text);
+    let json = mask(&json);
+    // report.json (and the history line) are the record and are fsynced; summary.md and
+    // run.log are readable copies: renamed into place atomically, one folder fsync for all.
+    super::atomic::write_atomic_all(
+        &dir,
+        &[
+            ("summary.md", summary.as_bytes(), false),
+            ("run.log", text.as_bytes(), false),
+            ("report.json", json.as_bytes(), true),
+        ],
+    )?;
     let entry = HistoryEntry {
         run_id: report.run_id.clone(),
         started_at: report.started_at.clone(),
