@@ -20,7 +20,6 @@ use crate::core::thresholds::{Breach, Thresholds};
 use crate::host::console::Style;
 use crate::host::state::HostState;
 use crate::metrics::sampler::{self, Mode, SampleReport, SampleSpec};
-use crate::pipeline::RollbackRequest;
 
 const SAMPLE_OPTS: &[&str] = &[
     "requests",
@@ -553,15 +552,7 @@ fn monitor_impl(ctx: &NativeCallContext, target: Target, o: Opts) -> Result<Map,
             record_metrics(&st, "monitor", sum.to_json(&label, "critical"));
             let reason = format!("monitoring reached critical: {}", outcome.reason);
             if let Ok(mut p) = st.pipeline.lock() {
-                let phase = if p.in_phase {
-                    p.phases.last().map(|r| r.name.clone())
-                } else {
-                    None
-                };
-                p.rollback_request = Some(RollbackRequest {
-                    reason: reason.clone(),
-                    phase,
-                });
+                p.request_rollback(&reason);
             }
             return Err(throw(ROLLBACK_REQUESTED, reason));
         }

@@ -11,7 +11,7 @@ use crate::core::duration::format_duration;
 use crate::host::console::Style;
 use crate::host::state::HostState;
 use crate::pipeline::{
-    score_phase, CheckRecord, CheckStatus, PhaseOptions, PhaseRecord, PhaseStatus, RollbackRequest,
+    score_phase, CheckRecord, CheckStatus, PhaseOptions, PhaseRecord, PhaseStatus,
 };
 
 const PHASE_OPTS: &[&str] = &[
@@ -365,15 +365,7 @@ pub mod phase_api {
     pub fn trigger_rollback(ctx: NativeCallContext, reason: &str) -> Result<(), Error> {
         let st = state(&ctx)?;
         if let Ok(mut p) = st.pipeline.lock() {
-            let phase = if p.in_phase {
-                p.phases.last().map(|r| r.name.clone())
-            } else {
-                None
-            };
-            p.rollback_request = Some(RollbackRequest {
-                reason: reason.to_string(),
-                phase,
-            });
+            p.request_rollback(reason);
         }
         Err(throw(
             ROLLBACK_REQUESTED,

@@ -175,6 +175,19 @@ impl Pipeline {
         }))
     }
 
+    /// Asks for a rollback, naming the phase that is running (if any).
+    pub fn request_rollback(&mut self, reason: &str) {
+        let phase = if self.in_phase {
+            self.phases.last().map(|r| r.name.clone())
+        } else {
+            None
+        };
+        self.rollback_request = Some(RollbackRequest {
+            reason: reason.to_string(),
+            phase,
+        });
+    }
+
     /// Adds the phases that never ran because the pipeline stopped, with score 0.
     pub fn close(&mut self) {
         let Some(stopper) = self.stopped_by.clone() else {

@@ -9,7 +9,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use crate::support::server::{Behaviour, TestServer};
-use crate::support::{write_executable, Running, Test};
+use crate::support::{git, write_executable, Running, Test};
 
 const ROOT: &str = env!("CARGO_MANIFEST_DIR");
 
@@ -339,23 +339,6 @@ fn cloudflare_rolls_back_when_the_health_endpoint_fails_three_checks() {
 }
 
 // ---------------------------------------------------------------- laravel.rhai
-
-/// Runs git in `dir` (test setup); panics with its output on failure.
-fn git(dir: &Path, args: &[&str]) -> String {
-    let out = Command::new("git")
-        .args(args)
-        .current_dir(dir)
-        .env("GIT_CONFIG_GLOBAL", "/dev/null")
-        .env("GIT_CONFIG_NOSYSTEM", "1")
-        .output()
-        .expect("git runs");
-    assert!(
-        out.status.success(),
-        "git {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
-}
 
 /// An app in `dir` on branch main with commits tagged by `tags` (None: untagged), and a
 /// Laravel log holding an error from before the deployment.

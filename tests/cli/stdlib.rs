@@ -3,10 +3,9 @@
 //! and HTTP servers; wrangler, php and pm2 replaced by recording executables on PATH.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use crate::support::server::{Behaviour, TestServer};
-use crate::support::{write_executable, Output, Test};
+use crate::support::{git, write_executable, Output, Test};
 
 /// Runs `script` as deploy.rhai in `t`'s folder.
 fn run_in(t: Test, script: &str, extra: &[&str]) -> Output {
@@ -52,23 +51,6 @@ fn calls(dir: &Path) -> Vec<String> {
         .lines()
         .map(str::to_string)
         .collect()
-}
-
-/// Runs git in `dir` (test setup); panics with its output on failure.
-fn git(dir: &Path, args: &[&str]) -> String {
-    let out = Command::new("git")
-        .args(args)
-        .current_dir(dir)
-        .env("GIT_CONFIG_GLOBAL", "/dev/null")
-        .env("GIT_CONFIG_NOSYSTEM", "1")
-        .output()
-        .expect("git runs");
-    assert!(
-        out.status.success(),
-        "git {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
 /// A repository in `dir` on branch main with commits tagged v1 and v2, and one more commit.
