@@ -197,6 +197,37 @@ pub mod env_api {
         Err(throw("abort", format!("aborted: {message}")))
     }
 
+    /// Checks an options map against the option names a function knows and returns it: a
+    /// typo is an error naming the option and the nearest known one, never a silent default.
+    /// For script modules that take option maps, as the built-in functions do.
+    ///
+    /// ```rhai
+    /// fn deploy(opts) {
+    ///     check_options("deploy", opts, ["cwd", "timeout"]);
+    /// }
+    /// ```
+    #[rhai_fn(return_raw)]
+    pub fn check_options(
+        func: &str,
+        options: Dynamic,
+        known: rhai::Array,
+    ) -> Result<rhai::Map, Error> {
+        let Some(map) = options.clone().try_cast::<rhai::Map>() else {
+            return Err(throw(
+                "usage",
+                format!(
+                    "{func}(): options must be a map such as #{{ cwd: \"app\" }}, got {} ({})",
+                    options,
+                    options.type_name()
+                ),
+            ));
+        };
+        let names: Vec<String> = known.iter().map(|k| k.to_string()).collect();
+        let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+        crate::api::opts::check_keys(func, &map, &refs)?;
+        Ok(map)
+    }
+
     /// The current time in UTC, RFC 3339 (`2026-11-23T19:12:00.123Z`).
     ///
     /// ```rhai

@@ -18,20 +18,7 @@ pub struct Opts {
 impl Opts {
     /// Checks that every key of `map` is one of `known`.
     pub fn new(func: &'static str, map: Map, known: &[&str]) -> Result<Opts, Error> {
-        for key in map.keys() {
-            if !known.contains(&key.as_str()) {
-                let hint = nearest(key, known.iter().copied())
-                    .map(|s| format!("did you mean `{s}`? "))
-                    .unwrap_or_default();
-                return Err(throw(
-                    "usage",
-                    format!(
-                        "{func}(): unknown option `{key}`; {hint}known options: {}",
-                        known.join(", ")
-                    ),
-                ));
-            }
-        }
+        check_keys(func, &map, known)?;
         Ok(Opts { func, map })
     }
 
@@ -144,6 +131,26 @@ impl Opts {
                 .ok_or_else(|| self.bad(key, "an array", v)),
         }
     }
+}
+
+/// Checks that every key of `map` is one of `known`; the error names the option, the
+/// nearest known one and all of them.
+pub fn check_keys(func: &str, map: &Map, known: &[&str]) -> Result<(), Error> {
+    for key in map.keys() {
+        if !known.contains(&key.as_str()) {
+            let hint = nearest(key, known.iter().copied())
+                .map(|s| format!("did you mean `{s}`? "))
+                .unwrap_or_default();
+            return Err(throw(
+                "usage",
+                format!(
+                    "{func}(): unknown option `{key}`; {hint}known options: {}",
+                    known.join(", ")
+                ),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Reads a number from an int or float value.

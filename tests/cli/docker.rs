@@ -763,7 +763,7 @@ try {{ docker::ps(#{{ project_folder: "." }}); }} catch (e) {{ print(`option: ${
         .assert_stdout_contains("logs: string")
         .assert_stdout_contains("again: no previous image is recorded for service app")
         .assert_stdout_contains("typo: docker::up(): unknown flag `no_biuld`")
-        .assert_stdout_contains("option: docker: unknown option `project_folder`");
+        .assert_stdout_contains("option: docker(): unknown option `project_folder`");
     drop(stack);
 }
 
