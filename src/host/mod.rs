@@ -229,31 +229,17 @@ impl Host {
     /// Cancels the run on SIGINT/SIGTERM; a second signal exits at once (after killing
     /// background process groups), so deployer can never hang on shutdown.
     pub fn install_signal_handlers(&self) {
-        let state = self.state.clone();
-        self.state.runtime.spawn(async move {
-            use tokio::signal::unix::{signal, SignalKind};
-            let (Ok(mut int), Ok(mut term)) = (
-                signal(SignalKind::interrupt()),
-                signal(SignalKind::terminate()),
-            ) else {
-                return;
-            };
-            let mut seen = 0;
-            loop {
-                let name = tokio::select! {
-                    _ = int.recv() => "SIGINT",
-                    _ = term.recv() => "SIGTERM",
-                };
-                seen += 1;
-                if seen == 1 {
-                    state.cancel.cancel(CancelReason::Signal(name));
-                } else {
-                    state.console.error(&format!(
-                        "second {name}: stopping background processes and exiting now"
-                    ));
-                    state.processes.stop_all(Duration::ZERO);
-                    std::process::exit(crate::exit::INTERRUPTED);
-                }
+        let mut seen = 0;
+        self.on_signals(move |state, name| {
+            seen += 1;
+            if seen == 1 {
+                state.cancel.cancel(CancelReason::Signal(name));
+            } else {
+                state.console.error(&format!(
+                    "second {name}: stopping background processes and exiting now"
+                ));
+                state.processes.stop_all(Duration::ZERO);
+                std::process::exit(crate::exit::INTERRUPTED);
             }
         });
     }
@@ -263,6 +249,17 @@ impl Host {
     /// the session calls `state.cancel.reset()` before the next evaluation. SIGTERM stops
     /// background processes and exits. `run` keeps [`Host::install_signal_handlers`].
     pub fn install_interactive_signal_handlers(&self) {
+        self.on_signals(|state, name| {
+            state.cancel.cancel(CancelReason::Signal(name));
+            if name == "SIGTERM" {
+                state.processes.stop_all(Duration::ZERO);
+                std::process::exit(crate::exit::INTERRUPTED);
+            }
+        });
+    }
+
+    /// Calls `handle` with the signal's name for every SIGINT and SIGTERM.
+    fn on_signals(&self, mut handle: impl FnMut(&HostState, &'static str) + Send + 'static) {
         let state = self.state.clone();
         self.state.runtime.spawn(async move {
             use tokio::signal::unix::{signal, SignalKind};
@@ -273,14 +270,11 @@ impl Host {
                 return;
             };
             loop {
-                tokio::select! {
-                    _ = int.recv() => state.cancel.cancel(CancelReason::Signal("SIGINT")),
-                    _ = term.recv() => {
-                        state.cancel.cancel(CancelReason::Signal("SIGTERM"));
-                        state.processes.stop_all(Duration::ZERO);
-                        std::process::exit(crate::exit::INTERRUPTED);
-                    }
-                }
+                let name = tokio::select! {
+                    _ = int.recv() => "SIGINT",
+                    _ = term.recv() => "SIGTERM",
+                };
+                handle(&state, name);
             }
         });
     }

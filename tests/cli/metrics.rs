@@ -168,15 +168,7 @@ fn a_sustained_latency_breach_reaches_critical_and_rolls_back() {
         reason.starts_with("monitoring reached critical"),
         "{reason}"
     );
-    let runs = out.path().join(".deployer/runs");
-    let dir = std::fs::read_dir(runs)
-        .unwrap()
-        .flatten()
-        .next()
-        .unwrap()
-        .path();
-    let report: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(dir.join("report.json")).unwrap()).unwrap();
+    let report = crate::support::newest_report(out.path());
     let monitor = &report["phases"][1]["metrics"]["monitor"];
     assert_eq!(monitor["max_level"], 3);
     assert_eq!(monitor["stopped"], "critical");
@@ -216,15 +208,7 @@ fn ctrl_c_during_a_monitor_keeps_the_summary_so_far() {
     running.interrupt();
     let out = running.wait(Duration::from_secs(5));
     out.assert_code(130);
-    let runs = out.path().join(".deployer/runs");
-    let dir = std::fs::read_dir(runs)
-        .unwrap()
-        .flatten()
-        .next()
-        .unwrap()
-        .path();
-    let report: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(dir.join("report.json")).unwrap()).unwrap();
+    let report = crate::support::newest_report(out.path());
     let monitor = &report["phases"][0]["metrics"]["monitor"];
     assert_eq!(monitor["stopped"], "interrupted");
     assert!(monitor["ticks"].as_array().unwrap().len() >= 3, "{monitor}");

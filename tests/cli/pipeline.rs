@@ -38,14 +38,7 @@ fn rollback(ctx) {{
 }
 
 fn report(out: &Output) -> serde_json::Value {
-    let runs = out.path().join(".deployer/runs");
-    let dir = std::fs::read_dir(&runs)
-        .unwrap_or_else(|e| panic!("no runs in {}: {e}", runs.display()))
-        .flatten()
-        .map(|e| e.path())
-        .max()
-        .unwrap();
-    serde_json::from_str(&std::fs::read_to_string(dir.join("report.json")).unwrap()).unwrap()
+    crate::support::newest_report(out.path())
 }
 
 fn history_lines(dir: &Path) -> Vec<serde_json::Value> {

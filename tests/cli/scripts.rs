@@ -9,7 +9,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use crate::support::server::{Behaviour, TestServer};
-use crate::support::{git, write_executable, Running, Test};
+use crate::support::{git, newest_report as report, write_executable, Running, Test};
 
 const ROOT: &str = env!("CARGO_MANIFEST_DIR");
 
@@ -68,18 +68,6 @@ fn calls_of(dir: &Path, program: &str) -> Vec<String> {
         .into_iter()
         .filter(|c| c.starts_with(&prefix))
         .collect()
-}
-
-/// The newest run's report.json.
-fn report(dir: &Path) -> serde_json::Value {
-    let runs = dir.join(".deployer/runs");
-    let newest = std::fs::read_dir(&runs)
-        .unwrap_or_else(|e| panic!("no runs in {}: {e}", runs.display()))
-        .flatten()
-        .map(|e| e.path())
-        .max()
-        .unwrap();
-    serde_json::from_str(&std::fs::read_to_string(newest.join("report.json")).unwrap()).unwrap()
 }
 
 /// The phases of a report as `name status score` lines.

@@ -477,3 +477,15 @@ pub fn git(dir: &Path, args: &[&str]) -> String {
     );
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
+
+/// Returns the newest run's `report.json` under `dir/.deployer/runs` (run ids sort by time).
+pub fn newest_report(dir: &Path) -> serde_json::Value {
+    let runs = dir.join(".deployer/runs");
+    let newest = std::fs::read_dir(&runs)
+        .unwrap_or_else(|e| panic!("no runs in {}: {e}", runs.display()))
+        .flatten()
+        .map(|e| e.path())
+        .max()
+        .unwrap_or_else(|| panic!("no run in {}", runs.display()));
+    serde_json::from_str(&std::fs::read_to_string(newest.join("report.json")).unwrap()).unwrap()
+}
