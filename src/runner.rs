@@ -6,7 +6,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use rhai::{Dynamic, Map, AST};
 
-use crate::api::error::{is_terminated, kind_of, message_of};
+use crate::api::error::{is_script_bug, is_terminated, kind_of, message_of};
 use crate::api::phase::{ROLLBACK_REQUESTED, STOPPED};
 use crate::config::{self, Config, EnvConfig, RollbackPolicy};
 use crate::core::duration::format_duration;
@@ -16,7 +16,7 @@ use crate::host::console::{Console, Style};
 use crate::host::diagnostic::Diagnostic;
 use crate::host::state::HostOptions;
 use crate::host::Host;
-use crate::pipeline::{PhaseStatus, RollbackRequest};
+use crate::pipeline::{CheckStatus, PhaseStatus, RollbackRequest};
 use crate::report::history;
 use crate::report::ids;
 use crate::report::lock::{self, LockError, LockInfo};
@@ -137,6 +137,7 @@ pub fn execute(req: &RunRequest, console: Console) -> i32 {
         p.planned = checked.phases;
         p.skip = req.skip.clone();
         p.skip_e2e = req.skip_e2e;
+        p.thresholds = run.config.thresholds;
     }
     run.go()
 }
@@ -313,6 +314,20 @@ impl Run<'_> {
                 let kind = kind_of(e);
                 if matches!(kind.as_deref(), Some(STOPPED) | Some(ROLLBACK_REQUESTED)) {
                     Ended::Failed(None)
+                } else if self.req.dry_run && !is_script_bug(e) {
+                    // A probe of the unchanged service failed outside any phase: the plan
+                    // stops here, but the script is not broken.
+                    let d = self.host.diagnose(e, &self.name);
+                    let at = d
+                        .location
+                        .as_ref()
+                        .map(|l| format!(" at {l}"))
+                        .unwrap_or_default();
+                    self.console().warn(&format!(
+                        "the dry run stopped{at}: would fail: {}",
+                        d.message
+                    ));
+                    Ended::Completed
                 } else {
                     let d = self.host.diagnose(e, &self.name);
                     self.host.print(&d);
@@ -321,6 +336,8 @@ impl Run<'_> {
             }
         };
         let rollback = match &ended {
+            // A dry run never rolls back: its end says where fn rollback is.
+            _ if self.req.dry_run => RollbackRecord::not_needed(),
             Ended::Completed | Ended::Failed(_) => self.maybe_rollback(&ended),
             _ => RollbackRecord::not_needed(),
         };
@@ -486,7 +503,7 @@ impl Run<'_> {
 
     fn finish(self, run_id: String, ended: Ended, rollback: RollbackRecord) -> i32 {
         let console = self.console().clone();
-        let (phases, changes_began, stopped, score, mut verdict) = {
+        let (phases, changes_began, stopped, score, verdict) = {
             let mut p = match self.host.state.pipeline.lock() {
                 Ok(p) => p,
                 Err(poisoned) => poisoned.into_inner(),
@@ -517,38 +534,20 @@ impl Run<'_> {
             Ended::Interrupted(d) => (RunStatus::Interrupted, Some(error_record(d))),
             Ended::Failed(d) => (RunStatus::Failed, d.as_ref().map(error_record)),
         };
-        if score.is_none() {
-            verdict = if status == RunStatus::Completed {
-                Verdict::Pass
-            } else {
-                Verdict::Failed
-            };
-        }
-        if status != RunStatus::Completed
-            || stopped.is_some()
-            || rollback.status != RollbackStatus::NotNeeded && !self.req.rollback_only
-        {
-            verdict = Verdict::Failed;
-        }
-        let code = match status {
-            RunStatus::Interrupted => exit::INTERRUPTED,
-            RunStatus::Declined if self.req.rollback_only => exit::FAILED,
-            _ if self.req.rollback_only => {
-                if rollback.status == RollbackStatus::Ok {
-                    exit::OK
-                } else {
-                    exit::ROLLBACK_FAILED
-                }
-            }
-            _ if rollback.status.needs_a_person() => exit::ROLLBACK_FAILED,
-            RunStatus::Declined => exit::FAILED,
-            _ => match verdict {
-                Verdict::Pass => exit::OK,
-                Verdict::Warning if self.req.strict => exit::WARNING_STRICT,
-                Verdict::Warning => exit::OK,
-                Verdict::Failed => exit::FAILED,
-            },
-        };
+        let broken_dry_run = self.req.dry_run
+            && (matches!(&ended, Ended::Failed(_))
+                || phases.iter().any(|p| p.status == PhaseStatus::Failed));
+        let decision = decide(&Facts {
+            dry_run: self.req.dry_run,
+            rollback_only: self.req.rollback_only,
+            strict: self.req.strict,
+            status,
+            scored: score.map(|_| verdict),
+            stopped_by: stopped.clone(),
+            rollback: rollback.status,
+            broken_dry_run,
+        });
+        let code = decision.code;
         let finished_at = SystemTime::now();
         let mut report = Report {
             schema: record::SCHEMA,
@@ -574,8 +573,9 @@ impl Run<'_> {
             ),
             status,
             phases,
-            score,
-            verdict,
+            score: if self.req.dry_run { None } else { score },
+            verdict: decision.verdict,
+            verdict_reason: decision.reason,
             thresholds: self.config.thresholds,
             rollback,
             retries: self
@@ -688,7 +688,8 @@ impl Run<'_> {
                     script = self.name
                 ));
             }
-            _ if report.verdict == Verdict::Failed => {
+            _ if self.req.dry_run => self.print_dry_run_end(report, &took),
+            _ if report.verdict == Some(Verdict::Failed) => {
                 let rb = match report.rollback.status {
                     RollbackStatus::Ok => "; the rollback succeeded",
                     _ => "",
@@ -699,7 +700,7 @@ impl Run<'_> {
                 "{} finished in {took}{}",
                 self.name,
                 match (report.score, report.verdict) {
-                    (Some(s), v) => format!(": {s:.0}/100 {v}"),
+                    (Some(s), Some(v)) => format!(": {s:.0}/100 {v}"),
                     _ => String::new(),
                 }
             )),
@@ -707,9 +708,303 @@ impl Run<'_> {
     }
 }
 
+impl Run<'_> {
+    /// The end of a dry run: what it would do, what would fail, where the rollback is.
+    fn print_dry_run_end(&self, report: &Report, took: &str) {
+        let console = self.console();
+        let checks = report.phases.iter().flat_map(|p| p.checks.iter());
+        let (mut would_run, mut would_fail, mut read_only, mut broken) = (0, 0, 0, 0);
+        for c in checks {
+            match c.status {
+                CheckStatus::WouldRun => would_run += 1,
+                CheckStatus::WouldFail => would_fail += 1,
+                CheckStatus::Failed => broken += 1,
+                CheckStatus::Passed | CheckStatus::Warning => read_only += 1,
+            }
+        }
+        let phase_fails = report
+            .phases
+            .iter()
+            .filter(|p| {
+                p.error
+                    .as_deref()
+                    .is_some_and(|e| e.starts_with("would fail"))
+            })
+            .count();
+        if let Some((line, col)) = Host::position_of(&self.ast, "rollback", 1) {
+            console.info(&format!(
+                "a real run would call fn rollback(ctx) ({}:{line}:{col}) if it failed after changes began; the dry run did not run it",
+                self.name
+            ));
+        }
+        let mut parts = vec![format!("{would_run} check(s) would run")];
+        if read_only > 0 {
+            parts.push(format!("{read_only} read-only check(s) passed"));
+        }
+        if would_fail + phase_fails > 0 {
+            parts.push(format!(
+                "{} read-only probe(s) of the unchanged service would fail",
+                would_fail + phase_fails
+            ));
+        }
+        if report.exit_code == exit::USAGE {
+            if broken > 0 {
+                parts.push(format!(
+                    "{broken} check(s) failed because of the script itself"
+                ));
+            }
+            console.error(&format!(
+                "dry run of {} found a fault in the script itself after {took}: {}; fix it before a real run (nothing was changed)",
+                self.name,
+                parts.join(", ")
+            ));
+        } else {
+            console.success(&format!(
+                "dry run of {} finished in {took}: {}; nothing was changed",
+                self.name,
+                parts.join(", ")
+            ));
+        }
+    }
+}
+
+/// What decides a run's verdict and exit code, gathered when it ends.
+#[derive(Debug, Clone)]
+struct Facts {
+    dry_run: bool,
+    rollback_only: bool,
+    strict: bool,
+    status: RunStatus,
+    /// The verdict the score gives, when the run has phases.
+    scored: Option<Verdict>,
+    /// The required phase that stopped the pipeline.
+    stopped_by: Option<String>,
+    rollback: RollbackStatus,
+    /// A dry run in which the script itself failed (not a probe of the unchanged service).
+    broken_dry_run: bool,
+}
+
+/// The verdict, why it is not the score's, and the exit code.
+#[derive(Debug, Clone, PartialEq)]
+struct Decision {
+    verdict: Option<Verdict>,
+    reason: Option<String>,
+    code: i32,
+}
+
+/// Decides a run's verdict and exit code from how it ended. Pure: see the tests below.
+fn decide(f: &Facts) -> Decision {
+    if f.dry_run {
+        // A dry run changes nothing and is not judged; it fails only when the script is
+        // broken (exit 2) or interrupted.
+        let code = match f.status {
+            RunStatus::Interrupted => exit::INTERRUPTED,
+            _ if f.broken_dry_run => exit::USAGE,
+            _ => exit::OK,
+        };
+        return Decision {
+            verdict: None,
+            reason: None,
+            code,
+        };
+    }
+    let scored = f.scored.unwrap_or(if f.status == RunStatus::Completed {
+        Verdict::Pass
+    } else {
+        Verdict::Failed
+    });
+    let rolled = f.rollback != RollbackStatus::NotNeeded && !f.rollback_only;
+    let reason = match f.status {
+        RunStatus::Interrupted => Some("interrupted".to_string()),
+        RunStatus::Declined => Some("declined".to_string()),
+        _ if rolled => Some(match f.rollback {
+            RollbackStatus::Failed => "rollback failed".to_string(),
+            RollbackStatus::Declined => "rollback declined".to_string(),
+            RollbackStatus::Never => "not rolled back (rollback = \"never\")".to_string(),
+            RollbackStatus::Missing => "no fn rollback(ctx) to roll back".to_string(),
+            RollbackStatus::Ok | RollbackStatus::NotNeeded => "rolled back".to_string(),
+        }),
+        _ => f
+            .stopped_by
+            .as_ref()
+            .map(|p| format!("required phase \"{p}\" failed"))
+            .or_else(|| (f.status == RunStatus::Failed).then(|| "the script failed".to_string())),
+    };
+    let verdict = if reason.is_some() {
+        Verdict::Failed
+    } else {
+        scored
+    };
+    let code = match f.status {
+        RunStatus::Interrupted => exit::INTERRUPTED,
+        RunStatus::Declined if f.rollback_only => exit::FAILED,
+        _ if f.rollback_only => {
+            if f.rollback == RollbackStatus::Ok {
+                exit::OK
+            } else {
+                exit::ROLLBACK_FAILED
+            }
+        }
+        _ if f.rollback.needs_a_person() => exit::ROLLBACK_FAILED,
+        RunStatus::Declined => exit::FAILED,
+        _ => match verdict {
+            Verdict::Pass => exit::OK,
+            Verdict::Warning if f.strict => exit::WARNING_STRICT,
+            Verdict::Warning => exit::OK,
+            Verdict::Failed => exit::FAILED,
+        },
+    };
+    Decision {
+        verdict: Some(verdict),
+        reason,
+        code,
+    }
+}
+
 fn error_record(d: &Diagnostic) -> ErrorRecord {
     ErrorRecord {
         message: d.message.clone(),
         location: d.location.as_ref().map(|l| l.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn facts() -> Facts {
+        Facts {
+            dry_run: false,
+            rollback_only: false,
+            strict: false,
+            status: RunStatus::Completed,
+            scored: Some(Verdict::Pass),
+            stopped_by: None,
+            rollback: RollbackStatus::NotNeeded,
+            broken_dry_run: false,
+        }
+    }
+
+    #[test]
+    fn a_passing_run_passes_with_the_scores_verdict() {
+        let d = decide(&facts());
+        assert_eq!(d.verdict, Some(Verdict::Pass));
+        assert_eq!(d.reason, None);
+        assert_eq!(d.code, exit::OK);
+        let warn = decide(&Facts {
+            scored: Some(Verdict::Warning),
+            ..facts()
+        });
+        assert_eq!(
+            (warn.verdict, warn.code),
+            (Some(Verdict::Warning), exit::OK)
+        );
+        let strict = decide(&Facts {
+            scored: Some(Verdict::Warning),
+            strict: true,
+            ..facts()
+        });
+        assert_eq!(strict.code, exit::WARNING_STRICT);
+    }
+
+    #[test]
+    fn a_rollback_forces_failed_and_says_why() {
+        let d = decide(&Facts {
+            rollback: RollbackStatus::Ok,
+            ..facts()
+        });
+        assert_eq!(d.verdict, Some(Verdict::Failed));
+        assert_eq!(d.reason.as_deref(), Some("rolled back"));
+        assert_eq!(d.code, exit::FAILED);
+        for (status, code, why) in [
+            (
+                RollbackStatus::Failed,
+                exit::ROLLBACK_FAILED,
+                "rollback failed",
+            ),
+            (
+                RollbackStatus::Declined,
+                exit::ROLLBACK_FAILED,
+                "rollback declined",
+            ),
+            (
+                RollbackStatus::Missing,
+                exit::ROLLBACK_FAILED,
+                "no fn rollback(ctx) to roll back",
+            ),
+        ] {
+            let d = decide(&Facts {
+                rollback: status,
+                status: RunStatus::Failed,
+                ..facts()
+            });
+            assert_eq!((d.code, d.reason.as_deref()), (code, Some(why)));
+        }
+    }
+
+    #[test]
+    fn stopped_interrupted_and_declined_runs_fail_with_their_reason() {
+        let d = decide(&Facts {
+            stopped_by: Some("Build".into()),
+            status: RunStatus::Failed,
+            ..facts()
+        });
+        assert_eq!(d.reason.as_deref(), Some("required phase \"Build\" failed"));
+        assert_eq!(d.code, exit::FAILED);
+        let d = decide(&Facts {
+            status: RunStatus::Interrupted,
+            ..facts()
+        });
+        assert_eq!(
+            (d.code, d.reason.as_deref()),
+            (exit::INTERRUPTED, Some("interrupted"))
+        );
+        let d = decide(&Facts {
+            status: RunStatus::Declined,
+            scored: None,
+            ..facts()
+        });
+        assert_eq!((d.code, d.verdict), (exit::FAILED, Some(Verdict::Failed)));
+    }
+
+    #[test]
+    fn a_dry_run_has_no_verdict_and_fails_only_when_the_script_is_broken() {
+        let d = decide(&Facts {
+            dry_run: true,
+            scored: Some(Verdict::Failed),
+            ..facts()
+        });
+        assert_eq!((d.verdict, d.code), (None, exit::OK));
+        let d = decide(&Facts {
+            dry_run: true,
+            broken_dry_run: true,
+            ..facts()
+        });
+        assert_eq!(d.code, exit::USAGE);
+        let d = decide(&Facts {
+            dry_run: true,
+            status: RunStatus::Interrupted,
+            ..facts()
+        });
+        assert_eq!(d.code, exit::INTERRUPTED);
+    }
+
+    #[test]
+    fn manual_rollback_exit_codes() {
+        let ok = decide(&Facts {
+            rollback_only: true,
+            rollback: RollbackStatus::Ok,
+            scored: None,
+            ..facts()
+        });
+        assert_eq!((ok.code, ok.verdict), (exit::OK, Some(Verdict::Pass)));
+        let failed = decide(&Facts {
+            rollback_only: true,
+            rollback: RollbackStatus::Failed,
+            status: RunStatus::Failed,
+            scored: None,
+            ..facts()
+        });
+        assert_eq!(failed.code, exit::ROLLBACK_FAILED);
     }
 }

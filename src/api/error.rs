@@ -65,6 +65,33 @@ pub fn is_terminated(err: &EvalAltResult) -> bool {
     matches!(innermost(err), EvalAltResult::ErrorTerminated(..))
 }
 
+/// Returns true when the error is a fault of the script itself (an unknown function or
+/// variable, a type mismatch, a bad option or duration), not of the world it probes: a dry
+/// run reports these as errors, and everything else as "would fail".
+pub fn is_script_bug(err: &EvalAltResult) -> bool {
+    use EvalAltResult as E;
+    match innermost(err) {
+        E::ErrorRuntime(..) => kind_of(err).as_deref() == Some("usage"),
+        E::ErrorFunctionNotFound(..)
+        | E::ErrorVariableNotFound(..)
+        | E::ErrorPropertyNotFound(..)
+        | E::ErrorModuleNotFound(..)
+        | E::ErrorMismatchDataType(..)
+        | E::ErrorMismatchOutputType(..)
+        | E::ErrorIndexingType(..)
+        | E::ErrorFor(..)
+        | E::ErrorDotExpr(..)
+        | E::ErrorParsing(..)
+        | E::ErrorUnboundThis(..)
+        | E::ErrorAssignmentToConstant(..)
+        | E::ErrorStackOverflow(..)
+        | E::ErrorTooManyOperations(..)
+        | E::ErrorTooManyModules(..)
+        | E::ErrorDataTooLarge(..) => true,
+        _ => false,
+    }
+}
+
 /// Returns the `kind` of a thrown error map, if any.
 pub fn kind_of(err: &EvalAltResult) -> Option<String> {
     match innermost(err) {

@@ -46,12 +46,14 @@ fn run(
     // A command that only reads (`git rev-parse`, `docker info`) may run in a dry run.
     let read_only = opts.boolean("read_only")?.unwrap_or(false);
     if st.dry_run() && !read_only {
-        st.console.info(&format!("would run: {shown}"));
+        st.would(&format!("run: {shown}"));
         let mut m = result(0, "", "", 0);
         m.insert("dry_run".into(), true.into());
         return Ok(m);
     }
-    if !quiet {
+    if st.dry_run() {
+        st.read_only(&format!("$ {shown}"));
+    } else if !quiet {
         st.console.command(&shown);
     }
     let live: Option<process::LineSink> = if st.console.verbosity >= Verbosity::Verbose && !quiet {
@@ -146,7 +148,7 @@ fn result(code: i64, stdout: &str, stderr: &str, duration_ms: i64) -> Map {
 fn spawn_impl(st: &HostState, argv: Vec<String>, opts: Opts) -> Result<ProcessHandle, Error> {
     let display = display_argv(&argv);
     if st.dry_run() {
-        st.console.info(&format!("would start: {display}"));
+        st.would(&format!("start: {display}"));
         return Ok(ProcessHandle {
             inner: None,
             display,

@@ -42,7 +42,7 @@ fn at(ctx: &NativeCallContext, mut e: Error) -> Error {
 fn dry(ctx: &NativeCallContext, what: &str) -> Result<bool, Error> {
     let st = state(ctx)?;
     if st.dry_run() {
-        st.console.info(&format!("would {what}"));
+        st.would(what);
         return Ok(true);
     }
     Ok(false)

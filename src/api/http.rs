@@ -123,8 +123,7 @@ fn request_inner(
             .as_ref()
             .map(|b| format!(" ({} byte body)", b.len()))
             .unwrap_or_default();
-        st.console
-            .info(&format!("would send: {method} {url}{size}"));
+        st.would(&format!("send: {method} {url}{size}"));
         let mut m = Map::new();
         m.insert("status".into(), 0i64.into());
         m.insert("ok".into(), true.into());
@@ -135,6 +134,7 @@ fn request_inner(
         m.insert("latency_ms".into(), 0.0f64.into());
         return Ok(m);
     }
+    st.read_only(&format!("{method} {url}"));
     match send(&st, &req)? {
         Ok(r) => Ok(response_map(&r)),
         Err(e) => Err(transport_error(&e)),
@@ -252,12 +252,18 @@ fn wait_healthy(ctx: &NativeCallContext, url: &str, opts: Opts) -> Result<Map, E
 
 fn wait_healthy_inner(ctx: &NativeCallContext, url: &str, opts: Opts) -> Result<Map, Error> {
     let st = state(ctx)?;
-    let attempts = opts.int("attempts")?.unwrap_or(30);
+    let mut attempts = opts.int("attempts")?.unwrap_or(30);
     if attempts < 1 {
         return Err(throw(
             "usage",
             format!("http::wait_healthy(): attempts must be at least 1, got {attempts}"),
         ));
+    }
+    if st.dry_run() && attempts > 1 {
+        st.console.info(&format!(
+            "  dry run: one health probe instead of up to {attempts}"
+        ));
+        attempts = 1;
     }
     let interval = opts.duration("interval")?.unwrap_or(Duration::from_secs(2));
     let mut req = build("GET", url, &Opts::none("http::wait_healthy"))?;

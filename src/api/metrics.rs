@@ -312,6 +312,16 @@ fn monitor_impl(ctx: &NativeCallContext, target: Target, o: Opts) -> Result<Map,
             "monitor(): duration and interval must be more than 0s",
         ));
     }
+    // A dry run takes one sample of the unchanged service instead of watching it.
+    let total = if st.dry_run() && total > interval {
+        st.console.info(&format!(
+            "  dry run: one tick instead of monitoring for {}",
+            crate::core::duration::format_duration(total)
+        ));
+        interval
+    } else {
+        total
+    };
     let requests = o.int("requests")?.unwrap_or(10);
     let label = match &target {
         Target::Url(u) => u.clone(),

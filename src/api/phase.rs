@@ -5,13 +5,14 @@ use std::time::Instant;
 use rhai::plugin::*;
 use rhai::{FnPtr, Map};
 
-use super::error::{is_terminated, kind_of, message_of, state, throw, Error};
+use super::error::{is_script_bug, is_terminated, kind_of, message_of, state, throw, Error};
 use super::opts::Opts;
 use crate::core::duration::format_duration;
 use crate::host::console::Style;
 use crate::host::state::HostState;
 use crate::pipeline::{
-    score_phase, CheckRecord, CheckStatus, PhaseOptions, PhaseRecord, PhaseStatus,
+    score_phase, CheckRecord, CheckStatus, PhaseOptions, PhaseRecord, PhaseStatus, PhaseValue,
+    Returned,
 };
 
 const PHASE_OPTS: &[&str] = &[
@@ -30,6 +31,53 @@ pub const ROLLBACK_REQUESTED: &str = "rollback_requested";
 
 fn score_value(v: &Dynamic) -> Option<f64> {
     super::opts::number(v).filter(|n| (0.0..=5.0).contains(n))
+}
+
+/// Converts a phase closure's value for [`crate::pipeline::phase_value`].
+fn value_of(v: &Dynamic) -> Returned {
+    if v.is_unit() {
+        Returned::Unit
+    } else if let Ok(b) = v.as_bool() {
+        Returned::Bool(b)
+    } else if let Ok(i) = v.as_int() {
+        Returned::Number(i as f64)
+    } else if let Ok(f) = v.as_float() {
+        Returned::Number(f)
+    } else if v.is_array() {
+        Returned::Array
+    } else if let Some(m) = v.read_lock::<Map>() {
+        match m.get("phase_score") {
+            Some(s) => Returned::Map(super::opts::number(s).or(Some(f64::NAN))),
+            None if m.get("ok").and_then(|ok| ok.as_bool().ok()) == Some(false) => Returned::NotOk,
+            None => Returned::Map(None),
+        }
+    } else {
+        Returned::Other
+    }
+}
+
+/// Names a failing value: `false`, or a result whose `ok` is false.
+fn describe_failure(shown: &str) -> String {
+    if shown == "false" {
+        "false".into()
+    } else {
+        format!("a result with ok: false ({shown})")
+    }
+}
+
+/// A value as the user would write it, clipped, with its type for strings and arrays.
+fn describe(v: &Dynamic) -> String {
+    let mut shown = if v.is_string() {
+        format!("{v:?} (a string)")
+    } else if v.is_array() {
+        format!("{v:?} (an array)")
+    } else {
+        format!("{v:?}")
+    };
+    if shown.chars().count() > 80 {
+        shown = shown.chars().take(77).collect::<String>() + "...";
+    }
+    shown
 }
 
 fn options(map: Map) -> Result<PhaseOptions, Error> {
@@ -128,31 +176,77 @@ fn phase_impl(
         .map_err(|_| throw("internal", "pipeline state poisoned"))?;
     p.in_phase = false;
     let rollback_asked = p.rollback_request.is_some();
+    let thresholds = p.thresholds;
     let Some(rec) = p.phases.last_mut() else {
         return Err(throw("internal", "phase record missing"));
     };
     rec.duration_ms = started.elapsed().as_millis() as u64;
     let mut returned = None;
     let mut interrupted = None;
-    match result {
-        Ok(v) => {
-            // A number, or a monitor summary's `phase_score`, scores the phase.
-            returned = score_value(&v).or_else(|| {
-                v.read_lock::<Map>()
-                    .and_then(|m| m.get("phase_score").and_then(score_value))
-            });
-            let failed: Vec<&str> = rec
-                .checks
-                .iter()
-                .filter(|c| c.status == CheckStatus::Failed)
-                .map(|c| c.name.as_str())
-                .collect();
-            if failed.is_empty() {
+    let failed_checks: Vec<String> = rec
+        .checks
+        .iter()
+        .filter(|c| c.status == CheckStatus::Failed)
+        .map(|c| c.name.clone())
+        .collect();
+    let v_shown = result.as_ref().map(describe).unwrap_or_default();
+    match result.map(|v| crate::pipeline::phase_value(&describe(&v), value_of(&v))) {
+        Ok(Ok(value)) => {
+            let own_failure = match value {
+                // In a dry run, false usually comes from a probe of the unchanged service.
+                PhaseValue::Fail if st.dry_run() => {
+                    if !rec
+                        .checks
+                        .iter()
+                        .any(|c| c.status == CheckStatus::WouldFail)
+                    {
+                        rec.error = Some("would fail: the phase returned false".into());
+                    }
+                    None
+                }
+                PhaseValue::Fail => {
+                    Some(format!("the phase returned {}", describe_failure(&v_shown)))
+                }
+                _ => None,
+            };
+            returned = match value {
+                PhaseValue::Score(s) => Some(s),
+                _ => None,
+            };
+            if failed_checks.is_empty() && own_failure.is_none() {
                 rec.status = PhaseStatus::Passed;
             } else {
                 rec.status = PhaseStatus::Failed;
-                rec.error = Some(format!("failed checks: {}", failed.join(", ")));
+                let mut why = Vec::new();
+                if !failed_checks.is_empty() {
+                    why.push(format!("failed checks: {}", failed_checks.join(", ")));
+                }
+                if let Some(own) = &own_failure {
+                    st.console.error(&format!("phase \"{name}\" failed: {own}"));
+                }
+                why.extend(own_failure);
+                rec.error = Some(why.join("; "));
             }
+        }
+        Ok(Err(msg)) => {
+            let msg = format!("phase \"{name}\" {msg}");
+            st.console.error(&msg);
+            rec.status = PhaseStatus::Failed;
+            rec.error = Some(msg);
+        }
+        Err(e)
+            if st.dry_run()
+                && !is_terminated(&e)
+                && !is_script_bug(&e)
+                && kind_of(&e).as_deref() != Some(STOPPED) =>
+        {
+            // A read-only probe of the unchanged service failed: the plan goes on.
+            let msg = format!("would fail: {}", message_of(&e));
+            st.console.warn(&format!(
+                "{msg}\n(the rest of phase \"{name}\" is not planned: a real run would stop here)"
+            ));
+            rec.status = PhaseStatus::Passed;
+            rec.error = Some(msg);
         }
         Err(e) => {
             rec.status = PhaseStatus::Failed;
@@ -175,18 +269,19 @@ fn phase_impl(
     if let Some(e) = interrupted {
         return Err(e);
     }
-    let line = format!(
-        "  phase score {score:.1}/5 ({}, {took})",
-        if status == PhaseStatus::Passed {
-            "passed"
-        } else {
-            "FAILED"
-        }
-    );
-    let style = if status == PhaseStatus::Passed {
-        Style::Green
+    let label = crate::pipeline::phase_label(rec, &thresholds);
+    let line = if st.dry_run() {
+        format!(
+            "  dry run: {} ({took})",
+            crate::pipeline::dry_phase_label(rec)
+        )
     } else {
-        Style::Red
+        format!("  phase score {score:.1}/5 ({label}, {took})")
+    };
+    let style = match status {
+        PhaseStatus::Passed if label == "passed" => Style::Green,
+        PhaseStatus::Passed => Style::Yellow,
+        _ => Style::Red,
     };
     st.console
         .info_styled(&line, &st.console.paint(style, &line));
@@ -202,6 +297,7 @@ fn phase_impl(
 
 fn check_impl(ctx: &NativeCallContext, name: &str, body: FnPtr) -> Result<bool, Error> {
     let st = state(ctx)?;
+    let skipped_before = st.dry_skipped();
     let retries_before = st.retries.lock().map(|r| r.len()).unwrap_or(0);
     let started = Instant::now();
     let result = body.call_within_context::<Dynamic>(ctx, ());
@@ -219,6 +315,7 @@ fn check_impl(ctx: &NativeCallContext, name: &str, body: FnPtr) -> Result<bool, 
         warning: None,
         score: None,
     };
+    let mut script_bug = false;
     match result {
         Err(e) if is_terminated(&e) || kind_of(&e).as_deref() == Some(ROLLBACK_REQUESTED) => {
             return Err(e)
@@ -226,20 +323,50 @@ fn check_impl(ctx: &NativeCallContext, name: &str, body: FnPtr) -> Result<bool, 
         Err(e) => {
             record.status = CheckStatus::Failed;
             record.error = Some(message_of(&e));
+            script_bug = is_script_bug(&e);
         }
         Ok(v) => {
             if v.as_bool() == Ok(false) {
                 record.status = CheckStatus::Failed;
                 record.error = Some("the check returned false".into());
+            } else if let Returned::NotOk = value_of(&v) {
+                // `check("up", || http::get(url))` on a 503: the request did not throw,
+                // but its result says it failed.
+                record.status = CheckStatus::Failed;
+                record.error = Some(format!(
+                    "the check returned a result with ok: false ({})",
+                    describe(&v)
+                ));
             } else if let Some(m) = v.read_lock::<Map>() {
                 if let Some(w) = m.get("warning").filter(|w| !w.is_unit()) {
                     record.status = CheckStatus::Warning;
                     record.warning = Some(w.to_string());
                 }
                 record.score = m.get("score").and_then(score_value);
-            } else {
-                record.score = score_value(&v).filter(|_| !v.is_bool());
+            } else if let Returned::Number(n) = value_of(&v) {
+                if (0.0..=5.0).contains(&n) {
+                    record.score = Some(n);
+                } else {
+                    // A gate that returns a figure (a latency, a count) instead of a
+                    // comparison must not pass by accident.
+                    record.status = CheckStatus::Failed;
+                    script_bug = true;
+                    record.error = Some(format!(
+                        "the check returned {}, which is not a score from 0 to 5: return true or false (e.g. `p95 < 500`), or a score from 0 to 5",
+                        describe(&v)
+                    ));
+                }
             }
+        }
+    }
+    if st.dry_run() {
+        // A dry run is a plan: a check whose commands were skipped would run; one whose
+        // read-only probe of the unchanged service failed would fail. Only a fault of the
+        // script itself stays a failure.
+        if record.status == CheckStatus::Failed && !script_bug {
+            record.status = CheckStatus::WouldFail;
+        } else if record.status != CheckStatus::Failed && st.dry_skipped() > skipped_before {
+            record.status = CheckStatus::WouldRun;
         }
     }
     let detail = {
@@ -252,10 +379,18 @@ fn check_impl(ctx: &NativeCallContext, name: &str, body: FnPtr) -> Result<bool, 
         }
         d
     };
-    let (mark, style) = match record.status {
-        CheckStatus::Passed => ("✓", Style::Green),
-        CheckStatus::Warning => ("⚠", Style::Yellow),
-        CheckStatus::Failed => ("✗", Style::Red),
+    let mark = record.status.mark();
+    let style = match record.status {
+        CheckStatus::Passed => Style::Green,
+        CheckStatus::Warning | CheckStatus::WouldFail => Style::Yellow,
+        CheckStatus::Failed => Style::Red,
+        CheckStatus::WouldRun => Style::Bold,
+    };
+    let detail = match record.status {
+        CheckStatus::WouldRun => "would run".to_string(),
+        CheckStatus::WouldFail => format!("would fail, read-only, {detail}"),
+        CheckStatus::Passed if st.dry_run() => format!("read-only, {detail}"),
+        _ => detail,
     };
     let plain = format!("  {mark} {name} ({detail})");
     let styled = format!("  {} {name} ({detail})", st.console.paint(style, mark));
@@ -268,7 +403,7 @@ fn check_impl(ctx: &NativeCallContext, name: &str, body: FnPtr) -> Result<bool, 
             st.console.line(&format!("      {l}"), None);
         }
     }
-    let passed = record.status != CheckStatus::Failed;
+    let passed = !matches!(record.status, CheckStatus::Failed | CheckStatus::WouldFail);
     let mut p = st
         .pipeline
         .lock()
@@ -278,8 +413,8 @@ fn check_impl(ctx: &NativeCallContext, name: &str, body: FnPtr) -> Result<bool, 
             rec.checks.push(record);
         }
         Ok(passed)
-    } else if passed {
-        Ok(true)
+    } else if passed || record.status == CheckStatus::WouldFail {
+        Ok(passed)
     } else {
         Err(throw(
             "check",
@@ -364,6 +499,10 @@ pub mod phase_api {
     #[rhai_fn(return_raw)]
     pub fn trigger_rollback(ctx: NativeCallContext, reason: &str) -> Result<(), Error> {
         let st = state(&ctx)?;
+        if st.dry_run() {
+            st.would(&format!("stop and roll back: {reason}"));
+            return Ok(());
+        }
         if let Ok(mut p) = st.pipeline.lock() {
             p.request_rollback(reason);
         }

@@ -72,7 +72,15 @@ fn schedule(opts: &Opts) -> Result<(u32, Backoff), Error> {
 
 fn retry_impl(ctx: &NativeCallContext, opts: Opts, body: FnPtr) -> Result<Dynamic, Error> {
     let st = state(ctx)?;
-    let (attempts, backoff) = schedule(&opts)?;
+    let (mut attempts, backoff) = schedule(&opts)?;
+    if st.dry_run() && attempts > 1 {
+        // A dry run shows the plan; it does not wait out backoffs against a service that
+        // the run has not changed.
+        st.console.info(&format!(
+            "  dry run: one attempt instead of {attempts} (a real run retries with backoff)"
+        ));
+        attempts = 1;
+    }
     let when = match opts.get("when") {
         None => None,
         Some(v) => Some(v.clone().try_cast::<FnPtr>().ok_or_else(|| {

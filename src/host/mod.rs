@@ -91,6 +91,7 @@ impl Host {
             pipeline: Mutex::new(Default::default()),
             latest_ast: Mutex::new(None),
             sampler: OnceLock::new(),
+            dry_skipped: Default::default(),
         });
         let mut engine = Engine::new();
         engine
@@ -173,6 +174,16 @@ impl Host {
     pub fn defines(ast: &AST, name: &str, arity: usize) -> bool {
         ast.iter_functions()
             .any(|f| f.name == name && f.params.len() == arity)
+    }
+
+    /// Where a script function is defined (`line:col` of its body), if it is.
+    pub fn position_of(ast: &AST, name: &str, arity: usize) -> Option<(usize, usize)> {
+        ast.iter_fn_def()
+            .find(|def| def.name == name && def.params.len() == arity)
+            .and_then(|def| {
+                let pos = def.body.start_position();
+                Some((pos.line()?, pos.position().unwrap_or(1)))
+            })
     }
 
     /// Runs a compiled script in a new scope.

@@ -58,6 +58,9 @@ pub struct HostState {
     /// The sampler behind `sample()` and `monitor()`, started on first use; its kept-alive
     /// connections are reused across calls.
     pub sampler: std::sync::OnceLock<crate::metrics::sampler::Sampler>,
+    /// How many actions a dry run has skipped so far (commands, mutating requests, file
+    /// changes): a check during which one was skipped shows as "would run", not as passed.
+    pub dry_skipped: std::sync::atomic::AtomicUsize,
 }
 
 /// The value stored as the engine's tag so native functions can find the state.
@@ -73,6 +76,25 @@ impl HostState {
     /// Returns true in `--dry-run`.
     pub fn dry_run(&self) -> bool {
         self.options.lock().map(|o| o.dry_run).unwrap_or(true)
+    }
+
+    /// In a dry run, says what would happen instead of doing it, and counts it.
+    pub fn would(&self, what: &str) {
+        self.dry_skipped
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.console.info(&format!("  would {what}"));
+    }
+
+    /// In a dry run, says that a read-only probe runs for real.
+    pub fn read_only(&self, what: &str) {
+        if self.dry_run() {
+            self.console.info(&format!("  read-only: {what}"));
+        }
+    }
+
+    /// The number of actions skipped by the dry run so far.
+    pub fn dry_skipped(&self) -> usize {
+        self.dry_skipped.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Runs a future on the runtime from the (non-async) script thread, stopping early if

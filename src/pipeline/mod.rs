@@ -12,6 +12,12 @@ pub enum CheckStatus {
     Passed,
     Warning,
     Failed,
+    /// Dry run: the check would run commands or requests that were not performed.
+    #[serde(rename = "would_run")]
+    WouldRun,
+    /// Dry run: a read-only probe of the unchanged service failed.
+    #[serde(rename = "would_fail")]
+    WouldFail,
 }
 
 /// One check inside a phase.
@@ -28,6 +34,19 @@ pub struct CheckRecord {
     /// A score of 0-5 the check returned, if any.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub score: Option<f64>,
+}
+
+impl CheckStatus {
+    /// The mark shown before a check's name.
+    pub fn mark(self) -> &'static str {
+        match self {
+            CheckStatus::Passed => "✓",
+            CheckStatus::Warning => "⚠",
+            CheckStatus::Failed => "✗",
+            CheckStatus::WouldRun => "·",
+            CheckStatus::WouldFail => "?",
+        }
+    }
 }
 
 impl CheckRecord {
@@ -123,6 +142,21 @@ pub struct Pipeline {
     pub rollback_request: Option<RollbackRequest>,
     pub skip: Vec<String>,
     pub skip_e2e: bool,
+    /// The run's score thresholds, for phase labels.
+    pub thresholds: Thresholds,
+}
+
+/// The word for a phase's outcome, in the verdict's vocabulary: `passed`, `WARNING (...)`
+/// for a phase that passed with a score under the pass threshold, `FAILED`, `interrupted`,
+/// or why it was skipped.
+pub fn phase_label(p: &PhaseRecord, t: &Thresholds) -> String {
+    match p.status {
+        PhaseStatus::Passed if p.score * 20.0 >= t.pass => "passed".into(),
+        PhaseStatus::Passed => format!("WARNING (under {:.1}/5)", t.pass / 20.0),
+        PhaseStatus::Failed => "FAILED".into(),
+        PhaseStatus::Running => "interrupted".into(),
+        PhaseStatus::Skipped => p.reason.clone().unwrap_or_else(|| "skipped".into()),
+    }
 }
 
 /// Returns true for names that mean an end-to-end phase.
@@ -232,7 +266,12 @@ impl Pipeline {
 /// where an error outside any check counts as one more failed check.
 pub fn score_phase(record: &PhaseRecord, fixed: Option<f64>) -> f64 {
     if let Some(s) = fixed {
-        return s.clamp(0.0, 5.0);
+        let s = s.clamp(0.0, 5.0);
+        // A score the script gives can lower a failed phase's score, never lift it.
+        if record.status == PhaseStatus::Failed {
+            return s.min(score_phase(record, None));
+        }
+        return s;
     }
     let outside_error = record.status == PhaseStatus::Failed
         && !record
@@ -247,6 +286,101 @@ pub fn score_phase(record: &PhaseRecord, fixed: Option<f64>) -> f64 {
     let sum: f64 = record.checks.iter().map(CheckRecord::fraction).sum::<f64>() + 0.0;
     // phase_score works on whole counts; scale the fractional sum the same way.
     ((5.0 * sum / total as f64) * 10.0).round() / 10.0
+}
+
+/// The word for a phase in a dry run, which has no scores: what would run and fail.
+pub fn dry_phase_label(p: &PhaseRecord) -> String {
+    if p.status == PhaseStatus::Skipped {
+        return p.reason.clone().unwrap_or_else(|| "skipped".into());
+    }
+    if p.status == PhaseStatus::Failed {
+        return "FAILED (the script itself)".into();
+    }
+    let count = |s: CheckStatus| p.checks.iter().filter(|c| c.status == s).count();
+    let mut parts = Vec::new();
+    for (n, what) in [
+        (count(CheckStatus::WouldRun), "would run"),
+        (
+            count(CheckStatus::Passed) + count(CheckStatus::Warning),
+            "read-only passed",
+        ),
+        (count(CheckStatus::WouldFail), "would fail"),
+    ] {
+        if n > 0 {
+            parts.push(format!("{n} {what}"));
+        }
+    }
+    if p.error
+        .as_deref()
+        .is_some_and(|e| e.starts_with("would fail"))
+    {
+        parts.push("a probe would fail".into());
+    }
+    if parts.is_empty() {
+        "planned".into()
+    } else {
+        format!("planned: {}", parts.join(", "))
+    }
+}
+
+/// What a phase's closure returned, without Rhai: the binding converts the value.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Returned {
+    /// `()`: nothing.
+    Unit,
+    Bool(bool),
+    /// An integer or a float.
+    Number(f64),
+    /// An object map; `Some` when it holds a numeric `phase_score` (a monitor summary).
+    Map(Option<f64>),
+    /// A result map whose `ok` is false (a non-2xx response, a command with `allow_fail`).
+    NotOk,
+    /// An array (what an action such as `releases::prune` returned).
+    Array,
+    /// A string, an array or anything else.
+    Other,
+}
+
+/// What a phase's returned value means.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum PhaseValue {
+    /// `()`: the phase is scored from its checks.
+    FromChecks,
+    /// `true`: the phase passes (its checks still decide).
+    Pass,
+    /// `false`: the phase fails.
+    Fail,
+    /// A score of 0-5 (a number, or a monitor summary's `phase_score`).
+    Score(f64),
+}
+
+/// Reads a phase's returned value by the rule: `()` scores from the checks, `true`/`false`
+/// pass or fail the phase, a number must be in 0..=5, a monitor summary is scored by its
+/// `phase_score`, a result map of an action (`exec`, `http::get`) by its checks unless its
+/// `ok` is false; anything else is an error (`shown` is the value as the user wrote it).
+pub fn phase_value(shown: &str, v: Returned) -> Result<PhaseValue, String> {
+    const RULE: &str = "a phase closure returns () to be scored from its checks, true or false to pass or fail, or a score from 0 to 5";
+    match v {
+        Returned::Unit => Ok(PhaseValue::FromChecks),
+        Returned::Bool(true) => Ok(PhaseValue::Pass),
+        Returned::Bool(false) => Ok(PhaseValue::Fail),
+        Returned::Number(n) if (0.0..=5.0).contains(&n) => Ok(PhaseValue::Score(n)),
+        Returned::Number(n) if n.is_nan() => Err(format!("returned NaN, which is not a score: {RULE}")),
+        Returned::Number(n) if (0.0..=100.0).contains(&n) => Err(format!(
+            "returned {shown}, outside 0..=5: {RULE} (a 0-100 score such as score::weighted(...) divides by 20)"
+        )),
+        Returned::Number(_) => Err(format!("returned {shown}, outside 0..=5: {RULE}")),
+        Returned::Map(Some(s)) if (0.0..=5.0).contains(&s) => Ok(PhaseValue::Score(s)),
+        Returned::Map(Some(s)) => Err(format!(
+            "returned a map whose phase_score {s} is outside 0..=5: {RULE}"
+        )),
+        // The result of the phase's last action (`exec(...)`, `http::get(...)`): it did
+        // not throw, so the checks decide.
+        Returned::Map(None) => Ok(PhaseValue::FromChecks),
+        Returned::NotOk => Ok(PhaseValue::Fail),
+        Returned::Array => Ok(PhaseValue::FromChecks),
+        Returned::Other => Err(format!("returned {shown}: {RULE}")),
+    }
 }
 
 #[cfg(test)]
@@ -375,5 +509,84 @@ mod tests {
             Some("skipped because A failed")
         );
         assert_eq!(p.expected_count(), 3);
+    }
+
+    #[test]
+    fn phase_labels_use_the_verdict_vocabulary() {
+        let t = Thresholds::default();
+        let mut p = phase(PhaseStatus::Passed, &[]);
+        p.score = 5.0;
+        assert_eq!(phase_label(&p, &t), "passed");
+        p.score = 0.5;
+        assert_eq!(phase_label(&p, &t), "WARNING (under 4.0/5)");
+        p.status = PhaseStatus::Failed;
+        assert_eq!(phase_label(&p, &t), "FAILED");
+    }
+
+    #[test]
+    fn phase_values_follow_the_rule() {
+        assert_eq!(
+            phase_value("()", Returned::Unit),
+            Ok(PhaseValue::FromChecks)
+        );
+        assert_eq!(
+            phase_value("true", Returned::Bool(true)),
+            Ok(PhaseValue::Pass)
+        );
+        assert_eq!(
+            phase_value("false", Returned::Bool(false)),
+            Ok(PhaseValue::Fail)
+        );
+        assert_eq!(
+            phase_value("3", Returned::Number(3.0)),
+            Ok(PhaseValue::Score(3.0))
+        );
+        assert_eq!(
+            phase_value("0", Returned::Number(0.0)),
+            Ok(PhaseValue::Score(0.0))
+        );
+        assert_eq!(
+            phase_value("5", Returned::Number(5.0)),
+            Ok(PhaseValue::Score(5.0))
+        );
+        assert_eq!(
+            phase_value("#{..}", Returned::Map(Some(4.5))),
+            Ok(PhaseValue::Score(4.5))
+        );
+        for (shown, v) in [
+            ("-1", Returned::Number(-1.0)),
+            ("7", Returned::Number(7.0)),
+            ("NaN", Returned::Number(f64::NAN)),
+            ("86.0", Returned::Number(86.0)),
+            ("\"fine\"", Returned::Other),
+            ("#{phase_score: 9}", Returned::Map(Some(9.0))),
+        ] {
+            let e = phase_value(shown, v).expect_err(shown);
+            assert!(e.contains("0 to 5") || e.contains("0..=5"), "{e}");
+        }
+        assert_eq!(
+            phase_value("#{code: 0}", Returned::Map(None)),
+            Ok(PhaseValue::FromChecks)
+        );
+        assert_eq!(
+            phase_value("#{ok: false}", Returned::NotOk),
+            Ok(PhaseValue::Fail)
+        );
+        assert!(phase_value("86.0", Returned::Number(86.0))
+            .expect_err("out of range")
+            .contains("divides by 20"));
+    }
+
+    #[test]
+    fn a_returned_score_never_lifts_a_failed_phase() {
+        let mut p = phase(
+            PhaseStatus::Failed,
+            &[CheckStatus::Passed, CheckStatus::Failed],
+        );
+        assert_eq!(score_phase(&p, Some(5.0)), 2.5);
+        assert_eq!(score_phase(&p, Some(1.0)), 1.0);
+        p.status = PhaseStatus::Passed;
+        p.checks.pop();
+        assert_eq!(score_phase(&p, Some(1.0)), 1.0);
     }
 }

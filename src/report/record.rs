@@ -8,7 +8,7 @@ use serde::Serialize;
 use super::history::{self, History, HistoryEntry};
 use crate::core::score::{Thresholds, Verdict};
 use crate::host::state::RetryEvent;
-use crate::pipeline::{PhaseRecord, PhaseStatus, RollbackRequest};
+use crate::pipeline::{PhaseRecord, RollbackRequest};
 
 /// The version tag of `report.json` (see `schemas/report.schema.json`).
 pub const SCHEMA: &str = "deployer/report/v1";
@@ -144,7 +144,11 @@ pub struct Report {
     pub phases: Vec<PhaseRecord>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub score: Option<f64>,
-    pub verdict: Verdict,
+    /// None for a dry run, which changes nothing and is not judged.
+    pub verdict: Option<Verdict>,
+    /// Why the verdict is not the one the score gives (`rolled back`, `interrupted`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub verdict_reason: Option<String>,
     pub thresholds: Thresholds,
     pub rollback: RollbackRecord,
     pub retries: Vec<RetryEvent>,
@@ -288,7 +292,7 @@ pub fn write(
         finished_at: report.finished_at.clone(),
         env: report.env.clone(),
         script: report.script.clone(),
-        verdict: Some(report.verdict.to_string()),
+        verdict: report.verdict.map(|v| v.to_string()),
         score: report.score,
         duration_ms: report.duration_ms,
         rollback: Some(report.rollback.status.as_str().to_string()),
@@ -305,11 +309,6 @@ pub fn write(
 }
 
 /// Returns a phase's status as shown in tables.
-pub fn phase_status_text(p: &PhaseRecord) -> String {
-    match p.status {
-        PhaseStatus::Passed => "passed".into(),
-        PhaseStatus::Failed => "FAILED".into(),
-        PhaseStatus::Running => "interrupted".into(),
-        PhaseStatus::Skipped => p.reason.clone().unwrap_or_else(|| "skipped".into()),
-    }
+pub fn phase_status_text(p: &PhaseRecord, t: &Thresholds) -> String {
+    crate::pipeline::phase_label(p, t)
 }

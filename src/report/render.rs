@@ -46,6 +46,17 @@ fn trend_line(r: &Report) -> Option<String> {
     })
 }
 
+/// The verdict as shown: `PASS`, `WARNING`, `FAILED`, with the reason when something other
+/// than the score decided it (`FAILED: rolled back`); a dry run has none.
+pub fn verdict_text(r: &Report) -> String {
+    match (&r.verdict, &r.verdict_reason) {
+        (None, _) if r.dry_run => "no verdict: dry run (nothing was changed)".into(),
+        (None, _) => "no verdict".into(),
+        (Some(v), Some(why)) => format!("{v}: {why}"),
+        (Some(v), None) => v.to_string(),
+    }
+}
+
 /// Renders the final table for the terminal (plain text, one line per row).
 pub fn table(r: &Report) -> Vec<String> {
     let mut lines = Vec::new();
@@ -56,26 +67,38 @@ pub fn table(r: &Report) -> Vec<String> {
         .max()
         .unwrap_or(5)
         .max(5);
-    lines.push(format!(
-        "Deployment score: {} ({}{})",
-        r.env,
-        r.run_id,
-        if r.dry_run { ", dry run" } else { "" }
-    ));
+    lines.push(if r.dry_run {
+        format!("Dry run plan: {} ({})", r.env, r.run_id)
+    } else {
+        format!("Deployment score: {} ({})", r.env, r.run_id)
+    });
     for p in &r.phases {
+        if r.dry_run {
+            lines.push(format!(
+                "  {:>2}  {:<width$}  {}",
+                p.index,
+                p.name,
+                crate::pipeline::dry_phase_label(p)
+            ));
+            continue;
+        }
         lines.push(format!(
             "  {:>2}  {:<width$}  {:>3.1}/5  {}",
             p.index,
             p.name,
             p.score,
-            phase_status_text(p)
+            phase_status_text(p, &r.thresholds)
         ));
     }
     let total = r
         .score
         .map(|s| format!("{s:.0}/100"))
         .unwrap_or_else(|| "-".into());
-    lines.push(format!("      {:<width$}  {total}  {}", "Total", r.verdict));
+    lines.push(format!(
+        "      {:<width$}  {total}  {}",
+        "Total",
+        verdict_text(r)
+    ));
     lines.extend(rollback_line(r).map(|l| format!("  {l}")));
     lines.extend(comparison_line(r).map(|l| format!("  {l}")));
     lines.extend(trend_line(r).map(|l| format!("  {l}")));
@@ -85,7 +108,7 @@ pub fn table(r: &Report) -> Vec<String> {
 /// Renders `summary.md`.
 pub fn markdown(r: &Report) -> String {
     let mut md = String::new();
-    md.push_str(&format!("# Deployment {}: {}\n\n", r.env, r.verdict));
+    md.push_str(&format!("# Deployment {}: {}\n\n", r.env, verdict_text(r)));
     md.push_str(&format!(
         "- run: `{}`{}\n- script: `{}` (sha256 `{}`)\n- started: {} — took {} ms\n- status: {:?}\n",
         r.run_id,
@@ -108,12 +131,17 @@ pub fn markdown(r: &Report) -> String {
     }
     md.push_str("\n| # | Phase | Score | Status |\n|---|---|---|---|\n");
     for p in &r.phases {
+        let (score, status) = if r.dry_run {
+            ("-".to_string(), crate::pipeline::dry_phase_label(p))
+        } else {
+            (
+                format!("{:.1}/5", p.score),
+                phase_status_text(p, &r.thresholds),
+            )
+        };
         md.push_str(&format!(
-            "| {} | {} | {:.1}/5 | {} |\n",
-            p.index,
-            p.name,
-            p.score,
-            phase_status_text(p)
+            "| {} | {} | {score} | {status} |\n",
+            p.index, p.name
         ));
     }
     let total = r
@@ -122,7 +150,7 @@ pub fn markdown(r: &Report) -> String {
         .unwrap_or_else(|| "-".into());
     md.push_str(&format!(
         "| | **Total** | **{total}** | **{}** |\n\n",
-        r.verdict
+        verdict_text(r)
     ));
     for p in &r.phases {
         if p.checks.is_empty() {
@@ -130,11 +158,7 @@ pub fn markdown(r: &Report) -> String {
         }
         md.push_str(&format!("## {}\n\n", p.name));
         for c in &p.checks {
-            let mark = match c.status {
-                crate::pipeline::CheckStatus::Passed => "✓",
-                crate::pipeline::CheckStatus::Warning => "⚠",
-                crate::pipeline::CheckStatus::Failed => "✗",
-            };
+            let mark = c.status.mark();
             md.push_str(&format!(
                 "- {mark} {} ({} ms{})\n",
                 c.name,

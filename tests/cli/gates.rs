@@ -1,0 +1,205 @@
+//! Gates that fail closed (issue 10): a phase's value is never read as a pass by accident,
+//! dry runs read as plans, and labels agree with each other. Through the real binary.
+
+use crate::support::server::TestServer;
+use crate::support::{newest_report, Output, Test};
+
+fn run(script: &str, extra: &[&str]) -> Output {
+    Test::new()
+        .script(script)
+        .args(["run", "deploy.rhai"])
+        .args(extra)
+        .run()
+}
+
+// ------------------------------------------------------------- phase values
+
+#[test]
+fn a_phase_returning_false_fails() {
+    let out = run(r#"phase("Gate", #{}, || { 1 > 2 });"#, &[]);
+    out.assert_code(1)
+        .assert_stderr_contains("phase score 0.0/5 (FAILED")
+        .assert_stderr_contains("FAILED");
+    let r = newest_report(out.path());
+    assert_eq!(r["phases"][0]["status"], "failed");
+    assert_eq!(r["phases"][0]["error"], "the phase returned false");
+    assert_eq!(r["verdict"], "FAILED");
+}
+
+#[test]
+fn a_phase_returning_a_value_outside_the_rule_fails_and_names_the_phase_and_value() {
+    for (value, shown) in [
+        ("-1", "returned -1"),
+        ("7", "returned 7"),
+        ("0.0 / 0.0", "returned NaN"),
+        (r#""fine""#, r#"returned "fine" (a string)"#),
+        (
+            "score::weighted(#{ availability: 100, performance: 80, stability: 90 })",
+            "divides by 20",
+        ),
+        ("#{ phase_score: 80 }", "phase_score 80 is outside"),
+        ("#{ ok: false, status: 503 }", "a result with ok: false"),
+    ] {
+        let out = run(&format!("phase(\"Gate\", #{{}}, || {{ {value} }});"), &[]);
+        out.assert_code(1)
+            .assert_stderr_contains("phase \"Gate\"")
+            .assert_stderr_contains(shown);
+        let r = newest_report(out.path());
+        assert_eq!(r["phases"][0]["status"], "failed", "{value}");
+        assert_eq!(r["verdict"], "FAILED", "{value}");
+    }
+}
+
+#[test]
+fn a_phase_value_in_range_scores_and_true_passes() {
+    let out = run(
+        r#"phase("A", #{}, || { 3 }); phase("B", #{}, || { true }); phase("C", #{}, || { 2.5 });"#,
+        &[],
+    );
+    let r = newest_report(out.path());
+    assert_eq!(r["phases"][0]["score"], 3.0);
+    assert_eq!(r["phases"][1]["score"], 5.0);
+    assert_eq!(r["phases"][1]["status"], "passed");
+    assert_eq!(r["phases"][2]["score"], 2.5);
+    // A passed phase with a low score is labelled in the verdict's words, never "passed".
+    out.assert_stderr_contains("phase score 2.5/5 (WARNING (under 4.0/5)");
+}
+
+#[test]
+fn a_returned_value_never_lifts_a_phase_over_a_failed_check() {
+    let out = run(
+        r#"phase("Gate", #{}, || {
+               check("ok", || true);
+               check("broken", || false);
+               5
+           });"#,
+        &[],
+    );
+    out.assert_code(1);
+    let r = newest_report(out.path());
+    assert_eq!(r["phases"][0]["status"], "failed");
+    assert_eq!(r["phases"][0]["score"], 2.5);
+    let out = run(
+        r#"phase("Gate", #{}, || { check("broken", || false); true });"#,
+        &[],
+    );
+    out.assert_code(1);
+    assert_eq!(newest_report(out.path())["phases"][0]["status"], "failed");
+}
+
+#[test]
+fn a_check_returning_a_figure_instead_of_a_comparison_fails() {
+    let out = run(
+        r#"phase("Gate", #{}, || { check("p95 under 500", || 734.2); });"#,
+        &[],
+    );
+    out.assert_code(1)
+        .assert_stderr_contains("the check returned 734.2, which is not a score from 0 to 5");
+}
+
+// ------------------------------------------------------------- labels
+
+#[test]
+fn a_forced_failed_verdict_says_why_beside_the_score() {
+    let out = run(
+        r#"phase("Deploy", #{ changes: true }, || { check("ok", || true); });
+           phase("Canary", #{}, || { trigger_rollback("canary errors"); });
+           phase("A", #{}, || {}); phase("B", #{}, || {}); phase("C", #{}, || {});
+           fn rollback(ctx) { print("rolling back"); }"#,
+        &[],
+    );
+    out.assert_code(1)
+        .assert_stderr_contains("FAILED: rolled back");
+    let r = newest_report(out.path());
+    assert_eq!(r["verdict"], "FAILED");
+    assert_eq!(r["verdict_reason"], "rolled back");
+    let md = std::fs::read_to_string(
+        out.path()
+            .join(".deployer/runs")
+            .join(r["run_id"].as_str().unwrap())
+            .join("summary.md"),
+    )
+    .unwrap();
+    assert!(md.contains("FAILED: rolled back"), "{md}");
+}
+
+// ------------------------------------------------------------- dry runs
+
+/// A deploy whose probes hit a service that is down and whose commands must not run.
+fn plan_script(url: &str) -> String {
+    format!(
+        r#"
+phase("Pre-flight", #{{ required: true }}, || {{
+    check("service answers", || http::get("{url}/status/503").status == 200);
+    check("tools", || exec(["sh", "-c", "touch ran-preflight"]));
+}});
+phase("Deploy", #{{ required: true, changes: true }}, || {{
+    retry(#{{ attempts: 5, backoff: ["3s", "3s", "3s", "3s"] }}, || {{
+        if http::get("{url}/status/500").status != 200 {{ throw "not yet"; }}
+    }});
+    exec(["sh", "-c", "touch ran-deploy"]);
+}});
+phase("Health", #{{}}, || {{
+    check("healthy", || http::wait_healthy("{url}/status/503", #{{ attempts: 20, interval: "2s" }}));
+}});
+fn rollback(ctx) {{ exec(["sh", "-c", "touch ran-rollback"]); }}
+"#
+    )
+}
+
+#[test]
+fn a_dry_run_reads_as_a_plan_and_exits_0_against_an_unchanged_service() {
+    let server = TestServer::start();
+    let started = std::time::Instant::now();
+    let out = run(
+        &plan_script(&format!("http://127.0.0.1:{}", server.port())),
+        &["--dry-run"],
+    );
+    // No retries or health polls waited out (5 × 3 s and 20 × 2 s otherwise).
+    assert!(started.elapsed() < std::time::Duration::from_secs(20));
+    out.assert_code(0)
+        .assert_stderr_contains("Dry run plan")
+        .assert_stderr_contains("would run: sh -c 'touch ran-preflight'")
+        .assert_stderr_contains("the rest of phase \"Deploy\" is not planned")
+        .assert_stderr_contains("· tools (would run)")
+        .assert_stderr_contains("? service answers (would fail")
+        .assert_stderr_contains("read-only: GET")
+        .assert_stderr_contains("dry run: one attempt instead of 5")
+        .assert_stderr_contains("dry run: one health probe instead of up to 20")
+        .assert_stderr_contains("would call fn rollback(ctx) (deploy.rhai:")
+        .assert_stderr_contains("no verdict: dry run")
+        .assert_stderr_not_contains("FAILED")
+        .assert_stderr_not_contains("✓ tools");
+    for f in ["ran-preflight", "ran-deploy", "ran-rollback"] {
+        assert!(!out.path().join(f).exists(), "{f} ran in a dry run");
+    }
+    let r = newest_report(out.path());
+    assert!(r["verdict"].is_null(), "{r}");
+    assert!(r["score"].is_null(), "{r}");
+    assert_eq!(r["rollback"]["status"], "not_needed");
+    assert_eq!(r["phases"][0]["checks"][1]["status"], "would_run");
+    assert_eq!(r["phases"][0]["checks"][0]["status"], "would_fail");
+}
+
+#[test]
+fn a_dry_run_of_a_broken_script_exits_2() {
+    let out = run(
+        r#"phase("Gate", #{}, || { check("bad arithmetic", || "a" - 1); });"#,
+        &["--dry-run"],
+    );
+    out.assert_code(2)
+        .assert_stderr_contains("found a fault in the script itself");
+}
+
+#[test]
+fn a_dry_run_writes_no_score_into_the_trend() {
+    let dry = Test::new()
+        .script(r#"phase("A", #{}, || { check("ok", || true); });"#)
+        .args(["run", "deploy.rhai", "--dry-run"])
+        .run();
+    dry.assert_code(0);
+    let line = std::fs::read_to_string(dry.path().join(".deployer/history.jsonl")).unwrap();
+    let h: serde_json::Value = serde_json::from_str(line.lines().last().unwrap()).unwrap();
+    assert!(h["score"].is_null(), "{h}");
+    assert!(h["verdict"].is_null(), "{h}");
+}
