@@ -399,8 +399,17 @@ fn check_impl(ctx: &NativeCallContext, name: &str, body: FnPtr) -> Result<bool, 
         _ => st.console.info_styled(&plain, &styled),
     }
     for extra in record.error.iter().chain(record.warning.iter()) {
-        for l in extra.lines().take(12) {
+        // The end of a long error names the cause (the program's own message): keep it.
+        let shown = crate::core::clip::head_and_tail(extra, 3, 9, 240);
+        let whole = extra.lines().count();
+        for l in &shown {
             st.console.line(&format!("      {l}"), None);
+        }
+        if shown.len() != whole || extra.lines().any(|l| l.chars().count() > 240) {
+            st.console.log_only("      whole message:");
+            for l in extra.lines() {
+                st.console.log_only(&format!("      {l}"));
+            }
         }
     }
     let passed = !matches!(record.status, CheckStatus::Failed | CheckStatus::WouldFail);

@@ -208,6 +208,12 @@ impl Console {
         }
     }
 
+    /// Keeps a line in the run log (masked) without printing it: the whole text of a
+    /// message the console showed clipped.
+    pub fn log_only(&self, msg: &str) {
+        self.keep(&self.mask(msg));
+    }
+
     /// Prints a pre-rendered block (a diagnostic) to stderr, masked.
     pub fn block(&self, plain: &str, styled: &str) {
         let plain = self.mask(plain);

@@ -203,3 +203,37 @@ fn a_dry_run_writes_no_score_into_the_trend() {
     assert!(h["score"].is_null(), "{h}");
     assert!(h["verdict"].is_null(), "{h}");
 }
+
+#[test]
+fn a_failed_checks_long_error_keeps_its_end_on_the_console_and_all_of_it_in_the_record() {
+    let out = run(
+        r#"phase("Build", #{}, || {
+               check("compile", || {
+                   let lines = [];
+                   for i in 1..=40 { lines.push(`noise ${i}`); }
+                   lines.push("error: the real cause");
+                   throw lines.reduce(|sum, l| if sum == () { l } else { sum + "\n" + l });
+               });
+           });"#,
+        &[],
+    );
+    out.assert_code(1)
+        .assert_stderr_contains("error: the real cause")
+        .assert_stderr_contains("more lines (the whole message is in run.log and report.json)")
+        .assert_stderr_not_contains("noise 20\n");
+    let r = newest_report(out.path());
+    let dir = out
+        .path()
+        .join(".deployer/runs")
+        .join(r["run_id"].as_str().unwrap());
+    let log = std::fs::read_to_string(dir.join("run.log")).unwrap();
+    assert!(
+        log.contains("noise 20") && log.contains("error: the real cause"),
+        "{log}"
+    );
+    let error = r["phases"][0]["checks"][0]["error"].as_str().unwrap();
+    assert!(
+        error.contains("noise 20") && error.contains("the real cause"),
+        "{error}"
+    );
+}
