@@ -342,7 +342,19 @@ fn check_impl(ctx: &NativeCallContext, name: &str, body: FnPtr) -> Result<bool, 
                     record.status = CheckStatus::Warning;
                     record.warning = Some(w.to_string());
                 }
-                record.score = m.get("score").and_then(score_value);
+                // A monitor summary carries its 0-5 `phase_score` beside a 0-100 `score`.
+                if let Some(sv) = m.get("phase_score").or_else(|| m.get("score")) {
+                    match score_value(sv) {
+                        Some(n) => record.score = Some(n),
+                        None => {
+                            record.status = CheckStatus::Failed;
+                            script_bug = true;
+                            record.error = Some(format!(
+                                "the check returned score {sv}, which is not a score from 0 to 5"
+                            ));
+                        }
+                    }
+                }
             } else if let Returned::Number(n) = value_of(&v) {
                 if (0.0..=5.0).contains(&n) {
                     record.score = Some(n);
