@@ -62,14 +62,20 @@ pub fn execute(req: &RunRequest, console: Console) -> i32 {
             return exit::USAGE;
         }
     };
-    let env = match config.select_env(req.env.as_deref()) {
-        Ok(e) => e,
+    let env = match config.select(req.env.as_deref()) {
+        Ok(selected) => {
+            if let Some(w) = &selected.warning {
+                console.warn(w);
+            }
+            selected.env
+        }
         Err(e) => {
             console.error(&format!("{e}; nothing was run"));
             return exit::USAGE;
         }
     };
-    let mut vars = env.vars.clone();
+    // --var over [env.E.scripts.S] over [env.E.vars] over [scripts.S] over [vars].
+    let mut vars = config.vars_for(&req.script, &env);
     vars.extend(req.vars.iter().cloned());
     let options = HostOptions {
         env: env.name.clone(),

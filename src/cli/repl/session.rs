@@ -93,6 +93,8 @@ pub struct Session {
     config: Config,
     env: EnvConfig,
     cli_vars: Vec<(String, String)>,
+    /// The script whose `[scripts.STEM]` variables apply (`--var` still wins).
+    config_from: PathBuf,
     vocab: Arc<RwLock<Vocabulary>>,
     api_modules: BTreeSet<String>,
     watch: Option<WatchHandle>,
@@ -120,7 +122,7 @@ impl Session {
                 }
             }
         };
-        let mut vars = env.vars.clone();
+        let mut vars = config.vars_for(&settings.config_from, &env);
         vars.extend(settings.vars.iter().cloned());
         let options = HostOptions {
             env: env.name.clone(),
@@ -143,6 +145,7 @@ impl Session {
             config,
             env,
             cli_vars: settings.vars.clone(),
+            config_from: settings.config_from.clone(),
             vocab,
             api_modules,
             watch: None,
@@ -725,7 +728,7 @@ impl Session {
             Ok(e) => e,
             Err(e) => return self.fail(&e.to_string()),
         };
-        let mut vars = env.vars.clone();
+        let mut vars = self.config.vars_for(&self.config_from, &env);
         vars.extend(self.cli_vars.iter().cloned());
         if let Ok(mut o) = self.host.state.options.lock() {
             o.env = env.name.clone();
