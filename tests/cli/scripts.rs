@@ -127,6 +127,7 @@ fn cloudflare(server: &TestServer, fail_on: &str, fail: usize) -> Test {
             format!(
                 r#"default_env = "staging"
 [env.staging]
+[env.staging.vars]
 api_url = "{base}"
 booking_url = "{base}"
 dashboard_url = "{base}/"
@@ -367,6 +368,7 @@ fn laravel(server: &TestServer, tags: &[Option<&str>], php_fail_on: &str, php_fa
             format!(
                 r#"default_env = "production"
 [env.production]
+[env.production.vars]
 app_dir = "app"
 base_url = "{}"
 health_path = "/health"
@@ -590,6 +592,7 @@ fn monitoring(t: Test, server: &TestServer, path: &str) -> Test {
             format!(
                 r#"default_env = "production"
 [env.production]
+[env.production.vars]
 url = "{}"
 round_offsets = "0s,100ms,200ms"
 round_requests = 5
