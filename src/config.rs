@@ -389,7 +389,10 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
                         return Err(doc.unknown(&at, "[score]", SCORE_KEYS, ""));
                     }
                     let n = number(v).ok_or_else(|| {
-                        doc.error(&at, format!("[score] {k} must be a number, got {}", show(v)))
+                        doc.error(
+                            &at,
+                            format!("[score] {k} must be a number, got {}", show(v)),
+                        )
                     })?;
                     if k == "pass" {
                         config.thresholds.pass = n;
@@ -513,8 +516,18 @@ fn script_vars(
     Ok(out)
 }
 
-fn strings(doc: &Doc, at: &[&str], shown: &str, v: &toml::Value) -> Result<Vec<String>, ConfigError> {
-    let bad = || doc.error(at, format!("{shown} must be an array of strings, got {}", show(v)));
+fn strings(
+    doc: &Doc,
+    at: &[&str],
+    shown: &str,
+    v: &toml::Value,
+) -> Result<Vec<String>, ConfigError> {
+    let bad = || {
+        doc.error(
+            at,
+            format!("{shown} must be an array of strings, got {}", show(v)),
+        )
+    };
     let toml::Value::Array(items) = v else {
         return Err(bad());
     };
@@ -836,11 +849,23 @@ base_url = "https://deploy.example.com"
         let prod = c.select_env(Some("production")).expect("known");
         let other = Path::new("other.rhai");
         let deploy = Path::new("sub/deploy.rhai");
-        assert_eq!(c.vars_for(other, &staging)["base_url"], "http://127.0.0.1:8080");
-        assert_eq!(c.vars_for(deploy, &prod)["base_url"], "https://deploy.example.com");
-        assert_eq!(c.vars_for(other, &prod)["base_url"], "https://api.example.com");
+        assert_eq!(
+            c.vars_for(other, &staging)["base_url"],
+            "http://127.0.0.1:8080"
+        );
+        assert_eq!(
+            c.vars_for(deploy, &prod)["base_url"],
+            "https://deploy.example.com"
+        );
+        assert_eq!(
+            c.vars_for(other, &prod)["base_url"],
+            "https://api.example.com"
+        );
         let none = EnvConfig::default();
-        assert_eq!(c.vars_for(deploy, &none)["base_url"], "http://deploy-script");
+        assert_eq!(
+            c.vars_for(deploy, &none)["base_url"],
+            "http://deploy-script"
+        );
         assert_eq!(c.vars_for(other, &none)["base_url"], "http://everywhere");
         assert_eq!(c.vars_for(deploy, &staging)["worker_dir"], "apps/worker");
         assert!(!c.vars_for(other, &staging).contains_key("worker_dir"));
@@ -859,7 +884,10 @@ base_url = "https://deploy.example.com"
         let c = Config::default();
         let s = c.select(Some("anything")).expect("accepted");
         assert_eq!(s.env.name, "anything");
-        assert!(s.warning.expect("warned").contains("no environments are defined"));
+        assert!(s
+            .warning
+            .expect("warned")
+            .contains("no environments are defined"));
         assert!(c.select(None).expect("default").warning.is_none());
     }
 

@@ -111,6 +111,22 @@ pub fn execute(req: &RunRequest, console: Console) -> i32 {
     for w in &checked.warnings {
         host.print(w);
     }
+    let (unread, maybe_read) = checked
+        .vars
+        .check_given(req.vars.iter().map(|(k, _)| k.as_str()));
+    for w in &maybe_read {
+        host.print(w);
+    }
+    if !unread.is_empty() {
+        for d in &unread {
+            host.print(d);
+        }
+        console.error(&format!(
+            "{} --var not read by {name}; nothing was run",
+            unread.len()
+        ));
+        return exit::USAGE;
+    }
     if let Err(msg) = check_skips(req, &checked.phases) {
         console.error(&format!("{msg}; nothing was run"));
         return exit::USAGE;

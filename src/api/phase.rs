@@ -14,7 +14,7 @@ use crate::pipeline::{
     score_phase, CheckRecord, CheckStatus, PhaseOptions, PhaseRecord, PhaseStatus,
 };
 
-const PHASE_OPTS: &[&str] = &[
+pub(crate) const PHASE_OPTS: &[&str] = &[
     "required",
     "skippable",
     "skipped_score",

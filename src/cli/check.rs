@@ -1,4 +1,5 @@
-//! `deployer check`: compile scripts and their imports, report every problem, run nothing.
+//! `deployer check`: compile scripts and their imports, check the deployer.toml each would
+//! use, report every problem, run nothing.
 
 use std::path::PathBuf;
 
@@ -51,6 +52,11 @@ pub fn check(args: CheckArgs, color: ColorChoice) -> i32 {
                 continue;
             }
         };
+        // The deployer.toml a run of this script would use, checked the same way.
+        if let Err(e) = crate::config::for_script(path) {
+            console.error(&e.to_string());
+            problems += 1;
+        }
         match host.check(&name, &text) {
             Ok(checked) => {
                 for w in &checked.warnings {
