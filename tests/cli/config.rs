@@ -334,6 +334,10 @@ fn the_same_deployer_toml_whatever_the_spelling_of_the_path() {
     let history = std::fs::read_to_string(root.join(".deployer/history.jsonl")).unwrap();
     assert_eq!(history.lines().count(), 4, "{history}");
     assert!(!scripts.join(".deployer").exists());
+    // `deployer history` from scripts/ reads the same history.
+    let (code, stdout, stderr) = deployer_in(&scripts, &["history", "--json"], &[]);
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(stdout.matches("\"run_id\"").count(), 4, "{stdout}");
 }
 
 #[cfg(unix)]

@@ -111,8 +111,13 @@ impl Session {
         vocab: Arc<RwLock<Vocabulary>>,
     ) -> Result<Session, String> {
         let config = config::for_script(&settings.config_from).map_err(|e| e.to_string())?;
-        let env = match config.select_env(settings.env.as_deref()) {
-            Ok(e) => e,
+        let env = match config.select(settings.env.as_deref()) {
+            Ok(selected) => {
+                if let Some(w) = &selected.warning {
+                    console.warn(w);
+                }
+                selected.env
+            }
             Err(e) if settings.env.is_some() => return Err(e.to_string()),
             Err(e) => {
                 console.warn(&format!("{e}; using no environment (:env NAME picks one)"));
