@@ -853,4 +853,27 @@ fn the_example_deployer_toml_of_the_scripts_is_valid() {
         .run()
         .assert_code(0)
         .assert_stdout_contains("no runs recorded");
+    // Its environments and per-script variables, read by stand-ins named like the scripts
+    // (the real ones would reach the placeholder URLs): no --env means staging.
+    let probe = r#"print(`${env()} ${var("wrangler_env", "-")} ${var("base_url", "-")} ${var("url", "-")}`);"#;
+    for (script, env, expected) in [
+        ("cloudflare.rhai", None, "staging staging - -"),
+        ("cloudflare.rhai", Some("production"), "production production - -"),
+        ("laravel.rhai", Some("production"), "production - https://example.com -"),
+        ("docker-compose.rhai", None, "staging - http://127.0.0.1:8080 -"),
+        ("monitor.rhai", Some("production"), "production - - https://api.example.com/health"),
+    ] {
+        let mut args = vec!["run", script];
+        if let Some(env) = env {
+            args.extend(["--env", env]);
+        }
+        Test::new()
+            .file("deployer.toml", shipped("scripts/deployer.toml"))
+            .file(script, probe)
+            .args(args)
+            .arg("--yes")
+            .run()
+            .assert_code(0)
+            .assert_stdout_contains(expected);
+    }
 }
