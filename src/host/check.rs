@@ -159,6 +159,7 @@ pub fn check_script(
         modules: HashMap::new(),
         loading: Vec::new(),
         vars: VarsRead::default(),
+        module_options: HashMap::new(),
         diags: Vec::new(),
     };
     // The script itself is being loaded: a module importing it back is a cycle.
@@ -306,7 +307,38 @@ struct Checker<'a> {
     loading: Vec<String>,
     /// Variables read with `var()`.
     vars: VarsRead,
+    /// Option lists of script functions, by file: what their `check_options` calls accept.
+    module_options: HashMap<String, Vec<ModuleOptions>>,
     diags: Vec<Diagnostic>,
+}
+
+/// A script function that checks an option map with a literal list:
+/// `fn deploy_worker(opts) { check_options("cloudflare::deploy_worker", opts, ["cwd"]); }`.
+#[derive(Debug, Clone)]
+struct ModuleOptions {
+    /// The name its errors use.
+    func: String,
+    name: String,
+    argc: usize,
+    arg: usize,
+    known: Vec<String>,
+}
+
+/// The strings of a literal array of strings (possibly folded into a constant).
+fn literal_strings(expr: &Expr) -> Option<Vec<String>> {
+    match expr {
+        Expr::Array(items, ..) => items
+            .iter()
+            .map(|e| match e {
+                Expr::StringConstant(s, ..) => Some(s.to_string()),
+                _ => None,
+            })
+            .collect(),
+        Expr::DynamicConstant(d, ..) => d
+            .read_lock::<rhai::Array>()
+            .and_then(|a| a.iter().map(|v| v.clone().into_string().ok()).collect()),
+        _ => None,
+    }
 }
 
 impl Checker<'_> {
@@ -352,6 +384,10 @@ impl Checker<'_> {
         // Literal option maps given to natives: (function, argument count, the map).
         let mut option_maps: Vec<(String, usize, OptionArg)> = Vec::new();
         let mut vars_read: Vec<(Option<String>, rhai::Position)> = Vec::new();
+        // Literal maps given to functions of imported modules: (alias, name, argc, index, map).
+        let mut module_maps: Vec<(String, String, usize, usize, OptionArg)> = Vec::new();
+        // `check_options("mod::f", opts, ["a", "b"])` in this file's functions.
+        let mut declared_opts: Vec<(String, String, Vec<String>)> = Vec::new();
         ast.walk(&mut |path: &[ASTNode]| {
             match path.last() {
                 Some(ASTNode::Expr(Expr::Custom(x, _))) => {
@@ -436,6 +472,27 @@ impl Checker<'_> {
                         if let Some(arg) = call.args.get(list.arg).and_then(OptionArg::of) {
                             option_maps.push((full, call.args.len(), arg));
                         }
+                    } else if let Some(ns) = &ns {
+                        for (i, arg) in call.args.iter().enumerate() {
+                            if let Some(arg) = OptionArg::of(arg) {
+                                module_maps.push((
+                                    ns.clone(),
+                                    call.name.to_string(),
+                                    call.args.len(),
+                                    i,
+                                    arg,
+                                ));
+                            }
+                        }
+                    } else if call.name == "check_options" && call.args.len() == 3 {
+                        if let (
+                            Expr::StringConstant(func, ..),
+                            Expr::Variable(v, ..),
+                            Some(known),
+                        ) = (&call.args[0], &call.args[1], literal_strings(&call.args[2]))
+                        {
+                            declared_opts.push((func.to_string(), v.1.to_string(), known));
+                        }
                     }
                     calls.push((ns, call.name.to_string(), call.args.len(), *pos));
                 }
@@ -467,10 +524,50 @@ impl Checker<'_> {
             planned.sort_by_key(|(pos, _)| (pos.line(), pos.position()));
             self.phases = planned.into_iter().map(|(_, p)| p).collect();
         }
+        // The option lists this file's functions check with check_options().
+        let mut lists = Vec::new();
+        for (func, param, known) in declared_opts {
+            let short = func.rsplit("::").next().unwrap_or(&func).to_string();
+            for f in ast.iter_functions() {
+                if let Some(i) = f.params.iter().position(|p| *p == param.as_str()) {
+                    if f.name == short {
+                        lists.push(ModuleOptions {
+                            func: func.clone(),
+                            name: short.clone(),
+                            argc: f.params.len(),
+                            arg: i,
+                            known: known.clone(),
+                        });
+                    }
+                }
+            }
+        }
+        self.module_options.insert(name.to_string(), lists);
+
         let mut aliases: HashMap<String, Option<HashMap<String, BTreeSet<usize>>>> = HashMap::new();
+        let mut alias_names: HashMap<String, String> = HashMap::new();
         for (path, alias, pos) in imports {
-            let fns = self.load_module(name, &path, pos);
+            let (module, fns) = self.load_module(name, &path, pos);
+            if let Some(module) = module {
+                alias_names.insert(alias.clone(), module);
+            }
             aliases.insert(alias, fns);
+        }
+        for (alias, fname, argc, index, arg) in module_maps {
+            let Some(list) = alias_names
+                .get(&alias)
+                .and_then(|m| self.module_options.get(m))
+                .and_then(|lists| {
+                    lists
+                        .iter()
+                        .find(|l| l.name == fname && l.argc == argc && l.arg == index)
+                })
+                .cloned()
+            else {
+                continue;
+            };
+            let known: Vec<&str> = list.known.iter().map(String::as_str).collect();
+            self.check_options(name, text, &list.func, &known, &[], &arg);
         }
 
         for (ns, fname, argc, pos) in calls {
@@ -594,7 +691,7 @@ impl Checker<'_> {
         importer: &str,
         path: &str,
         pos: rhai::Position,
-    ) -> Option<HashMap<String, BTreeSet<usize>>> {
+    ) -> (Option<String>, Option<HashMap<String, BTreeSet<usize>>>) {
         let located = match locate(Some(importer), path) {
             Ok(l) => l,
             Err(e) => {
@@ -602,9 +699,19 @@ impl Checker<'_> {
                     e.to_string(),
                     Location::of(importer, pos),
                 ));
-                return None;
+                return (None, None);
             }
         };
+        let name = located.name.clone();
+        (Some(name), self.load_located(importer, located, pos))
+    }
+
+    fn load_located(
+        &mut self,
+        importer: &str,
+        located: super::sources::Located,
+        pos: rhai::Position,
+    ) -> Option<HashMap<String, BTreeSet<usize>>> {
         match self.modules.get(&located.name) {
             Some(Some(done)) => return Some(done.clone()),
             Some(None) => {

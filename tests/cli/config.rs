@@ -240,6 +240,16 @@ http::wait_healthy("http://127.0.0.1:9/", #{ attempts: 1, expect: #{ stauts: 200
         .assert_code(2)
         .assert_stderr_contains("spawn(): unknown option `lgo`; did you mean `log`?")
         .assert_stderr_contains("--> deploy.rhai:1:34");
+    // Standard-library functions that check their options with a literal list: the same
+    // list serves the check before the run (payload maps are data, never checked).
+    Test::new()
+        .script("import \"std/cloudflare\" as cf;\nimport \"std/notify\" as notify;\nfn rollback(ctx) {\n    cf::deploy_worker(#{ cwd: \"apps/worker\", envv: \"production\" });\n    notify::webhook(\"http://127.0.0.1:9/\", #{ anything: 1 }, #{ attempts: 1 });\n}\n")
+        .args(["check", "deploy.rhai"])
+        .run()
+        .assert_code(2)
+        .assert_stderr_contains("cloudflare::deploy_worker(): unknown option `envv`; did you mean `env`?")
+        .assert_stderr_contains("--> deploy.rhai:4:46")
+        .assert_stderr_contains("1 problem found");
     // A script function of the same name takes whatever it likes.
     Test::new()
         .script("fn sample(url, o) { o.anything }\nprint(sample(\"x\", #{ anything: 1 }));\n")

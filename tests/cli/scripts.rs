@@ -858,10 +858,26 @@ fn the_example_deployer_toml_of_the_scripts_is_valid() {
     let probe = r#"print(`${env()} ${var("wrangler_env", "-")} ${var("base_url", "-")} ${var("url", "-")}`);"#;
     for (script, env, expected) in [
         ("cloudflare.rhai", None, "staging staging - -"),
-        ("cloudflare.rhai", Some("production"), "production production - -"),
-        ("laravel.rhai", Some("production"), "production - https://example.com -"),
-        ("docker-compose.rhai", None, "staging - http://127.0.0.1:8080 -"),
-        ("monitor.rhai", Some("production"), "production - - https://api.example.com/health"),
+        (
+            "cloudflare.rhai",
+            Some("production"),
+            "production production - -",
+        ),
+        (
+            "laravel.rhai",
+            Some("production"),
+            "production - https://example.com -",
+        ),
+        (
+            "docker-compose.rhai",
+            None,
+            "staging - http://127.0.0.1:8080 -",
+        ),
+        (
+            "monitor.rhai",
+            Some("production"),
+            "production - - https://api.example.com/health",
+        ),
     ] {
         let mut args = vec!["run", script];
         if let Some(env) = env {
