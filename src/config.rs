@@ -603,9 +603,22 @@ fn env_config(doc: &Doc, name: &str, table: &toml::Table) -> Result<EnvConfig, C
             }
             (other, v) => {
                 let extra = if is_scalar(v) {
+                    // Name every variable to move at once, not one per run.
+                    let others: Vec<&str> = table
+                        .iter()
+                        .filter(|(k, v)| {
+                            k.as_str() != other && is_scalar(v) && !ENV_KEYS.contains(&k.as_str())
+                        })
+                        .map(|(k, _)| k.as_str())
+                        .collect();
                     format!(
-                        "; variables now live in their own table: if `{other}` is a variable, move `{other} = {}` to [env.{name}.vars]",
-                        show(v)
+                        "; variables now live in their own table: if `{other}` is a variable, move `{other} = {}` to [env.{name}.vars]{}",
+                        show(v),
+                        if others.is_empty() {
+                            String::new()
+                        } else {
+                            format!(" (with {})", others.join(", "))
+                        }
                     )
                 } else {
                     String::new()
@@ -912,6 +925,10 @@ base_url = "https://deploy.example.com"
             (
                 "[env.production]\nconfirm = true\nbase_url = \"x\"\n",
                 "move `base_url = \"x\"` to [env.production.vars]",
+            ),
+            (
+                "[env.p]\na = 1\nb = 2\nc = true\n",
+                "move `a = 1` to [env.p.vars] (with b, c)",
             ),
             ("colour = 1\n", "deployer.toml:1:1: unknown setting `colour` in the top level"),
             ("defualt_env = \"a\"\n", "did you mean `default_env`?"),
