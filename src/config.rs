@@ -232,7 +232,14 @@ pub fn check_trusted_with(
         let Ok(meta) = std::fs::metadata(path) else {
             return Ok(()); // absent: nothing to trust yet (reading it reports the error)
         };
-        let why = if meta.mode() & 0o002 != 0 {
+        let link_owner = std::fs::symlink_metadata(path)
+            .ok()
+            .filter(|m| m.file_type().is_symlink())
+            .map(|m| m.uid())
+            .filter(|owner| *owner != uid && *owner != 0);
+        let why = if let Some(owner) = link_owner {
+            format!("it is a symbolic link owned by uid {owner}, not by you (uid {uid}) or root")
+        } else if meta.mode() & 0o002 != 0 {
             format!(
                 "it is world-writable (mode {:o}), so any user could have changed it; run `chmod o-w {}`",
                 meta.mode() & 0o7777,

@@ -42,6 +42,7 @@ pub fn check(args: CheckArgs, color: ColorChoice) -> i32 {
         }
     };
     let mut problems = 0;
+    let mut config_errors = std::collections::HashSet::new();
     for path in &args.scripts {
         let name = path.display().to_string();
         let text = match std::fs::read_to_string(path) {
@@ -54,8 +55,11 @@ pub fn check(args: CheckArgs, color: ColorChoice) -> i32 {
         };
         // The deployer.toml a run of this script would use, checked the same way.
         if let Err(e) = crate::config::for_script(path) {
-            console.error(&e.to_string());
-            problems += 1;
+            // Scripts of one folder share a file: report its problem once.
+            if config_errors.insert(e.to_string()) {
+                console.error(&e.to_string());
+                problems += 1;
+            }
         }
         match host.check(&name, &text) {
             Ok(checked) => {

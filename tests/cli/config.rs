@@ -411,6 +411,19 @@ fn a_deployer_toml_or_state_folder_owned_by_another_user_is_refused() {
     assert!(stderr.contains("refusing deployer.toml"), "{stderr}");
     let (code, _, stderr) = deployer_in(dir, &run, &[("DEPLOYER_TRUSTED_DIRS", "*")]);
     assert_eq!(code, 0, "{stderr}");
+    // A symbolic link someone else planted, even to a file of ours.
+    let t = Test::new()
+        .file("ours.toml", "[env.production]\n")
+        .script(TOUCH);
+    let dir = t.path();
+    std::os::unix::fs::symlink("ours.toml", dir.join("deployer.toml")).unwrap();
+    std::os::unix::fs::lchown(dir.join("deployer.toml"), Some(65534), None).unwrap();
+    let (code, _, stderr) = deployer_in(dir, &run, &[]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(
+        stderr.contains("it is a symbolic link owned by uid 65534"),
+        "{stderr}"
+    );
     // The state folder.
     let t = Test::new().script(TOUCH);
     let state = t.path().join(".deployer");
