@@ -62,14 +62,20 @@ pub fn execute(req: &RunRequest, console: Console) -> i32 {
             return exit::USAGE;
         }
     };
-    let env = match config.select_env(req.env.as_deref()) {
-        Ok(e) => e,
+    let env = match config.select(req.env.as_deref()) {
+        Ok(selected) => {
+            if let Some(w) = &selected.warning {
+                console.warn(w);
+            }
+            selected.env
+        }
         Err(e) => {
             console.error(&format!("{e}; nothing was run"));
             return exit::USAGE;
         }
     };
-    let mut vars = env.vars.clone();
+    // --var over [env.E.scripts.S] over [env.E.vars] over [scripts.S] over [vars].
+    let mut vars = config.vars_for(&req.script, &env);
     vars.extend(req.vars.iter().cloned());
     let options = HostOptions {
         env: env.name.clone(),
@@ -104,6 +110,22 @@ pub fn execute(req: &RunRequest, console: Console) -> i32 {
     };
     for w in &checked.warnings {
         host.print(w);
+    }
+    let (unread, maybe_read) = checked
+        .vars
+        .check_given(req.vars.iter().map(|(k, _)| k.as_str()));
+    for w in &maybe_read {
+        host.print(w);
+    }
+    if !unread.is_empty() {
+        for d in &unread {
+            host.print(d);
+        }
+        console.error(&format!(
+            "{} --var not read by {name}; nothing was run",
+            unread.len()
+        ));
+        return exit::USAGE;
     }
     if let Err(msg) = check_skips(req, &checked.phases) {
         console.error(&format!("{msg}; nothing was run"));

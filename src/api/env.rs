@@ -85,8 +85,10 @@ pub fn var_syntax(st: &std::sync::Arc<HostState>, args: Vec<Dynamic>) -> Result<
 /// Documentation of `var`, which is syntax rather than a registered function, written as
 /// the doc comments and signatures a registered function would have (the REPL reads it).
 pub const VAR_DOC: &str = r#"
-/// A script variable: from `--var NAME=VALUE`, or from the environment's table in
-/// deployer.toml (`--var` wins); an error naming the ones that were given if it was not.
+/// A script variable, first match wins: `--var NAME=VALUE`, then deployer.toml's
+/// `[env.E.scripts.S]`, `[env.E.vars]`, `[scripts.S]`, `[vars]`; an error naming the ones
+/// that were given if it was not. A `--var` that no `var()` reads is an error before the
+/// run (literal names are found in the script and its modules).
 ///
 /// ```rhai
 /// let url = var("base_url");

@@ -15,7 +15,7 @@ use crate::host::state::HostState;
 use crate::sys::process::{self, display_argv, last_lines, CommandSpec, ProcessError};
 use crate::sys::spawn::{SpawnSpec, Spawned, STOP_GRACE};
 
-const EXEC_OPTS: &[&str] = &[
+pub(crate) const EXEC_OPTS: &[&str] = &[
     "cwd",
     "env",
     "timeout",
@@ -24,7 +24,7 @@ const EXEC_OPTS: &[&str] = &[
     "quiet",
     "read_only",
 ];
-const SPAWN_OPTS: &[&str] = &["cwd", "env", "log"];
+pub(crate) const SPAWN_OPTS: &[&str] = &["cwd", "env", "log"];
 
 /// Runs a command for `exec` or `sh`; `shown` is what the operator sees.
 fn run(

@@ -13,8 +13,9 @@ use crate::core::jsonmatch::subset_mismatch;
 use crate::host::state::HostState;
 use crate::sys::http::{HttpError, Request, Response, DEFAULT_TIMEOUT};
 
-const REQUEST_OPTS: &[&str] = &["headers", "json", "body", "timeout", "follow_redirects"];
-const WAIT_OPTS: &[&str] = &[
+pub(crate) const REQUEST_OPTS: &[&str] =
+    &["headers", "json", "body", "timeout", "follow_redirects"];
+pub(crate) const WAIT_OPTS: &[&str] = &[
     "attempts",
     "interval",
     "timeout",
@@ -22,7 +23,7 @@ const WAIT_OPTS: &[&str] = &[
     "headers",
     "follow_redirects",
 ];
-const EXPECT_KEYS: &[&str] = &["status", "json", "body_contains", "headers"];
+pub(crate) const EXPECT_KEYS: &[&str] = &["status", "json", "body_contains", "headers"];
 
 fn build(method: &str, url: &str, opts: &Opts) -> Result<Request, Error> {
     let mut headers = opts.string_pairs("headers")?;

@@ -21,7 +21,7 @@ use crate::host::console::Style;
 use crate::host::state::HostState;
 use crate::metrics::sampler::{self, Mode, SampleReport, SampleSpec};
 
-const SAMPLE_OPTS: &[&str] = &[
+pub(crate) const SAMPLE_OPTS: &[&str] = &[
     "requests",
     "duration",
     "concurrency",
@@ -30,7 +30,7 @@ const SAMPLE_OPTS: &[&str] = &[
     "headers",
     "timeout",
 ];
-const MONITOR_OPTS: &[&str] = &[
+pub(crate) const MONITOR_OPTS: &[&str] = &[
     "duration",
     "interval",
     "requests",
@@ -43,7 +43,7 @@ const MONITOR_OPTS: &[&str] = &[
     "sustained",
     "rollback_on_critical",
 ];
-const COLLECT_OPTS: &[&str] = &[
+pub(crate) const COLLECT_OPTS: &[&str] = &[
     "offsets",
     "requests",
     "concurrency",

@@ -15,7 +15,7 @@ use crate::pipeline::{
     Returned,
 };
 
-const PHASE_OPTS: &[&str] = &[
+pub(crate) const PHASE_OPTS: &[&str] = &[
     "required",
     "skippable",
     "skipped_score",

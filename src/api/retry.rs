@@ -11,7 +11,7 @@ use crate::core::backoff::Backoff;
 use crate::core::duration::format_duration;
 use crate::host::state::RetryEvent;
 
-const RETRY_OPTS: &[&str] = &[
+pub(crate) const RETRY_OPTS: &[&str] = &[
     "attempts", "backoff", "base", "factor", "max", "jitter", "when", "name",
 ];
 

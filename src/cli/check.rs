@@ -1,4 +1,5 @@
-//! `deployer check`: compile scripts and their imports, report every problem, run nothing.
+//! `deployer check`: compile scripts and their imports, check the deployer.toml each would
+//! use, report every problem, run nothing.
 
 use std::path::PathBuf;
 
@@ -41,6 +42,7 @@ pub fn check(args: CheckArgs, color: ColorChoice) -> i32 {
         }
     };
     let mut problems = 0;
+    let mut config_errors = std::collections::HashSet::new();
     for path in &args.scripts {
         let name = path.display().to_string();
         let text = match std::fs::read_to_string(path) {
@@ -51,6 +53,14 @@ pub fn check(args: CheckArgs, color: ColorChoice) -> i32 {
                 continue;
             }
         };
+        // The deployer.toml a run of this script would use, checked the same way.
+        if let Err(e) = crate::config::for_script(path) {
+            // Scripts of one folder share a file: report its problem once.
+            if config_errors.insert(e.to_string()) {
+                console.error(&e.to_string());
+                problems += 1;
+            }
+        }
         match host.check(&name, &text) {
             Ok(checked) => {
                 for w in &checked.warnings {

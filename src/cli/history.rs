@@ -36,6 +36,8 @@ pub struct HistoryArgs {
 pub fn history(args: HistoryArgs, color: ColorChoice) -> i32 {
     let console = Console::new(Verbosity::Normal, color.enabled());
     let start = args.dir.clone().unwrap_or_else(|| PathBuf::from("."));
+    // Resolved first, so the search upward passes through the real parent folders.
+    let start = std::fs::canonicalize(&start).unwrap_or(start);
     let state_dir = match config::find(&start) {
         Some(path) => match config::load(&path) {
             Ok(c) => c.state_dir,

@@ -26,7 +26,8 @@ pub struct Common {
     /// The environment to deploy to ([env.NAME] in deployer.toml; scripts read env()).
     #[arg(long, value_name = "NAME")]
     pub env: Option<String>,
-    /// A script variable, read with var("KEY"); repeatable; overrides deployer.toml.
+    /// A script variable, read with var("KEY"); repeatable; overrides deployer.toml; a KEY
+    /// that no var("KEY") in the script or its modules reads is an error.
     #[arg(long = "var", value_name = "KEY=VALUE", value_parser = super::var_arg)]
     pub vars: Vec<(String, String)>,
     /// Run no command and send no mutating request; print what would be done.

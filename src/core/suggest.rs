@@ -52,11 +52,26 @@ where
             } else {
                 d
             };
+            // So are the same letters in another order (`brake` for `break`).
+            let d = if lower.chars().count() >= 4 && same_letters(&lower, &c.to_lowercase()) {
+                d.min(1)
+            } else {
+                d
+            };
             (d, c)
         })
         .filter(|(d, _)| *d <= limit)
         .min_by(|a, b| a.0.cmp(&b.0).then_with(|| a.1.len().cmp(&b.1.len())))
         .map(|(_, c)| c)
+}
+
+/// True when `a` and `b` hold the same letters, in any order.
+fn same_letters(a: &str, b: &str) -> bool {
+    let mut a: Vec<char> = a.chars().collect();
+    let mut b: Vec<char> = b.chars().collect();
+    a.sort_unstable();
+    b.sort_unstable();
+    a == b
 }
 
 #[cfg(test)]
@@ -76,6 +91,7 @@ mod tests {
         let names = ["exec", "sh", "spawn", "sleep", "http::get", "retry"];
         assert_eq!(nearest("exce", names), Some("exec"));
         assert_eq!(nearest("retyr", names), Some("retry"));
+        assert_eq!(nearest("brake", ["break", "region"]), Some("break"));
         assert_eq!(nearest("get", names), Some("http::get"));
         assert_eq!(nearest("deploy_everything", names), None);
         assert_eq!(

@@ -1,12 +1,14 @@
 //! Static checks before anything runs: syntax, imports that resolve, and calls to functions
 //! that exist with that number of arguments, each with a place and a suggestion.
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::path::Path;
 
 use rhai::{ASTNode, Engine, Expr, FnAccess, Stmt, AST};
 
 use super::diagnostic::{Diagnostic, Location};
-use super::sources::{locate, SourceMap};
+use super::sources::{clean, locate, SourceMap};
+use crate::api::opts::{option_list, unknown_option};
 use crate::core::suggest::nearest;
 use crate::pipeline::PlannedPhase;
 
@@ -147,12 +149,7 @@ pub fn check_script(
     sources: &SourceMap,
     name: &str,
     text: &str,
-) -> (
-    Option<AST>,
-    Vec<PlannedPhase>,
-    Vec<Diagnostic>,
-    Vec<Diagnostic>,
-) {
+) -> Report {
     let mut checker = Checker {
         defined: Vec::new(),
         phases: Vec::new(),
@@ -160,11 +157,17 @@ pub fn check_script(
         catalog,
         sources,
         modules: HashMap::new(),
+        loading: Vec::new(),
+        vars: VarsRead::default(),
+        module_options: HashMap::new(),
         diags: Vec::new(),
     };
+    // The script itself is being loaded: a module importing it back is a cycle.
+    checker.modules.insert(clean(Path::new(name)), None);
     let ast = checker.check(name, text);
     let phases = std::mem::take(&mut checker.phases);
     let warnings = same_name_warnings(&checker.defined);
+    let vars = std::mem::take(&mut checker.vars);
     let mut diags = checker.diags;
     // Report in reading order within each file (calls in fn bodies are walked last).
     diags.sort_by_key(|d| {
@@ -172,7 +175,89 @@ pub fn check_script(
             .as_ref()
             .map(|l| (l.source != name, l.source.clone(), l.line, l.col))
     });
-    (ast, phases, diags, warnings)
+    Report {
+        ast,
+        phases,
+        diags,
+        warnings,
+        vars,
+    }
+}
+
+/// What [`check_script`] found.
+pub struct Report {
+    /// The compiled script, when it parsed.
+    pub ast: Option<AST>,
+    /// Phases named by literal `phase("Name", ...)` calls in the main script, in order.
+    pub phases: Vec<PlannedPhase>,
+    /// Problems that stop the script.
+    pub diags: Vec<Diagnostic>,
+    /// Problems that do not.
+    pub warnings: Vec<Diagnostic>,
+    /// The variables the script and its modules read with `var()`.
+    pub vars: VarsRead,
+}
+
+/// The variables a script and its modules read with `var("NAME")`.
+#[derive(Debug, Clone, Default)]
+pub struct VarsRead {
+    /// Names given as literal strings, with where each is first read.
+    pub names: BTreeMap<String, Option<Location>>,
+    /// Calls whose name is computed at run time (any `--var` may be read there).
+    pub dynamic: Vec<Option<Location>>,
+}
+
+impl VarsRead {
+    /// Checks `--var` names against what the script reads: an unread name is an error with
+    /// the nearest name read, or only a warning when some `var()` computes its name.
+    /// Returns (errors, warnings).
+    pub fn check_given<'a>(
+        &self,
+        given: impl IntoIterator<Item = &'a str>,
+    ) -> (Vec<Diagnostic>, Vec<Diagnostic>) {
+        let mut errors = Vec::new();
+        let mut warnings = Vec::new();
+        for name in given {
+            if self.names.contains_key(name) {
+                continue;
+            }
+            let read: Vec<&str> = self.names.keys().map(String::as_str).collect();
+            let mut d = Diagnostic::error(
+                format!(
+                    "--var {name}=...: no var(\"{name}\") in the script or its modules reads it"
+                ),
+                None,
+            );
+            if let Some(s) = nearest(name, read.iter().copied()) {
+                d = d.with_help(format!(
+                    "did you mean `{s}`? (read at {})",
+                    self.shown_location(s)
+                ));
+            } else if read.is_empty() {
+                d = d.with_help("the script reads no variables with var()");
+            } else {
+                d = d.with_help(format!("the variables it reads: {}", read.join(", ")));
+            }
+            if let Some(at) = self.dynamic.first() {
+                d.label = "warning";
+                d.message = format!(
+                    "--var {name}=...: no var(\"{name}\") with that literal name in the script or its modules; it may be read by a var() whose name is computed at run time{}",
+                    at.as_ref().map(|l| format!(" ({}:{}:{})", l.source, l.line, l.col)).unwrap_or_default()
+                );
+                warnings.push(d);
+            } else {
+                errors.push(d);
+            }
+        }
+        (errors, warnings)
+    }
+
+    fn shown_location(&self, name: &str) -> String {
+        match self.names.get(name) {
+            Some(Some(l)) => format!("{}:{}:{}", l.source, l.line, l.col),
+            _ => "an unknown place".into(),
+        }
+    }
 }
 
 /// Warns about functions with the same name and arity in two different files: Rhai 1.27's
@@ -218,11 +303,54 @@ struct Checker<'a> {
     sources: &'a SourceMap,
     /// Loaded modules by source name → their public functions (None while loading).
     modules: HashMap<String, Option<HashMap<String, BTreeSet<usize>>>>,
+    /// The files being checked, outermost first (the chain an import cycle names).
+    loading: Vec<String>,
+    /// Variables read with `var()`.
+    vars: VarsRead,
+    /// Option lists of script functions, by file: what their `check_options` calls accept.
+    module_options: HashMap<String, Vec<ModuleOptions>>,
     diags: Vec<Diagnostic>,
+}
+
+/// A script function that checks an option map with a literal list:
+/// `fn deploy_worker(opts) { check_options("cloudflare::deploy_worker", opts, ["cwd"]); }`.
+#[derive(Debug, Clone)]
+struct ModuleOptions {
+    /// The name its errors use.
+    func: String,
+    name: String,
+    argc: usize,
+    arg: usize,
+    known: Vec<String>,
+}
+
+/// The strings of a literal array of strings (possibly folded into a constant).
+fn literal_strings(expr: &Expr) -> Option<Vec<String>> {
+    match expr {
+        Expr::Array(items, ..) => items
+            .iter()
+            .map(|e| match e {
+                Expr::StringConstant(s, ..) => Some(s.to_string()),
+                _ => None,
+            })
+            .collect(),
+        Expr::DynamicConstant(d, ..) => d
+            .read_lock::<rhai::Array>()
+            .and_then(|a| a.iter().map(|v| v.clone().into_string().ok()).collect()),
+        _ => None,
+    }
 }
 
 impl Checker<'_> {
     fn check(&mut self, name: &str, text: &str) -> Option<AST> {
+        self.loading.push(clean(Path::new(name)));
+        let ast = self.check_file(name, text);
+        self.loading.pop();
+        ast
+    }
+
+    fn check_file(&mut self, name: &str, text: &str) -> Option<AST> {
+        let is_main = self.loading.len() == 1;
         self.sources.insert(name, text, None);
         let mut ast = match self.engine.compile(text) {
             Ok(ast) => ast,
@@ -253,8 +381,31 @@ impl Checker<'_> {
         let mut imports: Vec<(String, String, rhai::Position)> = Vec::new();
         let mut calls: Vec<(Option<String>, String, usize, rhai::Position)> = Vec::new();
         let mut planned: Vec<(rhai::Position, PlannedPhase)> = Vec::new();
+        // Literal option maps given to natives: (function, argument count, the map).
+        let mut option_maps: Vec<(String, usize, OptionArg)> = Vec::new();
+        let mut vars_read: Vec<(Option<String>, rhai::Position)> = Vec::new();
+        // Literal maps given to functions of imported modules: (alias, name, argc, index, map).
+        let mut module_maps: Vec<(String, String, usize, usize, OptionArg)> = Vec::new();
+        // `check_options("mod::f", opts, ["a", "b"])` in this file's functions.
+        let mut declared_opts: Vec<(String, String, Vec<String>)> = Vec::new();
         ast.walk(&mut |path: &[ASTNode]| {
             match path.last() {
+                Some(ASTNode::Expr(Expr::Custom(x, _))) => {
+                    let keyword = x.tokens.first().map(|t| t.as_str()).unwrap_or_default();
+                    if keyword == "var" {
+                        match x.inputs.first() {
+                            Some(Expr::StringConstant(s, p)) => {
+                                vars_read.push((Some(s.to_string()), *p))
+                            }
+                            Some(e) => vars_read.push((None, e.start_position())),
+                            None => {}
+                        }
+                    } else if keyword == "spawn" && x.inputs.len() == 2 {
+                        if let Some(arg) = OptionArg::of(&x.inputs[1]) {
+                            option_maps.push(("spawn".into(), 2, arg));
+                        }
+                    }
+                }
                 Some(ASTNode::Stmt(Stmt::Var(x, ..))) => {
                     declared.insert(x.0.name.to_string());
                 }
@@ -313,6 +464,36 @@ impl Checker<'_> {
                             ));
                         }
                     }
+                    let full = match &ns {
+                        Some(ns) => format!("{ns}::{}", call.name),
+                        None => call.name.to_string(),
+                    };
+                    if let Some(list) = option_list(&full, call.args.len()) {
+                        if let Some(arg) = call.args.get(list.arg).and_then(OptionArg::of) {
+                            option_maps.push((full, call.args.len(), arg));
+                        }
+                    } else if let Some(ns) = &ns {
+                        for (i, arg) in call.args.iter().enumerate() {
+                            if let Some(arg) = OptionArg::of(arg) {
+                                module_maps.push((
+                                    ns.clone(),
+                                    call.name.to_string(),
+                                    call.args.len(),
+                                    i,
+                                    arg,
+                                ));
+                            }
+                        }
+                    } else if call.name == "check_options" && call.args.len() == 3 {
+                        if let (
+                            Expr::StringConstant(func, ..),
+                            Expr::Variable(v, ..),
+                            Some(known),
+                        ) = (&call.args[0], &call.args[1], literal_strings(&call.args[2]))
+                        {
+                            declared_opts.push((func.to_string(), v.1.to_string(), known));
+                        }
+                    }
                     calls.push((ns, call.name.to_string(), call.args.len(), *pos));
                 }
                 _ => {}
@@ -320,15 +501,73 @@ impl Checker<'_> {
             true
         });
 
-        if self.phases.is_empty() && self.modules.is_empty() {
+        for (var, pos) in vars_read {
+            let at = Location::of(name, pos);
+            match var {
+                Some(v) => {
+                    self.vars.names.entry(v).or_insert(at);
+                }
+                None => self.vars.dynamic.push(at),
+            }
+        }
+        for (func, argc, arg) in option_maps {
+            // A script function of the same name and arity replaces the native one.
+            if script_fns.get(&func).is_some_and(|a| a.contains(&argc)) {
+                continue;
+            }
+            if let Some(list) = option_list(&func, argc) {
+                self.check_options(name, text, &func, list.known, list.nested, &arg);
+            }
+        }
+        if is_main {
             // Source order is the order a straight-line script runs its phases in.
             planned.sort_by_key(|(pos, _)| (pos.line(), pos.position()));
             self.phases = planned.into_iter().map(|(_, p)| p).collect();
         }
+        // The option lists this file's functions check with check_options().
+        let mut lists = Vec::new();
+        for (func, param, known) in declared_opts {
+            let short = func.rsplit("::").next().unwrap_or(&func).to_string();
+            for f in ast.iter_functions() {
+                if let Some(i) = f.params.iter().position(|p| *p == param.as_str()) {
+                    if f.name == short {
+                        lists.push(ModuleOptions {
+                            func: func.clone(),
+                            name: short.clone(),
+                            argc: f.params.len(),
+                            arg: i,
+                            known: known.clone(),
+                        });
+                    }
+                }
+            }
+        }
+        self.module_options.insert(name.to_string(), lists);
+
         let mut aliases: HashMap<String, Option<HashMap<String, BTreeSet<usize>>>> = HashMap::new();
+        let mut alias_names: HashMap<String, String> = HashMap::new();
         for (path, alias, pos) in imports {
-            let fns = self.load_module(name, &path, pos);
+            let (module, fns) = self.load_module(name, &path, pos);
+            if let Some(module) = module {
+                alias_names.insert(alias.clone(), module);
+            }
             aliases.insert(alias, fns);
+        }
+        for (alias, fname, argc, index, arg) in module_maps {
+            let Some(list) = alias_names
+                .get(&alias)
+                .and_then(|m| self.module_options.get(m))
+                .and_then(|lists| {
+                    lists
+                        .iter()
+                        .find(|l| l.name == fname && l.argc == argc && l.arg == index)
+                })
+                .cloned()
+            else {
+                continue;
+            };
+            let known: Vec<&str> = list.known.iter().map(String::as_str).collect();
+            self.check_options(name, text, &list.func, &known, &[], &arg);
         }
 
         for (ns, fname, argc, pos) in calls {
@@ -452,7 +691,7 @@ impl Checker<'_> {
         importer: &str,
         path: &str,
         pos: rhai::Position,
-    ) -> Option<HashMap<String, BTreeSet<usize>>> {
+    ) -> (Option<String>, Option<HashMap<String, BTreeSet<usize>>>) {
         let located = match locate(Some(importer), path) {
             Ok(l) => l,
             Err(e) => {
@@ -460,11 +699,43 @@ impl Checker<'_> {
                     e.to_string(),
                     Location::of(importer, pos),
                 ));
-                return None;
+                return (None, None);
             }
         };
-        if let Some(done) = self.modules.get(&located.name) {
-            return done.clone();
+        let name = located.name.clone();
+        (Some(name), self.load_located(importer, located, pos))
+    }
+
+    fn load_located(
+        &mut self,
+        importer: &str,
+        located: super::sources::Located,
+        pos: rhai::Position,
+    ) -> Option<HashMap<String, BTreeSet<usize>>> {
+        match self.modules.get(&located.name) {
+            Some(Some(done)) => return Some(done.clone()),
+            Some(None) => {
+                // Being loaded further up: an import cycle.
+                let start = self
+                    .loading
+                    .iter()
+                    .position(|n| *n == located.name)
+                    .unwrap_or(0);
+                let mut chain: Vec<&str> =
+                    self.loading[start..].iter().map(String::as_str).collect();
+                chain.push(&located.name);
+                self.diags.push(
+                    Diagnostic::error(
+                        format!("import cycle: {}", chain.join(" → ")),
+                        Location::of(importer, pos),
+                    )
+                    .with_help(
+                        "a module cannot import (directly or through others) a file that imports it: move what both need into a third module",
+                    ),
+                );
+                return None;
+            }
+            None => {}
         }
         self.modules.insert(located.name.clone(), None);
         self.sources
@@ -480,6 +751,127 @@ impl Checker<'_> {
         }
         self.modules.insert(located.name, Some(fns.clone()));
         Some(fns)
+    }
+}
+
+/// A literal option map in the AST: with a place per key, or folded into a constant by
+/// the optimiser (then the keys are found in the text from the map's place).
+enum OptionArg {
+    Literal(Vec<(String, rhai::Position, Option<OptionArg>)>),
+    Constant(rhai::Map, rhai::Position),
+}
+
+impl OptionArg {
+    fn of(expr: &Expr) -> Option<OptionArg> {
+        match expr {
+            Expr::Map(m, ..) => Some(OptionArg::Literal(
+                m.0.iter()
+                    .map(|(k, v)| (k.name.to_string(), k.pos, OptionArg::of(v)))
+                    .collect(),
+            )),
+            Expr::DynamicConstant(d, pos) => d
+                .read_lock::<rhai::Map>()
+                .map(|m| OptionArg::Constant(m.clone(), *pos)),
+            _ => None,
+        }
+    }
+
+    /// Every key with its place and nested map.
+    fn keys(&self, text: &str) -> Vec<(String, rhai::Position, Option<OptionArg>)> {
+        match self {
+            OptionArg::Literal(keys) => keys
+                .iter()
+                .map(|(k, p, v)| (k.clone(), *p, v.as_ref().map(OptionArg::copy)))
+                .collect(),
+            OptionArg::Constant(map, pos) => map
+                .iter()
+                .map(|(k, v)| {
+                    let at = key_position(text, *pos, k).unwrap_or(*pos);
+                    let nested = v
+                        .read_lock::<rhai::Map>()
+                        .map(|m| OptionArg::Constant(m.clone(), at));
+                    (k.to_string(), at, nested)
+                })
+                .collect(),
+        }
+    }
+
+    fn copy(&self) -> OptionArg {
+        match self {
+            OptionArg::Literal(keys) => OptionArg::Literal(
+                keys.iter()
+                    .map(|(k, p, v)| (k.clone(), *p, v.as_ref().map(OptionArg::copy)))
+                    .collect(),
+            ),
+            OptionArg::Constant(m, p) => OptionArg::Constant(m.clone(), *p),
+        }
+    }
+}
+
+/// Finds `key:` (or `"key":`) in `text` at or after `from`, for the place of a key of a
+/// map the optimiser folded into a constant.
+fn key_position(text: &str, from: rhai::Position, key: &str) -> Option<rhai::Position> {
+    let line = from.line()?;
+    let col = from.position().unwrap_or(1);
+    for (i, l) in text.lines().enumerate().skip(line - 1) {
+        let start = if i + 1 == line {
+            l.char_indices()
+                .nth(col - 1)
+                .map(|(b, _)| b)
+                .unwrap_or(l.len())
+        } else {
+            0
+        };
+        let rest = &l[start..];
+        let mut search = 0;
+        while let Some(found) = rest[search..].find(key) {
+            let at = search + found;
+            let before = rest[..at].chars().next_back();
+            let after = rest[at + key.len()..].trim_start_matches(['"', ' ', '\t']);
+            let boundary = before.is_none_or(|c| !(c.is_alphanumeric() || c == '_'));
+            if boundary && after.starts_with(':') && !after.starts_with("::") {
+                let col = l[..start + at].chars().count() + 1 - usize::from(before == Some('"'));
+                return Some(rhai::Position::new(i as u16 + 1, col as u16));
+            }
+            search = at + key.len();
+        }
+    }
+    None
+}
+
+impl Checker<'_> {
+    /// Reports every unknown key of a literal option map (and of its nested maps).
+    fn check_options(
+        &mut self,
+        file: &str,
+        text: &str,
+        func: &str,
+        known: &[&str],
+        nested: &[(&str, &[&str])],
+        arg: &OptionArg,
+    ) {
+        for (key, pos, value) in arg.keys(text) {
+            if !known.contains(&key.as_str()) {
+                let mut d =
+                    Diagnostic::error(unknown_option(func, &key, known), Location::of(file, pos));
+                d = d.with_help(format!(
+                    "run `deployer repl` and `:doc {func}` to see its options"
+                ));
+                self.diags.push(d);
+                continue;
+            }
+            if let (Some((_, inner)), Some(value)) = (nested.iter().find(|(k, _)| *k == key), value)
+            {
+                for (k, p, _) in value.keys(text) {
+                    if !inner.contains(&k.as_str()) {
+                        self.diags.push(Diagnostic::error(
+                            format!("{key}: {}", unknown_option(func, &k, inner)),
+                            Location::of(file, p),
+                        ));
+                    }
+                }
+            }
+        }
     }
 }
 

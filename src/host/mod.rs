@@ -53,6 +53,8 @@ pub struct Checked {
     pub phases: Vec<crate::pipeline::PlannedPhase>,
     /// Problems that do not stop the script (printed before it runs).
     pub warnings: Vec<Diagnostic>,
+    /// The variables the script and its modules read with `var()`.
+    pub vars: check::VarsRead,
 }
 
 /// A scripting host: one engine, one runtime, one cancellation signal, one console.
@@ -142,20 +144,21 @@ impl Host {
     /// Compiles a script and checks it and its imports. Returns the AST (and the phases
     /// it names) only when there are no problems.
     pub fn check(&self, name: &str, text: &str) -> Result<Checked, Vec<Diagnostic>> {
-        let (ast, phases, diags, warnings) = check_script(
+        let report = check_script(
             &self.engine,
             self.catalog(),
             &self.state.sources,
             name,
             text,
         );
-        match ast {
-            Some(ast) if diags.is_empty() => Ok(Checked {
+        match report.ast {
+            Some(ast) if report.diags.is_empty() => Ok(Checked {
                 ast,
-                phases,
-                warnings,
+                phases: report.phases,
+                warnings: report.warnings,
+                vars: report.vars,
             }),
-            _ => Err(diags),
+            _ => Err(report.diags),
         }
     }
 

@@ -50,6 +50,44 @@ impl ModuleResolver for Resolver {
         {
             return Ok(m);
         }
+        // An import cycle would recurse until the stack overflows: stop at the second visit.
+        let cycle = LOADING.with(|l| {
+            let l = l.borrow();
+            l.iter().position(|n| *n == located.name).map(|start| {
+                let mut chain: Vec<&str> = l[start..].iter().map(String::as_str).collect();
+                chain.push(&located.name);
+                chain.join(" → ")
+            })
+        });
+        if let Some(chain) = cycle {
+            return Err(Box::new(EvalAltResult::ErrorRuntime(
+                format!("import cycle: {chain}: a module cannot import a file that imports it; move what both need into a third module").into(),
+                pos,
+            )));
+        }
+        LOADING.with(|l| l.borrow_mut().push(located.name.clone()));
+        let module = self.load(engine, &located, pos);
+        LOADING.with(|l| l.borrow_mut().pop());
+        let module = module?;
+        if let Ok(mut c) = self.cache.lock() {
+            c.insert(located.name, module.clone());
+        }
+        Ok(module)
+    }
+}
+
+thread_local! {
+    /// The modules being loaded on this thread, outermost first.
+    static LOADING: std::cell::RefCell<Vec<String>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+impl Resolver {
+    fn load(
+        &self,
+        engine: &Engine,
+        located: &super::sources::Located,
+        pos: Position,
+    ) -> Result<SharedModule, Box<EvalAltResult>> {
         self.sources
             .insert(&located.name, &located.text, located.file.as_deref());
         let mut ast = engine.compile(&located.text).map_err(|e| {
@@ -62,10 +100,6 @@ impl ModuleResolver for Resolver {
         ast.set_source(located.name.as_str());
         let module = Module::eval_ast_as_new(Scope::new(), &ast, engine)
             .map_err(|e| Box::new(EvalAltResult::ErrorInModule(located.name.clone(), e, pos)))?;
-        let module: SharedModule = module.into();
-        if let Ok(mut c) = self.cache.lock() {
-            c.insert(located.name, module.clone());
-        }
-        Ok(module)
+        Ok(module.into())
     }
 }

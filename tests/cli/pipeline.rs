@@ -339,7 +339,7 @@ fn environments_come_from_deployer_toml_upward() {
     let t = Test::new()
         .file(
             "deployer.toml",
-            "default_env = \"staging\"\n[env.staging]\nbase_url = \"http://stage\"\n[env.production]\nbase_url = \"http://prod\"\nconfirm = true\n",
+            "default_env = \"staging\"\n[env.staging.vars]\nbase_url = \"http://stage\"\n[env.production]\nconfirm = true\n[env.production.vars]\nbase_url = \"http://prod\"\n",
         )
         .file("deploy/app.rhai", r#"print(`${env()} ${var("base_url")}`);"#);
     t.args(["run", "deploy/app.rhai"])
@@ -349,7 +349,7 @@ fn environments_come_from_deployer_toml_upward() {
     let t = Test::new()
         .file(
             "deployer.toml",
-            "[env.staging]\nbase_url = \"http://stage\"\n[env.production]\nconfirm = true\n",
+            "[env.staging.vars]\nbase_url = \"http://stage\"\n[env.production]\nconfirm = true\n",
         )
         .file("app.rhai", r#"exec(["touch", "deployed.txt"]);"#);
     let out = t.args(["run", "app.rhai", "--env", "prod"]).run();
@@ -372,7 +372,7 @@ fn bad_toml_is_an_error_with_line_and_column() {
     Test::new()
         .file(
             "deployer.toml",
-            "default_env = \"a\"\n[env.a]\nbase_url = \n",
+            "default_env = \"a\"\n[env.a.vars]\nbase_url = \n",
         )
         .script("print(1);")
         .args(["run", "deploy.rhai"])

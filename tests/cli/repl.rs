@@ -160,11 +160,12 @@ fn repl_uses_environments_vars_and_masks_secrets() {
     let t = Test::new().file(
         "deployer.toml",
         r#"default_env = "staging"
-[env.staging]
+[env.staging.vars]
 base_url = "http://staging.test"
 [env.production]
-base_url = "http://prod.test"
 confirm = true
+[env.production.vars]
+base_url = "http://prod.test"
 "#,
     );
     t.args(["repl", "--var", "extra=1"])
@@ -190,7 +191,7 @@ confirm("really?")
         .assert_stdout_contains("false")
         .assert_stdout_not_contains("s3cret");
     Test::new()
-        .file("deployer.toml", "[env.staging]\nx = \"1\"\n")
+        .file("deployer.toml", "[env.staging.vars]\nx = \"1\"\n")
         .args(["repl", "--env", "nope"])
         .stdin("1\n")
         .run()

@@ -127,6 +127,7 @@ fn cloudflare(server: &TestServer, fail_on: &str, fail: usize) -> Test {
             format!(
                 r#"default_env = "staging"
 [env.staging]
+[env.staging.vars]
 api_url = "{base}"
 booking_url = "{base}"
 dashboard_url = "{base}/"
@@ -367,6 +368,7 @@ fn laravel(server: &TestServer, tags: &[Option<&str>], php_fail_on: &str, php_fa
             format!(
                 r#"default_env = "production"
 [env.production]
+[env.production.vars]
 app_dir = "app"
 base_url = "{}"
 health_path = "/health"
@@ -590,6 +592,7 @@ fn monitoring(t: Test, server: &TestServer, path: &str) -> Test {
             format!(
                 r#"default_env = "production"
 [env.production]
+[env.production.vars]
 url = "{}"
 round_offsets = "0s,100ms,200ms"
 round_requests = 5
@@ -850,4 +853,43 @@ fn the_example_deployer_toml_of_the_scripts_is_valid() {
         .run()
         .assert_code(0)
         .assert_stdout_contains("no runs recorded");
+    // Its environments and per-script variables, read by stand-ins named like the scripts
+    // (the real ones would reach the placeholder URLs): no --env means staging.
+    let probe = r#"print(`${env()} ${var("wrangler_env", "-")} ${var("base_url", "-")} ${var("url", "-")}`);"#;
+    for (script, env, expected) in [
+        ("cloudflare.rhai", None, "staging staging - -"),
+        (
+            "cloudflare.rhai",
+            Some("production"),
+            "production production - -",
+        ),
+        (
+            "laravel.rhai",
+            Some("production"),
+            "production - https://example.com -",
+        ),
+        (
+            "docker-compose.rhai",
+            None,
+            "staging - http://127.0.0.1:8080 -",
+        ),
+        (
+            "monitor.rhai",
+            Some("production"),
+            "production - - https://api.example.com/health",
+        ),
+    ] {
+        let mut args = vec!["run", script];
+        if let Some(env) = env {
+            args.extend(["--env", env]);
+        }
+        Test::new()
+            .file("deployer.toml", shipped("scripts/deployer.toml"))
+            .file(script, probe)
+            .args(args)
+            .arg("--yes")
+            .run()
+            .assert_code(0)
+            .assert_stdout_contains(expected);
+    }
 }

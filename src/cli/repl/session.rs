@@ -93,6 +93,8 @@ pub struct Session {
     config: Config,
     env: EnvConfig,
     cli_vars: Vec<(String, String)>,
+    /// The script whose `[scripts.STEM]` variables apply (`--var` still wins).
+    config_from: PathBuf,
     vocab: Arc<RwLock<Vocabulary>>,
     api_modules: BTreeSet<String>,
     watch: Option<WatchHandle>,
@@ -109,8 +111,13 @@ impl Session {
         vocab: Arc<RwLock<Vocabulary>>,
     ) -> Result<Session, String> {
         let config = config::for_script(&settings.config_from).map_err(|e| e.to_string())?;
-        let env = match config.select_env(settings.env.as_deref()) {
-            Ok(e) => e,
+        let env = match config.select(settings.env.as_deref()) {
+            Ok(selected) => {
+                if let Some(w) = &selected.warning {
+                    console.warn(w);
+                }
+                selected.env
+            }
             Err(e) if settings.env.is_some() => return Err(e.to_string()),
             Err(e) => {
                 console.warn(&format!("{e}; using no environment (:env NAME picks one)"));
@@ -120,7 +127,7 @@ impl Session {
                 }
             }
         };
-        let mut vars = env.vars.clone();
+        let mut vars = config.vars_for(&settings.config_from, &env);
         vars.extend(settings.vars.iter().cloned());
         let options = HostOptions {
             env: env.name.clone(),
@@ -143,6 +150,7 @@ impl Session {
             config,
             env,
             cli_vars: settings.vars.clone(),
+            config_from: settings.config_from.clone(),
             vocab,
             api_modules,
             watch: None,
@@ -725,7 +733,7 @@ impl Session {
             Ok(e) => e,
             Err(e) => return self.fail(&e.to_string()),
         };
-        let mut vars = env.vars.clone();
+        let mut vars = self.config.vars_for(&self.config_from, &env);
         vars.extend(self.cli_vars.iter().cloned());
         if let Ok(mut o) = self.host.state.options.lock() {
             o.env = env.name.clone();
