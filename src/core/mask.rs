@@ -99,20 +99,8 @@ impl Masker {
     /// Masks every string (and every key) inside a JSON value, in place: for records
     /// that stay valid JSON once masked (report.json, `--json`, the hooks' report).
     pub fn mask_json(&self, value: &mut serde_json::Value) {
-        if self.is_empty() {
-            return;
-        }
-        match value {
-            serde_json::Value::String(s) => *s = self.mask(s),
-            serde_json::Value::Array(items) => items.iter_mut().for_each(|v| self.mask_json(v)),
-            serde_json::Value::Object(map) => {
-                let entries = std::mem::take(map);
-                for (k, mut v) in entries {
-                    self.mask_json(&mut v);
-                    map.insert(self.mask(&k), v);
-                }
-            }
-            _ => {}
+        if !self.is_empty() {
+            mask_json_with(value, &|s| self.mask(s));
         }
     }
 
@@ -122,6 +110,22 @@ impl Masker {
             .read()
             .map(|c| c.patterns.is_empty())
             .unwrap_or(true)
+    }
+}
+
+/// Applies `mask` to every string and every key inside a JSON value, in place.
+pub fn mask_json_with(value: &mut serde_json::Value, mask: &dyn Fn(&str) -> String) {
+    match value {
+        serde_json::Value::String(s) => *s = mask(s),
+        serde_json::Value::Array(items) => items.iter_mut().for_each(|v| mask_json_with(v, mask)),
+        serde_json::Value::Object(map) => {
+            let entries = std::mem::take(map);
+            for (k, mut v) in entries {
+                mask_json_with(&mut v, mask);
+                map.insert(mask(&k), v);
+            }
+        }
+        _ => {}
     }
 }
 
@@ -241,18 +245,13 @@ fn escapes(c: char) -> Vec<String> {
     if c == '/' {
         out.push("\\/".into());
     }
-    {
-        // \uXXXX: for control and non-ASCII characters, and HTML-safe writers use it
-        // for punctuation too.
-        let mut units = [0u16; 2];
-        let (lower, upper): (String, String) = c
-            .encode_utf16(&mut units)
-            .iter()
-            .map(|u| (format!("\\u{u:04x}"), format!("\\u{u:04X}")))
-            .unzip();
-        out.push(lower);
-        out.push(upper);
-    }
+    // \uXXXX: for control and non-ASCII characters; HTML-safe writers use it for
+    // punctuation too.
+    // A character outside the BMP is a surrogate pair: two escapes in a row.
+    let mut units = [0u16; 2];
+    let units = c.encode_utf16(&mut units);
+    out.push(units.iter().map(|u| format!("\\u{u:04x}")).collect());
+    out.push(units.iter().map(|u| format!("\\u{u:04X}")).collect());
     // Rust and Rhai debug (`debug(s)`, a string inside a printed map).
     out.push(c.escape_debug().to_string());
     out.push(debug_str(&c.to_string()));
@@ -446,6 +445,9 @@ mod tests {
         let m = masker(&["naïve-secret"]);
         assert_eq!(m.mask("q=na%C3%AFve-secret"), "q=***");
         assert_eq!(m.mask(r#"{"q":"na\u00efve-secret"}"#), r#"{"q":"***"}"#);
+        let m = masker(&["rocket-🚀-key"]);
+        assert_eq!(m.mask(r"rocket-\ud83d\ude80-key"), "***");
+        assert_eq!(m.mask("rocket-%F0%9F%9A%80-key"), "***");
     }
 
     #[test]
