@@ -81,7 +81,11 @@ impl Masker {
                 continue;
             }
             // Leftmost-longest: of all the forms matching here, hide the longest.
-            let end = c.patterns.iter().filter_map(|p| p.longest_at(bytes, i)).max();
+            let end = c
+                .patterns
+                .iter()
+                .filter_map(|p| p.longest_at(bytes, i))
+                .max();
             match (end, text.get(copied..i)) {
                 (Some(end), Some(before)) if text.is_char_boundary(end) => {
                     out.push_str(before);
@@ -320,8 +324,7 @@ fn percent_str(s: &str, upper: bool) -> String {
     out
 }
 
-const B64_STANDARD: &[u8; 64] =
-    b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+const B64_STANDARD: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
 
 /// Base64 of `bytes` (standard alphabet, no padding).
 fn base64(bytes: &[u8]) -> String {
@@ -409,10 +412,7 @@ mod tests {
     #[test]
     fn masks_the_shell_quoted_form() {
         let m = masker(&["it's-a-secret"]);
-        assert_eq!(
-            m.mask(r"$ false 'it'\''s-a-secret'"),
-            "$ false '***'"
-        );
+        assert_eq!(m.mask(r"$ false 'it'\''s-a-secret'"), "$ false '***'");
         assert_eq!(m.mask(r#"'it'"'"'s-a-secret'"#), "'***'");
         assert_eq!(m.mask(r"it\'s-a-secret"), "***");
     }
@@ -428,10 +428,7 @@ mod tests {
         let twice = serde_json::to_string(&format!("v: {secret:?}")).unwrap();
         assert_eq!(m.mask(&twice), r#""v: \"***\"""#);
         // \u escapes in either case, as other JSON writers make them.
-        assert_eq!(
-            m.mask(r#"q\u0022b\\s\u0009n\u000Ac\u001B-end"#),
-            "***"
-        );
+        assert_eq!(m.mask(r#"q\u0022b\\s\u0009n\u000Ac\u001B-end"#), "***");
         // Rust's debug form of a control character.
         assert_eq!(m.mask(r#"q\"b\\s\tn\nc\u{1b}-end"#), "***");
     }
