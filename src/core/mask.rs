@@ -433,11 +433,11 @@ mod tests {
     fn masks_json_and_debug_forms() {
         let secret = "q\"b\\s\tn\nc\u{1b}-end";
         let m = masker(&[secret]);
-        let json = serde_json::to_string(secret).unwrap();
+        let json = serde_json::to_string(secret).expect("a string serializes");
         assert_eq!(m.mask(&json), "\"***\"");
         assert_eq!(m.mask(&format!("{secret:?}")), "\"***\"");
         // Twice escaped: a debug string inside a JSON report.
-        let twice = serde_json::to_string(&format!("v: {secret:?}")).unwrap();
+        let twice = serde_json::to_string(&format!("v: {secret:?}")).expect("a string serializes");
         assert_eq!(m.mask(&twice), r#""v: \"***\"""#);
         // \u escapes in either case, as other JSON writers make them.
         assert_eq!(m.mask(r#"q\u0022b\\s\u0009n\u000Ac\u001B-end"#), "***");
