@@ -32,6 +32,18 @@ struct Compiled {
     /// For each byte, the patterns whose match can start with it: every other position
     /// is skipped at once, and only those patterns are tried at the others.
     by_first: Vec<Vec<usize>>,
+    /// Bit set of the byte pairs a match can start with (every form is longer than one
+    /// byte): most positions whose first byte fits are skipped on the second.
+    pairs: Vec<u64>,
+}
+
+impl Compiled {
+    fn may_start(&self, a: u8, b: u8) -> bool {
+        let bit = usize::from(a) << 8 | usize::from(b);
+        self.pairs
+            .get(bit / 64)
+            .is_some_and(|word| word >> (bit % 64) & 1 == 1)
+    }
 }
 
 impl Masker {
@@ -53,6 +65,7 @@ impl Masker {
                 }
                 if c.by_first.is_empty() {
                     c.by_first = vec![Vec::new(); 256];
+                    c.pairs = vec![0; 65536 / 64];
                 }
                 for p in forms {
                     let index = c.patterns.len();
@@ -60,6 +73,10 @@ impl Masker {
                         if !c.by_first[b as usize].contains(&index) {
                             c.by_first[b as usize].push(index);
                         }
+                    }
+                    for (a, b) in p.first_pairs() {
+                        let bit = usize::from(a) << 8 | usize::from(b);
+                        c.pairs[bit / 64] |= 1 << (bit % 64);
                     }
                     c.patterns.push(p);
                 }
@@ -80,8 +97,9 @@ impl Masker {
         let mut out = String::with_capacity(text.len());
         let (mut i, mut copied) = (0, 0);
         while i < bytes.len() {
+            let next = bytes.get(i + 1).copied().unwrap_or(0);
             let candidates = match c.by_first.get(bytes[i] as usize) {
-                Some(list) if !list.is_empty() => list,
+                Some(list) if !list.is_empty() && c.may_start(bytes[i], next) => list,
                 _ => {
                     i += 1;
                     continue;
@@ -161,14 +179,54 @@ fn texts_to_hide(value: &str) -> Vec<String> {
 /// One form of a secret: a sequence of slots, each matching any of its alternatives.
 #[derive(Debug)]
 struct Pattern {
-    slots: Vec<Vec<String>>,
+    slots: Vec<Slot>,
+}
+
+/// The alternatives of one slot, grouped by their first byte: at a position only the
+/// group of the byte found there is tried.
+#[derive(Debug)]
+struct Slot {
+    groups: Vec<(u8, Vec<Box<[u8]>>)>,
+}
+
+impl Slot {
+    fn new(alternatives: Vec<String>) -> Slot {
+        let mut groups: Vec<(u8, Vec<Box<[u8]>>)> = Vec::new();
+        for alt in alternatives {
+            let Some(&b) = alt.as_bytes().first() else {
+                continue;
+            };
+            let alt: Box<[u8]> = alt.into_bytes().into_boxed_slice();
+            match groups.iter_mut().find(|(g, _)| *g == b) {
+                Some((_, list)) => list.push(alt),
+                None => groups.push((b, vec![alt])),
+            }
+        }
+        Slot { groups }
+    }
+
+    fn first_bytes(&self) -> Vec<u8> {
+        self.groups.iter().map(|(b, _)| *b).collect()
+    }
+
+    /// The alternatives that may match at the start of `rest`.
+    fn candidates(&self, rest: &[u8]) -> &[Box<[u8]>] {
+        let Some(&b) = rest.first() else {
+            return &[];
+        };
+        self.groups
+            .iter()
+            .find(|(g, _)| *g == b)
+            .map(|(_, list)| list.as_slice())
+            .unwrap_or_default()
+    }
 }
 
 impl Pattern {
     /// Builds the pattern of `text`: runs of characters that are never escaped share a
     /// slot; every other character is a slot of its rendered forms.
     fn new(text: &str) -> Pattern {
-        let mut slots: Vec<Vec<String>> = Vec::new();
+        let mut slots = Vec::new();
         let mut run = String::new();
         for c in text.chars() {
             let forms = char_forms(c);
@@ -177,12 +235,12 @@ impl Pattern {
                 continue;
             }
             if !run.is_empty() {
-                slots.push(vec![std::mem::take(&mut run)]);
+                slots.push(Slot::new(vec![std::mem::take(&mut run)]));
             }
-            slots.push(forms);
+            slots.push(Slot::new(forms));
         }
         if !run.is_empty() {
-            slots.push(vec![run]);
+            slots.push(Slot::new(vec![run]));
         }
         Pattern { slots }
     }
@@ -190,8 +248,26 @@ impl Pattern {
     fn first_bytes(&self) -> Vec<u8> {
         self.slots
             .first()
-            .map(|s| s.iter().filter_map(|a| a.bytes().next()).collect())
+            .map(Slot::first_bytes)
             .unwrap_or_default()
+    }
+
+    /// The pairs of bytes a match can start with.
+    fn first_pairs(&self) -> Vec<(u8, u8)> {
+        let mut pairs = Vec::new();
+        let Some(first) = self.slots.first() else {
+            return pairs;
+        };
+        let second = self.slots.get(1).map(Slot::first_bytes).unwrap_or_default();
+        for (a, alts) in &first.groups {
+            for alt in alts {
+                match alt.get(1) {
+                    Some(&b) => pairs.push((*a, b)),
+                    None => pairs.extend(second.iter().map(|&b| (*a, b))),
+                }
+            }
+        }
+        pairs
     }
 
     /// Returns the end of the longest match starting at `start`, if any. The set of
@@ -201,7 +277,11 @@ impl Pattern {
         // Most candidates fail on the first slot: decide that without allocating.
         let rest = text.get(start..).unwrap_or_default();
         let first = self.slots.first()?;
-        if !first.iter().any(|alt| rest.starts_with(alt.as_bytes())) {
+        if !first
+            .candidates(rest)
+            .iter()
+            .any(|alt| rest.starts_with(alt))
+        {
             return None;
         }
         let mut at = vec![start];
@@ -209,9 +289,9 @@ impl Pattern {
             let mut next: Vec<usize> = Vec::new();
             for &p in &at {
                 let rest = text.get(p..).unwrap_or_default();
-                for alt in slot {
+                for alt in slot.candidates(rest) {
                     let end = p + alt.len();
-                    if rest.starts_with(alt.as_bytes()) && !next.contains(&end) {
+                    if rest.starts_with(alt) && !next.contains(&end) {
                         next.push(end);
                     }
                 }
