@@ -251,6 +251,17 @@ fn multi_line_secret_is_masked_in_diagnostics_and_verbose_output() {
         .assert_stderr_contains("  ! ***")
         .assert_stderr_contains("bad value: ***");
     assert!(assert_hidden(&out, secret) >= 4);
+
+    // In colour, styles wrap the first line of the message: each line is still hidden.
+    let out = Test::new()
+        .env("ML", secret)
+        .script(r#"throw "bad value: " + secret("ML");"#)
+        .args(["run", "deploy.rhai", "--color", "always"])
+        .run();
+    out.assert_code(1)
+        .assert_stderr_contains("\x1b[")
+        .assert_stderr_contains("bad value: ***");
+    assert_hidden(&out, secret);
 }
 
 #[test]
