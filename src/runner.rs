@@ -626,10 +626,11 @@ impl Run<'_> {
             }
             Err(e) => console.warn(&format!("cannot read {}: {e}", history_path.display())),
         }
-        self.call_on_finish(&report);
-        self.print_end(&report, &ended, changes_began);
         let masker = console.masker.clone();
         let mask = move |s: &str| masker.mask(s);
+        let masked = record::masked_json(&report, &mask);
+        self.call_on_finish(&masked);
+        self.print_end(&report, &ended, changes_began);
         match record::write(
             &self.config.state_dir,
             &report,
@@ -643,22 +644,20 @@ impl Run<'_> {
             )),
         }
         if self.req.json {
-            if let Ok(json) = serde_json::to_string_pretty(&report) {
+            if let Ok(json) = serde_json::to_string_pretty(&masked) {
                 console.print(&json);
             }
         }
         code
     }
 
-    /// Calls the optional `fn on_finish(report)`; a failing hook is a warning only.
-    fn call_on_finish(&self, report: &Report) {
+    /// Calls the optional `fn on_finish(report)` with the masked report (a hook that posts
+    /// it must not send a secret); a failing hook is a warning only.
+    fn call_on_finish(&self, masked: &serde_json::Value) {
         if !Host::defines(&self.ast, "on_finish", 1) {
             return;
         }
-        let value = serde_json::to_value(report)
-            .ok()
-            .and_then(|v| rhai::serde::to_dynamic(v).ok())
-            .unwrap_or(Dynamic::UNIT);
+        let value = rhai::serde::to_dynamic(masked).unwrap_or(Dynamic::UNIT);
         self.host.state.cancel.reset();
         if let Err(e) = self.host.call_fn(&self.ast, "on_finish", vec![value]) {
             self.console().warn(&format!(

@@ -919,3 +919,6 @@ mod gates;
 
 #[path = "cli/config.rs"]
 mod config;
+
+#[path = "cli/secrets.rs"]
+mod secrets;

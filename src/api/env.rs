@@ -144,7 +144,10 @@ pub mod env_api {
     }
 
     /// A secret from the environment. Its value is masked as `***` in every log line,
-    /// error message and report. An error if it is not set or empty.
+    /// error message, record and hook, in every form it is rendered in (quoted, escaped,
+    /// URL-encoded, base64, line by line). An error if it is not set, or shorter than 6
+    /// characters (too short to mask without garbling other output); the error names the
+    /// variable, never the value.
     ///
     /// ```rhai
     /// let hook = secret("SLACK_WEBHOOK_URL");
@@ -161,8 +164,9 @@ pub mod env_api {
             ));
         }
         if !st.console.masker.add(&value) {
-            st.console.warn(&format!(
-                "secret {name} is shorter than {MIN_SECRET_LEN} characters and cannot be masked reliably in output"
+            return Err(throw(
+                "secret",
+                format!("secret {name} is shorter than {MIN_SECRET_LEN} characters, too short to be masked in output: use a longer value, or read it with env_var(\"{name}\") if it is not secret (its value is never printed)"),
             ));
         }
         Ok(value)

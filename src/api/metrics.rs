@@ -533,7 +533,8 @@ fn monitor_impl(ctx: &NativeCallContext, target: Target, o: Opts) -> Result<Map,
                 (outcome.previous_level.as_u8() as i64).into(),
             );
             info.insert("reason".into(), outcome.reason.clone().into());
-            info.insert("target".into(), label.clone().into());
+            // Hooks get what the terminal shows: a URL may carry a secret token.
+            info.insert("target".into(), st.console.mask(&label).into());
             info.insert("stats".into(), to_map(&stats).into());
             info.insert(
                 "breaches".into(),

@@ -259,6 +259,15 @@ pub struct Written {
     pub report: PathBuf,
 }
 
+/// Returns the report as JSON with `mask` applied to every string in it: what every
+/// sink of the report gets (report.json, `--json`, `fn on_finish(report)`). Masking the
+/// values rather than the JSON text hides escaped forms and keeps the JSON valid.
+pub fn masked_json(report: &Report, mask: &dyn Fn(&str) -> String) -> serde_json::Value {
+    let mut value = serde_json::to_value(report).unwrap_or(serde_json::Value::Null);
+    crate::core::mask::mask_json_with(&mut value, mask);
+    value
+}
+
 /// Writes `report.json`, `summary.md` and `run.log` into `<state>/runs/<run-id>/` and
 /// appends the history line. `mask` hides secrets in everything written.
 pub fn write(
@@ -269,13 +278,13 @@ pub fn write(
 ) -> std::io::Result<Written> {
     let dir = state_dir.join("runs").join(&report.run_id);
     std::fs::create_dir_all(&dir)?;
-    let json = serde_json::to_string_pretty(report).map_err(std::io::Error::other)?;
+    let json =
+        serde_json::to_string_pretty(&masked_json(report, mask)).map_err(std::io::Error::other)?;
     let report_path = dir.join("report.json");
     let summary = mask(&super::render::markdown(report));
     let mut text = log.join("\n");
     text.push('\n');
     let text = mask(&text);
-    let json = mask(&json);
     // report.json (and the history line) are the record and are fsynced; summary.md and
     // run.log are readable copies: renamed into place atomically, one folder fsync for all.
     super::atomic::write_atomic_all(
@@ -290,8 +299,8 @@ pub fn write(
         run_id: report.run_id.clone(),
         started_at: report.started_at.clone(),
         finished_at: report.finished_at.clone(),
-        env: report.env.clone(),
-        script: report.script.clone(),
+        env: mask(&report.env),
+        script: mask(&report.script),
         verdict: report.verdict.map(|v| v.to_string()),
         score: report.score,
         duration_ms: report.duration_ms,
@@ -299,7 +308,7 @@ pub fn write(
         dry_run: report.dry_run,
         interrupted: report.status == RunStatus::Interrupted,
         exit_code: report.exit_code,
-        report: report_path.display().to_string(),
+        report: mask(&report_path.display().to_string()),
     };
     history::append(&state_dir.join("history.jsonl"), &entry)?;
     Ok(Written {

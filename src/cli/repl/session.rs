@@ -650,6 +650,11 @@ impl Session {
     /// compiles, takes its new functions (without running it: `:reload` does). Returns
     /// what to tell the user.
     pub fn files_changed(&mut self, changed: &[PathBuf]) -> String {
+        let out = self.files_changed_unmasked(changed);
+        self.console.mask(&out)
+    }
+
+    fn files_changed_unmasked(&mut self, changed: &[PathBuf]) -> String {
         let mut out = String::new();
         let shown: Vec<String> = changed
             .iter()
