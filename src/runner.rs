@@ -48,10 +48,10 @@ pub struct RunRequest {
 /// static checks leaves a record, including failed, declined and interrupted ones.
 pub fn execute(req: &RunRequest, console: Console) -> i32 {
     let name = req.script.display().to_string();
-    let text = match std::fs::read_to_string(&req.script) {
+    let text = match crate::host::input::read_script(&req.script) {
         Ok(t) => t,
         Err(e) => {
-            console.error(&format!("cannot read script {name}: {e}"));
+            console.error(&format!("{e}; nothing was run"));
             return exit::USAGE;
         }
     };
@@ -62,6 +62,7 @@ pub fn execute(req: &RunRequest, console: Console) -> i32 {
             return exit::USAGE;
         }
     };
+    crate::api::fs::protect_project(&req.script);
     let env = match config.select_env(req.env.as_deref()) {
         Ok(e) => e,
         Err(e) => {

@@ -249,8 +249,8 @@ enum Msg {
 /// its position and ignored until the next good save.
 pub fn run_watch(req: &RunRequest, console: Console) -> i32 {
     let name = req.script.display().to_string();
-    if let Err(e) = std::fs::read_to_string(&req.script) {
-        console.error(&format!("cannot read script {name}: {e}"));
+    if let Err(e) = crate::host::input::read_script(&req.script) {
+        console.error(&e);
         return crate::exit::USAGE;
     }
     let watcher = match FileWatcher::new() {
@@ -345,10 +345,10 @@ fn check_and_watch(
     live: Option<&LiveRun>,
 ) -> bool {
     let name = script.display().to_string();
-    let text = match std::fs::read_to_string(script) {
+    let text = match crate::host::input::read_script(script) {
         Ok(t) => t,
         Err(e) => {
-            console.error(&format!("cannot read script {name}: {e}"));
+            console.error(&e);
             return false;
         }
     };

@@ -3,7 +3,7 @@
 
 use std::io::{self, Read, Seek, SeekFrom};
 use std::os::unix::fs::PermissionsExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use rhai::plugin::*;
 use rhai::{Array, Map};
@@ -48,13 +48,159 @@ fn dry(ctx: &NativeCallContext, what: &str) -> Result<bool, Error> {
     Ok(false)
 }
 
-/// Refuses paths whose removal or replacement is never what a script meant.
+/// Folders a run registered as its project (the script's folder, deployer.toml's folder):
+/// `fs::remove` and `fs::write` refuse them and every folder above them.
+static PROJECT_DIRS: std::sync::Mutex<Vec<PathBuf>> = std::sync::Mutex::new(Vec::new());
+
+/// Registers `dir` as a project folder of this process (see [`protected_folders`]).
+pub fn protect(dir: &Path) {
+    let dir = resolve(dir, &std::env::current_dir().unwrap_or_else(|_| PathBuf::from("/")));
+    if let Ok(mut dirs) = PROJECT_DIRS.lock() {
+        if !dirs.contains(&dir) {
+            dirs.push(dir);
+        }
+    }
+}
+
+/// Registers the folder of `script` and of the deployer.toml that applies to it as project
+/// folders (see [`protect`]).
+pub fn protect_project(script: &Path) {
+    let dir = parent_dir(script);
+    protect(dir);
+    if let Some(toml) = crate::config::find(dir) {
+        protect(parent_dir(&toml));
+    }
+}
+
+/// Returns the path `path` names, absolute, with `.` and `..` folded the way the kernel
+/// folds them: the longest existing prefix is resolved with `canonicalize` (symlinks
+/// followed, so `link/..` is the parent of the link's target) and the rest is folded
+/// lexically. A last component that is a plain name is kept as is, not followed: removing
+/// a symlink removes the link, not its target. A trailing `/` resolves the whole path.
+pub fn resolve(path: &Path, cwd: &Path) -> PathBuf {
+    use std::path::Component;
+    let text = path.as_os_str().as_encoded_bytes();
+    // `dir/`, `dir/.` and `.` name the folder itself, through a symlink if it is one.
+    let whole = text.ends_with(b"/") || text.ends_with(b"/.") || text == b".";
+    let abs = cwd.join(path);
+    let mut comps: Vec<Component> = abs.components().collect();
+    let last = match comps.last() {
+        Some(Component::Normal(name)) if !whole => {
+            let name = PathBuf::from(name);
+            comps.pop();
+            Some(name)
+        }
+        _ => None,
+    };
+    // The longest prefix that exists, canonicalised; the rest folded lexically.
+    let mut base = PathBuf::from("/");
+    let mut rest_from = comps.len();
+    for n in (0..=comps.len()).rev() {
+        let prefix: PathBuf = comps[..n].iter().collect();
+        if let Ok(c) = prefix.canonicalize() {
+            base = c;
+            rest_from = n;
+            break;
+        }
+    }
+    for c in &comps[rest_from..] {
+        match c {
+            Component::ParentDir => {
+                base.pop();
+            }
+            Component::Normal(n) => base.push(n),
+            _ => {}
+        }
+    }
+    if let Some(name) = last {
+        base.push(name);
+    }
+    base
+}
+
+/// The folders a script may never remove or replace, each with what it is: the root, the
+/// home folder, the current folder, the project folders and every folder above them.
+fn protected_folders(cwd: &Path, extra: &[PathBuf]) -> Vec<(PathBuf, String)> {
+    let mut named: Vec<(PathBuf, String)> = vec![(PathBuf::from("/"), "the root folder".into())];
+    if let Some(home) = std::env::var_os("HOME").filter(|h| !h.is_empty()) {
+        named.push((resolve(Path::new(&home), cwd), "your home folder ($HOME)".into()));
+    }
+    named.push((resolve(cwd, cwd), "the current folder".into()));
+    for dir in extra {
+        named.push((dir.clone(), "the project folder (where deployer.toml or the script is)".into()));
+    }
+    let mut all = Vec::new();
+    for (dir, what) in &named {
+        all.push((dir.clone(), what.clone()));
+        for up in dir.ancestors().skip(1) {
+            all.push((up.to_path_buf(), format!("a folder above {what} {}", dir.display())));
+        }
+    }
+    all
+}
+
+/// Returns why `resolved` must not be removed or replaced, if it is a protected folder.
+fn protected_reason(resolved: &Path, protected: &[(PathBuf, String)]) -> Option<String> {
+    protected
+        .iter()
+        .find(|(dir, _)| dir == resolved)
+        .map(|(_, what)| what.clone())
+}
+
+/// The project folders for this run: those registered with [`protect`], the folder of the
+/// nearest deployer.toml above the current folder, and the folders of loaded script files.
+fn project_dirs(ctx: &NativeCallContext, cwd: &Path) -> Vec<PathBuf> {
+    let mut dirs = PROJECT_DIRS.lock().map(|d| d.clone()).unwrap_or_default();
+    if let Some(toml) = crate::config::find(cwd) {
+        dirs.push(resolve(parent_dir(&toml), cwd));
+    }
+    if let Ok(st) = state(ctx) {
+        for file in st.sources.files() {
+            dirs.push(resolve(parent_dir(&file), cwd));
+        }
+    }
+    dirs
+}
+
+/// Refuses paths whose removal or replacement is never what a script meant: an empty path,
+/// a `~` path (not expanded), and whatever resolves to the root, the home folder, the
+/// current folder, a project folder or a folder above one of them.
+fn guard_folders(ctx: &NativeCallContext, func: &str, path: &str) -> Result<(), Error> {
+    guard(func, path)?;
+    let cwd = std::env::current_dir().map_err(|e| {
+        throw(
+            "fs",
+            format!("{func}(): cannot read the current folder to check {path}: {e}; run deployer from a folder that exists"),
+        )
+    })?;
+    let resolved = resolve(Path::new(path), &cwd);
+    let protected = protected_folders(&cwd, &project_dirs(ctx, &cwd));
+    if let Some(what) = protected_reason(&resolved, &protected) {
+        return Err(throw(
+            "usage",
+            format!(
+                "{func}(): refusing to touch {} (resolves to {}, {what}); nothing was changed. Give the path of what to change inside it",
+                show(&path.into()),
+                resolved.display()
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Refuses paths that name no one thing: an empty path, `.`, `..`, `/` and `~` paths.
 fn guard(func: &str, path: &str) -> Result<(), Error> {
     let trimmed = path.trim_end_matches('/');
-    if matches!(trimmed, "" | "." | ".." | "~") {
+    if matches!(trimmed, "" | "." | "..") {
         return Err(throw(
             "usage",
             format!("{func}(): refusing to touch {} (an empty path, `.`, `..` or `/`); give the path of what to change", show(&path.into())),
+        ));
+    }
+    if trimmed == "~" || path.starts_with("~/") {
+        return Err(throw(
+            "usage",
+            format!("{func}(): refusing to touch {}: `~` is not expanded (it would name a folder called `~`); write the full path, e.g. env_var(\"HOME\") + \"/...\"", show(&path.into())),
         ));
     }
     Ok(())
@@ -219,7 +365,7 @@ pub mod fs_api {
     /// ```
     #[rhai_fn(return_raw)]
     pub fn write(ctx: NativeCallContext, path: &str, text: &str) -> Result<(), Error> {
-        guard("fs::write", path).map_err(|e| at(&ctx, e))?;
+        guard_folders(&ctx, "fs::write", path).map_err(|e| at(&ctx, e))?;
         if dry(&ctx, &format!("write: {path}"))? {
             return Ok(());
         }
@@ -332,7 +478,7 @@ pub mod fs_api {
     /// ```
     #[rhai_fn(return_raw)]
     pub fn remove(ctx: NativeCallContext, path: &str) -> Result<bool, Error> {
-        guard("fs::remove", path).map_err(|e| at(&ctx, e))?;
+        guard_folders(&ctx, "fs::remove", path).map_err(|e| at(&ctx, e))?;
         if dry(&ctx, &format!("remove: {path}"))? {
             return Ok(Path::new(path).symlink_metadata().is_ok());
         }
@@ -349,7 +495,7 @@ pub mod fs_api {
     /// ```
     #[rhai_fn(return_raw)]
     pub fn symlink_swap(ctx: NativeCallContext, target: &str, link: &str) -> Result<(), Error> {
-        guard("fs::symlink_swap", link).map_err(|e| at(&ctx, e))?;
+        guard_folders(&ctx, "fs::symlink_swap", link).map_err(|e| at(&ctx, e))?;
         if dry(&ctx, &format!("link: {link} -> {target}"))? {
             return Ok(());
         }
@@ -463,5 +609,61 @@ pub mod fs_api {
             .into_iter()
             .map(Dynamic::from)
             .collect())
+    }
+}
+
+#[cfg(test)]
+mod guard_tests {
+    use super::*;
+
+    fn temp(name: &str) -> PathBuf {
+        let d = std::env::temp_dir().join(format!("deployer-fs-guard-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(d.join("sub")).expect("mkdir");
+        d.canonicalize().expect("canonical")
+    }
+
+    #[test]
+    fn folds_dots_and_parents_to_the_folder_they_name() {
+        let d = temp("fold");
+        assert_eq!(resolve(Path::new("sub/.."), &d), d);
+        assert_eq!(resolve(Path::new("."), &d), d);
+        assert_eq!(resolve(Path::new("./"), &d), d);
+        assert_eq!(resolve(Path::new("sub/./.."), &d), d);
+        assert_eq!(resolve(Path::new("/."), &d), Path::new("/"));
+        assert_eq!(resolve(Path::new("/.."), &d), Path::new("/"));
+        assert_eq!(resolve(Path::new("//."), &d), Path::new("/"));
+        assert_eq!(resolve(Path::new("/tmp/.."), &d), Path::new("/"));
+        assert_eq!(resolve(Path::new("missing/../.."), &d), d.parent().expect("parent"));
+        assert_eq!(resolve(Path::new("sub/new"), &d), d.join("sub/new"));
+        std::fs::remove_dir_all(&d).expect("cleanup");
+    }
+
+    #[test]
+    fn follows_symlinks_except_a_last_plain_name() {
+        let d = temp("links");
+        std::os::unix::fs::symlink("/", d.join("root-link")).expect("symlink");
+        // Removing the link removes the link: not the root.
+        assert_eq!(resolve(Path::new("root-link"), &d), d.join("root-link"));
+        // Through the link, `.`, `/` and `..` name what the kernel would reach.
+        assert_eq!(resolve(Path::new("root-link/."), &d), Path::new("/"));
+        assert_eq!(resolve(Path::new("root-link/"), &d), Path::new("/"));
+        assert_eq!(resolve(Path::new("root-link/tmp/.."), &d), Path::new("/"));
+        std::fs::remove_dir_all(&d).expect("cleanup");
+    }
+
+    #[test]
+    fn protects_root_current_project_and_every_folder_above() {
+        let d = temp("protect");
+        let project = d.join("sub");
+        let p = protected_folders(&d, std::slice::from_ref(&project));
+        let reason = |x: &Path| protected_reason(x, &p);
+        assert_eq!(reason(Path::new("/")).as_deref(), Some("the root folder"));
+        assert_eq!(reason(&d).as_deref(), Some("the current folder"));
+        assert!(reason(&project).expect("project").contains("project folder"));
+        assert!(reason(d.parent().expect("parent")).expect("above").starts_with("a folder above"));
+        assert_eq!(reason(&project.join("releases")), None);
+        assert_eq!(reason(&d.join("other")), None);
+        std::fs::remove_dir_all(&d).expect("cleanup");
     }
 }

@@ -4,6 +4,7 @@
 pub mod check;
 pub mod console;
 pub mod diagnostic;
+pub mod input;
 pub mod resolver;
 pub mod sources;
 pub mod state;
@@ -141,6 +142,10 @@ impl Host {
     /// Compiles a script and checks it and its imports. Returns the AST (and the phases
     /// it names) only when there are no problems.
     pub fn check(&self, name: &str, text: &str) -> Result<Checked, Vec<Diagnostic>> {
+        if let Some(d) = input::check_declarations(name, text) {
+            self.state.sources.insert(name, text, None);
+            return Err(vec![d]);
+        }
         let (ast, phases, diags, warnings) = check_script(
             &self.engine,
             self.catalog(),
