@@ -250,6 +250,14 @@ impl Run<'_> {
                         self.env.name, old.pid, old.host, old.started_at
                     ));
                 }
+                if let Some(age) = guard.damaged_takeover() {
+                    self.console().warn(&format!(
+                        "took over a stale lock of {}: the lock file {} could not be read (damaged, last written {:.0}s ago)",
+                        self.env.name,
+                        guard.path().display(),
+                        age.as_secs_f64()
+                    ));
+                }
                 Ok(guard)
             }
             Err(LockError::Cancelled { .. }) => {
@@ -531,7 +539,7 @@ impl Run<'_> {
         {
             verdict = Verdict::Failed;
         }
-        let code = match status {
+        let mut code = match status {
             RunStatus::Interrupted => exit::INTERRUPTED,
             RunStatus::Declined if self.req.rollback_only => exit::FAILED,
             _ if self.req.rollback_only => {
@@ -616,10 +624,17 @@ impl Run<'_> {
             &mask,
         ) {
             Ok(w) => console.info(&format!("run recorded in {}", w.dir.display())),
-            Err(e) => console.error(&format!(
-                "cannot record the run in {}: {e}",
-                self.config.state_dir.display()
-            )),
+            Err(e) => {
+                console.error(&format!(
+                    "the run's record could not be written in {}: {e}. Fix the cause (disk space, permissions, a file in the way) so the next runs are recorded",
+                    self.config.state_dir.display()
+                ));
+                // A run that failed keeps its own code; a passing one says its record is lost.
+                if code == exit::OK {
+                    code = exit::RECORD_NOT_WRITTEN;
+                    report.exit_code = code;
+                }
+            }
         }
         if self.req.json {
             if let Ok(json) = serde_json::to_string_pretty(&report) {

@@ -54,7 +54,10 @@ static PROJECT_DIRS: std::sync::Mutex<Vec<PathBuf>> = std::sync::Mutex::new(Vec:
 
 /// Registers `dir` as a project folder of this process (see [`protected_folders`]).
 pub fn protect(dir: &Path) {
-    let dir = resolve(dir, &std::env::current_dir().unwrap_or_else(|_| PathBuf::from("/")));
+    let dir = resolve(
+        dir,
+        &std::env::current_dir().unwrap_or_else(|_| PathBuf::from("/")),
+    );
     if let Ok(mut dirs) = PROJECT_DIRS.lock() {
         if !dirs.contains(&dir) {
             dirs.push(dir);
@@ -123,17 +126,26 @@ pub fn resolve(path: &Path, cwd: &Path) -> PathBuf {
 fn protected_folders(cwd: &Path, extra: &[PathBuf]) -> Vec<(PathBuf, String)> {
     let mut named: Vec<(PathBuf, String)> = vec![(PathBuf::from("/"), "the root folder".into())];
     if let Some(home) = std::env::var_os("HOME").filter(|h| !h.is_empty()) {
-        named.push((resolve(Path::new(&home), cwd), "your home folder ($HOME)".into()));
+        named.push((
+            resolve(Path::new(&home), cwd),
+            "your home folder ($HOME)".into(),
+        ));
     }
     named.push((resolve(cwd, cwd), "the current folder".into()));
     for dir in extra {
-        named.push((dir.clone(), "the project folder (where deployer.toml or the script is)".into()));
+        named.push((
+            dir.clone(),
+            "the project folder (where deployer.toml or the script is)".into(),
+        ));
     }
     let mut all = Vec::new();
     for (dir, what) in &named {
         all.push((dir.clone(), what.clone()));
         for up in dir.ancestors().skip(1) {
-            all.push((up.to_path_buf(), format!("a folder above {what} {}", dir.display())));
+            all.push((
+                up.to_path_buf(),
+                format!("a folder above {what} {}", dir.display()),
+            ));
         }
     }
     all
@@ -617,7 +629,8 @@ mod guard_tests {
     use super::*;
 
     fn temp(name: &str) -> PathBuf {
-        let d = std::env::temp_dir().join(format!("deployer-fs-guard-{}-{name}", std::process::id()));
+        let d =
+            std::env::temp_dir().join(format!("deployer-fs-guard-{}-{name}", std::process::id()));
         let _ = std::fs::remove_dir_all(&d);
         std::fs::create_dir_all(d.join("sub")).expect("mkdir");
         d.canonicalize().expect("canonical")
@@ -634,7 +647,10 @@ mod guard_tests {
         assert_eq!(resolve(Path::new("/.."), &d), Path::new("/"));
         assert_eq!(resolve(Path::new("//."), &d), Path::new("/"));
         assert_eq!(resolve(Path::new("/tmp/.."), &d), Path::new("/"));
-        assert_eq!(resolve(Path::new("missing/../.."), &d), d.parent().expect("parent"));
+        assert_eq!(
+            resolve(Path::new("missing/../.."), &d),
+            d.parent().expect("parent")
+        );
         assert_eq!(resolve(Path::new("sub/new"), &d), d.join("sub/new"));
         std::fs::remove_dir_all(&d).expect("cleanup");
     }
@@ -660,8 +676,12 @@ mod guard_tests {
         let reason = |x: &Path| protected_reason(x, &p);
         assert_eq!(reason(Path::new("/")).as_deref(), Some("the root folder"));
         assert_eq!(reason(&d).as_deref(), Some("the current folder"));
-        assert!(reason(&project).expect("project").contains("project folder"));
-        assert!(reason(d.parent().expect("parent")).expect("above").starts_with("a folder above"));
+        assert!(reason(&project)
+            .expect("project")
+            .contains("project folder"));
+        assert!(reason(d.parent().expect("parent"))
+            .expect("above")
+            .starts_with("a folder above"));
         assert_eq!(reason(&project.join("releases")), None);
         assert_eq!(reason(&d.join("other")), None);
         std::fs::remove_dir_all(&d).expect("cleanup");

@@ -166,18 +166,29 @@ mod tests {
 
     #[test]
     fn reports_the_first_declaration_over_the_limit() {
-        let text: String = (0..12).map(|i| format!("let x{i} = {i};\n")).collect();
+        let n = MAX_DECLARATIONS + 2;
+        let text: String = (0..n).map(|i| format!("let x{i} = {i};\n")).collect();
         let d = check_declarations("big.rhai", &text).expect("over the limit");
-        assert!(d.message.contains("declares 12 variables"), "{}", d.message);
+        assert!(
+            d.message.contains(&format!("declares {n} variables")),
+            "{}",
+            d.message
+        );
+        let at = d.location.expect("location");
+        assert_eq!((at.line, at.col), (MAX_DECLARATIONS + 1, 1));
         assert!(check_declarations("ok.rhai", "let a = 1;").is_none());
         let (_, over) = count_declarations(&text, 10);
         assert_eq!(over, Some((11, 1)));
+        assert!(check_declarations("ok.rhai", &text[..text.len() / 3]).is_none());
     }
 
     #[test]
     fn drops_a_byte_order_mark_only_at_the_start() {
         assert_eq!(strip_bom("\u{feff}print(1);".into()), "print(1);");
-        assert_eq!(strip_bom("print(\"\u{feff}\");".into()), "print(\"\u{feff}\");");
+        assert_eq!(
+            strip_bom("print(\"\u{feff}\");".into()),
+            "print(\"\u{feff}\");"
+        );
     }
 
     #[test]
