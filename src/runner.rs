@@ -306,9 +306,10 @@ impl Run<'_> {
         let ended = match &result {
             Ok(_) => Ended::Completed,
             Err(e) if is_terminated(e) => {
+                // No reason: the engine stopped the script itself (the memory bound).
                 let timed_out = matches!(
                     self.host.state.cancel.reason(),
-                    Some(CancelReason::Timeout(_))
+                    Some(CancelReason::Timeout(_)) | None
                 );
                 let d = self.host.diagnose(e, &self.name);
                 if timed_out {

@@ -5,6 +5,7 @@ pub mod check;
 pub mod console;
 pub mod diagnostic;
 pub mod input;
+pub mod memory;
 pub mod resolver;
 pub mod sources;
 pub mod state;
@@ -111,6 +112,10 @@ impl Host {
         engine.on_progress(move |_| {
             if cancel.is_cancelled() {
                 Some(Dynamic::from("cancelled"))
+            } else if memory::in_use() > memory::limit() {
+                // Rhai's size limits miss aggregates (a map of large strings): stop here,
+                // before the allocator fails and aborts the process.
+                Some(Dynamic::from(memory::exceeded_message()))
             } else {
                 None
             }

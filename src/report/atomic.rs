@@ -76,13 +76,15 @@ pub(crate) fn real_dir(dir: &Path) -> io::Result<()> {
     match fs::symlink_metadata(dir) {
         Ok(m) if m.file_type().is_symlink() => return Err(symlink_refused(dir)),
         Ok(m) if m.is_dir() => return Ok(()),
-        Ok(_) => return Err(io::Error::new(
-            io::ErrorKind::InvalidInput,
-            format!(
+        Ok(_) => {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!(
                 "{} is a file, not a folder: deployer keeps its records there; move the file away",
                 dir.display()
             ),
-        )),
+            ))
+        }
         Err(e) if e.kind() == io::ErrorKind::NotFound => {}
         Err(e) => return Err(context(e, "cannot read", dir)),
     }

@@ -58,7 +58,16 @@ pub fn append(path: &Path, entry: &HistoryEntry) -> io::Result<()> {
         OpenOptions::new().read(true).append(true).create(true),
         path,
     )
-    .map_err(|e| context(e, "cannot open history file", path))?;
+    .map_err(|e| match e.raw_os_error() {
+        Some(libc::EISDIR) => io::Error::new(
+            e.kind(),
+            format!(
+                "cannot append to history file {}: it is a folder, not a file; move it away",
+                path.display()
+            ),
+        ),
+        _ => context(e, "cannot open history file", path),
+    })?;
     let meta = file
         .metadata()
         .map_err(|e| context(e, "cannot read metadata of history file", path))?;
