@@ -51,7 +51,7 @@ pub fn execute(req: &RunRequest, console: Console) -> i32 {
     let text = match crate::host::input::read_script(&req.script) {
         Ok(t) => t,
         Err(e) => {
-            console.error(&format!("{e}; nothing was run"));
+            console.error(&format!("cannot read script {name}: {e}; nothing was run"));
             return exit::USAGE;
         }
     };

@@ -250,7 +250,7 @@ enum Msg {
 pub fn run_watch(req: &RunRequest, console: Console) -> i32 {
     let name = req.script.display().to_string();
     if let Err(e) = crate::host::input::read_script(&req.script) {
-        console.error(&e);
+        console.error(&format!("cannot read script {name}: {e}"));
         return crate::exit::USAGE;
     }
     let watcher = match FileWatcher::new() {
@@ -348,7 +348,7 @@ fn check_and_watch(
     let text = match crate::host::input::read_script(script) {
         Ok(t) => t,
         Err(e) => {
-            console.error(&e);
+            console.error(&format!("cannot read script {name}: {e}"));
             return false;
         }
     };

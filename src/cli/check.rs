@@ -46,7 +46,7 @@ pub fn check(args: CheckArgs, color: ColorChoice) -> i32 {
         let text = match crate::host::input::read_script(path) {
             Ok(t) => t,
             Err(e) => {
-                console.error(&e);
+                console.error(&format!("cannot read {name}: {e}"));
                 problems += 1;
                 continue;
             }

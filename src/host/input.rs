@@ -17,10 +17,10 @@ pub const MAX_DECLARATIONS: usize = 5_000;
 const BOM: &str = "\u{feff}";
 
 /// Reads the script at `path`: a regular file of at most [`MAX_SCRIPT_BYTES`], valid UTF-8
-/// (a leading byte-order mark is dropped). The error says what is wrong and what to do.
+/// (a leading byte-order mark is dropped). The error says what is wrong and what to do;
+/// callers put it after `cannot read <path>: `.
 pub fn read_script(path: &Path) -> Result<String, String> {
-    let shown = path.display();
-    let meta = std::fs::metadata(path).map_err(|e| format!("cannot read {shown}: {e}"))?;
+    let meta = std::fs::metadata(path).map_err(|e| e.to_string())?;
     if !meta.is_file() {
         let what = if meta.is_dir() {
             "a folder"
@@ -28,17 +28,17 @@ pub fn read_script(path: &Path) -> Result<String, String> {
             "not a regular file (a device, pipe or socket)"
         };
         return Err(format!(
-            "cannot read {shown}: it is {what}; give the path of a .rhai script file"
+            "it is {what}; give the path of a .rhai script file"
         ));
     }
-    let file = std::fs::File::open(path).map_err(|e| format!("cannot read {shown}: {e}"))?;
+    let file = std::fs::File::open(path).map_err(|e| e.to_string())?;
     let mut bytes = Vec::new();
     file.take(MAX_SCRIPT_BYTES + 1)
         .read_to_end(&mut bytes)
-        .map_err(|e| format!("cannot read {shown}: {e}"))?;
+        .map_err(|e| e.to_string())?;
     if bytes.len() as u64 > MAX_SCRIPT_BYTES {
         return Err(format!(
-            "cannot read {shown}: it is larger than {} MiB, the limit for a script; keep data in files the script reads, or split it into modules with `import`",
+            "it is larger than {} MiB, the limit for a script; keep data in files the script reads, or split it into modules with `import`",
             MAX_SCRIPT_BYTES / (1024 * 1024)
         ));
     }
@@ -46,7 +46,7 @@ pub fn read_script(path: &Path) -> Result<String, String> {
         let at = e.utf8_error().valid_up_to();
         let valid = &e.as_bytes()[..at];
         let line = valid.iter().filter(|b| **b == b'\n').count() + 1;
-        format!("cannot read {shown}: it is not UTF-8 text (invalid byte at line {line}, byte {at}); save it as UTF-8")
+        format!("it is not UTF-8 text (invalid byte at line {line}, byte {at}); save it as UTF-8")
     })?;
     Ok(strip_bom(text))
 }

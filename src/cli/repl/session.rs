@@ -589,7 +589,7 @@ impl Session {
         let name = path.display().to_string();
         let text = match crate::host::input::read_script(path) {
             Ok(t) => t,
-            Err(e) => return self.fail(&e),
+            Err(e) => return self.fail(&format!("cannot read {name}: {e}")),
         };
         self.loaded = Some(path.to_path_buf());
         // Read modules afresh: they may have changed since the last load.
@@ -664,7 +664,7 @@ impl Session {
         let text = match crate::host::input::read_script(&file) {
             Ok(t) => t,
             Err(e) => {
-                out.push_str(&format!("warning: {e}"));
+                out.push_str(&format!("warning: cannot read {name}: {e}"));
                 return out;
             }
         };
