@@ -370,7 +370,8 @@ pub mod fs_api {
     }
 
     /// Replaces a file's content atomically (readers see the old or the new text, never a
-    /// mix). Its folder must exist. In a dry run it prints `would write: PATH` only.
+    /// mix). Its folder must exist. In a dry run it prints `would write: PATH` only. Like
+    /// `fs::remove`, it refuses paths that resolve to a protected folder (`"sub/.."`).
     ///
     /// ```rhai
     /// fs::write("releases/REVISION", git::current_commit());
@@ -484,9 +485,13 @@ pub mod fs_api {
 
     /// Removes a file, a symlink (not its target) or a whole folder; returns false when
     /// there was nothing to remove. In a dry run it prints `would remove: PATH` only.
+    /// The path is resolved first (`.`, `..` and symlinked folders followed) and the root,
+    /// the home folder, the current folder, the project folder and every folder above them
+    /// are refused with an error of kind `usage`, deleting nothing.
     ///
     /// ```rhai
     /// fs::remove("/srv/app/releases/20261101120000");
+    /// try { fs::remove("releases/.."); } catch (e) { log::warn(e.message); }  // refused
     /// ```
     #[rhai_fn(return_raw)]
     pub fn remove(ctx: NativeCallContext, path: &str) -> Result<bool, Error> {
