@@ -11,7 +11,9 @@ use rhai::{Array, Map};
 use super::error::{state, throw, throw_with, Error};
 use super::opts::show;
 use crate::core::{dotenv, logscan};
-use crate::report::atomic::{parent_dir, sync_dir, unique_sibling, write_atomic};
+use crate::report::atomic::{
+    clean_stale_temps, parent_dir, sync_dir, unique_sibling, write_atomic,
+};
 
 /// Logs bigger than this are scanned from their last this-many bytes only.
 const LOG_TAIL_BYTES: u64 = 32 * 1024 * 1024;
@@ -268,6 +270,7 @@ fn symlink_swap_impl(target: &str, link: &str) -> Result<(), Error> {
             ));
         }
     }
+    clean_stale_temps(dir);
     let temp = unique_sibling(dir, base, "link");
     std::os::unix::fs::symlink(target, &temp)
         .map_err(|e| io_error("cannot create symlink", &temp.display().to_string(), &e))?;
@@ -382,6 +385,8 @@ pub mod fs_api {
         if dry(&ctx, &format!("write: {path}"))? {
             return Ok(());
         }
+        // Temp files a killed run left beside the target go first.
+        clean_stale_temps(parent_dir(Path::new(path)));
         write_atomic(Path::new(path), text.as_bytes())
             .map_err(|e| at(&ctx, io_error("cannot write", path, &e)))
     }

@@ -445,3 +445,26 @@ fn a_huge_map_of_strings_ends_with_a_clear_error_not_an_abort() {
     // The run is recorded like any failure.
     assert_eq!(newest_report(out.path())["exit_code"], 1);
 }
+
+#[test]
+fn temp_files_a_killed_run_left_beside_script_files_are_cleaned_up() {
+    let t = Test::new()
+        .file("app/.REVISION.tmp.2147483646.0", "half")
+        .file("app/releases/r1/index.html", "x")
+        .file("app/.keep.tmp.notapid.0", "")
+        .script(
+            r#"fs::write("app/REVISION", "r1");
+               fs::symlink_swap("releases/r1", "app/current");"#,
+        );
+    std::os::unix::fs::symlink(
+        "releases/r1",
+        t.path().join("app/.current.link.2147483646.4"),
+    )
+    .unwrap();
+    let out = t.args(["run", "deploy.rhai"]).run();
+    out.assert_code(0);
+    let app = tree(&out.path().join("app"));
+    assert!(!app.iter().any(|p| p.contains("2147483646")), "{app:?}");
+    assert!(app.contains(&".keep.tmp.notapid.0".to_string()), "{app:?}");
+    assert!(app.contains(&"REVISION".to_string()) && app.contains(&"current".to_string()));
+}
