@@ -18,6 +18,28 @@ use crate::report::atomic::{
 /// Logs bigger than this are scanned from their last this-many bytes only.
 const LOG_TAIL_BYTES: u64 = 32 * 1024 * 1024;
 
+/// The most `fs::read` and `fs::dotenv` read: Rhai's limit on a string's length.
+const MAX_READ_BYTES: u64 = 64 * 1024 * 1024;
+
+/// Reads a whole file, refusing one larger than [`MAX_READ_BYTES`] (a device such as
+/// `/dev/zero` never ends: it is cut there too).
+fn read_bounded(path: &str) -> io::Result<Vec<u8>> {
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)?
+        .take(MAX_READ_BYTES + 1)
+        .read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > MAX_READ_BYTES {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!(
+                "it is larger than {} MiB, the most a script can hold in a string; read it with a command instead (exec([\"head\", \"-c\", \"1000\", path]))",
+                MAX_READ_BYTES / (1024 * 1024)
+            ),
+        ));
+    }
+    Ok(bytes)
+}
+
 /// Builds an error of kind `fs` for a failed operation on `path`, with what to check.
 fn io_error(what: &str, path: &str, e: &io::Error) -> Error {
     let hint = match e.kind() {
@@ -328,7 +350,8 @@ fn read_tail(path: &str) -> io::Result<String> {
         let first_line = bytes.iter().position(|b| *b == b'\n').map_or(0, |i| i + 1);
         bytes.drain(..first_line);
     } else {
-        f.read_to_end(&mut bytes)?;
+        // A device reports length 0 and may never end: read at most the tail's size.
+        f.take(LOG_TAIL_BYTES).read_to_end(&mut bytes)?;
     }
     Ok(String::from_utf8_lossy(&bytes).into_owned())
 }
@@ -359,7 +382,7 @@ pub mod fs_api {
     use super::*;
 
     /// Returns the text of a file (invalid UTF-8 is replaced). Throws an error of kind
-    /// `fs` naming the path when it cannot be read.
+    /// `fs` naming the path when it cannot be read or is larger than 64 MiB.
     ///
     /// ```rhai
     /// let version = fs::read("VERSION");
@@ -367,7 +390,7 @@ pub mod fs_api {
     /// ```
     #[rhai_fn(return_raw)]
     pub fn read(ctx: NativeCallContext, path: &str) -> Result<String, Error> {
-        std::fs::read(path)
+        read_bounded(path)
             .map(|b| String::from_utf8_lossy(&b).into_owned())
             .map_err(|e| at(&ctx, io_error("cannot read", path, &e)))
     }
@@ -600,7 +623,7 @@ pub mod fs_api {
     /// ```
     #[rhai_fn(return_raw)]
     pub fn dotenv(ctx: NativeCallContext, path: &str) -> Result<Map, Error> {
-        let text = std::fs::read(path)
+        let text = read_bounded(path)
             .map(|b| String::from_utf8_lossy(&b).into_owned())
             .map_err(|e| at(&ctx, io_error("cannot read", path, &e)))?;
         let pairs =

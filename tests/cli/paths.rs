@@ -468,3 +468,18 @@ fn temp_files_a_killed_run_left_beside_script_files_are_cleaned_up() {
     assert!(app.contains(&".keep.tmp.notapid.0".to_string()), "{app:?}");
     assert!(app.contains(&"REVISION".to_string()) && app.contains(&"current".to_string()));
 }
+
+#[test]
+fn fs_read_of_an_endless_device_is_refused_not_read_forever() {
+    Test::new()
+        .script(
+            r#"try { fs::read("/dev/zero"); } catch (e) { print(`${e.kind}: ${e.message}`); }
+               try { fs::dotenv("/dev/zero"); } catch (e) { print(`${e.kind}: ${e.message}`); }
+               print(fs::log_errors("/dev/zero", 0).len());"#,
+        )
+        .args(["run", "deploy.rhai"])
+        .run()
+        .assert_code(0)
+        .assert_stdout_contains("fs: cannot read /dev/zero: it is larger than 64 MiB")
+        .assert_stdout_contains("\n0\n");
+}
