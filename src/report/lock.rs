@@ -20,6 +20,9 @@ use crate::report::ids::{hostname, rfc3339, username};
 /// An unreadable lock file younger than this may still be being written: it counts as held.
 pub const DAMAGED_GRACE: Duration = Duration::from_secs(10);
 
+/// A lock file is a few hundred bytes; a bigger one is read only this far (and is damaged).
+const MAX_LOCK_BYTES: u64 = 64 * 1024;
+
 /// How often [`acquire_wait`] tries again.
 pub const POLL_INTERVAL: Duration = Duration::from_millis(100);
 
@@ -186,9 +189,9 @@ impl Drop for LockGuard {
 
 /// Removes the lock file at `path` only if it holds `run_id`.
 fn release_file(path: &Path, run_id: &str) -> Result<bool, LockError> {
-    let read = open_nofollow(fs::OpenOptions::new().read(true), path).and_then(|mut f| {
+    let read = open_nofollow(fs::OpenOptions::new().read(true), path).and_then(|f| {
         let mut b = Vec::new();
-        f.read_to_end(&mut b).map(|_| b)
+        f.take(MAX_LOCK_BYTES).read_to_end(&mut b).map(|_| b)
     });
     let bytes = match read {
         Ok(b) => b,
@@ -265,7 +268,9 @@ fn read_seen(path: &Path) -> Result<Option<Seen>, LockError> {
         .metadata()
         .map_err(|e| io_err("read metadata of lock file", path, e))?;
     let mut bytes = Vec::new();
-    file.read_to_end(&mut bytes)
+    (&mut file)
+        .take(MAX_LOCK_BYTES)
+        .read_to_end(&mut bytes)
         .map_err(|e| io_err("read lock file", path, e))?;
     let age = meta
         .modified()
