@@ -48,10 +48,10 @@ pub struct RunRequest {
 /// static checks leaves a record, including failed, declined and interrupted ones.
 pub fn execute(req: &RunRequest, console: Console) -> i32 {
     let name = req.script.display().to_string();
-    let text = match std::fs::read_to_string(&req.script) {
+    let text = match crate::host::input::read_script(&req.script) {
         Ok(t) => t,
         Err(e) => {
-            console.error(&format!("cannot read script {name}: {e}"));
+            console.error(&format!("cannot read script {name}: {e}; nothing was run"));
             return exit::USAGE;
         }
     };
@@ -62,6 +62,7 @@ pub fn execute(req: &RunRequest, console: Console) -> i32 {
             return exit::USAGE;
         }
     };
+    crate::api::fs::protect_project(&req.script);
     let env = match config.select(req.env.as_deref()) {
         Ok(selected) => {
             if let Some(w) = &selected.warning {
@@ -272,6 +273,14 @@ impl Run<'_> {
                         self.env.name, old.pid, old.host, old.started_at
                     ));
                 }
+                if let Some(age) = guard.damaged_takeover() {
+                    self.console().warn(&format!(
+                        "took over a stale lock of {}: the lock file {} could not be read (damaged, last written {:.0}s ago)",
+                        self.env.name,
+                        guard.path().display(),
+                        age.as_secs_f64()
+                    ));
+                }
                 Ok(guard)
             }
             Err(LockError::Cancelled { .. }) => {
@@ -320,9 +329,10 @@ impl Run<'_> {
         let ended = match &result {
             Ok(_) => Ended::Completed,
             Err(e) if is_terminated(e) => {
+                // No reason: the engine stopped the script itself (the memory bound).
                 let timed_out = matches!(
                     self.host.state.cancel.reason(),
-                    Some(CancelReason::Timeout(_))
+                    Some(CancelReason::Timeout(_)) | None
                 );
                 let d = self.host.diagnose(e, &self.name);
                 if timed_out {
@@ -569,7 +579,7 @@ impl Run<'_> {
             rollback: rollback.status,
             broken_dry_run,
         });
-        let code = decision.code;
+        let mut code = decision.code;
         let finished_at = SystemTime::now();
         let mut report = Report {
             schema: record::SCHEMA,
@@ -638,10 +648,17 @@ impl Run<'_> {
             &mask,
         ) {
             Ok(w) => console.info(&format!("run recorded in {}", w.dir.display())),
-            Err(e) => console.error(&format!(
-                "cannot record the run in {}: {e}",
-                self.config.state_dir.display()
-            )),
+            Err(e) => {
+                console.error(&format!(
+                    "the run's record could not be written in {}: {e}. Fix the cause (disk space, permissions, a file in the way) so the next runs are recorded",
+                    self.config.state_dir.display()
+                ));
+                // A run that failed keeps its own code; a passing one says its record is lost.
+                if code == exit::OK {
+                    code = exit::RECORD_NOT_WRITTEN;
+                    report.exit_code = code;
+                }
+            }
         }
         if self.req.json {
             if let Ok(json) = serde_json::to_string_pretty(&masked) {

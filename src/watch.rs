@@ -249,7 +249,7 @@ enum Msg {
 /// its position and ignored until the next good save.
 pub fn run_watch(req: &RunRequest, console: Console) -> i32 {
     let name = req.script.display().to_string();
-    if let Err(e) = std::fs::read_to_string(&req.script) {
+    if let Err(e) = crate::host::input::read_script(&req.script) {
         console.error(&format!("cannot read script {name}: {e}"));
         return crate::exit::USAGE;
     }
@@ -345,7 +345,7 @@ fn check_and_watch(
     live: Option<&LiveRun>,
 ) -> bool {
     let name = script.display().to_string();
-    let text = match std::fs::read_to_string(script) {
+    let text = match crate::host::input::read_script(script) {
         Ok(t) => t,
         Err(e) => {
             console.error(&format!("cannot read script {name}: {e}"));

@@ -922,3 +922,6 @@ mod config;
 
 #[path = "cli/secrets.rs"]
 mod secrets;
+
+#[path = "cli/paths.rs"]
+mod paths;

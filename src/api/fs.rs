@@ -3,7 +3,7 @@
 
 use std::io::{self, Read, Seek, SeekFrom};
 use std::os::unix::fs::PermissionsExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use rhai::plugin::*;
 use rhai::{Array, Map};
@@ -11,10 +11,34 @@ use rhai::{Array, Map};
 use super::error::{state, throw, throw_with, Error};
 use super::opts::show;
 use crate::core::{dotenv, logscan};
-use crate::report::atomic::{parent_dir, sync_dir, unique_sibling, write_atomic};
+use crate::report::atomic::{
+    clean_stale_temps, parent_dir, sync_dir, unique_sibling, write_atomic,
+};
 
 /// Logs bigger than this are scanned from their last this-many bytes only.
 const LOG_TAIL_BYTES: u64 = 32 * 1024 * 1024;
+
+/// The most `fs::read` and `fs::dotenv` read: Rhai's limit on a string's length.
+const MAX_READ_BYTES: u64 = 64 * 1024 * 1024;
+
+/// Reads a whole file, refusing one larger than [`MAX_READ_BYTES`] (a device such as
+/// `/dev/zero` never ends: it is cut there too).
+fn read_bounded(path: &str) -> io::Result<Vec<u8>> {
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)?
+        .take(MAX_READ_BYTES + 1)
+        .read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > MAX_READ_BYTES {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!(
+                "it is larger than {} MiB, the most a script can hold in a string; read it with a command instead (exec([\"head\", \"-c\", \"1000\", path]))",
+                MAX_READ_BYTES / (1024 * 1024)
+            ),
+        ));
+    }
+    Ok(bytes)
+}
 
 /// Builds an error of kind `fs` for a failed operation on `path`, with what to check.
 fn io_error(what: &str, path: &str, e: &io::Error) -> Error {
@@ -48,13 +72,171 @@ fn dry(ctx: &NativeCallContext, what: &str) -> Result<bool, Error> {
     Ok(false)
 }
 
-/// Refuses paths whose removal or replacement is never what a script meant.
+/// Folders a run registered as its project (the script's folder, deployer.toml's folder):
+/// `fs::remove` and `fs::write` refuse them and every folder above them.
+static PROJECT_DIRS: std::sync::Mutex<Vec<PathBuf>> = std::sync::Mutex::new(Vec::new());
+
+/// Registers `dir` as a project folder of this process (see [`protected_folders`]).
+pub fn protect(dir: &Path) {
+    let dir = resolve(
+        dir,
+        &std::env::current_dir().unwrap_or_else(|_| PathBuf::from("/")),
+    );
+    if let Ok(mut dirs) = PROJECT_DIRS.lock() {
+        if !dirs.contains(&dir) {
+            dirs.push(dir);
+        }
+    }
+}
+
+/// Registers the folder of `script` and of the deployer.toml that applies to it as project
+/// folders (see [`protect`]).
+pub fn protect_project(script: &Path) {
+    let dir = parent_dir(script);
+    protect(dir);
+    if let Some(toml) = crate::config::find(dir) {
+        protect(parent_dir(&toml));
+    }
+}
+
+/// Returns the path `path` names, absolute, with `.` and `..` folded the way the kernel
+/// folds them: the longest existing prefix is resolved with `canonicalize` (symlinks
+/// followed, so `link/..` is the parent of the link's target) and the rest is folded
+/// lexically. A last component that is a plain name is kept as is, not followed: removing
+/// a symlink removes the link, not its target. A trailing `/` resolves the whole path.
+pub fn resolve(path: &Path, cwd: &Path) -> PathBuf {
+    use std::path::Component;
+    let text = path.as_os_str().as_encoded_bytes();
+    // `dir/`, `dir/.` and `.` name the folder itself, through a symlink if it is one.
+    let whole = text.ends_with(b"/") || text.ends_with(b"/.") || text == b".";
+    let abs = cwd.join(path);
+    let mut comps: Vec<Component> = abs.components().collect();
+    let last = match comps.last() {
+        Some(Component::Normal(name)) if !whole => {
+            let name = PathBuf::from(name);
+            comps.pop();
+            Some(name)
+        }
+        _ => None,
+    };
+    // The longest prefix that exists, canonicalised; the rest folded lexically.
+    let mut base = PathBuf::from("/");
+    let mut rest_from = comps.len();
+    for n in (0..=comps.len()).rev() {
+        let prefix: PathBuf = comps[..n].iter().collect();
+        if let Ok(c) = prefix.canonicalize() {
+            base = c;
+            rest_from = n;
+            break;
+        }
+    }
+    for c in &comps[rest_from..] {
+        match c {
+            Component::ParentDir => {
+                base.pop();
+            }
+            Component::Normal(n) => base.push(n),
+            _ => {}
+        }
+    }
+    if let Some(name) = last {
+        base.push(name);
+    }
+    base
+}
+
+/// The folders a script may never remove or replace, each with what it is: the root, the
+/// home folder, the current folder, the project folders and every folder above them.
+fn protected_folders(cwd: &Path, extra: &[PathBuf]) -> Vec<(PathBuf, String)> {
+    let mut named: Vec<(PathBuf, String)> = vec![(PathBuf::from("/"), "the root folder".into())];
+    if let Some(home) = std::env::var_os("HOME").filter(|h| !h.is_empty()) {
+        named.push((
+            resolve(Path::new(&home), cwd),
+            "your home folder ($HOME)".into(),
+        ));
+    }
+    named.push((resolve(cwd, cwd), "the current folder".into()));
+    for dir in extra {
+        named.push((
+            dir.clone(),
+            "the project folder (where deployer.toml or the script is)".into(),
+        ));
+    }
+    let mut all = Vec::new();
+    for (dir, what) in &named {
+        all.push((dir.clone(), what.clone()));
+        for up in dir.ancestors().skip(1) {
+            all.push((
+                up.to_path_buf(),
+                format!("a folder above {what} {}", dir.display()),
+            ));
+        }
+    }
+    all
+}
+
+/// Returns why `resolved` must not be removed or replaced, if it is a protected folder.
+fn protected_reason(resolved: &Path, protected: &[(PathBuf, String)]) -> Option<String> {
+    protected
+        .iter()
+        .find(|(dir, _)| dir == resolved)
+        .map(|(_, what)| what.clone())
+}
+
+/// The project folders for this run: those registered with [`protect`], the folder of the
+/// nearest deployer.toml above the current folder, and the folders of loaded script files.
+fn project_dirs(ctx: &NativeCallContext, cwd: &Path) -> Vec<PathBuf> {
+    let mut dirs = PROJECT_DIRS.lock().map(|d| d.clone()).unwrap_or_default();
+    if let Some(toml) = crate::config::find(cwd) {
+        dirs.push(resolve(parent_dir(&toml), cwd));
+    }
+    if let Ok(st) = state(ctx) {
+        for file in st.sources.files() {
+            dirs.push(resolve(parent_dir(&file), cwd));
+        }
+    }
+    dirs
+}
+
+/// Refuses paths whose removal or replacement is never what a script meant: an empty path,
+/// a `~` path (not expanded), and whatever resolves to the root, the home folder, the
+/// current folder, a project folder or a folder above one of them.
+fn guard_folders(ctx: &NativeCallContext, func: &str, path: &str) -> Result<(), Error> {
+    guard(func, path)?;
+    let cwd = std::env::current_dir().map_err(|e| {
+        throw(
+            "fs",
+            format!("{func}(): cannot read the current folder to check {path}: {e}; run deployer from a folder that exists"),
+        )
+    })?;
+    let resolved = resolve(Path::new(path), &cwd);
+    let protected = protected_folders(&cwd, &project_dirs(ctx, &cwd));
+    if let Some(what) = protected_reason(&resolved, &protected) {
+        return Err(throw(
+            "usage",
+            format!(
+                "{func}(): refusing to touch {} (resolves to {}, {what}); nothing was changed. Give the path of what to change inside it",
+                show(&path.into()),
+                resolved.display()
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Refuses paths that name no one thing: an empty path, `.`, `..`, `/` and `~` paths.
 fn guard(func: &str, path: &str) -> Result<(), Error> {
     let trimmed = path.trim_end_matches('/');
-    if matches!(trimmed, "" | "." | ".." | "~") {
+    if matches!(trimmed, "" | "." | "..") {
         return Err(throw(
             "usage",
             format!("{func}(): refusing to touch {} (an empty path, `.`, `..` or `/`); give the path of what to change", show(&path.into())),
+        ));
+    }
+    if trimmed == "~" || path.starts_with("~/") {
+        return Err(throw(
+            "usage",
+            format!("{func}(): refusing to touch {}: `~` is not expanded (it would name a folder called `~`); write the full path, e.g. env_var(\"HOME\") + \"/...\"", show(&path.into())),
         ));
     }
     Ok(())
@@ -110,6 +292,7 @@ fn symlink_swap_impl(target: &str, link: &str) -> Result<(), Error> {
             ));
         }
     }
+    clean_stale_temps(dir);
     let temp = unique_sibling(dir, base, "link");
     std::os::unix::fs::symlink(target, &temp)
         .map_err(|e| io_error("cannot create symlink", &temp.display().to_string(), &e))?;
@@ -167,7 +350,8 @@ fn read_tail(path: &str) -> io::Result<String> {
         let first_line = bytes.iter().position(|b| *b == b'\n').map_or(0, |i| i + 1);
         bytes.drain(..first_line);
     } else {
-        f.read_to_end(&mut bytes)?;
+        // A device reports length 0 and may never end: read at most the tail's size.
+        f.take(LOG_TAIL_BYTES).read_to_end(&mut bytes)?;
     }
     Ok(String::from_utf8_lossy(&bytes).into_owned())
 }
@@ -198,7 +382,7 @@ pub mod fs_api {
     use super::*;
 
     /// Returns the text of a file (invalid UTF-8 is replaced). Throws an error of kind
-    /// `fs` naming the path when it cannot be read.
+    /// `fs` naming the path when it cannot be read or is larger than 64 MiB.
     ///
     /// ```rhai
     /// let version = fs::read("VERSION");
@@ -206,23 +390,26 @@ pub mod fs_api {
     /// ```
     #[rhai_fn(return_raw)]
     pub fn read(ctx: NativeCallContext, path: &str) -> Result<String, Error> {
-        std::fs::read(path)
+        read_bounded(path)
             .map(|b| String::from_utf8_lossy(&b).into_owned())
             .map_err(|e| at(&ctx, io_error("cannot read", path, &e)))
     }
 
     /// Replaces a file's content atomically (readers see the old or the new text, never a
-    /// mix). Its folder must exist. In a dry run it prints `would write: PATH` only.
+    /// mix). Its folder must exist. In a dry run it prints `would write: PATH` only. Like
+    /// `fs::remove`, it refuses paths that resolve to a protected folder (`"sub/.."`).
     ///
     /// ```rhai
     /// fs::write("releases/REVISION", git::current_commit());
     /// ```
     #[rhai_fn(return_raw)]
     pub fn write(ctx: NativeCallContext, path: &str, text: &str) -> Result<(), Error> {
-        guard("fs::write", path).map_err(|e| at(&ctx, e))?;
+        guard_folders(&ctx, "fs::write", path).map_err(|e| at(&ctx, e))?;
         if dry(&ctx, &format!("write: {path}"))? {
             return Ok(());
         }
+        // Temp files a killed run left beside the target go first.
+        clean_stale_temps(parent_dir(Path::new(path)));
         write_atomic(Path::new(path), text.as_bytes())
             .map_err(|e| at(&ctx, io_error("cannot write", path, &e)))
     }
@@ -326,13 +513,17 @@ pub mod fs_api {
 
     /// Removes a file, a symlink (not its target) or a whole folder; returns false when
     /// there was nothing to remove. In a dry run it prints `would remove: PATH` only.
+    /// The path is resolved first (`.`, `..` and symlinked folders followed) and the root,
+    /// the home folder, the current folder, the project folder and every folder above them
+    /// are refused with an error of kind `usage`, deleting nothing.
     ///
     /// ```rhai
     /// fs::remove("/srv/app/releases/20261101120000");
+    /// try { fs::remove("releases/.."); } catch (e) { log::warn(e.message); }  // refused
     /// ```
     #[rhai_fn(return_raw)]
     pub fn remove(ctx: NativeCallContext, path: &str) -> Result<bool, Error> {
-        guard("fs::remove", path).map_err(|e| at(&ctx, e))?;
+        guard_folders(&ctx, "fs::remove", path).map_err(|e| at(&ctx, e))?;
         if dry(&ctx, &format!("remove: {path}"))? {
             return Ok(Path::new(path).symlink_metadata().is_ok());
         }
@@ -349,7 +540,7 @@ pub mod fs_api {
     /// ```
     #[rhai_fn(return_raw)]
     pub fn symlink_swap(ctx: NativeCallContext, target: &str, link: &str) -> Result<(), Error> {
-        guard("fs::symlink_swap", link).map_err(|e| at(&ctx, e))?;
+        guard_folders(&ctx, "fs::symlink_swap", link).map_err(|e| at(&ctx, e))?;
         if dry(&ctx, &format!("link: {link} -> {target}"))? {
             return Ok(());
         }
@@ -432,7 +623,7 @@ pub mod fs_api {
     /// ```
     #[rhai_fn(return_raw)]
     pub fn dotenv(ctx: NativeCallContext, path: &str) -> Result<Map, Error> {
-        let text = std::fs::read(path)
+        let text = read_bounded(path)
             .map(|b| String::from_utf8_lossy(&b).into_owned())
             .map_err(|e| at(&ctx, io_error("cannot read", path, &e)))?;
         let pairs =
@@ -463,5 +654,69 @@ pub mod fs_api {
             .into_iter()
             .map(Dynamic::from)
             .collect())
+    }
+}
+
+#[cfg(test)]
+mod guard_tests {
+    use super::*;
+
+    fn temp(name: &str) -> PathBuf {
+        let d =
+            std::env::temp_dir().join(format!("deployer-fs-guard-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(d.join("sub")).expect("mkdir");
+        d.canonicalize().expect("canonical")
+    }
+
+    #[test]
+    fn folds_dots_and_parents_to_the_folder_they_name() {
+        let d = temp("fold");
+        assert_eq!(resolve(Path::new("sub/.."), &d), d);
+        assert_eq!(resolve(Path::new("."), &d), d);
+        assert_eq!(resolve(Path::new("./"), &d), d);
+        assert_eq!(resolve(Path::new("sub/./.."), &d), d);
+        assert_eq!(resolve(Path::new("/."), &d), Path::new("/"));
+        assert_eq!(resolve(Path::new("/.."), &d), Path::new("/"));
+        assert_eq!(resolve(Path::new("//."), &d), Path::new("/"));
+        assert_eq!(resolve(Path::new("/tmp/.."), &d), Path::new("/"));
+        assert_eq!(
+            resolve(Path::new("missing/../.."), &d),
+            d.parent().expect("parent")
+        );
+        assert_eq!(resolve(Path::new("sub/new"), &d), d.join("sub/new"));
+        std::fs::remove_dir_all(&d).expect("cleanup");
+    }
+
+    #[test]
+    fn follows_symlinks_except_a_last_plain_name() {
+        let d = temp("links");
+        std::os::unix::fs::symlink("/", d.join("root-link")).expect("symlink");
+        // Removing the link removes the link: not the root.
+        assert_eq!(resolve(Path::new("root-link"), &d), d.join("root-link"));
+        // Through the link, `.`, `/` and `..` name what the kernel would reach.
+        assert_eq!(resolve(Path::new("root-link/."), &d), Path::new("/"));
+        assert_eq!(resolve(Path::new("root-link/"), &d), Path::new("/"));
+        assert_eq!(resolve(Path::new("root-link/tmp/.."), &d), Path::new("/"));
+        std::fs::remove_dir_all(&d).expect("cleanup");
+    }
+
+    #[test]
+    fn protects_root_current_project_and_every_folder_above() {
+        let d = temp("protect");
+        let project = d.join("sub");
+        let p = protected_folders(&d, std::slice::from_ref(&project));
+        let reason = |x: &Path| protected_reason(x, &p);
+        assert_eq!(reason(Path::new("/")).as_deref(), Some("the root folder"));
+        assert_eq!(reason(&d).as_deref(), Some("the current folder"));
+        assert!(reason(&project)
+            .expect("project")
+            .contains("project folder"));
+        assert!(reason(d.parent().expect("parent"))
+            .expect("above")
+            .starts_with("a folder above"));
+        assert_eq!(reason(&project.join("releases")), None);
+        assert_eq!(reason(&d.join("other")), None);
+        std::fs::remove_dir_all(&d).expect("cleanup");
     }
 }

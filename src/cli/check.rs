@@ -45,7 +45,7 @@ pub fn check(args: CheckArgs, color: ColorChoice) -> i32 {
     let mut config_errors = std::collections::HashSet::new();
     for path in &args.scripts {
         let name = path.display().to_string();
-        let text = match std::fs::read_to_string(path) {
+        let text = match crate::host::input::read_script(path) {
             Ok(t) => t,
             Err(e) => {
                 console.error(&format!("cannot read {name}: {e}"));

@@ -199,14 +199,71 @@ fn snippet(loc: &Location, sources: &SourceMap, console: &Console, what: &str) -
     };
     let num = loc.line.to_string();
     let pad = " ".repeat(num.len());
+    let (line, caret) = clip(line, loc.col.saturating_sub(1));
     // Keep tabs under tabs so the caret lines up however the terminal renders them.
     let indent: String = line
         .chars()
-        .take(loc.col.saturating_sub(1))
+        .take(caret)
         .map(|c| if c == '\t' { '\t' } else { ' ' })
         .collect();
     let body = format!(" {pad} |\n {num} | {line}\n {pad} | {indent}");
     plain.push_str(&format!("{body}^\n"));
     styled.push_str(&format!("{body}{}\n", console.paint(Style::Red, "^")));
     (plain, styled)
+}
+
+/// Source lines longer than this many characters are shown clipped around the caret.
+const MAX_SHOWN_CHARS: usize = 160;
+
+/// Returns the part of `line` to show and the caret's character index in it: the whole line
+/// when it is short, else [`MAX_SHOWN_CHARS`] characters around `caret` with `…` where
+/// text was cut.
+fn clip(line: &str, caret: usize) -> (String, usize) {
+    let len = line.chars().count();
+    if len <= MAX_SHOWN_CHARS {
+        return (line.to_string(), caret);
+    }
+    let caret = caret.min(len);
+    let start = caret
+        .saturating_sub(MAX_SHOWN_CHARS / 2)
+        .min(len - MAX_SHOWN_CHARS);
+    let end = start + MAX_SHOWN_CHARS;
+    let mut shown = String::new();
+    if start > 0 {
+        shown.push('…');
+    }
+    shown.extend(line.chars().skip(start).take(end - start));
+    if end < len {
+        shown.push('…');
+    }
+    (shown, caret - start + usize::from(start > 0))
+}
+
+#[cfg(test)]
+mod clip_tests {
+    use super::*;
+
+    #[test]
+    fn short_lines_are_whole() {
+        assert_eq!(clip("let x = 1;", 4), ("let x = 1;".to_string(), 4));
+    }
+
+    #[test]
+    fn long_lines_are_cut_around_the_caret() {
+        let line = format!("{}X{}", "a".repeat(500_000), "b".repeat(500_000));
+        let (shown, caret) = clip(&line, 500_000);
+        assert!(
+            shown.chars().count() <= MAX_SHOWN_CHARS + 2,
+            "{}",
+            shown.len()
+        );
+        assert_eq!(shown.chars().nth(caret), Some('X'));
+        assert!(shown.starts_with('…') && shown.ends_with('…'));
+        let (start, caret) = clip(&line, 3);
+        assert!(start.starts_with("aaa") && start.ends_with('…'));
+        assert_eq!(caret, 3);
+        let (end, caret) = clip(&line, 1_000_000);
+        assert!(end.starts_with('…') && !end.ends_with('…'));
+        assert_eq!(end.chars().nth(caret - 1), Some('b'));
+    }
 }

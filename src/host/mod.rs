@@ -4,6 +4,8 @@
 pub mod check;
 pub mod console;
 pub mod diagnostic;
+pub mod input;
+pub mod memory;
 pub mod resolver;
 pub mod sources;
 pub mod state;
@@ -113,6 +115,10 @@ impl Host {
         engine.on_progress(move |_| {
             if cancel.is_cancelled() {
                 Some(Dynamic::from("cancelled"))
+            } else if memory::in_use() > memory::limit() {
+                // Rhai's size limits miss aggregates (a map of large strings): stop here,
+                // before the allocator fails and aborts the process.
+                Some(Dynamic::from(memory::exceeded_message()))
             } else {
                 None
             }
@@ -144,6 +150,10 @@ impl Host {
     /// Compiles a script and checks it and its imports. Returns the AST (and the phases
     /// it names) only when there are no problems.
     pub fn check(&self, name: &str, text: &str) -> Result<Checked, Vec<Diagnostic>> {
+        if let Some(d) = input::check_declarations(name, text) {
+            self.state.sources.insert(name, text, None);
+            return Err(vec![d]);
+        }
         let report = check_script(
             &self.engine,
             self.catalog(),

@@ -105,20 +105,22 @@ pub fn locate(importer: Option<&str>, path: &str) -> Result<Located, LocateError
         file.set_extension("rhai");
     }
     let name = clean(&file);
-    match std::fs::read_to_string(&file) {
+    if let Err(e) = std::fs::metadata(&file) {
+        if e.kind() == std::io::ErrorKind::NotFound {
+            return Err(LocateError::NotFound {
+                path: path.to_string(),
+                file: name,
+            });
+        }
+    }
+    // The same bounds as the main script: size cap, regular files only, a BOM accepted.
+    match super::input::read_script(&file) {
         Ok(text) => Ok(Located {
             name: name.clone(),
             text,
             file: Some(file),
         }),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(LocateError::NotFound {
-            path: path.to_string(),
-            file: name,
-        }),
-        Err(e) => Err(LocateError::Unreadable {
-            file: name,
-            reason: e.to_string(),
-        }),
+        Err(reason) => Err(LocateError::Unreadable { file: name, reason }),
     }
 }
 

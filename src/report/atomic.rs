@@ -46,6 +46,104 @@ pub(crate) fn sync_dir(dir: &Path) -> io::Result<()> {
     }
 }
 
+/// The error for a symlink found where deployer keeps its own files.
+pub(crate) fn symlink_refused(path: &Path) -> io::Error {
+    let target = fs::read_link(path)
+        .map(|t| format!(" (to {})", t.display()))
+        .unwrap_or_default();
+    io::Error::new(
+        io::ErrorKind::InvalidInput,
+        format!(
+            "{} is a symbolic link{target}: deployer does not follow symlinks among its state files (history.jsonl, runs/, lock/), since a planted link would make it write anywhere; remove the link, or set state_dir in deployer.toml to a real folder",
+            path.display()
+        ),
+    )
+}
+
+/// Opens `path` with `opts`, refusing to follow a symlink in its last component
+/// (`O_NOFOLLOW`): a symlink there is an error from [`symlink_refused`].
+pub(crate) fn open_nofollow(opts: &mut OpenOptions, path: &Path) -> io::Result<File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    match opts.custom_flags(libc::O_NOFOLLOW).open(path) {
+        Err(e) if e.raw_os_error() == Some(libc::ELOOP) => Err(symlink_refused(path)),
+        other => other,
+    }
+}
+
+/// Creates the folder `dir` (and its parents) if missing and checks that `dir` itself is a
+/// real folder, not a symlink to one.
+pub(crate) fn real_dir(dir: &Path) -> io::Result<()> {
+    match fs::symlink_metadata(dir) {
+        Ok(m) if m.file_type().is_symlink() => return Err(symlink_refused(dir)),
+        Ok(m) if m.is_dir() => return Ok(()),
+        Ok(_) => {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!(
+                "{} is a file, not a folder: deployer keeps its records there; move the file away",
+                dir.display()
+            ),
+            ))
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(e) => return Err(context(e, "cannot read", dir)),
+    }
+    fs::create_dir_all(dir).map_err(|e| context(e, "cannot create folder", dir))?;
+    // A rival could have planted a link between the check and the creation.
+    match fs::symlink_metadata(dir) {
+        Ok(m) if m.file_type().is_symlink() => Err(symlink_refused(dir)),
+        Ok(_) => Ok(()),
+        Err(e) => Err(context(e, "cannot read", dir)),
+    }
+}
+
+/// Removes the temp files ([`unique_sibling`] names: `.<base>.<tag>.<pid>.<n>`) in `dir` that
+/// a process of ours left when it was killed: those whose pid no longer runs on this host.
+/// Returns how many were removed. Never follows symlinks; errors are ignored (best effort).
+pub fn clean_stale_temps(dir: &Path) -> usize {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return 0;
+    };
+    let mut removed = 0;
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(pid) = name.to_str().and_then(temp_owner) else {
+            continue;
+        };
+        if pid_is_gone(pid) && fs::remove_file(entry.path()).is_ok() {
+            removed += 1;
+        }
+    }
+    removed
+}
+
+/// Returns the pid in a temp name `.<base>.<tag>.<pid>.<n>` (tag `tmp`, `stale` or `link`).
+fn temp_owner(name: &str) -> Option<u32> {
+    let rest = name.strip_prefix('.')?;
+    let mut parts = rest.rsplitn(4, '.');
+    let n = parts.next()?;
+    let pid = parts.next()?;
+    let tag = parts.next()?;
+    let base = parts.next()?;
+    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    (!base.is_empty() && matches!(tag, "tmp" | "stale" | "link") && digits(n) && digits(pid))
+        .then(|| pid.parse().ok())
+        .flatten()
+}
+
+/// True when no process `pid` exists on this host.
+fn pid_is_gone(pid: u32) -> bool {
+    let Ok(p) = i32::try_from(pid) else {
+        return true;
+    };
+    if p <= 0 {
+        return true;
+    }
+    // SAFETY: signal 0 only checks that the process exists; nothing is sent.
+    let rc = unsafe { libc::kill(p, 0) };
+    rc != 0 && io::Error::last_os_error().raw_os_error() == Some(libc::ESRCH)
+}
+
 /// Removes a temp file when dropped, unless disarmed.
 pub(crate) struct TempFile {
     path: Option<PathBuf>,
@@ -262,5 +360,53 @@ mod tests {
     fn rejects_path_without_file_name() {
         let err = write_atomic(Path::new("/"), b"x").expect_err("no file name");
         assert_eq!(err.kind(), io::ErrorKind::InvalidInput);
+    }
+}
+
+#[cfg(test)]
+mod stale_tests {
+    use super::*;
+
+    #[test]
+    fn reads_the_owner_of_temp_names() {
+        assert_eq!(temp_owner(".report.json.tmp.123.4"), Some(123));
+        assert_eq!(temp_owner(".prod.stale.9.0"), Some(9));
+        assert_eq!(temp_owner(".current.link.77.12"), Some(77));
+        assert_eq!(temp_owner("report.json"), None);
+        assert_eq!(temp_owner(".x.tmp.abc.1"), None);
+        assert_eq!(temp_owner(".x.other.1.1"), None);
+    }
+
+    #[test]
+    fn removes_temps_of_dead_processes_only() {
+        let dir = std::env::temp_dir().join(format!("deployer-stale-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).expect("mkdir");
+        // A pid above the kernel's maximum never runs.
+        let dead = dir.join(".report.json.tmp.2147483646.0");
+        let mine = unique_sibling(&dir, "report.json", "tmp");
+        fs::write(&dead, b"x").expect("write");
+        fs::write(&mine, b"x").expect("write");
+        fs::write(dir.join("report.json"), b"x").expect("write");
+        assert_eq!(clean_stale_temps(&dir), 1);
+        assert!(!dead.exists() && mine.exists() && dir.join("report.json").exists());
+        fs::remove_dir_all(&dir).expect("cleanup");
+    }
+
+    #[test]
+    fn refuses_symlinked_folders_and_files() {
+        let dir = std::env::temp_dir().join(format!("deployer-nofollow-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(dir.join("real")).expect("mkdir");
+        std::os::unix::fs::symlink(dir.join("real"), dir.join("link")).expect("symlink");
+        let err = real_dir(&dir.join("link")).expect_err("a symlink");
+        assert!(err.to_string().contains("is a symbolic link"), "{err}");
+        real_dir(&dir.join("new/inner")).expect("created");
+        std::os::unix::fs::symlink(dir.join("real/f"), dir.join("f")).expect("symlink");
+        let err = open_nofollow(OpenOptions::new().append(true).create(true), &dir.join("f"))
+            .expect_err("a symlink");
+        assert!(err.to_string().contains("is a symbolic link"), "{err}");
+        assert!(!dir.join("real/f").exists());
+        fs::remove_dir_all(&dir).expect("cleanup");
     }
 }

@@ -1,11 +1,11 @@
 //! The run history `.deployer/history.jsonl`: one JSON object per finished run, appended, read back tolerantly.
 
-use std::fs::{self, OpenOptions};
+use std::fs::OpenOptions;
 use std::io::{self, Write};
 use std::os::unix::fs::FileExt;
 use std::path::Path;
 
-use crate::report::atomic::{context, parent_dir, sync_dir};
+use crate::report::atomic::{context, open_nofollow, parent_dir, real_dir, sync_dir};
 
 /// One finished (or interrupted) run, as one line of the history file.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -48,17 +48,38 @@ pub struct History {
 ///
 /// If a crash cut the file's last line (no final newline), a newline is written first so the
 /// new entry starts on its own line. The line goes out in one write on an append-mode file and
-/// is fsynced.
+/// is fsynced. A symlink at `path` or as its folder is refused, not followed.
 pub fn append(path: &Path, entry: &HistoryEntry) -> io::Result<()> {
     let dir = parent_dir(path);
-    fs::create_dir_all(dir).map_err(|e| context(e, "cannot create history folder", dir))?;
+    real_dir(dir)?;
     let existed = path.exists();
-    let file = OpenOptions::new()
-        .read(true)
-        .append(true)
-        .create(true)
-        .open(path)
-        .map_err(|e| context(e, "cannot open history file", path))?;
+    // A planted symlink must not make us append to another file.
+    let file = open_nofollow(
+        OpenOptions::new().read(true).append(true).create(true),
+        path,
+    )
+    .map_err(|e| match e.raw_os_error() {
+        Some(libc::EISDIR) => io::Error::new(
+            e.kind(),
+            format!(
+                "cannot append to history file {}: it is a folder, not a file; move it away",
+                path.display()
+            ),
+        ),
+        _ => context(e, "cannot open history file", path),
+    })?;
+    let meta = file
+        .metadata()
+        .map_err(|e| context(e, "cannot read metadata of history file", path))?;
+    if !meta.is_file() {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!(
+                "cannot append to history file {}: it is not a regular file; move it away",
+                path.display()
+            ),
+        ));
+    }
     let len = file
         .metadata()
         .map_err(|e| context(e, "cannot read metadata of history file", path))?
@@ -104,7 +125,7 @@ pub fn read(path: &Path) -> io::Result<History> {
 /// Line numbers in warnings count from the start of what was read.
 pub fn read_tail(path: &Path, max_bytes: u64) -> io::Result<History> {
     use std::io::{Read, Seek, SeekFrom};
-    let mut file = match fs::File::open(path) {
+    let mut file = match open_nofollow(OpenOptions::new().read(true), path) {
         Ok(f) => f,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(History::default()),
         Err(e) => return Err(context(e, "cannot read history file", path)),
@@ -192,6 +213,7 @@ pub fn previous<'a>(
 #[cfg(test)]
 mod tail_tests {
     use super::*;
+    use std::fs;
 
     #[test]
     fn reads_only_whole_lines_of_the_tail() {
@@ -219,6 +241,7 @@ mod tail_tests {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::fs;
     use std::path::PathBuf;
     use std::sync::atomic::{AtomicU64, Ordering};
 

@@ -6,16 +6,22 @@
 //! and is taken over; take-overs are serialised by a short-lived `<dir>/.<env>.takeover` file so
 //! two processes racing for one stale lock cannot both win.
 
-use std::fs::{self, File};
+use std::fs;
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime};
 
-use crate::report::atomic::{sync_dir, unique_sibling, write_temp};
+use crate::report::atomic::{
+    clean_stale_temps, open_nofollow, parent_dir, real_dir, symlink_refused, sync_dir,
+    unique_sibling, write_temp,
+};
 use crate::report::ids::{hostname, rfc3339, username};
 
 /// An unreadable lock file younger than this may still be being written: it counts as held.
 pub const DAMAGED_GRACE: Duration = Duration::from_secs(10);
+
+/// A lock file is a few hundred bytes; a bigger one is read only this far (and is damaged).
+const MAX_LOCK_BYTES: u64 = 64 * 1024;
 
 /// How often [`acquire_wait`] tries again.
 pub const POLL_INTERVAL: Duration = Duration::from_millis(100);
@@ -183,7 +189,11 @@ impl Drop for LockGuard {
 
 /// Removes the lock file at `path` only if it holds `run_id`.
 fn release_file(path: &Path, run_id: &str) -> Result<bool, LockError> {
-    let bytes = match fs::read(path) {
+    let read = open_nofollow(fs::OpenOptions::new().read(true), path).and_then(|f| {
+        let mut b = Vec::new();
+        f.take(MAX_LOCK_BYTES).read_to_end(&mut b).map(|_| b)
+    });
+    let bytes = match read {
         Ok(b) => b,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
         Err(e) => return Err(io_err("read lock file", path, e)),
@@ -249,7 +259,7 @@ impl Seen {
 
 /// Reads the file at `path`; `None` if there is none.
 fn read_seen(path: &Path) -> Result<Option<Seen>, LockError> {
-    let mut file = match File::open(path) {
+    let mut file = match open_nofollow(fs::OpenOptions::new().read(true), path) {
         Ok(f) => f,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(io_err("open lock file", path, e)),
@@ -258,7 +268,9 @@ fn read_seen(path: &Path) -> Result<Option<Seen>, LockError> {
         .metadata()
         .map_err(|e| io_err("read metadata of lock file", path, e))?;
     let mut bytes = Vec::new();
-    file.read_to_end(&mut bytes)
+    (&mut file)
+        .take(MAX_LOCK_BYTES)
+        .read_to_end(&mut bytes)
         .map_err(|e| io_err("read lock file", path, e))?;
     let age = meta
         .modified()
@@ -370,8 +382,14 @@ fn take_over(
 /// Makes one attempt (with take-overs of stale locks) to create the lock file.
 fn try_acquire(dir: &Path, env: &str, info: &LockInfo) -> Result<LockGuard, LockError> {
     check_env(env)?;
-    fs::create_dir_all(dir).map_err(|e| io_err("create lock folder", dir, e))?;
+    // The state folder and lock/ must be real folders: a planted symlink is refused.
+    real_dir(parent_dir(dir)).map_err(|e| io_err("use state folder", parent_dir(dir), e))?;
+    real_dir(dir).map_err(|e| io_err("use lock folder", dir, e))?;
+    clean_stale_temps(dir);
     let path = dir.join(env);
+    if fs::symlink_metadata(&path).is_ok_and(|m| m.file_type().is_symlink()) {
+        return Err(io_err("use lock file", &path, symlink_refused(&path)));
+    }
     let mut content =
         serde_json::to_vec_pretty(info).map_err(|e| io_err("encode lock info", &path, e.into()))?;
     content.push(b'\n');
@@ -479,6 +497,7 @@ pub fn acquire_wait(
 mod tests {
     use super::*;
     use std::cell::Cell;
+    use std::fs::File;
     use std::sync::atomic::{AtomicU64, Ordering};
 
     /// A folder under the system temp dir, removed on drop.

@@ -268,16 +268,46 @@ pub fn masked_json(report: &Report, mask: &dyn Fn(&str) -> String) -> serde_json
     value
 }
 
+/// The file that marks a run folder whose record is being written or was cut off.
+pub const INCOMPLETE: &str = "INCOMPLETE";
+
 /// Writes `report.json`, `summary.md` and `run.log` into `<state>/runs/<run-id>/` and
 /// appends the history line. `mask` hides secrets in everything written.
+///
+/// The state folder, `runs/` and the run's folder must be real folders and history.jsonl a
+/// real file: symlinks are refused, not followed. The run folder holds an [`INCOMPLETE`]
+/// file until the history line is written, so a record cut off by an error or a kill is
+/// marked as such. Temp files that killed runs left in marked folders are removed first.
 pub fn write(
     state_dir: &Path,
     report: &Report,
     log: &[String],
     mask: &dyn Fn(&str) -> String,
 ) -> std::io::Result<Written> {
-    let dir = state_dir.join("runs").join(&report.run_id);
-    std::fs::create_dir_all(&dir)?;
+    use super::atomic::{clean_stale_temps, open_nofollow, real_dir};
+    use std::io::Write;
+    real_dir(state_dir)?;
+    let runs = state_dir.join("runs");
+    real_dir(&runs)?;
+    clean_incomplete(&runs);
+    clean_stale_temps(state_dir);
+    let dir = runs.join(&report.run_id);
+    real_dir(&dir)?;
+    let marker = dir.join(INCOMPLETE);
+    open_nofollow(
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true),
+        &marker,
+    )
+    .and_then(|mut f| {
+        f.write_all(
+            b"This run's record was being written when deployer stopped: some files here may \
+              be missing and history.jsonl may lack its line.\n",
+        )
+    })
+    .map_err(|e| super::atomic::context(e, "cannot write", &marker))?;
     let json =
         serde_json::to_string_pretty(&masked_json(report, mask)).map_err(std::io::Error::other)?;
     let report_path = dir.join("report.json");
@@ -311,10 +341,27 @@ pub fn write(
         report: mask(&report_path.display().to_string()),
     };
     history::append(&state_dir.join("history.jsonl"), &entry)?;
+    std::fs::remove_file(&marker)
+        .map_err(|e| super::atomic::context(e, "cannot remove", &marker))?;
     Ok(Written {
         dir,
         report: report_path,
     })
+}
+
+/// Removes the temp files that killed runs left in run folders marked [`INCOMPLETE`]
+/// (the folder and its marker stay: they tell that the record was cut off).
+fn clean_incomplete(runs: &Path) {
+    let Ok(entries) = std::fs::read_dir(runs) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let dir = entry.path();
+        let is_dir = entry.file_type().is_ok_and(|t| t.is_dir());
+        if is_dir && std::fs::symlink_metadata(dir.join(INCOMPLETE)).is_ok() {
+            super::atomic::clean_stale_temps(&dir);
+        }
+    }
 }
 
 /// Returns a phase's status as shown in tables.

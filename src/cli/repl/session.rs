@@ -595,7 +595,7 @@ impl Session {
     /// Runs a file in the session and keeps its functions; watches it.
     pub fn load(&mut self, path: &Path) -> Outcome {
         let name = path.display().to_string();
-        let text = match std::fs::read_to_string(path) {
+        let text = match crate::host::input::read_script(path) {
             Ok(t) => t,
             Err(e) => return self.fail(&format!("cannot read {name}: {e}")),
         };
@@ -674,7 +674,7 @@ impl Session {
             return out;
         };
         let name = file.display().to_string();
-        let text = match std::fs::read_to_string(&file) {
+        let text = match crate::host::input::read_script(&file) {
             Ok(t) => t,
             Err(e) => {
                 out.push_str(&format!("warning: cannot read {name}: {e}"));
