@@ -7,6 +7,7 @@ pub mod duration;
 pub mod jsonmatch;
 pub mod logscan;
 pub mod mask;
+pub mod releases;
 pub mod score;
 pub mod stats;
 pub mod suggest;

@@ -91,6 +91,7 @@ impl Host {
             pipeline: Mutex::new(Default::default()),
             latest_ast: Mutex::new(None),
             sampler: OnceLock::new(),
+            recorded: Mutex::new(Default::default()),
         });
         let mut engine = Engine::new();
         engine

@@ -58,6 +58,9 @@ pub struct HostState {
     /// The sampler behind `sample()` and `monitor()`, started on first use; its kept-alive
     /// connections are reused across calls.
     pub sampler: std::sync::OnceLock<crate::metrics::sampler::Sampler>,
+    /// What the script recorded about the run with `record::set` (the release it made
+    /// live, the one it rolled back from), for report.json and the history.
+    pub recorded: Mutex<BTreeMap<String, String>>,
 }
 
 /// The value stored as the engine's tag so native functions can find the state.

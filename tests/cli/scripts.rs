@@ -793,7 +793,7 @@ fn quickstart_deploys_a_release_then_rolls_back_a_broken_one() {
         assert!(stderr.contains(needle), "{needle:?} not in\n{stderr}");
     }
     assert!(
-        stderr.contains(&format!(" again; {bad} is marked bad")),
+        stderr.contains(&format!("{bad} is marked bad; {good} is live")),
         "{stderr}"
     );
     assert!(
