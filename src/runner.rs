@@ -582,7 +582,11 @@ impl Run<'_> {
                 .state
                 .recorded
                 .lock()
-                .map(|r| r.iter().map(|(k, v)| (k.clone(), console.mask(v))).collect())
+                .map(|r| {
+                    r.iter()
+                        .map(|(k, v)| (k.clone(), console.mask(v)))
+                        .collect()
+                })
                 .unwrap_or_default(),
             started_at: crate::core::time::rfc3339(self.started_at),
             finished_at: crate::core::time::rfc3339(finished_at),

@@ -191,8 +191,7 @@ pub mod journal_api {
         let j = load(root).map_err(|e| at(&ctx, e))?;
         let live = (!live.is_unit()).then(|| live.to_string());
         let keep = usize::try_from(keep).unwrap_or(0);
-        Ok(j
-            .prune_plan(live.as_deref(), &on_disk(root), keep)
+        Ok(j.prune_plan(live.as_deref(), &on_disk(root), keep)
             .into_iter()
             .map(Dynamic::from)
             .collect())

@@ -78,7 +78,9 @@ pub fn history(args: HistoryArgs, color: ColorChoice) -> i32 {
             (e, s) => format!(
                 " for{}{}",
                 e.as_ref().map(|e| format!(" env {e}")).unwrap_or_default(),
-                s.as_ref().map(|s| format!(" script {s}")).unwrap_or_default()
+                s.as_ref()
+                    .map(|s| format!(" script {s}"))
+                    .unwrap_or_default()
             ),
         };
         console.print(&format!("no runs recorded{filter} in {}", path.display()));

@@ -434,7 +434,10 @@ mod tests {
         let ids = |v: Vec<&HistoryEntry>| v.iter().map(|e| e.run_id.clone()).collect::<Vec<_>>();
         assert_eq!(ids(recent(&h, None, Some("laravel"), 10)), ["r1"]);
         assert_eq!(ids(recent(&h, None, Some("laravel.rhai"), 10)), ["r1"]);
-        assert_eq!(ids(recent(&h, None, Some("scripts/laravel.rhai"), 10)), ["r1"]);
+        assert_eq!(
+            ids(recent(&h, None, Some("scripts/laravel.rhai"), 10)),
+            ["r1"]
+        );
         assert_eq!(ids(recent(&h, None, Some("deploy"), 10)), ["r3", "r2"]);
         assert!(recent(&h, None, Some("lara"), 10).is_empty());
         assert_eq!(mode_label(&a), "-");

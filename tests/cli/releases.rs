@@ -1,0 +1,289 @@
+//! std/releases through the real binary: a release store that knows its history (the
+//! journal), rollbacks to what was live, pruning that keeps the last good release, shared
+//! files, and what the history says about each run.
+
+use std::path::Path;
+use std::time::Duration;
+
+use crate::support::{Output, Test};
+
+/// A deploy script over `app/`: each run creates release `--var release=NAME` (with the
+/// shared `.env` and `storage/`), may fail its trial (`trial_fails`), goes live, prunes to
+/// one good release, and may fail its health phase (`broken`). `fn rollback` switches back
+/// and checks the release it went to (a `cannot-start` file in it makes it fail).
+const DEPLOY: &str = r#"import "std/releases" as releases;
+let root = "app";
+let name = var("release", "");
+phase("Build & deploy", #{ required: true, changes: true }, || {
+    let dir = releases::create(root, name, #{ linked_files: [".env"], linked_dirs: ["storage"] });
+    fs::write(dir + "/version", name);
+    if var("trial_fails", false) {
+        releases::mark_failed(root, name, "did not start on its trial port");
+        throw `release ${name} failed its trial`;
+    }
+    releases::activate(root, name);
+    print(`pruned ${releases::prune(root, 1)}`);
+    if var("hang", false) { sleep("30s"); }
+});
+phase("Health", #{ required: true }, || {
+    check("the release works", || !var("broken", false));
+});
+fn rollback(ctx) {
+    let live = releases::current("app");
+    if ctx.phase != () && live != var("release", "") {
+        print(`nothing to undo: ${live} is still live`);
+        return;
+    }
+    let target = releases::switch_back("app", |t| {
+        if fs::exists(`app/releases/${t}/cannot-start`) { throw `release ${t} cannot start`; }
+    });
+    print(`rolled back to ${target}; phase ${ctx.phase ?? "none"}`);
+}
+"#;
+
+/// A test folder holding the deploy script and the shared `.env`.
+fn project() -> Test {
+    Test::new()
+        .script(DEPLOY)
+        .file("app/shared/.env", "APP_KEY=base64:abc\n")
+}
+
+/// Runs `deployer ARGS` in the project folder `dir` (kept across runs).
+fn deployer(dir: &Path, args: &[&str]) -> (i32, String, String) {
+    let out = std::process::Command::new(crate::support::BIN)
+        .args(args)
+        .current_dir(dir)
+        .env("NO_COLOR", "1")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn deploy(dir: &Path, release: &str, extra: &[&str]) -> (i32, String, String) {
+    let var = format!("release={release}");
+    let mut args = vec!["run", "deploy.rhai", "--var", var.as_str()];
+    args.extend_from_slice(extra);
+    deployer(dir, &args)
+}
+
+fn live(dir: &Path) -> String {
+    std::fs::read_link(dir.join("app/current"))
+        .unwrap()
+        .display()
+        .to_string()
+}
+
+fn releases_on_disk(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir.join("app/releases"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+fn journal(dir: &Path) -> Vec<serde_json::Value> {
+    let text = std::fs::read_to_string(dir.join("app/releases.json")).unwrap();
+    let j: serde_json::Value = serde_json::from_str(&text).unwrap();
+    j["events"].as_array().unwrap().clone()
+}
+
+#[track_caller]
+fn ok(r: &(i32, String, String), code: i32) {
+    assert_eq!(r.0, code, "stdout:\n{}\nstderr:\n{}", r.1, r.2);
+}
+
+#[test]
+fn a_rollback_returns_to_the_release_that_was_live_not_a_failed_trial_and_prune_keeps_it() {
+    let t = project();
+    let dir = t.path();
+    ok(&deploy(dir, "r1", &[]), 0);
+    assert_eq!(live(dir), "releases/r1");
+    // The shared files are links into app/shared, the same for every release.
+    assert_eq!(
+        std::fs::read_to_string(dir.join("app/releases/r1/.env")).unwrap(),
+        "APP_KEY=base64:abc\n"
+    );
+    std::fs::write(dir.join("app/releases/r1/storage/upload.txt"), "kept").unwrap();
+
+    // r2's trial fails: it never goes live; the rollback has nothing to undo.
+    let r = deploy(dir, "r2", &["--var", "trial_fails=true"]);
+    ok(&r, 1);
+    assert!(r.1.contains("nothing to undo: r1 is still live"), "{}", r.1);
+    assert_eq!(live(dir), "releases/r1");
+
+    // r3 goes live and fails its health phase: back to r1 (live before), not r2 (newer name).
+    let r = deploy(dir, "r3", &["--var", "broken=true"]);
+    ok(&r, 1);
+    assert!(r.1.contains("rolled back to r1; phase Health"), "{}", r.1);
+    assert!(
+        r.2.contains("rolled back from r3 to r1; r3 is marked bad"),
+        "{}",
+        r.2
+    );
+    assert_eq!(live(dir), "releases/r1");
+    // Pruning at r3's activation removed the failed trial r2, never r1 (r3's rollback target).
+    assert!(r.1.contains(r#"pruned ["r2"]"#), "{}", r.1);
+    assert!(dir.join("app/releases/r3/.deployer-bad").is_file());
+
+    // r4 goes live: prune(1) keeps r4 and r1 (the release a rollback would go to); the bad
+    // r3 does not count toward keep and goes.
+    let r = deploy(dir, "r4", &[]);
+    ok(&r, 0);
+    assert!(r.1.contains(r#"pruned ["r3"]"#), "{}", r.1);
+    assert_eq!(releases_on_disk(dir), ["r1", "r4"]);
+    assert_eq!(
+        std::fs::read_to_string(dir.join("app/releases/r4/storage/upload.txt")).unwrap(),
+        "kept"
+    );
+
+    // `deployer rollback`: ctx.phase is (), and it goes back to r1.
+    let r = deployer(dir, &["rollback", "deploy.rhai", "--yes"]);
+    ok(&r, 0);
+    assert!(r.1.contains("rolled back to r1; phase none"), "{}", r.1);
+    assert_eq!(live(dir), "releases/r1");
+    // Every release live before r1 is bad or removed: a further rollback says so and
+    // changes nothing.
+    let r = deployer(dir, &["rollback", "deploy.rhai", "--yes"]);
+    ok(&r, 3);
+    assert!(
+        r.2.contains("cannot roll back from release r1 in app/releases: every release live before r1 is excluded (marked bad: r4; removed: r3)"),
+        "{}",
+        r.2
+    );
+    assert_eq!(live(dir), "releases/r1");
+
+    let events: Vec<String> = journal(dir)
+        .iter()
+        .map(|e| {
+            format!(
+                "{} {}",
+                e["release"].as_str().unwrap(),
+                e["event"].as_str().unwrap()
+            )
+        })
+        .collect();
+    for want in [
+        "r2 failed",
+        "r3 rolled_back",
+        "r2 removed",
+        "r4 bad",
+        "r4 rolled_back",
+    ] {
+        assert!(
+            events.contains(&want.to_string()),
+            "{want} not in {events:?}"
+        );
+    }
+    assert!(!events.contains(&"r2 live".to_string()), "{events:?}");
+
+    // The history says which runs deployed and which rolled back, and what went live.
+    let (code, stdout, _) = deployer(dir, &["history", "--script", "deploy"]);
+    assert_eq!(code, 0);
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert!(
+        lines[0].contains("mode") && lines[0].contains("release"),
+        "{stdout}"
+    );
+    let row = |i: usize| lines[i].split_whitespace().collect::<Vec<_>>();
+    // Newest first: the failed rollback, the manual rollback, r4, r3, r2, r1.
+    assert_eq!(lines.len(), 7, "{stdout}");
+    assert!(row(1).contains(&"rollback"), "{stdout}");
+    assert!(
+        lines[2].contains("rollback") && lines[2].contains("r4 -> r1"),
+        "{stdout}"
+    );
+    assert!(
+        lines[3].contains("deploy") && lines[3].contains(" r4 "),
+        "{stdout}"
+    );
+    assert!(
+        lines[4].contains("FAILED") && lines[4].contains("r3 -> r1"),
+        "{stdout}"
+    );
+    assert!(
+        lines[6].contains("PASS") && lines[6].contains(" r1 "),
+        "{stdout}"
+    );
+    let (_, stdout, _) = deployer(dir, &["history", "--script", "other.rhai"]);
+    assert!(
+        stdout.contains("no runs recorded for script other.rhai"),
+        "{stdout}"
+    );
+    // The --vars of each run are recorded.
+    let (_, json, _) = deployer(dir, &["history", "--json", "-n", "10"]);
+    let entries: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(entries[3]["vars"]["broken"], "true");
+    assert_eq!(entries[3]["recorded"]["rolled_back_from"], "r3");
+    assert_eq!(entries[2]["mode"], "deploy");
+    assert_eq!(entries[1]["mode"], "rollback");
+}
+
+#[test]
+fn a_rollback_whose_switch_fails_leaves_an_accurate_state() {
+    let t = project();
+    let dir = t.path();
+    ok(&deploy(dir, "r1", &[]), 0);
+    // r1 can no longer start (its binary broke on disk, say): the switch back fails.
+    std::fs::write(dir.join("app/releases/r1/cannot-start"), "").unwrap();
+    let r = deploy(dir, "r2", &["--var", "broken=true"]);
+    ok(&r, 3);
+    assert!(
+        r.2.contains("rolled back from r2 to r1, but r1 failed its check: release r1 cannot start; app/current points at r1; r2 is not marked bad"),
+        "{}",
+        r.2
+    );
+    // Exactly that: current points at r1, r2 is not marked bad, and the journal says so.
+    assert_eq!(live(dir), "releases/r1");
+    assert!(!dir.join("app/releases/r2/.deployer-bad").exists());
+    let last = journal(dir).last().unwrap().clone();
+    assert_eq!(last["release"], "r2");
+    assert_eq!(last["event"], "rollback_failed");
+    assert_eq!(last["to"], "r1");
+    assert!(
+        last["note"]
+            .as_str()
+            .unwrap()
+            .contains("release r1 cannot start"),
+        "{last}"
+    );
+}
+
+#[test]
+fn releases_need_their_shared_files_and_a_run_interrupted_after_cutover_says_what_is_live() {
+    // A linked file missing from shared/ stops the release before anything links to it.
+    let out: Output = Test::new()
+        .script(DEPLOY)
+        .args(["run", "deploy.rhai", "--var", "release=r1"])
+        .run();
+    out.assert_code(1).assert_stderr_contains(
+        "cannot link .env into release r1: app/shared/.env does not exist; create it there first",
+    );
+
+    // Interrupted after the switch: the new release is live, and the run says so.
+    let t = project().args([
+        "run",
+        "deploy.rhai",
+        "--var",
+        "release=r1",
+        "--var",
+        "hang=true",
+    ]);
+    let running = t.spawn();
+    running.wait_for_stderr("release r1 is live", Duration::from_secs(10));
+    running.signal(libc::SIGTERM);
+    let out = running.wait(Duration::from_secs(10));
+    out.assert_code(130).assert_stderr_contains(
+        "release r1 went live before the interrupt and is live now; if it must go back, run `deployer rollback deploy.rhai --env default`",
+    );
+    let r = crate::support::newest_report(out.path());
+    assert_eq!(r["rollback"]["status"], "not_run");
+    assert_eq!(r["recorded"]["release"], "r1");
+    assert_eq!(r["schema"], "deployer/report/v2");
+}
