@@ -287,3 +287,118 @@ fn releases_need_their_shared_files_and_a_run_interrupted_after_cutover_says_wha
     assert_eq!(r["recorded"]["release"], "r1");
     assert_eq!(r["schema"], "deployer/report/v2");
 }
+
+// ---------------------------------------------------------------- std/service
+
+/// Installs recording fakes of `systemctl` and `journalctl` in `DIR/bin`: each call is
+/// appended to `DIR/calls.log`; `bad.service` fails to restart, `flaky.service` restarts
+/// but is not active afterwards.
+fn fake_systemd(t: &Test) -> std::path::PathBuf {
+    let bin = t.path().join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let log = t.path().join("calls.log");
+    crate::support::write_executable(
+        &bin,
+        "systemctl",
+        &format!(
+            r#"echo "systemctl $*" >> '{log}'
+for last; do :; done
+case "$*" in
+  *"is-active "*)
+    case "$last" in
+      flaky.service) echo failed; exit 3 ;;
+      *) echo active; exit 0 ;;
+    esac ;;
+  *"status "*) echo "● $2 - demo"; echo "   Active: active (running)"; exit 0 ;;
+esac
+if [ "$last" = bad.service ]; then
+  echo "Job for bad.service failed because the control process exited with error code." >&2
+  exit 1
+fi
+exit 0
+"#,
+            log = log.display()
+        ),
+    );
+    crate::support::write_executable(
+        &bin,
+        "journalctl",
+        &format!(
+            r#"echo "journalctl $*" >> '{log}'
+echo "Dec 02 07:00:01 host app[42]: starting"
+echo "Dec 02 07:00:02 host app[42]: error: address 127.0.0.1:8080 already in use"
+"#,
+            log = log.display()
+        ),
+    );
+    bin
+}
+
+#[test]
+fn service_drives_systemctl_and_shows_the_journal_when_a_unit_fails() {
+    let t = Test::new();
+    let bin = fake_systemd(&t);
+    let script = r#"import "std/service" as service;
+service::restart("app.service");
+service::reload("nginx.service", #{ user: true });
+service::stop("app.service");
+print(`active=${service::is_active("app.service")} flaky=${service::is_active("flaky.service")}`);
+print(service::status("app.service"));
+try { service::restart("flaky.service"); } catch (e) { print(`flaky: ${e.kind}: ${e.message}`); }
+try { service::start("app.service", #{ lnes: 5 }); } catch (e) { print(`typo: ${e.message}`); }
+service::restart("bad.service", #{ lines: 5 });
+"#;
+    let out = t
+        .script(script)
+        .path_prepend(bin)
+        .args(["run", "deploy.rhai"])
+        .run();
+    out.assert_code(1)
+        .assert_stdout_contains("active=true flaky=false")
+        .assert_stdout_contains("Active: active (running)")
+        .assert_stdout_contains("flaky: service: flaky.service is failed after systemctl restart; last journal lines:\nDec 02 07:00:01 host app[42]: starting")
+        .assert_stdout_contains("typo: service::start(): unknown option `lnes`; did you mean `lines`?")
+        .assert_stderr_contains("systemctl restart bad.service failed (exit 1): Job for bad.service failed because the control process exited with error code.; last journal lines:")
+        .assert_stderr_contains("error: address 127.0.0.1:8080 already in use");
+    let calls = std::fs::read_to_string(out.path().join("calls.log")).unwrap();
+    let calls: Vec<&str> = calls.lines().collect();
+    assert_eq!(
+        calls,
+        [
+            "systemctl restart app.service",
+            "systemctl is-active app.service",
+            "systemctl --user reload nginx.service",
+            "systemctl --user is-active nginx.service",
+            "systemctl stop app.service",
+            "systemctl is-active app.service",
+            "systemctl is-active flaky.service",
+            "systemctl status app.service --no-pager",
+            "systemctl restart flaky.service",
+            "systemctl is-active flaky.service",
+            "journalctl -u flaky.service -n 20 --no-pager",
+            "systemctl restart bad.service",
+            "journalctl -u bad.service -n 5 --no-pager",
+        ]
+    );
+}
+
+#[test]
+fn service_changes_nothing_in_a_dry_run() {
+    let t = Test::new();
+    let bin = fake_systemd(&t);
+    let out = t
+        .script(
+            r#"import "std/service" as service;
+service::restart("app.service");
+print(`active=${service::is_active("app.service")}`);
+"#,
+        )
+        .path_prepend(bin)
+        .args(["run", "deploy.rhai", "--dry-run"])
+        .run();
+    out.assert_code(0)
+        .assert_stderr_contains("would run: systemctl restart app.service")
+        .assert_stdout_contains("active=true");
+    let calls = std::fs::read_to_string(out.path().join("calls.log")).unwrap();
+    assert_eq!(calls, "systemctl is-active app.service\n");
+}
