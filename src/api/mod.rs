@@ -1,5 +1,6 @@
 //! What scripts see: thin bindings that convert between Rhai values and `core`/`sys`.
 
+pub mod backups;
 pub mod env;
 pub mod error;
 pub mod exec;
@@ -37,4 +38,5 @@ pub fn register(engine: &mut Engine) {
         exported_module!(releases::journal_api).into(),
     );
     engine.register_static_module("record", exported_module!(releases::record_api).into());
+    engine.register_static_module("backups", exported_module!(backups::backups_api).into());
 }

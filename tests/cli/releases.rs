@@ -402,3 +402,77 @@ print(`active=${service::is_active("app.service")}`);
     let calls = std::fs::read_to_string(out.path().join("calls.log")).unwrap();
     assert_eq!(calls, "systemctl is-active app.service\n");
 }
+
+// ---------------------------------------------------------------- backups retention
+
+#[test]
+fn backups_are_pruned_by_age_and_count_but_never_the_newest_verified_one() {
+    let t = Test::new()
+        .script(r#"print(`pruned: ${backups::prune("backups", #{ keep: 2, suffix: ".dump" })}`);"#)
+        .args(["run", "deploy.rhai", "--dry-run"]);
+    let dir = t.path().join("backups");
+    std::fs::create_dir_all(&dir).unwrap();
+    let now = std::time::SystemTime::now();
+    let day = Duration::from_secs(86_400);
+    // (name, age in days, verified)
+    let files = [
+        ("a-40d.dump", 40, true),
+        ("b-20d.dump", 20, false),
+        ("c-3d.dump", 3, false),
+        ("d-2d.dump", 2, false),
+        ("e-1d.dump", 1, false),
+        ("notes.txt", 90, false),
+    ];
+    for (name, age, verified) in files {
+        let path = dir.join(name);
+        std::fs::write(&path, "dump").unwrap();
+        let f = std::fs::File::options().write(true).open(&path).unwrap();
+        f.set_modified(now - day * age).unwrap();
+        if verified {
+            std::fs::write(dir.join(format!("{name}.verified")), "size").unwrap();
+        }
+    }
+    let out = t.run();
+    // Only what it would do: a-40d is old but the newest verified backup; c-3d is beyond keep 2.
+    out.assert_code(0)
+        .assert_stdout_contains(r#"pruned: ["b-20d.dump", "c-3d.dump"]"#)
+        .assert_stderr_contains("would remove: backups/b-20d.dump");
+    assert!(dir.join("b-20d.dump").exists());
+
+    let (code, stdout, stderr) = deployer(t.path(), &["run", "deploy.rhai"]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        stdout.contains(r#"pruned: ["b-20d.dump", "c-3d.dump"]"#),
+        "{stdout}"
+    );
+    assert!(
+        stderr.contains("removed 2 old backup(s) from backups (keep_days 14, keep 2)"),
+        "{stderr}"
+    );
+    let mut left: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    left.sort();
+    assert_eq!(
+        left,
+        [
+            "a-40d.dump",
+            "a-40d.dump.verified",
+            "d-2d.dump",
+            "e-1d.dump",
+            "notes.txt"
+        ]
+    );
+
+    // A bad option is an error naming it.
+    let t2 = Test::new().file("backups/x.dump", "x");
+    t2.script(r#"backups::prune("backups", #{ keep_day: 3 });"#)
+        .args(["run", "deploy.rhai"])
+        .run()
+        .assert_code(1)
+        .assert_stderr_contains(
+            "backups::prune(): unknown option `keep_day`; did you mean `keep_days`?",
+        );
+}
