@@ -488,9 +488,14 @@ fn laravel_deploys_a_tagged_release_with_a_verified_backup() {
     let backups: Vec<_> = std::fs::read_dir(out.path().join("backups"))
         .unwrap()
         .flatten()
+        .filter(|e| e.file_name().to_string_lossy().ends_with(".dump"))
         .collect();
     assert_eq!(backups.len(), 1);
     assert_eq!(backups[0].metadata().unwrap().len(), 4096);
+    // The marker that keeps the newest verified backup from retention.
+    let mut marker = backups[0].path().into_os_string();
+    marker.push(".verified");
+    assert!(std::path::Path::new(&marker).is_file());
 }
 
 #[test]
