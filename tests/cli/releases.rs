@@ -476,3 +476,42 @@ fn backups_are_pruned_by_age_and_count_but_never_the_newest_verified_one() {
             "backups::prune(): unknown option `keep_day`; did you mean `keep_days`?",
         );
 }
+
+// ---------------------------------------------------------------- history and trends
+
+#[test]
+fn trends_compare_like_with_like_same_script_real_runs_only() {
+    let good = r#"phase("Deploy", || { check("ok", || true); });"#;
+    let half = r#"phase("Deploy", || { check("ok", || true); check("bad", || false); });"#;
+    let t = Test::new().file("a.rhai", good).file("b.rhai", half);
+    let dir = t.path();
+    let report_of = |stderr: &str| -> serde_json::Value {
+        let run_dir = stderr
+            .lines()
+            .find_map(|l| l.strip_prefix("run recorded in "))
+            .unwrap_or_else(|| panic!("no run folder in\n{stderr}"));
+        let text = std::fs::read_to_string(dir.join(run_dir).join("report.json")).unwrap();
+        serde_json::from_str(&text).unwrap()
+    };
+    let (code, _, first) = deployer(dir, &["run", "a.rhai"]);
+    assert_eq!(code, 0, "{first}");
+    let first_id = report_of(&first)["run_id"].clone();
+    // Another script of the same environment: not compared with a.rhai.
+    let (_, _, err) = deployer(dir, &["run", "b.rhai"]);
+    let b = report_of(&err);
+    assert!(b.get("comparison").is_none(), "{b}");
+    assert_eq!(b["trend"], serde_json::json!([50.0]));
+    // A dry run of a.rhai: compared, but not part of the trend of later runs.
+    let (code, _, err) = deployer(dir, &["run", "a.rhai", "--dry-run"]);
+    assert_eq!(code, 0, "{err}");
+    let (_, _, err) = deployer(dir, &["run", "a.rhai"]);
+    let a2 = report_of(&err);
+    assert_eq!(a2["comparison"]["previous_run_id"], first_id);
+    assert_eq!(a2["trend"], serde_json::json!([100.0, 100.0]));
+    assert_eq!(a2["mode"], "deploy");
+    let (_, stdout, _) = deployer(dir, &["history", "--script", "b"]);
+    assert_eq!(stdout.lines().count(), 2, "{stdout}");
+    let (_, stdout, _) = deployer(dir, &["history", "--script", "a.rhai"]);
+    assert!(stdout.contains("dry-run"), "{stdout}");
+    assert_eq!(stdout.lines().count(), 4, "{stdout}");
+}
