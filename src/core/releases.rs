@@ -45,7 +45,7 @@ pub struct Event {
 }
 
 /// The whole journal, oldest event first.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Journal {
     pub version: u32,
     pub events: Vec<Event>,
@@ -102,6 +102,12 @@ impl std::fmt::Display for NoTarget {
                 }
             }
         }
+    }
+}
+
+impl Default for Journal {
+    fn default() -> Journal {
+        Journal::new()
     }
 }
 
@@ -287,7 +293,7 @@ mod tests {
             name: "r3".into(),
             marked_bad: true,
         });
-        let err = j.rollback_target(Some("r4"), &d2).unwrap_err();
+        let err = j.rollback_target(Some("r4"), &d2).expect_err("no target");
         assert_eq!(
             err,
             NoTarget::AllExcluded {
@@ -325,7 +331,9 @@ mod tests {
         );
         assert_eq!(j.rollback_target(None, &d), Err(NoTarget::NothingLive));
         assert_eq!(
-            j.rollback_target(Some("r1"), &d).unwrap_err().to_string(),
+            j.rollback_target(Some("r1"), &d)
+                .expect_err("no target")
+                .to_string(),
             "no release other than r1 was ever live"
         );
     }
@@ -371,10 +379,10 @@ mod tests {
     fn journal_round_trips_and_reads_empty_text() {
         let mut j = Journal::new();
         j.push("2026-01-01T00:00:00Z", "r1", RolledBack).to = Some("r0".into());
-        let back = Journal::parse(&j.to_text()).unwrap();
+        let back = Journal::parse(&j.to_text()).expect("parses");
         assert_eq!(back, j);
         assert!(j.to_text().contains("\"event\": \"rolled_back\""));
-        assert_eq!(Journal::parse("  \n").unwrap(), Journal::new());
+        assert_eq!(Journal::parse("  \n").expect("parses"), Journal::new());
         assert!(Journal::parse("{").is_err());
     }
 }

@@ -770,6 +770,8 @@ fn quickstart_deploys_a_release_then_rolls_back_a_broken_one() {
         "{stdout}\n{stderr}"
     );
     assert!(stderr.contains("100/100  PASS"), "{stderr}");
+    // No warning the user cannot act on (fn rollback(ctx) vs a std/releases function).
+    assert!(!stderr.contains("warning"), "{stderr}");
 
     // A broken release: it passes health and E2E, fails under monitoring, and goes back.
     let (code, stdout, stderr) = deployer_in(
@@ -845,6 +847,12 @@ fn quickstart_deploys_a_release_then_rolls_back_a_broken_one() {
         "{stdout}"
     );
     assert!(lines[1].contains("PASS"), "{stdout}");
+    // Which release went live, and which run rolled back from which release to which.
+    assert!(lines[0].contains(&format!("{bad} -> {good}")), "{stdout}");
+    assert!(
+        lines[1].contains(" deploy ") && lines[1].contains(&format!(" {good} ")),
+        "{stdout}"
+    );
 }
 
 #[test]
