@@ -517,3 +517,90 @@ fn trends_compare_like_with_like_same_script_real_runs_only() {
     assert!(stdout.contains("dry-run"), "{stdout}");
     assert_eq!(stdout.lines().count(), 4, "{stdout}");
 }
+
+// ---------------------------------------------------------------- the quickstart's app
+
+#[test]
+fn quickstart_a_failed_trial_then_a_broken_release_rolls_back_to_the_good_one() {
+    use crate::scripts::{copy_quickstart, deployer_in};
+    let t = Test::new();
+    copy_quickstart(t.path());
+    let script = "examples/quickstart/deploy.rhai";
+    let state = t.path().join("examples/quickstart/.deploy");
+    let fast = ["--var", "monitor=1s", "--var", "interval=200ms"];
+    let run = |extra: &[&str]| {
+        let mut args = vec!["run", script];
+        args.extend_from_slice(&fast);
+        args.extend_from_slice(extra);
+        deployer_in(t.path(), &args)
+    };
+    let deploying = || std::fs::read_to_string(state.join("deploying")).unwrap();
+
+    // 1. A good release goes live.
+    let (code, _, stderr) = run(&[]);
+    assert_eq!(code, 0, "{stderr}");
+    let good = deploying();
+
+    // 2. A build whose program cannot start: its trial fails, it never goes live.
+    let main_rs = t.path().join("examples/quickstart/app/src/main.rs");
+    let source = std::fs::read_to_string(&main_rs).unwrap();
+    std::fs::write(
+        &main_rs,
+        source.replacen(
+            "fn main() {",
+            "fn main() {\n    if std::env::args().count() > 0 {\n        eprintln!(\"cannot start\");\n        std::process::exit(1);\n    }",
+            1,
+        ),
+    )
+    .unwrap();
+    let (code, stdout, stderr) = run(&[]);
+    assert_eq!(code, 1, "{stderr}");
+    let trial = deploying();
+    assert_ne!(trial, good);
+    assert!(
+        stderr.contains(&format!("release {trial} failed its trial")),
+        "{stderr}"
+    );
+    assert!(stdout.contains(&format!("live release {good}")), "{stdout}");
+
+    // 3. A release that goes live and breaks under monitoring: back to the good one, not to
+    //    the newer failed trial.
+    std::fs::write(&main_rs, &source).unwrap();
+    let (code, stdout, stderr) = run(&["--var", "break=true", "--var", "monitor=10s"]);
+    assert_eq!(code, 1, "{stderr}");
+    let bad = deploying();
+    assert!(
+        stderr.contains(&format!("rolled back from {bad} to {good}")),
+        "{stderr}"
+    );
+    assert!(stdout.contains(&format!("live release {good}")), "{stdout}");
+    assert_eq!(
+        std::fs::read_link(state.join("current")).unwrap(),
+        Path::new("releases").join(&good)
+    );
+    let text = std::fs::read_to_string(state.join("releases.json")).unwrap();
+    let journal: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let events: Vec<String> = journal["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            format!(
+                "{} {}",
+                e["release"].as_str().unwrap(),
+                e["event"].as_str().unwrap()
+            )
+        })
+        .collect();
+    assert!(events.contains(&format!("{trial} failed")), "{events:?}");
+    assert!(!events.contains(&format!("{trial} live")), "{events:?}");
+    assert!(events.contains(&format!("{bad} rolled_back")), "{events:?}");
+
+    // The history: three deploys, the last rolled back from the bad release to the good one.
+    let (code, stdout, _) = deployer_in(t.path(), &["history"]);
+    assert_eq!(code, 0);
+    let lines: Vec<&str> = stdout.lines().skip(1).collect();
+    assert_eq!(lines.len(), 3, "{stdout}");
+    assert!(lines[0].contains(&format!("{bad} -> {good}")), "{stdout}");
+    assert!(lines[2].contains(&format!(" {good} ")), "{stdout}");
+}

@@ -694,7 +694,7 @@ fn copy_dir(from: &Path, to: &Path) {
 
 /// Copies the quickstart into `to` as the repository lays it out, without what its runs
 /// leave behind (the releases, the app's build).
-fn copy_quickstart(to: &Path) {
+pub(crate) fn copy_quickstart(to: &Path) {
     fn copy(from: &Path, to: &Path) {
         std::fs::create_dir_all(to).unwrap();
         for e in std::fs::read_dir(from).unwrap().flatten() {
@@ -716,7 +716,7 @@ fn copy_quickstart(to: &Path) {
 }
 
 /// Runs deployer in `dir` with `args`; returns its exit code, stdout and stderr.
-fn deployer_in(dir: &Path, args: &[&str]) -> (i32, String, String) {
+pub(crate) fn deployer_in(dir: &Path, args: &[&str]) -> (i32, String, String) {
     let mut child = Command::new(crate::support::BIN)
         .args(args)
         .current_dir(dir)
