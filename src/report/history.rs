@@ -25,7 +25,8 @@ pub struct HistoryEntry {
     #[serde(default)]
     pub score: Option<f64>,
     pub duration_ms: u64,
-    /// "ok", "failed", "declined" or "not_needed"; `None` when rollback never came up.
+    /// "ok", "failed", "declined", "never", "missing", "not_run" (interrupted after changes
+    /// began) or "not_needed"; `None` when rollback never came up.
     #[serde(default)]
     pub rollback: Option<String>,
     #[serde(default)]

@@ -458,6 +458,7 @@ releases::mark_bad("a", "r1");
 releases::mark_bad("a", "r2", "corrupts uploads");
 try { releases::switch_back("a"); } catch (e) { print(`${e.kind}: ${e.message}`); }
 try { releases::switch_back("b"); } catch (e) { print(`${e.kind}: ${e.message}`); }
+try { releases::switch_back("a", "check"); } catch (e) { print(`${e.kind}: ${e.message}`); }
 try { releases::prune("a", 0); } catch (e) { print(`${e.kind}: ${e.message}`); }
 releases::activate("b", "r1");
 "#;
@@ -465,6 +466,7 @@ releases::activate("b", "r1");
     out.assert_code(1)
         .assert_stdout_contains("rollback: cannot roll back from release r3 in a/releases: every release live before r3 is excluded (marked bad: r2, r1)")
         .assert_stdout_contains("rollback: cannot roll back: b/current is not a symlink to a release")
+        .assert_stdout_contains("usage: releases::switch_back(): the check must be a closure such as |release| { ... }, got string")
         .assert_stdout_contains("usage: releases::prune(): keep must be a whole number of at least 1, got 0")
         .assert_stderr_contains("cannot replace b/current with a symlink: it is a real folder, not a symlink; move it away first");
     assert!(out.path().join("b/current/index.html").is_file());
