@@ -533,7 +533,7 @@ impl Run<'_> {
         (ended, record)
     }
 
-    fn finish(self, run_id: String, ended: Ended, rollback: RollbackRecord) -> i32 {
+    fn finish(self, run_id: String, ended: Ended, mut rollback: RollbackRecord) -> i32 {
         let console = self.console().clone();
         let (phases, changes_began, stopped, score, verdict) = {
             let mut p = match self.host.state.pipeline.lock() {
@@ -566,6 +566,15 @@ impl Run<'_> {
             Ended::Interrupted(d) => (RunStatus::Interrupted, Some(error_record(d))),
             Ended::Failed(d) => (RunStatus::Failed, d.as_ref().map(error_record)),
         };
+        // Interrupted after changes began: no rollback ran, and "not needed" would be a lie.
+        if status == RunStatus::Interrupted
+            && changes_began
+            && rollback.status == RollbackStatus::NotNeeded
+            && !self.req.dry_run
+        {
+            rollback.status = RollbackStatus::NotRun;
+            rollback.reason = Some("the run was interrupted after changes began".into());
+        }
         let broken_dry_run = self.req.dry_run
             && (matches!(&ended, Ended::Failed(_))
                 || phases.iter().any(|p| p.status == PhaseStatus::Failed));
@@ -593,6 +602,23 @@ impl Run<'_> {
             script_sha256: record::sha256_hex(&self.text),
             env: self.env.name.clone(),
             dry_run: self.req.dry_run,
+            vars: self
+                .req
+                .vars
+                .iter()
+                .map(|(k, v)| (k.clone(), console.mask(v)))
+                .collect(),
+            recorded: self
+                .host
+                .state
+                .recorded
+                .lock()
+                .map(|r| {
+                    r.iter()
+                        .map(|(k, v)| (k.clone(), console.mask(v)))
+                        .collect()
+                })
+                .unwrap_or_default(),
             started_at: crate::core::time::rfc3339(self.started_at),
             finished_at: crate::core::time::rfc3339(finished_at),
             duration_ms: self.started.elapsed().as_millis() as u64,
@@ -705,7 +731,16 @@ impl Run<'_> {
                     .as_ref()
                     .map(|l| format!(" at {l}"))
                     .unwrap_or_default();
-                let state = if changes_began {
+                let live = report
+                    .recorded
+                    .get("release")
+                    .filter(|_| !report.recorded.contains_key("rolled_back_from"));
+                let state = if let (true, Some(live)) = (changes_began, live) {
+                    format!(
+                        "release {live} went live before the interrupt and is live now; if it must go back, run `deployer rollback {} --env {}`",
+                        self.name, self.env.name
+                    )
+                } else if changes_began {
                     format!(
                         "the deployment of {} may be partial: changes had begun. Check the service, then run `deployer rollback {} --env {}` if it must go back",
                         self.env.name, self.name, self.env.name
@@ -860,6 +895,7 @@ fn decide(f: &Facts) -> Decision {
             RollbackStatus::Declined => "rollback declined".to_string(),
             RollbackStatus::Never => "not rolled back (rollback = \"never\")".to_string(),
             RollbackStatus::Missing => "no fn rollback(ctx) to roll back".to_string(),
+            RollbackStatus::NotRun => "not rolled back".to_string(),
             RollbackStatus::Ok | RollbackStatus::NotNeeded => "rolled back".to_string(),
         }),
         _ => f

@@ -925,3 +925,6 @@ mod secrets;
 
 #[path = "cli/paths.rs"]
 mod paths;
+
+#[path = "cli/releases.rs"]
+mod releases;

@@ -1,5 +1,6 @@
 //! What scripts see: thin bindings that convert between Rhai values and `core`/`sys`.
 
+pub mod backups;
 pub mod env;
 pub mod error;
 pub mod exec;
@@ -8,6 +9,7 @@ pub mod http;
 pub mod metrics;
 pub mod opts;
 pub mod phase;
+pub mod releases;
 pub mod retry;
 pub mod syntax;
 
@@ -31,4 +33,10 @@ pub fn register(engine: &mut Engine) {
     engine.register_static_module("http", exported_module!(http::http_api).into());
     engine.register_static_module("log", exported_module!(env::log_api).into());
     engine.register_static_module("fs", exported_module!(fs::fs_api).into());
+    engine.register_static_module(
+        "release_journal",
+        exported_module!(releases::journal_api).into(),
+    );
+    engine.register_static_module("record", exported_module!(releases::record_api).into());
+    engine.register_static_module("backups", exported_module!(backups::backups_api).into());
 }

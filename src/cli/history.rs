@@ -13,6 +13,7 @@ pub const EXAMPLES: &str = "\
 Examples:
   deployer history
   deployer history --env production -n 20
+  deployer history --script deploy
   deployer history --json | jq '.[0].score'";
 
 /// Arguments of `deployer history`.
@@ -21,6 +22,9 @@ pub struct HistoryArgs {
     /// Only runs of this environment.
     #[arg(long, value_name = "NAME")]
     pub env: Option<String>,
+    /// Only runs of this script (its path, file name or file stem: `deploy`).
+    #[arg(long, value_name = "NAME")]
+    pub script: Option<String>,
     /// How many runs to show, newest first.
     #[arg(short = 'n', long, default_value_t = 10)]
     pub count: usize,
@@ -59,7 +63,7 @@ pub fn history(args: HistoryArgs, color: ColorChoice) -> i32 {
     for w in &h.warnings {
         console.warn(w);
     }
-    let entries = history::recent(&h, args.env.as_deref(), args.count);
+    let entries = history::recent(&h, args.env.as_deref(), args.script.as_deref(), args.count);
     if args.json {
         match serde_json::to_string_pretty(&entries) {
             Ok(s) => console.print(&s),
@@ -71,39 +75,49 @@ pub fn history(args: HistoryArgs, color: ColorChoice) -> i32 {
         return exit::OK;
     }
     if entries.is_empty() {
-        console.print(&format!("no runs recorded in {}", path.display()));
+        let filter = match (&args.env, &args.script) {
+            (None, None) => String::new(),
+            (e, s) => format!(
+                " for{}{}",
+                e.as_ref().map(|e| format!(" env {e}")).unwrap_or_default(),
+                s.as_ref()
+                    .map(|s| format!(" script {s}"))
+                    .unwrap_or_default()
+            ),
+        };
+        console.print(&format!("no runs recorded{filter} in {}", path.display()));
         return exit::OK;
     }
     console.print(&format!(
-        "{:<20}  {:<12}  {:<8}  {:>5}  {:>9}  {:<10}  {}",
-        "time", "env", "verdict", "score", "duration", "rollback", "run"
+        "{:<20}  {:<12}  {:<8}  {:<8}  {:>5}  {:>9}  {:<10}  {:<20}  {}",
+        "time", "env", "mode", "verdict", "score", "duration", "rollback", "release", "run"
     ));
     for e in entries {
         let mut verdict = e.verdict.clone().unwrap_or_else(|| "-".into());
         if e.dry_run {
-            verdict.push('*');
+            // A dry run has no verdict of its own: its probes met the unchanged service.
+            verdict = "-".into();
         }
         if e.interrupted {
             verdict = "INTERRUPTED".into();
         }
         console.print(&format!(
-            "{:<20}  {:<12}  {:<8}  {:>5}  {:>9}  {:<10}  {}",
+            "{:<20}  {:<12}  {:<8}  {:<8}  {:>5}  {:>9}  {:<10}  {:<20}  {}",
             e.started_at
                 .get(..19)
                 .unwrap_or(&e.started_at)
                 .replace('T', " "),
             e.env,
+            history::mode_label(e),
             verdict,
             e.score
                 .map(|s| format!("{s:.0}"))
                 .unwrap_or_else(|| "-".into()),
             crate::core::duration::format_duration(std::time::Duration::from_millis(e.duration_ms)),
             e.rollback.clone().unwrap_or_else(|| "-".into()),
+            history::release_label(e),
             e.run_id
         ));
-    }
-    if h.entries.iter().any(|e| e.dry_run) {
-        console.print("* dry run");
     }
     exit::OK
 }

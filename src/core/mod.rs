@@ -8,6 +8,8 @@ pub mod duration;
 pub mod jsonmatch;
 pub mod logscan;
 pub mod mask;
+pub mod releases;
+pub mod retention;
 pub mod score;
 pub mod stats;
 pub mod suggest;

@@ -96,6 +96,7 @@ impl Host {
             latest_ast: Mutex::new(None),
             sampler: OnceLock::new(),
             dry_skipped: Default::default(),
+            recorded: Mutex::new(Default::default()),
         });
         let mut engine = Engine::new();
         engine

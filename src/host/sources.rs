@@ -16,6 +16,7 @@ pub const STDLIB: &[(&str, &str)] = &[
     ("postgres", include_str!("../../stdlib/postgres.rhai")),
     ("preflight", include_str!("../../stdlib/preflight.rhai")),
     ("releases", include_str!("../../stdlib/releases.rhai")),
+    ("service", include_str!("../../stdlib/service.rhai")),
 ];
 
 /// Returns the source of the embedded module `std/NAME`.

@@ -61,6 +61,9 @@ pub struct HostState {
     /// How many actions a dry run has skipped so far (commands, mutating requests, file
     /// changes): a check during which one was skipped shows as "would run", not as passed.
     pub dry_skipped: std::sync::atomic::AtomicUsize,
+    /// What the script recorded about the run with `record::set` (the release it made
+    /// live, the one it rolled back from), for report.json and the history.
+    pub recorded: Mutex<BTreeMap<String, String>>,
 }
 
 /// The value stored as the engine's tag so native functions can find the state.

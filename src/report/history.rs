@@ -1,5 +1,6 @@
 //! The run history `.deployer/history.jsonl`: one JSON object per finished run, appended, read back tolerantly.
 
+use std::collections::BTreeMap;
 use std::fs::OpenOptions;
 use std::io::{self, Write};
 use std::os::unix::fs::FileExt;
@@ -24,13 +25,23 @@ pub struct HistoryEntry {
     #[serde(default)]
     pub score: Option<f64>,
     pub duration_ms: u64,
-    /// "ok", "failed", "declined" or "not_needed"; `None` when rollback never came up.
+    /// "ok", "failed", "declined", "never", "missing", "not_run" (interrupted after changes
+    /// began) or "not_needed"; `None` when rollback never came up.
     #[serde(default)]
     pub rollback: Option<String>,
     #[serde(default)]
     pub dry_run: bool,
     #[serde(default)]
     pub interrupted: bool,
+    /// "deploy" or "rollback" (`deployer rollback`); `None` in lines written before v2.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mode: Option<String>,
+    /// The run's `--var`s, masked.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub vars: BTreeMap<String, String>,
+    /// What the script recorded (`release`, `rolled_back_from`, `version`, ...).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub recorded: BTreeMap<String, String>,
     pub exit_code: i32,
     /// Path of this run's report.json.
     pub report: String,
@@ -179,15 +190,61 @@ fn parse(bytes: &[u8], path: &Path, partial: bool) -> History {
     history
 }
 
-/// Returns up to `n` entries, newest first (last appended first), of `env` or of every env.
-pub fn recent<'a>(history: &'a History, env: Option<&str>, n: usize) -> Vec<&'a HistoryEntry> {
+/// Returns up to `n` entries, newest first (last appended first), of `env` or of every env,
+/// of `script` or of every script (see [`same_script`]).
+pub fn recent<'a>(
+    history: &'a History,
+    env: Option<&str>,
+    script: Option<&str>,
+    n: usize,
+) -> Vec<&'a HistoryEntry> {
     history
         .entries
         .iter()
         .rev()
         .filter(|e| env.is_none_or(|want| e.env == want))
+        .filter(|e| script.is_none_or(|want| same_script(&e.script, want)))
         .take(n)
         .collect()
+}
+
+/// True when the recorded script `recorded` is the one the user named: the same path, the
+/// same file name (`deploy.rhai`) or the same stem (`deploy`).
+pub fn same_script(recorded: &str, named: &str) -> bool {
+    let file = |s: &str| {
+        std::path::Path::new(s)
+            .file_name()
+            .map(|f| f.to_string_lossy().into_owned())
+            .unwrap_or_default()
+    };
+    let f = file(recorded);
+    recorded == named || f == named || f.strip_suffix(".rhai") == Some(named)
+}
+
+/// How a run is shown in the history's mode column: `deploy`, `rollback`, `dry-run`
+/// (`dry-run rollback`), or `-` for lines from before modes were recorded.
+pub fn mode_label(e: &HistoryEntry) -> String {
+    match (e.mode.as_deref(), e.dry_run) {
+        (Some("rollback"), true) => "dry-run rollback".into(),
+        (_, true) => "dry-run".into(),
+        (Some(m), false) => m.into(),
+        (None, false) => "-".into(),
+    }
+}
+
+/// What went live, as shown in the history's release column: the `release` recorded (or
+/// `version`), as `FROM -> TO` when the run rolled back from `FROM`; `-` when none.
+pub fn release_label(e: &HistoryEntry) -> String {
+    let live = e
+        .recorded
+        .get("release")
+        .or_else(|| e.recorded.get("version"));
+    match (e.recorded.get("rolled_back_from"), live) {
+        (Some(from), Some(to)) => format!("{from} -> {to}"),
+        (Some(from), None) => format!("{from} -> ?"),
+        (None, Some(to)) => to.clone(),
+        (None, None) => "-".into(),
+    }
 }
 
 /// Returns the last real (not dry) run of `env` before run `before_run_id`.
@@ -283,6 +340,9 @@ mod tests {
             rollback: Some("not_needed".into()),
             dry_run: false,
             interrupted: false,
+            mode: None,
+            vars: BTreeMap::new(),
+            recorded: BTreeMap::new(),
             exit_code: 0,
             report: format!(".deployer/runs/{run_id}/report.json"),
         }
@@ -381,6 +441,39 @@ mod tests {
     }
 
     #[test]
+    fn script_filter_and_mode_and_release_labels() {
+        let mut a = entry("r1", "prod");
+        a.script = "scripts/laravel.rhai".into();
+        let mut b = entry("r2", "prod");
+        b.mode = Some("rollback".into());
+        b.recorded.insert("release".into(), "R1".into());
+        b.recorded.insert("rolled_back_from".into(), "R2".into());
+        let mut c = entry("r3", "prod");
+        c.dry_run = true;
+        c.mode = Some("deploy".into());
+        let h = History {
+            entries: vec![a.clone(), b.clone(), c.clone()],
+            warnings: Vec::new(),
+        };
+        let ids = |v: Vec<&HistoryEntry>| v.iter().map(|e| e.run_id.clone()).collect::<Vec<_>>();
+        assert_eq!(ids(recent(&h, None, Some("laravel"), 10)), ["r1"]);
+        assert_eq!(ids(recent(&h, None, Some("laravel.rhai"), 10)), ["r1"]);
+        assert_eq!(
+            ids(recent(&h, None, Some("scripts/laravel.rhai"), 10)),
+            ["r1"]
+        );
+        assert_eq!(ids(recent(&h, None, Some("deploy"), 10)), ["r3", "r2"]);
+        assert!(recent(&h, None, Some("lara"), 10).is_empty());
+        assert_eq!(mode_label(&a), "-");
+        assert_eq!(mode_label(&b), "rollback");
+        assert_eq!(mode_label(&c), "dry-run");
+        assert_eq!(release_label(&a), "-");
+        assert_eq!(release_label(&b), "R2 -> R1");
+        c.recorded.insert("version".into(), "2.4.1".into());
+        assert_eq!(release_label(&c), "2.4.1");
+    }
+
+    #[test]
     fn missing_file_is_empty() {
         let d = TestDir::new("missing");
         let h = read(&d.file()).expect("read");
@@ -422,13 +515,13 @@ mod tests {
             warnings: vec![],
         };
         let ids = |v: Vec<&HistoryEntry>| v.iter().map(|e| e.run_id.clone()).collect::<Vec<_>>();
-        assert_eq!(ids(recent(&h, None, 3)), vec!["r5", "r4", "r3"]);
+        assert_eq!(ids(recent(&h, None, None, 3)), vec!["r5", "r4", "r3"]);
         assert_eq!(
-            ids(recent(&h, Some("prod"), 10)),
+            ids(recent(&h, Some("prod"), None, 10)),
             vec!["r5", "r4", "r3", "r1"]
         );
-        assert_eq!(ids(recent(&h, Some("qa"), 10)), Vec::<String>::new());
-        assert_eq!(ids(recent(&h, None, 0)), Vec::<String>::new());
+        assert_eq!(ids(recent(&h, Some("qa"), None, 10)), Vec::<String>::new());
+        assert_eq!(ids(recent(&h, None, None, 0)), Vec::<String>::new());
 
         let run = |e: Option<&HistoryEntry>| e.map(|e| e.run_id.clone());
         assert_eq!(run(previous(&h, "prod", "r5")), Some("r3".into()));

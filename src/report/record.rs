@@ -1,6 +1,7 @@
 //! The record of one run: `report.json`, `summary.md`, `run.log`, and its line in
 //! `history.jsonl`. Everything written is masked and written atomically.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use serde::Serialize;
@@ -11,7 +12,9 @@ use crate::host::state::RetryEvent;
 use crate::pipeline::{PhaseRecord, RollbackRequest};
 
 /// The version tag of `report.json` (see `schemas/report.schema.json`).
-pub const SCHEMA: &str = "deployer/report/v1";
+/// v2 added `vars`, `recorded` and the rollback status `not_run`; older history lines are
+/// still read.
+pub const SCHEMA: &str = "deployer/report/v2";
 
 /// How the run ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -33,6 +36,8 @@ pub enum RollbackStatus {
     Declined,
     Never,
     Missing,
+    /// The run was interrupted after changes began: no rollback ran; a person decides.
+    NotRun,
 }
 
 impl RollbackStatus {
@@ -45,6 +50,7 @@ impl RollbackStatus {
             RollbackStatus::Declined => "declined",
             RollbackStatus::Never => "never",
             RollbackStatus::Missing => "missing",
+            RollbackStatus::NotRun => "not_run",
         }
     }
 
@@ -56,6 +62,7 @@ impl RollbackStatus {
                 | RollbackStatus::Declined
                 | RollbackStatus::Never
                 | RollbackStatus::Missing
+                | RollbackStatus::NotRun
         )
     }
 }
@@ -135,6 +142,13 @@ pub struct Report {
     pub script_sha256: String,
     pub env: String,
     pub dry_run: bool,
+    /// The `--var`s given on the command line, masked.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub vars: BTreeMap<String, String>,
+    /// What the script recorded with `record::set`: `release` (live at the end),
+    /// `rolled_back_from`, `version`, ...; masked.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub recorded: BTreeMap<String, String>,
     pub started_at: String,
     pub finished_at: String,
     pub duration_ms: u64,
@@ -224,9 +238,23 @@ pub fn git_info(dir: &Path) -> Option<GitInfo> {
     valid.then_some(GitInfo { commit, branch })
 }
 
-/// Fills the comparison with the previous run of the same environment and the trend.
+/// Fills the comparison with the previous run and the trend, comparing like with like:
+/// runs of the same environment, script and mode that were real (not dry) and not
+/// interrupted. A dry or interrupted run is compared but does not enter the trend.
 pub fn compare(report: &mut Report, history: &History) {
-    if let Some(prev) = history::previous(history, &report.env, &report.run_id) {
+    let like = |e: &HistoryEntry| {
+        e.env == report.env
+            && e.script == report.script
+            && e.mode.as_deref().unwrap_or("deploy") == report.mode
+            && !e.dry_run
+            && !e.interrupted
+    };
+    let end = history
+        .entries
+        .iter()
+        .position(|e| e.run_id == report.run_id)
+        .unwrap_or(history.entries.len());
+    if let Some(prev) = history.entries[..end].iter().rev().find(|e| like(e)) {
         report.comparison = Some(Comparison {
             previous_run_id: prev.run_id.clone(),
             previous_score: prev.score,
@@ -240,11 +268,11 @@ pub fn compare(report: &mut Report, history: &History) {
     let mut trend: Vec<f64> = history
         .entries
         .iter()
-        .filter(|e| e.env == report.env && !e.dry_run && e.run_id != report.run_id)
+        .filter(|e| like(e) && e.run_id != report.run_id)
         .filter_map(|e| e.score)
         .collect();
     if let Some(s) = report.score {
-        if !report.dry_run {
+        if !report.dry_run && report.status != RunStatus::Interrupted {
             trend.push(s);
         }
     }
@@ -337,6 +365,9 @@ pub fn write(
         rollback: Some(report.rollback.status.as_str().to_string()),
         dry_run: report.dry_run,
         interrupted: report.status == RunStatus::Interrupted,
+        mode: Some(report.mode.to_string()),
+        vars: report.vars.clone(),
+        recorded: report.recorded.clone(),
         exit_code: report.exit_code,
         report: mask(&report_path.display().to_string()),
     };

@@ -23,6 +23,9 @@ fn rollback_line(r: &Report) -> Option<String> {
         RollbackStatus::Missing => {
             format!("rollback needed but the script defines no fn rollback(ctx){why}")
         }
+        RollbackStatus::NotRun => {
+            format!("rollback not run{why}: check what is live and roll back by hand if needed")
+        }
     })
 }
 

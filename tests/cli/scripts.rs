@@ -490,9 +490,14 @@ fn laravel_deploys_a_tagged_release_with_a_verified_backup() {
     let backups: Vec<_> = std::fs::read_dir(out.path().join("backups"))
         .unwrap()
         .flatten()
+        .filter(|e| e.file_name().to_string_lossy().ends_with(".dump"))
         .collect();
     assert_eq!(backups.len(), 1);
     assert_eq!(backups[0].metadata().unwrap().len(), 4096);
+    // The marker that keeps the newest verified backup from retention.
+    let mut marker = backups[0].path().into_os_string();
+    marker.push(".verified");
+    assert!(std::path::Path::new(&marker).is_file());
 }
 
 #[test]
@@ -692,7 +697,7 @@ fn copy_dir(from: &Path, to: &Path) {
 
 /// Copies the quickstart into `to` as the repository lays it out, without what its runs
 /// leave behind (the releases, the app's build).
-fn copy_quickstart(to: &Path) {
+pub(crate) fn copy_quickstart(to: &Path) {
     fn copy(from: &Path, to: &Path) {
         std::fs::create_dir_all(to).unwrap();
         for e in std::fs::read_dir(from).unwrap().flatten() {
@@ -714,7 +719,7 @@ fn copy_quickstart(to: &Path) {
 }
 
 /// Runs deployer in `dir` with `args`; returns its exit code, stdout and stderr.
-fn deployer_in(dir: &Path, args: &[&str]) -> (i32, String, String) {
+pub(crate) fn deployer_in(dir: &Path, args: &[&str]) -> (i32, String, String) {
     let mut child = Command::new(crate::support::BIN)
         .args(args)
         .current_dir(dir)
@@ -768,6 +773,8 @@ fn quickstart_deploys_a_release_then_rolls_back_a_broken_one() {
         "{stdout}\n{stderr}"
     );
     assert!(stderr.contains("100/100  PASS"), "{stderr}");
+    // No warning the user cannot act on (fn rollback(ctx) vs a std/releases function).
+    assert!(!stderr.contains("warning"), "{stderr}");
 
     // A broken release: it passes health and E2E, fails under monitoring, and goes back.
     let (code, stdout, stderr) = deployer_in(
@@ -796,7 +803,7 @@ fn quickstart_deploys_a_release_then_rolls_back_a_broken_one() {
         assert!(stderr.contains(needle), "{needle:?} not in\n{stderr}");
     }
     assert!(
-        stderr.contains(&format!(" again; {bad} is marked bad")),
+        stderr.contains(&format!("{bad} is marked bad; {good} is live")),
         "{stderr}"
     );
     assert!(
@@ -843,6 +850,12 @@ fn quickstart_deploys_a_release_then_rolls_back_a_broken_one() {
         "{stdout}"
     );
     assert!(lines[1].contains("PASS"), "{stdout}");
+    // Which release went live, and which run rolled back from which release to which.
+    assert!(lines[0].contains(&format!("{bad} -> {good}")), "{stdout}");
+    assert!(
+        lines[1].contains(" deploy ") && lines[1].contains(&format!(" {good} ")),
+        "{stdout}"
+    );
 }
 
 #[test]

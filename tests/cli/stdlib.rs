@@ -401,11 +401,12 @@ try { releases::activate(root, "nope"); } catch (e) { print(`missing: ${e.messag
 try { releases::create(root, "../escape"); } catch (e) { print(`bad name: ${e.kind}`); }
 releases::mark_bad(root, "20261103");
 print(`bad=${releases::is_bad(root, "20261103")} good=${releases::is_bad(root, "20261102")}`);
-print(`rolled back to ${releases::rollback(root)}`);
+print(`rolled back to ${releases::switch_back(root)}`);
 print(`served=${fs::read(root + "/current/index.html")}`);
 print(`pruned=${releases::prune(root, 1)}`);
 print(`left=${releases::list(root)} current=${releases::current(root)}`);
-releases::rollback(root);
+print(`again to ${releases::switch_back(root)}`);
+releases::switch_back(root);
 "#;
     let out = run_in(t, script, &[]);
     out.assert_code(1)
@@ -421,16 +422,18 @@ releases::rollback(root);
         .assert_stdout_contains("bad name: usage")
         .assert_stdout_contains("bad=true good=false")
         .assert_stdout_contains("rolled back to 20261102\nserved=20261102")
-        .assert_stdout_contains(r#"pruned=["20261101", "20261103"]"#)
-        .assert_stdout_contains(r#"left=["20261102", "20261104"] current=20261102"#)
+        // 20261104 was marked bad by the switch back; 20261101 is the next rollback target.
+        .assert_stdout_contains(r#"pruned=["20261103", "20261104"]"#)
+        .assert_stdout_contains(r#"left=["20261101", "20261102"] current=20261102"#)
+        .assert_stdout_contains("again to 20261101")
         .assert_stderr_contains("release 20261104 is live: app/current -> releases/20261104")
         .assert_stderr_contains(
-            "cannot roll back from release 20261102 in app/releases: there is no older release",
+            "cannot roll back from release 20261101 in app/releases: every release live before 20261101 is excluded (marked bad: 20261102; removed: 20261104, 20261103)",
         );
     let root = out.path().join("app");
     assert_eq!(
         std::fs::read_link(root.join("current")).unwrap(),
-        Path::new("releases/20261102")
+        Path::new("releases/20261101")
     );
     // No temp links left beside `current`.
     let mut names: Vec<String> = std::fs::read_dir(&root)
@@ -438,7 +441,7 @@ releases::rollback(root);
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .collect();
     names.sort();
-    assert_eq!(names, ["current", "releases"]);
+    assert_eq!(names, ["current", "releases", "releases.json"]);
 }
 
 #[test]
@@ -450,18 +453,20 @@ fn releases_skip_bad_ones_and_refuse_a_real_current_folder() {
         .file("b/releases/r1/x", "1")
         .file("b/current/index.html", "a real folder");
     let script = r#"import "std/releases" as releases;
-releases::activate("a", "r3");
+for r in ["r1", "r2", "r3"] { releases::activate("a", r); }
 releases::mark_bad("a", "r1");
-releases::mark_bad("a", "r2");
-try { releases::rollback("a"); } catch (e) { print(`${e.kind}: ${e.message}`); }
-try { releases::rollback("b"); } catch (e) { print(`${e.kind}: ${e.message}`); }
+releases::mark_bad("a", "r2", "corrupts uploads");
+try { releases::switch_back("a"); } catch (e) { print(`${e.kind}: ${e.message}`); }
+try { releases::switch_back("b"); } catch (e) { print(`${e.kind}: ${e.message}`); }
+try { releases::switch_back("a", "check"); } catch (e) { print(`${e.kind}: ${e.message}`); }
 try { releases::prune("a", 0); } catch (e) { print(`${e.kind}: ${e.message}`); }
 releases::activate("b", "r1");
 "#;
     let out = run_in(t, script, &[]);
     out.assert_code(1)
-        .assert_stdout_contains(r#"rollback: cannot roll back from release r3 in a/releases: the older ones are marked bad: ["r1", "r2"]"#)
+        .assert_stdout_contains("rollback: cannot roll back from release r3 in a/releases: every release live before r3 is excluded (marked bad: r2, r1)")
         .assert_stdout_contains("rollback: cannot roll back: b/current is not a symlink to a release")
+        .assert_stdout_contains("usage: releases::switch_back(): the check must be a closure such as |release| { ... }, got string")
         .assert_stdout_contains("usage: releases::prune(): keep must be a whole number of at least 1, got 0")
         .assert_stderr_contains("cannot replace b/current with a symlink: it is a real folder, not a symlink; move it away first");
     assert!(out.path().join("b/current/index.html").is_file());
