@@ -16,7 +16,7 @@ use super::phase::ROLLBACK_REQUESTED;
 use crate::core::alert::{AlertState, Level, ScoreAccumulator, TickRecord};
 use crate::core::duration::format_duration;
 use crate::core::stats::SampleStats;
-use crate::core::thresholds::{Breach, Thresholds};
+use crate::core::thresholds::{format_percent, Breach, Metric, Thresholds};
 use crate::host::console::Style;
 use crate::host::state::HostState;
 use crate::metrics::sampler::{self, Mode, SampleReport, SampleSpec};
@@ -149,16 +149,32 @@ fn report_map(r: &SampleReport) -> Map {
     m
 }
 
-/// One line per sample or tick.
+/// A latency for a one-line summary: `12.3 ms`, or `unknown` with no successful response.
+fn ms(v: Option<f64>) -> String {
+    v.map_or_else(|| "unknown".to_string(), |v| format!("{v:.1} ms"))
+}
+
+/// One line per sample or tick; rates as percentages, latencies over successful responses.
 fn stats_line(s: &SampleStats) -> String {
+    let failed = if s.errors > 0 {
+        let kinds: Vec<String> = s
+            .error_kinds
+            .iter()
+            .filter(|(_, n)| **n > 0)
+            .map(|(k, n)| format!("{n} {k}"))
+            .collect();
+        format!(" ({} failed: {})", s.errors, kinds.join(", "))
+    } else {
+        String::new()
+    };
     format!(
-        "{} req, p50 {:.1} ms, p95 {:.1} ms, p99 {:.1} ms, errors {:.1} %, 5xx {:.1} %, {:.0} req/s",
+        "{} req{failed}, p50 {}, p95 {}, p99 {}, errors {}, 5xx {}, {:.0} req/s",
         s.count,
-        s.p50_ms,
-        s.p95_ms,
-        s.p99_ms,
-        s.error_rate * 100.0,
-        s.rate_5xx * 100.0,
+        ms(s.p50_ms),
+        ms(s.p95_ms),
+        ms(s.p99_ms),
+        format_percent(s.error_rate),
+        format_percent(s.rate_5xx),
         s.rps
     )
 }
@@ -193,23 +209,27 @@ fn closure_stats(v: &Dynamic, took: Duration) -> SampleStats {
         s.count = 1;
         s.ok = u64::from(b);
         s.error_rate = if b { 0.0 } else { 1.0 };
-        s.p50_ms = s.duration_ms;
-        s.p95_ms = s.duration_ms;
-        s.p99_ms = s.duration_ms;
+        // A failed check has no latency to speak of: unknown, like a request with no answer.
+        let latency = b.then_some(s.duration_ms);
+        s.p50_ms = latency;
+        s.p95_ms = latency;
+        s.p99_ms = latency;
         return s;
     }
     if let Some(m) = v.read_lock::<Map>() {
+        // A missing or `()` latency stays unknown (it breaches latency limits); a missing
+        // percentile falls back on the next lower one the closure gave.
         let get = |k: &str| m.get(k).and_then(number);
         s.count = get("count").unwrap_or(1.0) as u64;
         s.ok = get("ok").unwrap_or(s.count as f64) as u64;
         s.errors = get("errors").unwrap_or(0.0) as u64;
         s.error_rate = get("error_rate").unwrap_or(0.0);
         s.rate_5xx = get("rate_5xx").unwrap_or(0.0);
-        s.p50_ms = get("p50_ms").unwrap_or(0.0);
-        s.p90_ms = get("p90_ms").unwrap_or(s.p50_ms);
-        s.p95_ms = get("p95_ms").unwrap_or(s.p90_ms);
-        s.p99_ms = get("p99_ms").unwrap_or(s.p95_ms);
-        s.max_ms = get("max_ms").unwrap_or(s.p99_ms);
+        s.p50_ms = get("p50_ms");
+        s.p90_ms = get("p90_ms").or(s.p50_ms);
+        s.p95_ms = get("p95_ms").or(s.p90_ms);
+        s.p99_ms = get("p99_ms").or(s.p95_ms);
+        s.max_ms = get("max_ms").or(s.p99_ms);
         s.rps = get("rps").unwrap_or(0.0);
         return s;
     }
@@ -287,6 +307,24 @@ impl Summary {
     }
 }
 
+/// The `error_rate` limit a monitor treats as critical when its `critical` thresholds name
+/// none: more than 5 % of the requests failed (transport errors and 4xx/5xx responses).
+pub const IMPLICIT_CRITICAL_ERROR_RATE: f64 = 0.05;
+
+/// The critical limits a tick is judged by: the `critical` thresholds, plus `error_rate`
+/// above 5 % (or above the warning `error_rate` limit, when the script set a higher one)
+/// unless `critical` names `error_rate` itself. So a target that does not answer reaches
+/// critical on the same schedule as a 5xx storm, whatever metrics the script chose.
+fn effective_critical(critical: &Thresholds, user_warning: Option<&Thresholds>) -> Thresholds {
+    if critical.get(Metric::ErrorRate).is_some() {
+        return critical.clone();
+    }
+    let warned = user_warning
+        .and_then(|w| w.get(Metric::ErrorRate))
+        .unwrap_or(0.0);
+    critical.with_default(Metric::ErrorRate, warned.max(IMPLICIT_CRITICAL_ERROR_RATE))
+}
+
 /// Keeps the monitor's summary in the current phase's record (it goes into report.json).
 fn record_metrics(st: &HostState, key: &str, value: serde_json::Value) {
     if let Ok(mut p) = st.pipeline.lock() {
@@ -335,6 +373,7 @@ fn monitor_impl(ctx: &NativeCallContext, target: Target, o: Opts) -> Result<Map,
         }
         Target::Closure(_) => None,
     };
+    let mut warn_is_default = false;
     let warn = match o.get("thresholds") {
         Some(v) if v.is_fnptr() => {
             let f = v.clone().cast::<FnPtr>();
@@ -361,6 +400,7 @@ fn monitor_impl(ctx: &NativeCallContext, target: Target, o: Opts) -> Result<Map,
                 WarnSource::Named("thresholds".into())
             } else {
                 // Any failed request is worth a warning when nothing else is said.
+                warn_is_default = true;
                 WarnSource::Fixed(
                     Thresholds::from_pairs([("error_rate", 0.0)])
                         .map_err(|e| throw("internal", e.to_string()))?,
@@ -460,16 +500,18 @@ fn monitor_impl(ctx: &NativeCallContext, target: Target, o: Opts) -> Result<Map,
                 thresholds("monitor", &v.try_cast::<Map>().unwrap_or_default())?.0
             }
         };
+        let user_warn = (!warn_is_default).then_some(&limits);
+        let crit_limits = effective_critical(&critical, user_warn);
         let warn_breaches: Vec<Breach> = limits.breaches(&stats);
-        let crit_breaches: Vec<Breach> = critical.breaches(&stats);
+        let crit_breaches: Vec<Breach> = crit_limits.breaches(&stats);
         let outcome = alert.tick(sum.started.elapsed(), &warn_breaches, &crit_breaches);
         sum.acc
             .add(&TickRecord::new(&stats, &warn_breaches, outcome.level));
         sum.max_level = sum.max_level.max(outcome.level);
-        let breaches: Vec<String> = warn_breaches
+        let breaches: Vec<String> = crit_breaches
             .iter()
-            .chain(crit_breaches.iter())
-            .map(|b| b.to_string())
+            .map(|b| format!("{b} (critical limit)"))
+            .chain(warn_breaches.iter().map(|b| format!("{b} (warning limit)")))
             .collect();
         sum.series.push(json!({
             "t_ms": sum.started.elapsed().as_millis() as u64,
@@ -483,8 +525,15 @@ fn monitor_impl(ctx: &NativeCallContext, target: Target, o: Opts) -> Result<Map,
             "level": outcome.level.as_u8(),
             "breaches": breaches,
         }));
+        // A failing tick says which limits it broke and why the level is what it is, so a
+        // level below critical never stands beside an unexplained critical breach.
+        let why = if outcome.level == Level::Ok {
+            String::new()
+        } else {
+            format!(": {}", outcome.reason)
+        };
         let line = format!(
-            "  tick {}/{ticks}: {} — level {} ({})",
+            "  tick {}/{ticks}: {} — level {} ({}){why}",
             tick + 1,
             stats_line(&stats),
             outcome.level.as_u8(),

@@ -156,7 +156,11 @@ impl AlertState {
             match self.sustained {
                 None => {
                     self.level = consecutive;
-                    reason = format!("{streak}: {breaches}");
+                    reason = if consecutive == Level::Critical {
+                        format!("{streak}: {breaches}")
+                    } else {
+                        format!("{streak} (critical at 3): {breaches}")
+                    };
                 }
                 Some(need) => {
                     let held = self.critical_since.map(|since| now.saturating_sub(since));
@@ -198,10 +202,15 @@ impl AlertState {
     }
 }
 
-fn describe(warning: &[Breach], critical: &[Breach]) -> String {
-    let mut parts: Vec<String> = critical.iter().map(|b| format!("{b} (critical)")).collect();
-    parts.extend(warning.iter().map(|b| format!("{b} (warning)")));
-    parts.join(", ")
+/// Lists the breached limits, critical ones first: `p95_ms 1203.4 ms > 1000 ms (critical
+/// limit); error_rate 20.0 % > 5.0 % (warning limit)`.
+pub fn describe(warning: &[Breach], critical: &[Breach]) -> String {
+    let mut parts: Vec<String> = critical
+        .iter()
+        .map(|b| format!("{b} (critical limit)"))
+        .collect();
+    parts.extend(warning.iter().map(|b| format!("{b} (warning limit)")));
+    parts.join("; ")
 }
 
 fn secs(d: Duration) -> String {
@@ -351,7 +360,7 @@ mod tests {
     fn breach(metric: Metric, value: f64, limit: f64) -> Breach {
         Breach {
             metric,
-            value,
+            value: Some(value),
             limit,
         }
     }
@@ -370,7 +379,7 @@ mod tests {
         assert!(o.changed);
         assert_eq!(
             o.reason,
-            "failing tick 1 in a row: rate_5xx 0.3 > 0.05 (warning)"
+            "failing tick 1 in a row (critical at 3): rate_5xx 30.0 % > 5.0 % (warning limit)"
         );
         let o = a.tick(s(10), &[], &[]);
         assert_eq!(o.level, Level::Ok);
@@ -413,7 +422,7 @@ mod tests {
         assert!(o.changed);
         assert_eq!(
             o.reason,
-            "critical breaches held for 30s (sustained 30s): error_rate 0.5 > 0.1 (critical)"
+            "critical breaches held for 30s (sustained 30s): error_rate 50.0 % > 10.0 % (critical limit)"
         );
     }
 
