@@ -209,7 +209,13 @@ pub fn describe(warning: &[Breach], critical: &[Breach]) -> String {
         .iter()
         .map(|b| format!("{b} (critical limit)"))
         .collect();
-    parts.extend(warning.iter().map(|b| format!("{b} (warning limit)")));
+    // A warning limit broken on a metric whose critical limit is broken too says nothing more.
+    parts.extend(
+        warning
+            .iter()
+            .filter(|w| !critical.iter().any(|c| c.metric == w.metric))
+            .map(|b| format!("{b} (warning limit)")),
+    );
     parts.join("; ")
 }
 
@@ -449,6 +455,35 @@ mod tests {
         assert_eq!(a.tick(s(50), &[], &c).level, Level::Elevated);
         assert_eq!(a.tick(s(59), &[], &c).level, Level::Elevated);
         assert_eq!(a.tick(s(60), &[], &c).level, Level::Critical);
+    }
+
+    #[test]
+    fn a_level_below_critical_says_which_critical_limits_broke() {
+        let mut a = AlertState::new(None);
+        let w = [
+            Breach {
+                metric: Metric::P95Ms,
+                value: None,
+                limit: 500.0,
+            },
+            breach(Metric::MinRps, 1.0, 5.0),
+        ];
+        let c = [
+            Breach {
+                metric: Metric::P95Ms,
+                value: None,
+                limit: 1000.0,
+            },
+            breach(Metric::ErrorRate, 1.0, 0.05),
+        ];
+        let o = a.tick(s(0), &w, &c);
+        assert_eq!(o.level, Level::Warning);
+        assert_eq!(
+            o.reason,
+            "failing tick 1 in a row (critical at 3): \
+             p95_ms unknown (no successful response) > 1000 ms (critical limit); \
+             error_rate 100.0 % > 5.0 % (critical limit); min_rps 1 req/s < 5 req/s (warning limit)"
+        );
     }
 
     #[test]
