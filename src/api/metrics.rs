@@ -806,11 +806,18 @@ pub mod metrics_api {
     /// Sends 20 GET requests to `url` on a kept-alive connection and returns latency
     /// percentiles and error rates: `#{count, ok, errors, error_kinds, status_counts,
     /// error_rate, rate_5xx, min_ms, mean_ms, p50_ms, p90_ms, p95_ms, p99_ms, max_ms, rps,
-    /// duration_ms}`. A target that is down gives errors counted by kind, not an exception.
+    /// duration_ms}`. A target that is down gives errors counted by kind (`connect`,
+    /// `timeout`, `reset`, `protocol`, `body`, `dns`, `tls`, ...), not an exception.
+    ///
+    /// It fails closed: `error_rate` counts every request without a successful answer
+    /// (no response at all, 4xx, 5xx); `rate_5xx` only 5xx answers. Latencies are measured
+    /// over successful responses (status < 400); with none they are `()`, never 0, so
+    /// `m.p95_ms < 500` is false for a service that does not answer.
     ///
     /// ```rhai
     /// let m = sample("http://127.0.0.1:8080/health");
-    /// if m.p95_ms > 500 { log::warn(`slow: p95 ${m.p95_ms} ms`); }
+    /// if m.p95_ms == () || m.p95_ms > 500 { log::warn(`slow or down: p95 ${m.p95_ms} ms`); }
+    /// if m.error_rate > 0.05 { throw `${m.count - m.ok} of ${m.count} requests failed`; }
     /// ```
     #[rhai_fn(return_raw)]
     pub fn sample(ctx: NativeCallContext, url: &str) -> Result<Map, Error> {
@@ -842,7 +849,8 @@ pub mod metrics_api {
         Ok(report_map(&r))
     }
 
-    /// Watches a URL (or a closure returning a sample-like map or true/false) for
+    /// Watches a URL (or a closure returning a sample-like map or true/false; a map without
+    /// a latency leaves it unknown, which breaches latency limits) for
     /// `duration` (default 60 s), one tick every `interval` (default 10 s) of `requests`
     /// requests (default 10). `thresholds` (warning) and `critical` name limits on
     /// `p50_ms`, `p95_ms`, `p99_ms`, `error_rate`, `rate_5xx`, `min_rps`; `critical` may hold
@@ -854,11 +862,20 @@ pub mod metrics_api {
     /// Returns the per-tick series, alerts, highest level, and the
     /// availability/performance/stability score with a 0-5 `phase_score`.
     ///
+    /// A target that does not answer is critical, like a 5xx storm: requests with no
+    /// response (refused, reset, timed out, DNS, TLS, not HTTP) count in `error_rate`
+    /// (which includes 4xx and 5xx answers; `rate_5xx` counts only 5xx, so limit
+    /// `error_rate` to catch a dead service too). A tick with no successful response has
+    /// unknown latency, which breaches every latency limit. Unless `critical` names
+    /// `error_rate`, `error_rate` above 5 % (or above the warning `error_rate`, if higher) is
+    /// critical. Rate limits are fractions: `0.05` is 5 %. Each failing tick line names the
+    /// limits broken, rates in %, and why its level is what it is.
+    ///
     /// ```rhai
     /// phase("Monitoring", || {
     ///     monitor(url + "/health", #{ duration: "15m", interval: "60s",
-    ///         thresholds: #{ p95_ms: 500, rate_5xx: 0.01 },
-    ///         critical: #{ p95_ms: 1000, rate_5xx: 0.05, sustained: "5m" } })
+    ///         thresholds: #{ p95_ms: 500, error_rate: 0.01 },
+    ///         critical: #{ p95_ms: 1000, error_rate: 0.05, sustained: "5m" } })
     /// });
     /// ```
     #[rhai_fn(return_raw)]
@@ -878,7 +895,7 @@ pub mod metrics_api {
     }
 
     /// Watches a URL or closure with the defaults: 60 s, a tick every 10 s of 10 requests,
-    /// a warning on any failed request.
+    /// a warning on any failed request, critical above 5 % failed requests.
     ///
     /// ```rhai
     /// let summary = monitor("http://127.0.0.1:8080/health");

@@ -386,6 +386,31 @@ fn a_refused_target_goes_critical_and_rolls_back() {
     assert_eq!(monitor["stopped"], "critical");
     assert!(monitor["ticks"][0]["p95_ms"].is_null(), "{monitor}");
     assert_eq!(monitor["ticks"][0]["error_rate"], 1.0);
+    crate::pipeline::validate(&report);
+}
+
+#[test]
+fn collect_from_a_dead_target_records_unknown_latency_as_null() {
+    let out = Test::new()
+        .script(&format!(
+            r#"phase("Rounds", || {{
+                   let r = collect("http://127.0.0.1:{}/", #{{ offsets: ["0s"], requests: 3 }});
+                   print(`p95=${{r[0].p95_ms}} kinds=${{r[0].error_kinds.connect}}`);
+               }});"#,
+            closed_port()
+        ))
+        .args(["run", "deploy.rhai"])
+        .run();
+    out.assert_stdout_contains("p95= kinds=3")
+        .assert_stderr_contains("round 1/1 at +0ms: 3 req (3 failed: 3 connect), p50 unknown");
+    let report = crate::support::newest_report(out.path());
+    let round = &report["phases"][0]["metrics"]["rounds"][0];
+    assert!(round["p95_ms"].is_null(), "{round}");
+    assert_eq!(
+        round["error_kinds"]["reset"], 0,
+        "every kind is listed: {round}"
+    );
+    crate::pipeline::validate(&report);
 }
 
 /// A hanging server, a reset mid-body, a reply that is not HTTP and a 50 % failure mix all
