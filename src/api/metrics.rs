@@ -201,8 +201,9 @@ fn thresholds(func: &str, map: &Map) -> Result<(Thresholds, Option<Duration>), E
     Ok((t, sustained))
 }
 
-/// Converts what a monitor closure returned into tick statistics.
-fn closure_stats(v: &Dynamic, took: Duration) -> SampleStats {
+/// Converts what a monitor closure returned into tick statistics: `true`/`false`, a
+/// sample-like map, or `()` (ran without throwing: healthy). Anything else is an error.
+fn closure_stats(v: &Dynamic, took: Duration) -> Result<SampleStats, String> {
     let mut s = SampleStats::empty();
     s.duration_ms = took.as_secs_f64() * 1000.0;
     if let Ok(b) = v.as_bool() {
@@ -214,7 +215,7 @@ fn closure_stats(v: &Dynamic, took: Duration) -> SampleStats {
         s.p50_ms = latency;
         s.p95_ms = latency;
         s.p99_ms = latency;
-        return s;
+        return Ok(s);
     }
     if let Some(m) = v.read_lock::<Map>() {
         // A missing or `()` latency stays unknown (it breaches latency limits); a missing
@@ -223,7 +224,13 @@ fn closure_stats(v: &Dynamic, took: Duration) -> SampleStats {
         s.count = get("count").unwrap_or(1.0) as u64;
         s.ok = get("ok").unwrap_or(s.count as f64) as u64;
         s.errors = get("errors").unwrap_or(0.0) as u64;
-        s.error_rate = get("error_rate").unwrap_or(0.0);
+        // Without an explicit error_rate, every request that was not ok failed.
+        let not_ok = s.count.saturating_sub(s.ok) as f64;
+        s.error_rate = get("error_rate").unwrap_or(if s.count == 0 {
+            0.0
+        } else {
+            not_ok / s.count as f64
+        });
         s.rate_5xx = get("rate_5xx").unwrap_or(0.0);
         s.p50_ms = get("p50_ms");
         s.p90_ms = get("p90_ms").or(s.p50_ms);
@@ -231,11 +238,22 @@ fn closure_stats(v: &Dynamic, took: Duration) -> SampleStats {
         s.p99_ms = get("p99_ms").or(s.p95_ms);
         s.max_ms = get("max_ms").or(s.p99_ms);
         s.rps = get("rps").unwrap_or(0.0);
-        return s;
+        return Ok(s);
     }
-    s.count = 1;
-    s.ok = 1;
-    s
+    if v.is_unit() {
+        // The closure ran to its end without throwing: a healthy tick.
+        s.count = 1;
+        s.ok = 1;
+        s.p50_ms = Some(s.duration_ms);
+        s.p95_ms = Some(s.duration_ms);
+        s.p99_ms = Some(s.duration_ms);
+        return Ok(s);
+    }
+    Err(format!(
+        "the monitor closure returned {} `{v}`, which says neither healthy nor failing: \
+         return true/false, a sample map (such as sample(url)), or nothing; counted as a failed tick",
+        v.type_name()
+    ))
 }
 
 /// A failed tick (the closure threw): one request, one error.
@@ -457,7 +475,10 @@ fn monitor_impl(ctx: &NativeCallContext, target: Target, o: Opts) -> Result<Map,
                 }
             },
             (Target::Closure(f), _) => match f.call_within_context::<Dynamic>(ctx, ()) {
-                Ok(v) => closure_stats(&v, t0.elapsed()),
+                Ok(v) => closure_stats(&v, t0.elapsed()).unwrap_or_else(|e| {
+                    st.console.warn(&format!("monitor tick {}: {e}", tick + 1));
+                    failed_stats(t0.elapsed())
+                }),
                 Err(e) if is_terminated(&e) => {
                     record_metrics(&st, "monitor", sum.to_json(&label, "interrupted"));
                     return Err(e);
