@@ -195,6 +195,29 @@ fn a_monitor_closure_and_a_thresholds_function() {
 }
 
 #[test]
+fn a_monitor_closure_that_says_nothing_clear_fails_closed() {
+    Test::new()
+        .script(
+            r#"let o = #{ duration: "300ms", interval: "100ms", rollback_on_critical: false };
+               print(`string max=${monitor(|| "fine", o).max_level}`);
+               print(`down map max=${monitor(|| #{ count: 10, ok: 0 }, o).max_level}`);
+               print(`no latency max=${monitor(|| #{ count: 10, ok: 10 }, o + #{ thresholds: #{ p95_ms: 100 } }).max_level}`);
+               print(`unit max=${monitor(|| (), o).max_level}`);"#,
+        )
+        .args(["run", "deploy.rhai"])
+        .run()
+        .assert_code(0)
+        .assert_stdout_contains("string max=3")
+        .assert_stdout_contains("down map max=3")
+        .assert_stdout_contains("no latency max=3")
+        .assert_stdout_contains("unit max=0")
+        .assert_stderr_contains(
+            "the monitor closure returned string `fine`, which says neither healthy nor failing",
+        )
+        .assert_stderr_contains("error_rate 100.0 % > 5.0 % (critical limit)");
+}
+
+#[test]
 fn ctrl_c_during_a_monitor_keeps_the_summary_so_far() {
     let s = TestServer::start();
     let running = Test::new()
