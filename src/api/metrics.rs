@@ -526,8 +526,14 @@ fn monitor_impl(ctx: &NativeCallContext, target: Target, o: Opts) -> Result<Map,
         let warn_breaches: Vec<Breach> = limits.breaches(&stats);
         let crit_breaches: Vec<Breach> = crit_limits.breaches(&stats);
         let outcome = alert.tick(sum.started.elapsed(), &warn_breaches, &crit_breaches);
+        // A tick that broke only a critical limit is not "within the warning thresholds".
+        let any_breach: Vec<Breach> = warn_breaches
+            .iter()
+            .chain(crit_breaches.iter())
+            .copied()
+            .collect();
         sum.acc
-            .add(&TickRecord::new(&stats, &warn_breaches, outcome.level));
+            .add(&TickRecord::new(&stats, &any_breach, outcome.level));
         sum.max_level = sum.max_level.max(outcome.level);
         let breaches: Vec<String> = crit_breaches
             .iter()

@@ -235,14 +235,15 @@ pub struct TickRecord {
     pub requests: u64,
     /// Of those, responses with status < 400.
     pub ok: u64,
-    /// True when the sample broke no warning threshold.
+    /// True when the sample broke no limit (warning or critical).
     pub within_warning: bool,
     /// The alert level after the tick.
     pub level: Level,
 }
 
 impl TickRecord {
-    /// Builds the record of a tick from its sample, its warning breaches and the level it led to.
+    /// Builds the record of a tick from its sample, all its breaches (warning and critical)
+    /// and the level it led to.
     pub fn new(stats: &SampleStats, warning_breaches: &[Breach], level: Level) -> TickRecord {
         TickRecord {
             requests: stats.count,
@@ -256,7 +257,7 @@ impl TickRecord {
 /// The score of a monitor over a series of ticks.
 ///
 /// - `availability` = 100 × ok / requests over all ticks (0 when there were no requests);
-/// - `performance` = 100 × ticks within the warning thresholds / ticks;
+/// - `performance` = 100 × ticks that broke no limit (warning or critical) / ticks;
 /// - `stability` = 100 − 25 × the highest level reached (ok 100, warning 75, elevated 50,
 ///   critical 25), never below 0;
 /// - `weighted` = 0.4 × availability + 0.4 × performance + 0.2 × stability (0-100);
@@ -269,7 +270,7 @@ pub struct MonitorScore {
     pub ticks: u64,
     /// Share of requests ok, 0-100.
     pub availability: f64,
-    /// Share of ticks within the warning thresholds, 0-100.
+    /// Share of ticks that broke no limit, 0-100.
     pub performance: f64,
     /// 100 − 25 per level reached, 0-100.
     pub stability: f64,
