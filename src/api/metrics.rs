@@ -382,12 +382,21 @@ fn monitor_impl(ctx: &NativeCallContext, target: Target, o: Opts) -> Result<Map,
                 }
             }
             sub.insert("requests".into(), requests.into());
-            Some(spec(
+            let mut spec = spec(
                 "monitor",
                 u,
                 &Opts::new("monitor", sub, SAMPLE_OPTS)?,
                 requests,
-            )?)
+            )?;
+            // A tick fits its interval: no request starts after it, and without a
+            // `timeout` a request gets at most the interval. A target that hangs then fails
+            // each tick on schedule, like a 5xx storm, instead of stretching every tick to
+            // `requests × 10 s`.
+            spec.start_within = Some(interval);
+            if o.get("timeout").is_none() {
+                spec.timeout = spec.timeout.min(interval);
+            }
+            Some(spec)
         }
         Target::Closure(_) => None,
     };
@@ -889,6 +898,8 @@ pub mod metrics_api {
     /// Returns the per-tick series, alerts, highest level, and the
     /// availability/performance/stability score with a 0-5 `phase_score`.
     ///
+    /// Each tick starts no request after `interval`, and `timeout` defaults to the
+    /// interval (at most 10 s), so a target that hangs fails its ticks on schedule.
     /// A target that does not answer is critical, like a 5xx storm: requests with no
     /// response (refused, reset, timed out, DNS, TLS, not HTTP) count in `error_rate`
     /// (which includes 4xx and 5xx answers; `rate_5xx` counts only 5xx, so limit

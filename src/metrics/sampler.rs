@@ -79,6 +79,11 @@ pub struct SampleSpec {
     pub concurrency: usize,
     /// Requests per second on a fixed schedule (open loop); `None` for closed loop.
     pub rate: Option<f64>,
+    /// In `Mode::Requests`, no request starts later than this after the sample's start
+    /// (those in flight finish within their timeout), so a target that hangs cannot stretch
+    /// the sample to `requests × timeout`. `None`: no limit.
+    #[serde(default)]
+    pub start_within: Option<Duration>,
 }
 
 impl SampleSpec {
@@ -92,6 +97,7 @@ impl SampleSpec {
             mode,
             concurrency: 1,
             rate: None,
+            start_within: None,
         }
     }
 
@@ -750,7 +756,7 @@ pub async fn sample(
     }
     let deadline = match spec.mode {
         Mode::Duration(d) => start.checked_add(d),
-        Mode::Requests(_) => None,
+        Mode::Requests(_) => spec.start_within.and_then(|d| start.checked_add(d)),
     };
     let (cancelled, schedule) = match spec.rate {
         None => (closed_loop(&shared, spec, deadline, cancel).await, None),

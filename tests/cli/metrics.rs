@@ -488,6 +488,37 @@ fn targets_that_fail_in_every_way_go_critical_like_a_5xx_storm() {
     }
 }
 
+/// The issue's repro against a server that hangs, with no `timeout`: each tick still fits
+/// its interval, so critical comes on the 3rd tick, not after 3 × 10 requests × 10 s.
+#[test]
+fn a_hanging_target_goes_critical_on_schedule() {
+    let hanging = TestServer::start();
+    let started = std::time::Instant::now();
+    let out = Test::new()
+        .script(&format!(
+            r#"phase("Deploy", #{{ changes: true }}, || {{ exec(["true"]); }});
+               phase("Monitoring", || {{
+                   monitor("{}", #{{ duration: "2s", interval: "300ms",
+                       thresholds: #{{ p95_ms: 1000, rate_5xx: 0.05 }},
+                       critical: #{{ rate_5xx: 0.05, p95_ms: 1000 }} }});
+               }});
+               fn rollback(ctx) {{ print("rolled back"); }}"#,
+            hanging.url("/slow/30000")
+        ))
+        .args(["run", "deploy.rhai"])
+        .timeout(Duration::from_secs(20))
+        .run();
+    out.assert_code(1)
+        .assert_stdout_contains("rolled back")
+        .assert_stderr_contains("1 req (1 failed: 1 timeout), p50 unknown")
+        .assert_stderr_contains("alert level 3 (critical)");
+    assert!(
+        started.elapsed() < Duration::from_secs(8),
+        "took {:?}",
+        started.elapsed()
+    );
+}
+
 #[test]
 fn a_failed_sample_has_unknown_latency_not_zero() {
     let hanging = TestServer::start();
