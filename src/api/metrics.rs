@@ -982,6 +982,8 @@ pub mod prometheus_api {
     }
 
     /// Runs a query that must give exactly one number (a scalar, or a vector of one series).
+    /// NaN (such as an error ratio over no traffic) and infinities are errors, never a
+    /// value that silently passes a comparison.
     ///
     /// ```rhai
     /// let rate = prometheus::value(prom, "sum(rate(http_requests_total{code=~\"5..\"}[5m]))");
@@ -996,14 +998,30 @@ pub mod prometheus_api {
         )
         .map_err(|e| at_call(&ctx, e))?;
         let v = prometheus_result(&data);
+        // NaN (0/0: an error ratio with no traffic, as when the service is down) or an
+        // infinity compares false with every limit, so `value > 0.05` would pass: refuse it.
+        let finite = |f: f64| -> Result<f64, Error> {
+            if f.is_finite() {
+                Ok(f)
+            } else {
+                Err(throw(
+                    "prometheus",
+                    format!(
+                        "prometheus::value(): \"{promql}\" gave {f}, not a number a limit can judge \
+                         (NaN is usually 0/0: a ratio over no requests, as when the service is down); \
+                         check the traffic, or write the query so that no data has a value (`... or vector(0)`)"
+                    ),
+                ))
+            }
+        };
         if let Ok(f) = v.as_float() {
-            return Ok(f);
+            return finite(f);
         }
         if let Some(list) = v.read_lock::<Array>() {
             if list.len() == 1 {
                 if let Some(m) = list[0].read_lock::<Map>() {
                     if let Some(f) = m.get("value").and_then(|x| x.as_float().ok()) {
-                        return Ok(f);
+                        return finite(f);
                     }
                 }
             }

@@ -594,6 +594,30 @@ fn http_error_kinds_separate_could_not_connect_from_failed_after_sending() {
 
 // ---------------------------------------------------------------- Prometheus
 
+/// A ratio over no traffic is NaN in Prometheus; `value > limit` would be false and pass.
+#[test]
+fn prometheus_value_refuses_nan() {
+    let s = TestServer::start();
+    s.set(
+        "/api/v1/query",
+        Behaviour::Json(
+            200,
+            r#"{"status":"success","data":{"resultType":"vector","result":[{"metric":{},"value":[1700000000,"NaN"]}]}}"#.into(),
+        ),
+    );
+    Test::new()
+        .script(&format!(
+            r#"let r = prometheus::value("{}", "sum(rate(errors[5m])) / sum(rate(requests[5m]))");
+               print(`passed with ${{r}}`);"#,
+            s.url("")
+        ))
+        .args(["run", "deploy.rhai"])
+        .run()
+        .assert_code(1)
+        .assert_stdout_not_contains("passed")
+        .assert_stderr_contains("gave NaN, not a number a limit can judge");
+}
+
 struct Prometheus {
     child: Child,
     url: String,
