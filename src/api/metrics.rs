@@ -16,7 +16,7 @@ use super::phase::ROLLBACK_REQUESTED;
 use crate::core::alert::{AlertState, Level, ScoreAccumulator, TickRecord};
 use crate::core::duration::format_duration;
 use crate::core::stats::SampleStats;
-use crate::core::thresholds::{format_percent, Breach, Metric, Thresholds};
+use crate::core::thresholds::{format_percent, Breach, Thresholds};
 use crate::host::console::Style;
 use crate::host::state::HostState;
 use crate::metrics::sampler::{self, Mode, SampleReport, SampleSpec};
@@ -325,24 +325,6 @@ impl Summary {
     }
 }
 
-/// The `error_rate` limit a monitor treats as critical when its `critical` thresholds name
-/// none: more than 5 % of the requests failed (transport errors and 4xx/5xx responses).
-pub const IMPLICIT_CRITICAL_ERROR_RATE: f64 = 0.05;
-
-/// The critical limits a tick is judged by: the `critical` thresholds, plus `error_rate`
-/// above 5 % (or above the warning `error_rate` limit, when the script set a higher one)
-/// unless `critical` names `error_rate` itself. So a target that does not answer reaches
-/// critical on the same schedule as a 5xx storm, whatever metrics the script chose.
-fn effective_critical(critical: &Thresholds, user_warning: Option<&Thresholds>) -> Thresholds {
-    if critical.get(Metric::ErrorRate).is_some() {
-        return critical.clone();
-    }
-    let warned = user_warning
-        .and_then(|w| w.get(Metric::ErrorRate))
-        .unwrap_or(0.0);
-    critical.with_default(Metric::ErrorRate, warned.max(IMPLICIT_CRITICAL_ERROR_RATE))
-}
-
 /// Keeps the monitor's summary in the current phase's record (it goes into report.json).
 fn record_metrics(st: &HostState, key: &str, value: serde_json::Value) {
     if let Ok(mut p) = st.pipeline.lock() {
@@ -531,7 +513,7 @@ fn monitor_impl(ctx: &NativeCallContext, target: Target, o: Opts) -> Result<Map,
             }
         };
         let user_warn = (!warn_is_default).then_some(&limits);
-        let crit_limits = effective_critical(&critical, user_warn);
+        let crit_limits = critical.with_failure_limit(user_warn);
         let warn_breaches: Vec<Breach> = limits.breaches(&stats);
         let crit_breaches: Vec<Breach> = crit_limits.breaches(&stats);
         let outcome = alert.tick(sum.started.elapsed(), &warn_breaches, &crit_breaches);

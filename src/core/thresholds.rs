@@ -6,6 +6,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::core::stats::SampleStats;
 
+/// The `error_rate` a monitor treats as critical when its `critical` limits name none:
+/// more than 5 % of the requests failed (no response, 4xx or 5xx).
+pub const IMPLICIT_CRITICAL_ERROR_RATE: f64 = 0.05;
+
 /// A metric a threshold can be set on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub enum Metric {
@@ -243,6 +247,22 @@ impl Thresholds {
         t
     }
 
+    /// Returns these critical limits as a monitor applies them: unless they name
+    /// `error_rate`, `error_rate` above [`IMPLICIT_CRITICAL_ERROR_RATE`] (5 %), or above
+    /// the script's warning `error_rate` when that is higher, is critical too. So a target
+    /// that does not answer (every request failed, no 5xx) reaches critical on the same
+    /// schedule as a 5xx storm whatever metrics the script chose. `user_warning`: the
+    /// warning limits the script gave (`None` for the built-in default).
+    pub fn with_failure_limit(&self, user_warning: Option<&Thresholds>) -> Thresholds {
+        if self.get(Metric::ErrorRate).is_some() {
+            return self.clone();
+        }
+        let warned = user_warning
+            .and_then(|w| w.get(Metric::ErrorRate))
+            .unwrap_or(0.0);
+        self.with_default(Metric::ErrorRate, warned.max(IMPLICIT_CRITICAL_ERROR_RATE))
+    }
+
     /// Returns true when no limit is set.
     pub fn is_empty(&self) -> bool {
         self.limits.is_empty()
@@ -474,5 +494,25 @@ mod tests {
         assert_eq!(kept.get(Metric::ErrorRate), Some(0.05));
         assert_eq!(format_percent(0.0005), "0.05 %");
         assert_eq!(format_percent(0.2), "20.0 %");
+    }
+
+    #[test]
+    fn critical_limits_always_judge_failures() {
+        let t = |pairs: &[(&str, f64)]| Thresholds::from_pairs(pairs.to_vec()).expect("valid");
+        // Names no failure metric: error_rate > 5 % is critical.
+        let c = t(&[("rate_5xx", 0.05)]).with_failure_limit(None);
+        assert_eq!(c.get(Metric::ErrorRate), Some(0.05));
+        // A higher warning error_rate raises the implicit critical limit to it.
+        let warn = t(&[("error_rate", 0.5)]);
+        let c = t(&[("p95_ms", 1000.0)]).with_failure_limit(Some(&warn));
+        assert_eq!(c.get(Metric::ErrorRate), Some(0.5));
+        // A lower one does not lower it.
+        let warn = t(&[("error_rate", 0.01)]);
+        let c = t(&[]).with_failure_limit(Some(&warn));
+        assert_eq!(c.get(Metric::ErrorRate), Some(0.05));
+        // A critical error_rate given by the script is kept as it is.
+        let c = t(&[("error_rate", 0.2)]).with_failure_limit(Some(&warn));
+        assert_eq!(c.get(Metric::ErrorRate), Some(0.2));
+        assert_eq!(c.limits().len(), 1);
     }
 }
