@@ -146,9 +146,9 @@ fn main() {
                             "ok {} errors {} p50 {:.3} ms p99 {:.3} ms max {:.3} ms achieved {:.0}/s{}",
                             s.ok,
                             s.errors,
-                            s.p50_ms,
-                            s.p99_ms,
-                            s.max_ms,
+                            s.p50_ms.unwrap_or(f64::NAN),
+                            s.p99_ms.unwrap_or(f64::NAN),
+                            s.max_ms.unwrap_or(f64::NAN),
                             r.achieved_rate,
                             r.rate_shortfall
                                 .map(|w| format!(" shortfall: {w}"))

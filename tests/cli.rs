@@ -321,7 +321,7 @@ fn http_transport_errors_have_kinds() {
     );
     out.assert_code(1)
         .assert_stdout_contains("closed=connect")
-        .assert_stdout_contains("reset=connect")
+        .assert_stdout_contains("reset=reset") // the request was sent: not `connect`
         .assert_stdout_contains("slow=timeout")
         .assert_stdout_contains("url=url")
         .assert_stderr_contains("timed out after 200ms")

@@ -69,6 +69,9 @@ fn transport_error(e: &HttpError) -> Error {
     extra.insert("url".into(), e.url.clone().into());
     extra.insert("method".into(), e.method.clone().into());
     extra.insert("elapsed_ms".into(), (e.elapsed.as_millis() as i64).into());
+    // false only when the request never left deployer (`url`, `dns`, `connect`, `tls`):
+    // then resending it cannot repeat an action on the server.
+    extra.insert("sent".into(), e.kind.request_sent().into());
     throw_with(e.kind.as_str(), e.to_string(), extra)
 }
 
@@ -346,8 +349,16 @@ pub mod http_api {
 
     /// Sends a GET request and returns `#{status, ok, headers, body, json, latency_ms}`
     /// (`json` is the parsed body, or `()` when it is not JSON; `ok` is a 2xx status).
-    /// Transport failures throw an error whose `kind` is `timeout`, `connect`, `dns`,
-    /// `tls`, `body` or `url`.
+    /// Transport failures throw an error whose `kind` says what went wrong and whose `sent`
+    /// says whether the server may have received the request. Nothing was sent (safe to
+    /// retry): `connect` (refused, unreachable), `dns`, `tls`, `url`. Sent, so the server may
+    /// have acted on it (retry only requests safe to repeat): `timeout`, `reset` (the
+    /// connection broke before the response), `protocol` (the reply is not HTTP), `body`,
+    /// `other`.
+    ///
+    /// ```rhai
+    /// let res = retry(#{ attempts: 5, when: |e| !e.sent }, || http::post(url, #{ json: #{ id: 42 } }));
+    /// ```
     ///
     /// ```rhai
     /// let res = http::get("http://127.0.0.1:8080/health");

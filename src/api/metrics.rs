@@ -16,7 +16,7 @@ use super::phase::ROLLBACK_REQUESTED;
 use crate::core::alert::{AlertState, Level, ScoreAccumulator, TickRecord};
 use crate::core::duration::format_duration;
 use crate::core::stats::SampleStats;
-use crate::core::thresholds::{Breach, Thresholds};
+use crate::core::thresholds::{format_percent, Breach, Thresholds};
 use crate::host::console::Style;
 use crate::host::state::HostState;
 use crate::metrics::sampler::{self, Mode, SampleReport, SampleSpec};
@@ -149,16 +149,32 @@ fn report_map(r: &SampleReport) -> Map {
     m
 }
 
-/// One line per sample or tick.
+/// A latency for a one-line summary: `12.3 ms`, or `unknown` with no successful response.
+fn ms(v: Option<f64>) -> String {
+    v.map_or_else(|| "unknown".to_string(), |v| format!("{v:.1} ms"))
+}
+
+/// One line per sample or tick; rates as percentages, latencies over successful responses.
 fn stats_line(s: &SampleStats) -> String {
+    let failed = if s.errors > 0 {
+        let kinds: Vec<String> = s
+            .error_kinds
+            .iter()
+            .filter(|(_, n)| **n > 0)
+            .map(|(k, n)| format!("{n} {k}"))
+            .collect();
+        format!(" ({} failed: {})", s.errors, kinds.join(", "))
+    } else {
+        String::new()
+    };
     format!(
-        "{} req, p50 {:.1} ms, p95 {:.1} ms, p99 {:.1} ms, errors {:.1} %, 5xx {:.1} %, {:.0} req/s",
+        "{} req{failed}, p50 {}, p95 {}, p99 {}, errors {}, 5xx {}, {:.0} req/s",
         s.count,
-        s.p50_ms,
-        s.p95_ms,
-        s.p99_ms,
-        s.error_rate * 100.0,
-        s.rate_5xx * 100.0,
+        ms(s.p50_ms),
+        ms(s.p95_ms),
+        ms(s.p99_ms),
+        format_percent(s.error_rate),
+        format_percent(s.rate_5xx),
         s.rps
     )
 }
@@ -185,37 +201,59 @@ fn thresholds(func: &str, map: &Map) -> Result<(Thresholds, Option<Duration>), E
     Ok((t, sustained))
 }
 
-/// Converts what a monitor closure returned into tick statistics.
-fn closure_stats(v: &Dynamic, took: Duration) -> SampleStats {
+/// Converts what a monitor closure returned into tick statistics: `true`/`false`, a
+/// sample-like map, or `()` (ran without throwing: healthy). Anything else is an error.
+fn closure_stats(v: &Dynamic, took: Duration) -> Result<SampleStats, String> {
     let mut s = SampleStats::empty();
     s.duration_ms = took.as_secs_f64() * 1000.0;
     if let Ok(b) = v.as_bool() {
         s.count = 1;
         s.ok = u64::from(b);
         s.error_rate = if b { 0.0 } else { 1.0 };
-        s.p50_ms = s.duration_ms;
-        s.p95_ms = s.duration_ms;
-        s.p99_ms = s.duration_ms;
-        return s;
+        // A failed check has no latency to speak of: unknown, like a request with no answer.
+        let latency = b.then_some(s.duration_ms);
+        s.p50_ms = latency;
+        s.p95_ms = latency;
+        s.p99_ms = latency;
+        return Ok(s);
     }
     if let Some(m) = v.read_lock::<Map>() {
+        // A missing or `()` latency stays unknown (it breaches latency limits); a missing
+        // percentile falls back on the next lower one the closure gave.
         let get = |k: &str| m.get(k).and_then(number);
         s.count = get("count").unwrap_or(1.0) as u64;
         s.ok = get("ok").unwrap_or(s.count as f64) as u64;
         s.errors = get("errors").unwrap_or(0.0) as u64;
-        s.error_rate = get("error_rate").unwrap_or(0.0);
+        // Without an explicit error_rate, every request that was not ok failed.
+        let not_ok = s.count.saturating_sub(s.ok) as f64;
+        s.error_rate = get("error_rate").unwrap_or(if s.count == 0 {
+            0.0
+        } else {
+            not_ok / s.count as f64
+        });
         s.rate_5xx = get("rate_5xx").unwrap_or(0.0);
-        s.p50_ms = get("p50_ms").unwrap_or(0.0);
-        s.p90_ms = get("p90_ms").unwrap_or(s.p50_ms);
-        s.p95_ms = get("p95_ms").unwrap_or(s.p90_ms);
-        s.p99_ms = get("p99_ms").unwrap_or(s.p95_ms);
-        s.max_ms = get("max_ms").unwrap_or(s.p99_ms);
+        s.p50_ms = get("p50_ms");
+        s.p90_ms = get("p90_ms").or(s.p50_ms);
+        s.p95_ms = get("p95_ms").or(s.p90_ms);
+        s.p99_ms = get("p99_ms").or(s.p95_ms);
+        s.max_ms = get("max_ms").or(s.p99_ms);
         s.rps = get("rps").unwrap_or(0.0);
-        return s;
+        return Ok(s);
     }
-    s.count = 1;
-    s.ok = 1;
-    s
+    if v.is_unit() {
+        // The closure ran to its end without throwing: a healthy tick.
+        s.count = 1;
+        s.ok = 1;
+        s.p50_ms = Some(s.duration_ms);
+        s.p95_ms = Some(s.duration_ms);
+        s.p99_ms = Some(s.duration_ms);
+        return Ok(s);
+    }
+    Err(format!(
+        "the monitor closure returned {} `{v}`, which says neither healthy nor failing: \
+         return true/false, a sample map (such as sample(url)), or nothing; counted as a failed tick",
+        v.type_name()
+    ))
 }
 
 /// A failed tick (the closure threw): one request, one error.
@@ -336,15 +374,25 @@ fn monitor_impl(ctx: &NativeCallContext, target: Target, o: Opts) -> Result<Map,
                 }
             }
             sub.insert("requests".into(), requests.into());
-            Some(spec(
+            let mut spec = spec(
                 "monitor",
                 u,
                 &Opts::new("monitor", sub, SAMPLE_OPTS)?,
                 requests,
-            )?)
+            )?;
+            // A tick fits its interval: no request starts after it, and without a
+            // `timeout` a request gets at most the interval. A target that hangs then fails
+            // each tick on schedule, like a 5xx storm, instead of stretching every tick to
+            // `requests × 10 s`.
+            spec.start_within = Some(interval);
+            if o.get("timeout").is_none() {
+                spec.timeout = spec.timeout.min(interval);
+            }
+            Some(spec)
         }
         Target::Closure(_) => None,
     };
+    let mut warn_is_default = false;
     let warn = match o.get("thresholds") {
         Some(v) if v.is_fnptr() => {
             let f = v.clone().cast::<FnPtr>();
@@ -371,6 +419,7 @@ fn monitor_impl(ctx: &NativeCallContext, target: Target, o: Opts) -> Result<Map,
                 WarnSource::Named("thresholds".into())
             } else {
                 // Any failed request is worth a warning when nothing else is said.
+                warn_is_default = true;
                 WarnSource::Fixed(
                     Thresholds::from_pairs([("error_rate", 0.0)])
                         .map_err(|e| throw("internal", e.to_string()))?,
@@ -427,7 +476,10 @@ fn monitor_impl(ctx: &NativeCallContext, target: Target, o: Opts) -> Result<Map,
                 }
             },
             (Target::Closure(f), _) => match f.call_within_context::<Dynamic>(ctx, ()) {
-                Ok(v) => closure_stats(&v, t0.elapsed()),
+                Ok(v) => closure_stats(&v, t0.elapsed()).unwrap_or_else(|e| {
+                    st.console.warn(&format!("monitor tick {}: {e}", tick + 1));
+                    failed_stats(t0.elapsed())
+                }),
                 Err(e) if is_terminated(&e) => {
                     record_metrics(&st, "monitor", sum.to_json(&label, "interrupted"));
                     return Err(e);
@@ -470,16 +522,24 @@ fn monitor_impl(ctx: &NativeCallContext, target: Target, o: Opts) -> Result<Map,
                 thresholds("monitor", &v.try_cast::<Map>().unwrap_or_default())?.0
             }
         };
+        let user_warn = (!warn_is_default).then_some(&limits);
+        let crit_limits = critical.with_failure_limit(user_warn);
         let warn_breaches: Vec<Breach> = limits.breaches(&stats);
-        let crit_breaches: Vec<Breach> = critical.breaches(&stats);
+        let crit_breaches: Vec<Breach> = crit_limits.breaches(&stats);
         let outcome = alert.tick(sum.started.elapsed(), &warn_breaches, &crit_breaches);
-        sum.acc
-            .add(&TickRecord::new(&stats, &warn_breaches, outcome.level));
-        sum.max_level = sum.max_level.max(outcome.level);
-        let breaches: Vec<String> = warn_breaches
+        // A tick that broke only a critical limit is not "within the warning thresholds".
+        let any_breach: Vec<Breach> = warn_breaches
             .iter()
             .chain(crit_breaches.iter())
-            .map(|b| b.to_string())
+            .copied()
+            .collect();
+        sum.acc
+            .add(&TickRecord::new(&stats, &any_breach, outcome.level));
+        sum.max_level = sum.max_level.max(outcome.level);
+        let breaches: Vec<String> = crit_breaches
+            .iter()
+            .map(|b| format!("{b} (critical limit)"))
+            .chain(warn_breaches.iter().map(|b| format!("{b} (warning limit)")))
             .collect();
         sum.series.push(json!({
             "t_ms": sum.started.elapsed().as_millis() as u64,
@@ -493,8 +553,15 @@ fn monitor_impl(ctx: &NativeCallContext, target: Target, o: Opts) -> Result<Map,
             "level": outcome.level.as_u8(),
             "breaches": breaches,
         }));
+        // A failing tick says which limits it broke and why the level is what it is, so a
+        // level below critical never stands beside an unexplained critical breach.
+        let why = if outcome.level == Level::Ok {
+            String::new()
+        } else {
+            format!(": {}", outcome.reason)
+        };
         let line = format!(
-            "  tick {}/{ticks}: {} — level {} ({})",
+            "  tick {}/{ticks}: {} — level {} ({}){why}",
             tick + 1,
             stats_line(&stats),
             outcome.level.as_u8(),
@@ -768,11 +835,18 @@ pub mod metrics_api {
     /// Sends 20 GET requests to `url` on a kept-alive connection and returns latency
     /// percentiles and error rates: `#{count, ok, errors, error_kinds, status_counts,
     /// error_rate, rate_5xx, min_ms, mean_ms, p50_ms, p90_ms, p95_ms, p99_ms, max_ms, rps,
-    /// duration_ms}`. A target that is down gives errors counted by kind, not an exception.
+    /// duration_ms}`. A target that is down gives errors counted by kind (`connect`,
+    /// `timeout`, `reset`, `protocol`, `body`, `dns`, `tls`, ...), not an exception.
+    ///
+    /// It fails closed: `error_rate` counts every request without a successful answer
+    /// (no response at all, 4xx, 5xx); `rate_5xx` only 5xx answers. Latencies are measured
+    /// over successful responses (status < 400); with none they are `()`, never 0, so
+    /// `m.p95_ms < 500` is false for a service that does not answer.
     ///
     /// ```rhai
     /// let m = sample("http://127.0.0.1:8080/health");
-    /// if m.p95_ms > 500 { log::warn(`slow: p95 ${m.p95_ms} ms`); }
+    /// if m.p95_ms == () || m.p95_ms > 500 { log::warn(`slow or down: p95 ${m.p95_ms} ms`); }
+    /// if m.error_rate > 0.05 { throw `${m.count - m.ok} of ${m.count} requests failed`; }
     /// ```
     #[rhai_fn(return_raw)]
     pub fn sample(ctx: NativeCallContext, url: &str) -> Result<Map, Error> {
@@ -804,7 +878,8 @@ pub mod metrics_api {
         Ok(report_map(&r))
     }
 
-    /// Watches a URL (or a closure returning a sample-like map or true/false) for
+    /// Watches a URL (or a closure returning a sample-like map or true/false; a map without
+    /// a latency leaves it unknown, which breaches latency limits) for
     /// `duration` (default 60 s), one tick every `interval` (default 10 s) of `requests`
     /// requests (default 10). `thresholds` (warning) and `critical` name limits on
     /// `p50_ms`, `p95_ms`, `p99_ms`, `error_rate`, `rate_5xx`, `min_rps`; `critical` may hold
@@ -816,11 +891,22 @@ pub mod metrics_api {
     /// Returns the per-tick series, alerts, highest level, and the
     /// availability/performance/stability score with a 0-5 `phase_score`.
     ///
+    /// Each tick starts no request after `interval`, and `timeout` defaults to the
+    /// interval (at most 10 s), so a target that hangs fails its ticks on schedule.
+    /// A target that does not answer is critical, like a 5xx storm: requests with no
+    /// response (refused, reset, timed out, DNS, TLS, not HTTP) count in `error_rate`
+    /// (which includes 4xx and 5xx answers; `rate_5xx` counts only 5xx, so limit
+    /// `error_rate` to catch a dead service too). A tick with no successful response has
+    /// unknown latency, which breaches every latency limit. Unless `critical` names
+    /// `error_rate`, `error_rate` above 5 % (or above the warning `error_rate`, if higher) is
+    /// critical. Rate limits are fractions: `0.05` is 5 %. Each failing tick line names the
+    /// limits broken, rates in %, and why its level is what it is.
+    ///
     /// ```rhai
     /// phase("Monitoring", || {
     ///     monitor(url + "/health", #{ duration: "15m", interval: "60s",
-    ///         thresholds: #{ p95_ms: 500, rate_5xx: 0.01 },
-    ///         critical: #{ p95_ms: 1000, rate_5xx: 0.05, sustained: "5m" } })
+    ///         thresholds: #{ p95_ms: 500, error_rate: 0.01 },
+    ///         critical: #{ p95_ms: 1000, error_rate: 0.05, sustained: "5m" } })
     /// });
     /// ```
     #[rhai_fn(return_raw)]
@@ -840,7 +926,7 @@ pub mod metrics_api {
     }
 
     /// Watches a URL or closure with the defaults: 60 s, a tick every 10 s of 10 requests,
-    /// a warning on any failed request.
+    /// a warning on any failed request, critical above 5 % failed requests.
     ///
     /// ```rhai
     /// let summary = monitor("http://127.0.0.1:8080/health");
@@ -889,6 +975,8 @@ pub mod prometheus_api {
     }
 
     /// Runs a query that must give exactly one number (a scalar, or a vector of one series).
+    /// NaN (such as an error ratio over no traffic) and infinities are errors, never a
+    /// value that silently passes a comparison.
     ///
     /// ```rhai
     /// let rate = prometheus::value(prom, "sum(rate(http_requests_total{code=~\"5..\"}[5m]))");
@@ -903,14 +991,30 @@ pub mod prometheus_api {
         )
         .map_err(|e| at_call(&ctx, e))?;
         let v = prometheus_result(&data);
+        // NaN (0/0: an error ratio with no traffic, as when the service is down) or an
+        // infinity compares false with every limit, so `value > 0.05` would pass: refuse it.
+        let finite = |f: f64| -> Result<f64, Error> {
+            if f.is_finite() {
+                Ok(f)
+            } else {
+                Err(throw(
+                    "prometheus",
+                    format!(
+                        "prometheus::value(): \"{promql}\" gave {f}, not a number a limit can judge \
+                         (NaN is usually 0/0: a ratio over no requests, as when the service is down); \
+                         check the traffic, or write the query so that no data has a value (`... or vector(0)`)"
+                    ),
+                ))
+            }
+        };
         if let Ok(f) = v.as_float() {
-            return Ok(f);
+            return finite(f);
         }
         if let Some(list) = v.read_lock::<Array>() {
             if list.len() == 1 {
                 if let Some(m) = list[0].read_lock::<Map>() {
                     if let Some(f) = m.get("value").and_then(|x| x.as_float().ok()) {
-                        return Ok(f);
+                        return finite(f);
                     }
                 }
             }

@@ -206,7 +206,9 @@ pub mod retry_api {
     /// (a fixed list of waits, the first before attempt 1) or `base`, `factor`, `max`,
     /// `jitter`; `when` (a closure given the error, true to retry); `name` (for logs).
     /// Errors of kind `abort` and cancellation (Ctrl-C) are never retried. The final error
-    /// lists every attempt's error.
+    /// lists every attempt's error. For HTTP requests that must not run twice, retry only
+    /// errors with `err.sent == false` (`connect`, `dns`, `tls`: the request never reached
+    /// the server); `timeout`, `reset`, `protocol` and `body` mean it may have.
     ///
     /// ```rhai
     /// retry(#{ attempts: 3, backoff: ["0s", "30s", "60s"] }, || {
@@ -214,6 +216,7 @@ pub mod retry_api {
     /// });
     /// let res = retry(#{ attempts: 6, base: "1s", factor: 2, max: "30s", jitter: true,
     ///                    when: |err| err.kind != "exit" }, || http::get(url));
+    /// retry(#{ attempts: 3, when: |err| !err.sent }, || http::post(url, #{ json: #{ id: 7 } }));
     /// ```
     #[rhai_fn(return_raw)]
     pub fn retry(ctx: NativeCallContext, options: Map, body: FnPtr) -> Result<Dynamic, Error> {

@@ -156,7 +156,11 @@ impl AlertState {
             match self.sustained {
                 None => {
                     self.level = consecutive;
-                    reason = format!("{streak}: {breaches}");
+                    reason = if consecutive == Level::Critical {
+                        format!("{streak}: {breaches}")
+                    } else {
+                        format!("{streak} (critical at 3): {breaches}")
+                    };
                 }
                 Some(need) => {
                     let held = self.critical_since.map(|since| now.saturating_sub(since));
@@ -198,10 +202,21 @@ impl AlertState {
     }
 }
 
-fn describe(warning: &[Breach], critical: &[Breach]) -> String {
-    let mut parts: Vec<String> = critical.iter().map(|b| format!("{b} (critical)")).collect();
-    parts.extend(warning.iter().map(|b| format!("{b} (warning)")));
-    parts.join(", ")
+/// Lists the breached limits, critical ones first: `p95_ms 1203.4 ms > 1000 ms (critical
+/// limit); error_rate 20.0 % > 5.0 % (warning limit)`.
+pub fn describe(warning: &[Breach], critical: &[Breach]) -> String {
+    let mut parts: Vec<String> = critical
+        .iter()
+        .map(|b| format!("{b} (critical limit)"))
+        .collect();
+    // A warning limit broken on a metric whose critical limit is broken too says nothing more.
+    parts.extend(
+        warning
+            .iter()
+            .filter(|w| !critical.iter().any(|c| c.metric == w.metric))
+            .map(|b| format!("{b} (warning limit)")),
+    );
+    parts.join("; ")
 }
 
 fn secs(d: Duration) -> String {
@@ -220,14 +235,15 @@ pub struct TickRecord {
     pub requests: u64,
     /// Of those, responses with status < 400.
     pub ok: u64,
-    /// True when the sample broke no warning threshold.
+    /// True when the sample broke no limit (warning or critical).
     pub within_warning: bool,
     /// The alert level after the tick.
     pub level: Level,
 }
 
 impl TickRecord {
-    /// Builds the record of a tick from its sample, its warning breaches and the level it led to.
+    /// Builds the record of a tick from its sample, all its breaches (warning and critical)
+    /// and the level it led to.
     pub fn new(stats: &SampleStats, warning_breaches: &[Breach], level: Level) -> TickRecord {
         TickRecord {
             requests: stats.count,
@@ -241,7 +257,7 @@ impl TickRecord {
 /// The score of a monitor over a series of ticks.
 ///
 /// - `availability` = 100 × ok / requests over all ticks (0 when there were no requests);
-/// - `performance` = 100 × ticks within the warning thresholds / ticks;
+/// - `performance` = 100 × ticks that broke no limit (warning or critical) / ticks;
 /// - `stability` = 100 − 25 × the highest level reached (ok 100, warning 75, elevated 50,
 ///   critical 25), never below 0;
 /// - `weighted` = 0.4 × availability + 0.4 × performance + 0.2 × stability (0-100);
@@ -254,7 +270,7 @@ pub struct MonitorScore {
     pub ticks: u64,
     /// Share of requests ok, 0-100.
     pub availability: f64,
-    /// Share of ticks within the warning thresholds, 0-100.
+    /// Share of ticks that broke no limit, 0-100.
     pub performance: f64,
     /// 100 − 25 per level reached, 0-100.
     pub stability: f64,
@@ -351,7 +367,7 @@ mod tests {
     fn breach(metric: Metric, value: f64, limit: f64) -> Breach {
         Breach {
             metric,
-            value,
+            value: Some(value),
             limit,
         }
     }
@@ -370,7 +386,7 @@ mod tests {
         assert!(o.changed);
         assert_eq!(
             o.reason,
-            "failing tick 1 in a row: rate_5xx 0.3 > 0.05 (warning)"
+            "failing tick 1 in a row (critical at 3): rate_5xx 30.0 % > 5.0 % (warning limit)"
         );
         let o = a.tick(s(10), &[], &[]);
         assert_eq!(o.level, Level::Ok);
@@ -413,7 +429,7 @@ mod tests {
         assert!(o.changed);
         assert_eq!(
             o.reason,
-            "critical breaches held for 30s (sustained 30s): error_rate 0.5 > 0.1 (critical)"
+            "critical breaches held for 30s (sustained 30s): error_rate 50.0 % > 10.0 % (critical limit)"
         );
     }
 
@@ -440,6 +456,35 @@ mod tests {
         assert_eq!(a.tick(s(50), &[], &c).level, Level::Elevated);
         assert_eq!(a.tick(s(59), &[], &c).level, Level::Elevated);
         assert_eq!(a.tick(s(60), &[], &c).level, Level::Critical);
+    }
+
+    #[test]
+    fn a_level_below_critical_says_which_critical_limits_broke() {
+        let mut a = AlertState::new(None);
+        let w = [
+            Breach {
+                metric: Metric::P95Ms,
+                value: None,
+                limit: 500.0,
+            },
+            breach(Metric::MinRps, 1.0, 5.0),
+        ];
+        let c = [
+            Breach {
+                metric: Metric::P95Ms,
+                value: None,
+                limit: 1000.0,
+            },
+            breach(Metric::ErrorRate, 1.0, 0.05),
+        ];
+        let o = a.tick(s(0), &w, &c);
+        assert_eq!(o.level, Level::Warning);
+        assert_eq!(
+            o.reason,
+            "failing tick 1 in a row (critical at 3): \
+             p95_ms unknown (no successful response) > 1000 ms (critical limit); \
+             error_rate 100.0 % > 5.0 % (critical limit); min_rps 1 req/s < 5 req/s (warning limit)"
+        );
     }
 
     #[test]

@@ -34,62 +34,116 @@ pub enum StatsError {
     },
 }
 
-/// Why a request produced no response.
+/// Why a request got no usable response: the one taxonomy of transport failures, shared by
+/// `http::*` probes (`sys::http`), the sampler (`metrics::sampler`) and sample statistics.
+///
+/// The kinds split on one question: *could the server have received the request?*
+/// - nothing was sent, so resending is always safe: `url`, `dns`, `connect`, `tls`;
+/// - the request was (or may have been) sent, so the server may have acted on it: `timeout`,
+///   `reset`, `protocol`, `body`, `other`. Resend only requests that are safe to repeat
+///   (GET, HEAD, or a POST the server deduplicates).
+///
+/// [`TransportKind::request_sent`] answers that question; scripts see it as `err.sent`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
-pub enum ErrorKind {
-    /// No complete response within the request's time limit.
+pub enum TransportKind {
+    /// No complete response within the request's time limit (the request may have arrived).
     Timeout,
-    /// The TCP connection could not be made, or broke before a response arrived.
+    /// No connection could be made (refused, unreachable, closed before the request was
+    /// written): nothing was sent.
     Connect,
-    /// The host name did not resolve.
+    /// The host name did not resolve: nothing was sent.
     Dns,
-    /// The TLS handshake or certificate check failed.
+    /// The TLS handshake or certificate check failed: nothing was sent.
     Tls,
-    /// The response body could not be read to its end.
+    /// The connection was reset or closed after the request was sent, before a complete
+    /// response head arrived: the server may have processed the request.
+    Reset,
+    /// The reply was not valid HTTP: the server received the request.
+    Protocol,
+    /// The response head arrived but its body could not be read to its end (or was too large).
     Body,
-    /// Anything else (malformed response, protocol error).
+    /// The URL or method is invalid: nothing was sent.
+    Url,
+    /// Anything else; counted as "may have been sent".
     Other,
 }
 
-impl ErrorKind {
+/// The number of transport error kinds.
+pub const TRANSPORT_KINDS: usize = 9;
+
+impl TransportKind {
     /// Every kind, in the order they are reported.
-    pub const ALL: [ErrorKind; 6] = [
-        ErrorKind::Timeout,
-        ErrorKind::Connect,
-        ErrorKind::Dns,
-        ErrorKind::Tls,
-        ErrorKind::Body,
-        ErrorKind::Other,
+    pub const ALL: [TransportKind; TRANSPORT_KINDS] = [
+        TransportKind::Timeout,
+        TransportKind::Connect,
+        TransportKind::Dns,
+        TransportKind::Tls,
+        TransportKind::Reset,
+        TransportKind::Protocol,
+        TransportKind::Body,
+        TransportKind::Url,
+        TransportKind::Other,
     ];
 
     /// Returns the kind's name as reports and scripts see it (`timeout`, `connect`, ...).
     pub fn as_str(self) -> &'static str {
         match self {
-            ErrorKind::Timeout => "timeout",
-            ErrorKind::Connect => "connect",
-            ErrorKind::Dns => "dns",
-            ErrorKind::Tls => "tls",
-            ErrorKind::Body => "body",
-            ErrorKind::Other => "other",
+            TransportKind::Timeout => "timeout",
+            TransportKind::Connect => "connect",
+            TransportKind::Dns => "dns",
+            TransportKind::Tls => "tls",
+            TransportKind::Reset => "reset",
+            TransportKind::Protocol => "protocol",
+            TransportKind::Body => "body",
+            TransportKind::Url => "url",
+            TransportKind::Other => "other",
         }
+    }
+
+    /// Returns false when the request never left deployer (`url`, `dns`, `connect`, `tls`),
+    /// so that sending it again cannot repeat an action; true when the server may have
+    /// received it (every other kind, `other` included).
+    pub fn request_sent(self) -> bool {
+        !matches!(
+            self,
+            TransportKind::Url | TransportKind::Dns | TransportKind::Connect | TransportKind::Tls
+        )
     }
 
     fn index(self) -> usize {
         match self {
-            ErrorKind::Timeout => 0,
-            ErrorKind::Connect => 1,
-            ErrorKind::Dns => 2,
-            ErrorKind::Tls => 3,
-            ErrorKind::Body => 4,
-            ErrorKind::Other => 5,
+            TransportKind::Timeout => 0,
+            TransportKind::Connect => 1,
+            TransportKind::Dns => 2,
+            TransportKind::Tls => 3,
+            TransportKind::Reset => 4,
+            TransportKind::Protocol => 5,
+            TransportKind::Body => 6,
+            TransportKind::Url => 7,
+            TransportKind::Other => 8,
         }
     }
 }
 
-impl std::fmt::Display for ErrorKind {
+impl std::fmt::Display for TransportKind {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.as_str())
+    }
+}
+
+/// Sorts an I/O error met *after* the request was written (reading the response head).
+pub fn kind_after_sending(e: &std::io::Error) -> TransportKind {
+    use std::io::ErrorKind as Io;
+    match e.kind() {
+        Io::TimedOut | Io::WouldBlock => TransportKind::Timeout,
+        Io::ConnectionReset
+        | Io::ConnectionAborted
+        | Io::BrokenPipe
+        | Io::UnexpectedEof
+        | Io::NotConnected => TransportKind::Reset,
+        Io::InvalidData => TransportKind::Protocol,
+        _ => TransportKind::Other,
     }
 }
 
@@ -220,7 +274,7 @@ pub struct StatsCollector {
     responses: u64,
     ok: u64,
     count_5xx: u64,
-    errors: [u64; 6],
+    errors: [u64; TRANSPORT_KINDS],
     status: BTreeMap<u16, u64>,
 }
 
@@ -232,26 +286,28 @@ impl StatsCollector {
             responses: 0,
             ok: 0,
             count_5xx: 0,
-            errors: [0; 6],
+            errors: [0; TRANSPORT_KINDS],
             status: BTreeMap::new(),
         })
     }
 
-    /// Records a response that arrived with `status` after `latency`.
+    /// Records a response that arrived with `status` after `latency`. Only successful
+    /// responses (status < 400) enter the latency histogram: a fast 503 must not make a
+    /// slow service look fast.
     pub fn record_response(&mut self, status: u16, latency: Duration) {
         self.responses += 1;
         if status < 400 {
             self.ok += 1;
+            self.latency.record(latency);
         }
         if (500..600).contains(&status) {
             self.count_5xx += 1;
         }
         *self.status.entry(status).or_insert(0) += 1;
-        self.latency.record(latency);
     }
 
     /// Records a request that got no response.
-    pub fn record_error(&mut self, kind: ErrorKind) {
+    pub fn record_error(&mut self, kind: TransportKind) {
         self.errors[kind.index()] += 1;
     }
 
@@ -274,7 +330,7 @@ impl StatsCollector {
         self.responses + self.errors.iter().sum::<u64>()
     }
 
-    /// Returns the latency histogram of the responses.
+    /// Returns the latency histogram of the successful responses.
     pub fn latency(&self) -> &LatencyHistogram {
         &self.latency
     }
@@ -291,12 +347,15 @@ impl StatsCollector {
             }
         };
         let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+        // Latency is known only from successful responses; with none it is unknown, not 0.
+        let known = self.latency.count() > 0;
+        let lat = |d: Duration| known.then(|| ms(d));
         let secs = elapsed.as_secs_f64();
         SampleStats {
             count,
             ok: self.ok,
             errors,
-            error_kinds: ErrorKind::ALL
+            error_kinds: TransportKind::ALL
                 .iter()
                 .map(|k| (k.as_str().to_string(), self.errors[k.index()]))
                 .collect(),
@@ -307,13 +366,13 @@ impl StatsCollector {
                 .collect(),
             error_rate: ratio(count - self.ok),
             rate_5xx: ratio(self.count_5xx),
-            min_ms: ms(self.latency.min()),
-            mean_ms: ms(self.latency.mean()),
-            p50_ms: ms(self.latency.percentile(50.0)),
-            p90_ms: ms(self.latency.percentile(90.0)),
-            p95_ms: ms(self.latency.percentile(95.0)),
-            p99_ms: ms(self.latency.percentile(99.0)),
-            max_ms: ms(self.latency.max()),
+            min_ms: lat(self.latency.min()),
+            mean_ms: lat(self.latency.mean()),
+            p50_ms: lat(self.latency.percentile(50.0)),
+            p90_ms: lat(self.latency.percentile(90.0)),
+            p95_ms: lat(self.latency.percentile(95.0)),
+            p99_ms: lat(self.latency.percentile(99.0)),
+            max_ms: lat(self.latency.max()),
             latency_clamped: self.latency.clamped(),
             rps: if secs > 0.0 { count as f64 / secs } else { 0.0 },
             duration_ms: ms(elapsed),
@@ -328,16 +387,19 @@ impl StatsCollector {
 ///   short by cancellation are not counted);
 /// - `ok`: responses with status < 400;
 /// - `errors`: transport errors (no response), split by kind in `error_kinds`, which always
-///   lists all six kinds (`timeout`, `connect`, `dns`, `tls`, `body`, `other`), zeros included;
+///   lists every [`TransportKind`] (`timeout`, `connect`, `dns`, `tls`, `reset`, `protocol`,
+///   `body`, `url`, `other`), zeros included;
 /// - `status_counts`: responses per status code, keyed by the code as text (`"200"`);
 /// - `error_rate` = (count − ok) / count: transport errors and 4xx/5xx responses all count;
 /// - `rate_5xx` = responses with status 500..=599 / count;
-/// - `min_ms` .. `max_ms`: latency of the responses that arrived (transport errors have no
-///   latency), in milliseconds; percentiles are within 0.1 %, min, mean and max are exact;
-/// - `latency_clamped`: responses slower than 120 s, recorded as 120 s;
+/// - `min_ms` .. `max_ms`: latency of the *successful* responses (status < 400), in
+///   milliseconds; percentiles are within 0.1 %, min, mean and max are exact. With no
+///   successful response they are `None` (`null` in JSON, `()` in scripts): unknown, never 0,
+///   so that `p95_ms < 500` is false for a service that does not answer;
+/// - `latency_clamped`: successful responses slower than 120 s, recorded as 120 s;
 /// - `rps` = count / duration; `duration_ms`: wall time of the sample.
 ///
-/// With `count` 0 every rate, latency and `rps` is 0.
+/// With `count` 0 every rate and `rps` is 0 and every latency is `None`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SampleStats {
     /// Requests that finished (responses + transport errors).
@@ -346,7 +408,7 @@ pub struct SampleStats {
     pub ok: u64,
     /// Transport errors (requests that got no response).
     pub errors: u64,
-    /// Transport errors by kind; all six kinds are present.
+    /// Transport errors by kind; every kind is present.
     pub error_kinds: BTreeMap<String, u64>,
     /// Responses by status code (`"200"` → n).
     pub status_counts: BTreeMap<String, u64>,
@@ -354,21 +416,21 @@ pub struct SampleStats {
     pub error_rate: f64,
     /// 5xx responses / count.
     pub rate_5xx: f64,
-    /// Fastest response, ms.
-    pub min_ms: f64,
-    /// Mean response latency, ms.
-    pub mean_ms: f64,
-    /// Median response latency, ms.
-    pub p50_ms: f64,
+    /// Fastest successful response, ms (`None`: no successful response).
+    pub min_ms: Option<f64>,
+    /// Mean successful response latency, ms.
+    pub mean_ms: Option<f64>,
+    /// Median successful response latency, ms.
+    pub p50_ms: Option<f64>,
     /// 90th percentile, ms.
-    pub p90_ms: f64,
+    pub p90_ms: Option<f64>,
     /// 95th percentile, ms.
-    pub p95_ms: f64,
+    pub p95_ms: Option<f64>,
     /// 99th percentile, ms.
-    pub p99_ms: f64,
-    /// Slowest response, ms.
-    pub max_ms: f64,
-    /// Responses slower than 120 s (recorded as 120 s).
+    pub p99_ms: Option<f64>,
+    /// Slowest successful response, ms.
+    pub max_ms: Option<f64>,
+    /// Successful responses slower than 120 s (recorded as 120 s).
     pub latency_clamped: u64,
     /// Finished requests per second of wall time.
     pub rps: f64,
@@ -383,20 +445,20 @@ impl SampleStats {
             count: 0,
             ok: 0,
             errors: 0,
-            error_kinds: ErrorKind::ALL
+            error_kinds: TransportKind::ALL
                 .iter()
                 .map(|k| (k.as_str().to_string(), 0))
                 .collect(),
             status_counts: BTreeMap::new(),
             error_rate: 0.0,
             rate_5xx: 0.0,
-            min_ms: 0.0,
-            mean_ms: 0.0,
-            p50_ms: 0.0,
-            p90_ms: 0.0,
-            p95_ms: 0.0,
-            p99_ms: 0.0,
-            max_ms: 0.0,
+            min_ms: None,
+            mean_ms: None,
+            p50_ms: None,
+            p90_ms: None,
+            p95_ms: None,
+            p99_ms: None,
+            max_ms: None,
             latency_clamped: 0,
             rps: 0.0,
             duration_ms: 0.0,
@@ -489,16 +551,17 @@ mod tests {
         let c = StatsCollector::new().expect("collector");
         let s = c.finish(Duration::ZERO);
         assert_eq!(s, SampleStats::empty());
-        assert_eq!(s.error_kinds.len(), 6);
+        assert_eq!(s.error_kinds.len(), TRANSPORT_KINDS);
+        assert_eq!(s.p95_ms, None);
     }
 
     #[test]
     fn all_errors() {
         let mut c = StatsCollector::new().expect("collector");
         for _ in 0..3 {
-            c.record_error(ErrorKind::Connect);
+            c.record_error(TransportKind::Connect);
         }
-        c.record_error(ErrorKind::Timeout);
+        c.record_error(TransportKind::Timeout);
         let s = c.finish(Duration::from_secs(2));
         assert_eq!(s.count, 4);
         assert_eq!(s.ok, 0);
@@ -508,8 +571,11 @@ mod tests {
         assert_eq!(s.error_kinds["connect"], 3);
         assert_eq!(s.error_kinds["timeout"], 1);
         assert_eq!(s.error_kinds["dns"], 0);
-        assert_eq!(s.p99_ms, 0.0);
-        assert_eq!(s.max_ms, 0.0);
+        // No successful response: latency is unknown, not 0.
+        assert_eq!(s.p99_ms, None);
+        assert_eq!(s.max_ms, None);
+        let json = serde_json::to_value(&s).expect("serialize");
+        assert!(json["p95_ms"].is_null(), "{json}");
         assert_eq!(s.rps, 2.0);
         assert!(s.status_counts.is_empty());
     }
@@ -523,7 +589,7 @@ mod tests {
         c.record_response(301, Duration::from_millis(10));
         c.record_response(404, Duration::from_millis(20));
         c.record_response(503, Duration::from_millis(30));
-        c.record_error(ErrorKind::Timeout);
+        c.record_error(TransportKind::Timeout);
         let mut other = StatsCollector::new().expect("collector");
         other.record_response(200, Duration::from_millis(40));
         c.merge(&other);
@@ -535,12 +601,58 @@ mod tests {
         assert!((s.rate_5xx - 1.0 / 11.0).abs() < 1e-12);
         assert_eq!(s.status_counts["200"], 7);
         assert_eq!(s.status_counts["404"], 1);
-        assert_eq!(s.max_ms, 40.0);
-        assert_eq!(s.min_ms, 10.0);
+        // Latency is over the 8 successful responses only (the 404 and 503 are left out).
+        assert_eq!(s.max_ms, Some(40.0));
+        assert_eq!(s.min_ms, Some(10.0));
         assert_eq!(s.rps, 22.0);
         assert_eq!(s.duration_ms, 500.0);
         let json = serde_json::to_value(&s).expect("serialize");
         assert_eq!(json["status_counts"]["503"], 1);
         assert_eq!(json["error_kinds"]["timeout"], 1);
+    }
+
+    #[test]
+    fn error_responses_do_not_enter_the_latency() {
+        let mut c = StatsCollector::new().expect("collector");
+        for _ in 0..10 {
+            c.record_response(503, Duration::from_millis(1));
+        }
+        let s = c.finish(Duration::from_secs(1));
+        assert_eq!(s.p50_ms, None, "only 5xx: latency unknown");
+        c.record_response(200, Duration::from_millis(900));
+        let s = c.finish(Duration::from_secs(1));
+        assert_eq!(s.p50_ms, Some(900.0));
+        assert_eq!(s.min_ms, Some(900.0));
+    }
+
+    #[test]
+    fn which_kinds_mean_the_request_was_sent() {
+        let unsent: Vec<&str> = TransportKind::ALL
+            .iter()
+            .filter(|k| !k.request_sent())
+            .map(|k| k.as_str())
+            .collect();
+        assert_eq!(unsent, ["connect", "dns", "tls", "url"]);
+        assert_eq!(
+            serde_json::to_string(&TransportKind::Protocol).expect("serialize"),
+            "\"protocol\""
+        );
+    }
+
+    #[test]
+    fn io_errors_after_sending_are_never_connect() {
+        use std::io::{Error, ErrorKind as Io};
+        for (io, kind) in [
+            (Io::ConnectionReset, TransportKind::Reset),
+            (Io::BrokenPipe, TransportKind::Reset),
+            (Io::UnexpectedEof, TransportKind::Reset),
+            (Io::TimedOut, TransportKind::Timeout),
+            (Io::InvalidData, TransportKind::Protocol),
+            (Io::PermissionDenied, TransportKind::Other),
+        ] {
+            let k = kind_after_sending(&Error::from(io));
+            assert_eq!(k, kind, "{io:?}");
+            assert!(k.request_sent(), "{io:?}");
+        }
     }
 }

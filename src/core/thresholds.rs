@@ -6,6 +6,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::core::stats::SampleStats;
 
+/// The `error_rate` a monitor treats as critical when its `critical` limits name none:
+/// more than 5 % of the requests failed (no response, 4xx or 5xx).
+pub const IMPLICIT_CRITICAL_ERROR_RATE: f64 = 0.05;
+
 /// A metric a threshold can be set on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub enum Metric {
@@ -62,24 +66,48 @@ impl Metric {
         matches!(self, Metric::MinRps)
     }
 
-    /// Returns the metric's value in `stats`.
-    pub fn value(self, stats: &SampleStats) -> f64 {
+    /// Returns true for the latency metrics (`p50_ms`, `p95_ms`, `p99_ms`).
+    pub fn is_latency(self) -> bool {
+        matches!(self, Metric::P50Ms | Metric::P95Ms | Metric::P99Ms)
+    }
+
+    /// Returns true for the rates (`error_rate`, `rate_5xx`), fractions 0..1 shown as %.
+    pub fn is_rate(self) -> bool {
+        matches!(self, Metric::ErrorRate | Metric::Rate5xx)
+    }
+
+    /// Returns the metric's value in `stats`; `None` for a latency with no successful
+    /// response to measure it from.
+    pub fn value(self, stats: &SampleStats) -> Option<f64> {
         match self {
             Metric::P50Ms => stats.p50_ms,
             Metric::P95Ms => stats.p95_ms,
             Metric::P99Ms => stats.p99_ms,
-            Metric::ErrorRate => stats.error_rate,
-            Metric::Rate5xx => stats.rate_5xx,
-            Metric::MinRps => stats.rps,
+            Metric::ErrorRate => Some(stats.error_rate),
+            Metric::Rate5xx => Some(stats.rate_5xx),
+            Metric::MinRps => Some(stats.rps),
         }
     }
 
-    /// Returns true when `value` breaks `limit` (above a ceiling, below a floor).
-    pub fn is_breached(self, value: f64, limit: f64) -> bool {
-        if self.is_floor() {
-            value < limit
-        } else {
-            value > limit
+    /// Returns true when `value` breaks `limit` (above a ceiling, below a floor). An unknown
+    /// value (`None`, or NaN) breaks every limit: a gate fails closed.
+    pub fn is_breached(self, value: Option<f64>, limit: f64) -> bool {
+        match value {
+            None => true,
+            Some(v) if v.is_nan() => true,
+            Some(v) if self.is_floor() => v < limit,
+            Some(v) => v > limit,
+        }
+    }
+
+    /// Formats a value of this metric with its unit: `1203.4 ms`, `20.0 %`, `8 req/s`,
+    /// and `unknown (no successful response)` for a missing latency.
+    pub fn format_value(self, value: Option<f64>) -> String {
+        match value {
+            None => "unknown (no successful response)".to_string(),
+            Some(v) if self.is_rate() => format_percent(v),
+            Some(v) if self.is_latency() => format!("{} ms", format_number(v)),
+            Some(v) => format!("{} req/s", format_number(v)),
         }
     }
 }
@@ -112,6 +140,14 @@ pub enum ThresholdError {
     /// The limit is below zero.
     #[error("threshold {metric} = {limit} is negative: limits are latencies in ms, rates in 0..1 or requests/s, all >= 0")]
     Negative {
+        /// The metric.
+        metric: Metric,
+        /// The limit given.
+        limit: f64,
+    },
+    /// A rate limit above 1 (rates are fractions: 0.05 is 5 %).
+    #[error("threshold {metric} = {limit} is above 1: rates are fractions of the requests, so write 5 % as {}", format_number(.limit / 100.0))]
+    RateAboveOne {
         /// The metric.
         metric: Metric,
         /// The limit given.
@@ -172,6 +208,9 @@ impl Thresholds {
             if limit < 0.0 {
                 return Err(ThresholdError::Negative { metric, limit });
             }
+            if metric.is_rate() && limit > 1.0 {
+                return Err(ThresholdError::RateAboveOne { metric, limit });
+            }
             if let Some(prev) = limits.iter().find(|l| l.metric == metric) {
                 return Err(ThresholdError::Duplicate {
                     metric,
@@ -198,6 +237,32 @@ impl Thresholds {
             .map(|l| l.limit)
     }
 
+    /// Returns these limits plus `metric` at `limit` when no limit is set on `metric`.
+    pub fn with_default(&self, metric: Metric, limit: f64) -> Thresholds {
+        let mut t = self.clone();
+        if t.get(metric).is_none() {
+            t.limits.push(Limit { metric, limit });
+            t.limits.sort_by_key(|l| l.metric);
+        }
+        t
+    }
+
+    /// Returns these critical limits as a monitor applies them: unless they name
+    /// `error_rate`, `error_rate` above [`IMPLICIT_CRITICAL_ERROR_RATE`] (5 %), or above
+    /// the script's warning `error_rate` when that is higher, is critical too. So a target
+    /// that does not answer (every request failed, no 5xx) reaches critical on the same
+    /// schedule as a 5xx storm whatever metrics the script chose. `user_warning`: the
+    /// warning limits the script gave (`None` for the built-in default).
+    pub fn with_failure_limit(&self, user_warning: Option<&Thresholds>) -> Thresholds {
+        if self.get(Metric::ErrorRate).is_some() {
+            return self.clone();
+        }
+        let warned = user_warning
+            .and_then(|w| w.get(Metric::ErrorRate))
+            .unwrap_or(0.0);
+        self.with_default(Metric::ErrorRate, warned.max(IMPLICIT_CRITICAL_ERROR_RATE))
+    }
+
     /// Returns true when no limit is set.
     pub fn is_empty(&self) -> bool {
         self.limits.is_empty()
@@ -219,13 +284,15 @@ impl Thresholds {
     }
 }
 
-/// A metric outside its limit. Displays as `p95_ms 1203.4 > 1000` (or `min_rps 8 < 10`).
+/// A metric outside its limit. Displays with units, rates as percentages:
+/// `p95_ms 1203.4 ms > 1000 ms`, `error_rate 100.0 % > 5.0 %`, `min_rps 8 req/s < 10 req/s`,
+/// `p95_ms unknown (no successful response) > 1000 ms`.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct Breach {
     /// The metric.
     pub metric: Metric,
-    /// Its value in the sample.
-    pub value: f64,
+    /// Its value in the sample; `None` for a latency that could not be measured.
+    pub value: Option<f64>,
     /// The limit it broke.
     pub limit: f64,
 }
@@ -237,8 +304,8 @@ impl fmt::Display for Breach {
             f,
             "{} {} {op} {}",
             self.metric,
-            format_number(self.value),
-            format_number(self.limit)
+            self.metric.format_value(self.value),
+            self.metric.format_value(Some(self.limit))
         )
     }
 }
@@ -250,6 +317,18 @@ pub fn format_number(v: f64) -> String {
         s.trim_end_matches('0').trim_end_matches('.').to_string()
     } else {
         s
+    }
+}
+
+/// Formats a fraction as a percentage with one decimal, more when needed to stay exact
+/// (`0.2` → `20.0 %`, `0.0005` → `0.05 %`).
+pub fn format_percent(fraction: f64) -> String {
+    let p = fraction * 100.0;
+    let one = format!("{p:.1}");
+    if (one.parse::<f64>().unwrap_or(p) - p).abs() < 1e-9 {
+        format!("{one} %")
+    } else {
+        format!("{} %", format_number(p))
     }
 }
 
@@ -265,9 +344,9 @@ mod tests {
     fn stats() -> SampleStats {
         let mut s = SampleStats::empty();
         s.count = 100;
-        s.p50_ms = 120.0;
-        s.p95_ms = 1203.4;
-        s.p99_ms = 2000.0;
+        s.p50_ms = Some(120.0);
+        s.p95_ms = Some(1203.4);
+        s.p99_ms = Some(2000.0);
         s.error_rate = 0.02;
         s.rate_5xx = 0.01;
         s.rps = 8.0;
@@ -311,13 +390,13 @@ mod tests {
         assert_eq!(
             shown,
             [
-                "p95_ms 1203.4 > 1000",
-                "rate_5xx 0.01 > 0",
-                "min_rps 8 < 10"
+                "p95_ms 1203.4 ms > 1000 ms",
+                "rate_5xx 1.0 % > 0.0 %",
+                "min_rps 8 req/s < 10 req/s"
             ]
         );
         assert_eq!(b[0].metric, Metric::P95Ms);
-        assert_eq!(b[0].value, 1203.4);
+        assert_eq!(b[0].value, Some(1203.4));
         assert_eq!(b[0].limit, 1000.0);
     }
 
@@ -370,5 +449,70 @@ mod tests {
         assert_eq!(format_number(1203.4), "1203.4");
         assert_eq!(format_number(0.05321), "0.0532");
         assert_eq!(format_number(0.0), "0");
+    }
+
+    #[test]
+    fn unknown_latency_breaches_every_latency_limit() {
+        let mut s = SampleStats::empty();
+        s.count = 10;
+        s.errors = 10;
+        s.error_rate = 1.0;
+        let t = Thresholds::from_pairs([
+            ("p50_ms", 100_000.0),
+            ("p99_ms", 1000.0),
+            ("rate_5xx", 0.05),
+            ("error_rate", 0.05),
+        ])
+        .expect("valid");
+        let shown: Vec<String> = t.breaches(&s).iter().map(|b| b.to_string()).collect();
+        assert_eq!(
+            shown,
+            [
+                "p50_ms unknown (no successful response) > 100000 ms",
+                "p99_ms unknown (no successful response) > 1000 ms",
+                "error_rate 100.0 % > 5.0 %"
+            ]
+        );
+        let json = serde_json::to_value(t.breaches(&s)[0]).expect("serialize");
+        assert!(json["value"].is_null(), "{json}");
+    }
+
+    #[test]
+    fn rates_above_one_are_refused_and_defaults_added() {
+        let e = Thresholds::from_pairs([("error_rate", 5.0)]).expect_err("5 is not a fraction");
+        assert!(
+            e.to_string()
+                .contains("error_rate = 5 is above 1: rates are fractions of the requests, so write 5 % as 0.05"),
+            "{e}"
+        );
+        assert!(Thresholds::from_pairs([("rate_5xx", 1.0)]).is_ok());
+        let t = Thresholds::from_pairs([("p95_ms", 1.0)]).expect("valid");
+        let d = t.with_default(Metric::ErrorRate, 0.05);
+        assert_eq!(d.get(Metric::ErrorRate), Some(0.05));
+        assert_eq!(d.limits()[0].metric, Metric::P95Ms);
+        let kept = d.with_default(Metric::ErrorRate, 0.5);
+        assert_eq!(kept.get(Metric::ErrorRate), Some(0.05));
+        assert_eq!(format_percent(0.0005), "0.05 %");
+        assert_eq!(format_percent(0.2), "20.0 %");
+    }
+
+    #[test]
+    fn critical_limits_always_judge_failures() {
+        let t = |pairs: &[(&str, f64)]| Thresholds::from_pairs(pairs.to_vec()).expect("valid");
+        // Names no failure metric: error_rate > 5 % is critical.
+        let c = t(&[("rate_5xx", 0.05)]).with_failure_limit(None);
+        assert_eq!(c.get(Metric::ErrorRate), Some(0.05));
+        // A higher warning error_rate raises the implicit critical limit to it.
+        let warn = t(&[("error_rate", 0.5)]);
+        let c = t(&[("p95_ms", 1000.0)]).with_failure_limit(Some(&warn));
+        assert_eq!(c.get(Metric::ErrorRate), Some(0.5));
+        // A lower one does not lower it.
+        let warn = t(&[("error_rate", 0.01)]);
+        let c = t(&[]).with_failure_limit(Some(&warn));
+        assert_eq!(c.get(Metric::ErrorRate), Some(0.05));
+        // A critical error_rate given by the script is kept as it is.
+        let c = t(&[("error_rate", 0.2)]).with_failure_limit(Some(&warn));
+        assert_eq!(c.get(Metric::ErrorRate), Some(0.2));
+        assert_eq!(c.limits().len(), 1);
     }
 }

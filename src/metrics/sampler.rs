@@ -26,7 +26,8 @@ use tokio::sync::Semaphore;
 use tokio::task::{AbortHandle, JoinSet};
 use tokio_util::sync::CancellationToken;
 
-use crate::core::stats::{ErrorKind, SampleStats, StatsCollector, StatsError};
+use crate::core::stats::{SampleStats, StatsCollector, StatsError, TransportKind as ErrorKind};
+use crate::sys::http::{classify_hyper, classify_reqwest};
 
 /// Response bodies are read up to this many bytes, then the rest is dropped (the response
 /// still counts by its status, and its connection is closed rather than reused).
@@ -78,6 +79,11 @@ pub struct SampleSpec {
     pub concurrency: usize,
     /// Requests per second on a fixed schedule (open loop); `None` for closed loop.
     pub rate: Option<f64>,
+    /// In `Mode::Requests`, no request starts later than this after the sample's start
+    /// (those in flight finish within their timeout), so a target that hangs cannot stretch
+    /// the sample to `requests × timeout`. `None`: no limit.
+    #[serde(default)]
+    pub start_within: Option<Duration>,
 }
 
 impl SampleSpec {
@@ -91,6 +97,7 @@ impl SampleSpec {
             mode,
             concurrency: 1,
             rate: None,
+            start_within: None,
         }
     }
 
@@ -581,6 +588,7 @@ impl Requester {
             // A reused connection the server has closed meanwhile is replaced once, silently,
             // by a new one.
             if conn.sender.ready().await.is_err() {
+                // Closed before the request was written: nothing was sent.
                 if reused && !retried {
                     retried = true;
                     continue;
@@ -596,9 +604,12 @@ impl Requester {
                 Err(e) => {
                     let kind = classify_hyper(&e);
                     // A kept-alive connection may have been closed or reset by the server
-                    // just as the request went out: retry once on a new connection. Errors
-                    // on new connections are always counted.
-                    if kind == ErrorKind::Connect && reused && !retried {
+                    // just as the request went out: retry once on a new connection, if the
+                    // request was never written or the method is safe to repeat. Errors on
+                    // new connections are always counted.
+                    let repeatable = kind == ErrorKind::Connect
+                        || (kind == ErrorKind::Reset && self.shared.target.method.is_idempotent());
+                    if repeatable && reused && !retried {
                         retried = true;
                         continue;
                     }
@@ -654,58 +665,22 @@ async fn dial(host: &Host, port: u16) -> Result<Conn, ErrorKind> {
             Ok(stream) => {
                 // Latency is what is measured: do not let Nagle hold small writes back.
                 let _ = stream.set_nodelay(true);
+                // The handshake only sets the connection up (no I/O): nothing is sent yet.
                 let (sender, connection) = http1::handshake(TokioIo::new(stream))
                     .await
-                    .map_err(|e| classify_hyper(&e))?;
+                    .map_err(|_| ErrorKind::Connect)?;
                 let task = tokio::spawn(async move {
                     let _ = connection.await;
                 })
                 .abort_handle();
                 return Ok(Conn { sender, task });
             }
-            Err(e) => last = classify_io(&e),
+            // Whatever went wrong while connecting (refused, unreachable, timed out),
+            // nothing was sent.
+            Err(_) => last = ErrorKind::Connect,
         }
     }
     Err(last)
-}
-
-fn classify_io(e: &std::io::Error) -> ErrorKind {
-    use std::io::ErrorKind as Io;
-    match e.kind() {
-        Io::TimedOut | Io::WouldBlock => ErrorKind::Timeout,
-        Io::ConnectionRefused
-        | Io::ConnectionReset
-        | Io::ConnectionAborted
-        | Io::NotConnected
-        | Io::AddrNotAvailable
-        | Io::AddrInUse
-        | Io::BrokenPipe
-        | Io::UnexpectedEof
-        | Io::HostUnreachable
-        | Io::NetworkUnreachable
-        | Io::NetworkDown => ErrorKind::Connect,
-        _ => ErrorKind::Other,
-    }
-}
-
-fn classify_hyper(e: &hyper::Error) -> ErrorKind {
-    if e.is_timeout() {
-        return ErrorKind::Timeout;
-    }
-    if e.is_parse() || e.is_user() {
-        return ErrorKind::Other;
-    }
-    if e.is_canceled() || e.is_closed() || e.is_incomplete_message() {
-        return ErrorKind::Connect;
-    }
-    let mut source = std::error::Error::source(e);
-    while let Some(s) = source {
-        if let Some(io) = s.downcast_ref::<std::io::Error>() {
-            return classify_io(io);
-        }
-        source = s.source();
-    }
-    ErrorKind::Other
 }
 
 /// Sends one request through reqwest (HTTPS), reading at most [`MAX_BODY_READ`] bytes.
@@ -733,46 +708,6 @@ async fn send_https(
             Ok(None) => return Ok(status),
             Err(_) => return Err(ErrorKind::Body),
         }
-    }
-}
-
-fn classify_reqwest(e: &reqwest::Error) -> ErrorKind {
-    if e.is_timeout() {
-        return ErrorKind::Timeout;
-    }
-    let mut chain = String::new();
-    let mut io_kind = None;
-    let mut source: Option<&dyn std::error::Error> = Some(e);
-    while let Some(s) = source {
-        chain.push_str(&s.to_string().to_lowercase());
-        chain.push_str(": ");
-        if let Some(io) = s.downcast_ref::<std::io::Error>() {
-            io_kind.get_or_insert(classify_io(io));
-            // rustls reports its failures as io errors wrapping a rustls error.
-            if let Some(inner) = io.get_ref() {
-                chain.push_str(&format!("{inner:?}").to_lowercase());
-            }
-        }
-        source = s.source();
-    }
-    if chain.contains("dns error") || chain.contains("failed to lookup address") {
-        ErrorKind::Dns
-    } else if chain.contains("certificate")
-        || chain.contains("tls")
-        || chain.contains("handshake")
-        || chain.contains("invalidcontenttype")
-        || chain.contains("corrupt message")
-        || chain.contains("invalidmessage")
-    {
-        ErrorKind::Tls
-    } else if e.is_connect() || e.is_request() {
-        io_kind
-            .filter(|k| *k != ErrorKind::Other)
-            .unwrap_or(ErrorKind::Connect)
-    } else if e.is_body() || e.is_decode() {
-        ErrorKind::Body
-    } else {
-        io_kind.unwrap_or(ErrorKind::Other)
     }
 }
 
@@ -821,7 +756,7 @@ pub async fn sample(
     }
     let deadline = match spec.mode {
         Mode::Duration(d) => start.checked_add(d),
-        Mode::Requests(_) => None,
+        Mode::Requests(_) => spec.start_within.and_then(|d| start.checked_add(d)),
     };
     let (cancelled, schedule) = match spec.rate {
         None => (closed_loop(&shared, spec, deadline, cancel).await, None),
@@ -1222,20 +1157,14 @@ mod tests {
     }
 
     #[test]
-    fn io_errors_are_sorted_into_kinds() {
+    fn only_errors_before_sending_are_connect() {
         use std::io::{Error, ErrorKind as Io};
+        // Once the request is written, a reset is not `connect` (which means "safe to resend").
         assert_eq!(
-            classify_io(&Error::from(Io::ConnectionRefused)),
-            ErrorKind::Connect
+            crate::core::stats::kind_after_sending(&Error::from(Io::ConnectionReset)),
+            ErrorKind::Reset
         );
-        assert_eq!(
-            classify_io(&Error::from(Io::ConnectionReset)),
-            ErrorKind::Connect
-        );
-        assert_eq!(classify_io(&Error::from(Io::TimedOut)), ErrorKind::Timeout);
-        assert_eq!(
-            classify_io(&Error::from(Io::PermissionDenied)),
-            ErrorKind::Other
-        );
+        assert!(!ErrorKind::Connect.request_sent());
+        assert!(ErrorKind::Reset.request_sent());
     }
 }

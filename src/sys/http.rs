@@ -46,32 +46,9 @@ pub struct Response {
     pub latency: Duration,
 }
 
-/// Why a request got no usable response.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum TransportKind {
-    Timeout,
-    Connect,
-    Dns,
-    Tls,
-    Body,
-    Url,
-    Other,
-}
-
-impl TransportKind {
-    /// Returns the kind's name as scripts see it.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            TransportKind::Timeout => "timeout",
-            TransportKind::Connect => "connect",
-            TransportKind::Dns => "dns",
-            TransportKind::Tls => "tls",
-            TransportKind::Body => "body",
-            TransportKind::Url => "url",
-            TransportKind::Other => "other",
-        }
-    }
-}
+/// Why a request got no usable response: the program's one taxonomy of transport errors,
+/// defined in `core::stats` (see there which kinds mean "nothing was sent").
+pub use crate::core::stats::TransportKind;
 
 /// A request that failed before a complete response arrived.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -213,44 +190,115 @@ fn classify(
     timeout: Duration,
     fail: &dyn Fn(TransportKind, String) -> HttpError,
 ) -> HttpError {
-    let mut chain = Vec::new();
-    let mut source: Option<&dyn std::error::Error> = Some(e);
+    let kind = classify_reqwest(e);
+    let mut root = e.to_string();
+    let mut source = std::error::Error::source(e);
     while let Some(s) = source {
-        chain.push(s.to_string());
+        root = s.to_string();
         source = s.source();
     }
-    let all = chain.join(": ").to_lowercase();
-    let root = chain.last().cloned().unwrap_or_default();
-    if e.is_timeout() {
-        return fail(
-            TransportKind::Timeout,
-            format!("timed out after {}", format_duration(timeout)),
-        );
+    let message = match kind {
+        TransportKind::Timeout => format!(
+            "timed out after {} (the request was sent; the server may have acted on it)",
+            format_duration(timeout)
+        ),
+        TransportKind::Dns => format!("cannot resolve host: {root}"),
+        TransportKind::Tls => format!("TLS error: {root}"),
+        TransportKind::Connect => format!("could not connect (nothing was sent): {root}"),
+        TransportKind::Reset => format!(
+            "the connection broke after the request was sent (the server may have acted on it): {root}"
+        ),
+        TransportKind::Protocol => format!(
+            "the reply is not valid HTTP (the request was sent): {root}"
+        ),
+        TransportKind::Body => format!("error reading the response body: {root}"),
+        TransportKind::Url | TransportKind::Other => format!("request failed: {root}"),
+    };
+    fail(kind, message)
+}
+
+/// Sorts a reqwest error into a [`TransportKind`]. Used by `http::*` probes and by the
+/// sampler's HTTPS path, so that both report the same kinds.
+///
+/// Failures while connecting (reqwest's `is_connect`) are `dns`, `tls` or `connect`; once a
+/// connection carried the request, a failure is never `connect`: a parse error is
+/// `protocol`, a reset or early close is `reset`, a body error is `body`.
+pub fn classify_reqwest(e: &reqwest::Error) -> TransportKind {
+    let mut chain = String::new();
+    let mut after_sending: Option<TransportKind> = None;
+    let mut source: Option<&dyn std::error::Error> = Some(e);
+    while let Some(s) = source {
+        chain.push_str(&s.to_string().to_lowercase());
+        chain.push_str(": ");
+        if let Some(h) = s.downcast_ref::<hyper::Error>() {
+            after_sending.get_or_insert(classify_hyper(h));
+        } else if let Some(io) = s.downcast_ref::<std::io::Error>() {
+            if let Some(inner) = io.get_ref() {
+                // rustls reports its failures as io errors wrapping a rustls error.
+                chain.push_str(&format!("{inner:?}").to_lowercase());
+            }
+            after_sending.get_or_insert(crate::core::stats::kind_after_sending(io));
+        }
+        source = s.source();
     }
-    let kind = if all.contains("dns error") || all.contains("failed to lookup address") {
-        TransportKind::Dns
-    } else if all.contains("certificate")
-        || all.contains("tls")
-        || all.contains("handshake")
-        || all.contains("invalidcontenttype")
-    {
-        TransportKind::Tls
-    } else if e.is_connect() {
-        TransportKind::Connect
-    } else if e.is_body() || e.is_decode() {
-        TransportKind::Body
-    } else if e.is_request() {
-        // The connection broke while the request was in flight (reset, closed early).
-        TransportKind::Connect
-    } else {
-        TransportKind::Other
-    };
-    let label = match kind {
-        TransportKind::Dns => "cannot resolve host",
-        TransportKind::Tls => "TLS error",
-        TransportKind::Connect => "connection failed",
-        TransportKind::Body => "error reading the response body",
-        _ => "request failed",
-    };
-    fail(kind, format!("{label}: {root}"))
+    if e.is_builder() {
+        return TransportKind::Url;
+    }
+    if e.is_connect() {
+        return if e.is_timeout() {
+            TransportKind::Connect
+        } else if chain.contains("dns error") || chain.contains("failed to lookup address") {
+            TransportKind::Dns
+        } else if chain.contains("certificate")
+            || chain.contains("tls")
+            || chain.contains("handshake")
+            || chain.contains("invalidcontenttype")
+            || chain.contains("corrupt message")
+            || chain.contains("invalidmessage")
+        {
+            TransportKind::Tls
+        } else {
+            TransportKind::Connect
+        };
+    }
+    if e.is_timeout() {
+        return TransportKind::Timeout;
+    }
+    if chain.contains("dns error") || chain.contains("failed to lookup address") {
+        return TransportKind::Dns;
+    }
+    if e.is_body() || e.is_decode() {
+        return TransportKind::Body;
+    }
+    after_sending.unwrap_or(TransportKind::Other)
+}
+
+/// Sorts a hyper error met on an open connection (sending the request or reading the
+/// response head) into a [`TransportKind`]: `connect` only when hyper says the request was
+/// never written (`is_canceled`), `protocol` for a reply that is not HTTP, `reset` for a
+/// connection closed or reset before a complete response.
+pub fn classify_hyper(e: &hyper::Error) -> TransportKind {
+    if e.is_timeout() {
+        return TransportKind::Timeout;
+    }
+    if e.is_canceled() {
+        return TransportKind::Connect;
+    }
+    if e.is_parse() || e.is_parse_status() {
+        return TransportKind::Protocol;
+    }
+    if e.is_incomplete_message() || e.is_closed() {
+        return TransportKind::Reset;
+    }
+    if e.is_user() {
+        return TransportKind::Other;
+    }
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        if let Some(io) = s.downcast_ref::<std::io::Error>() {
+            return crate::core::stats::kind_after_sending(io);
+        }
+        source = s.source();
+    }
+    TransportKind::Other
 }

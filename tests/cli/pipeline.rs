@@ -49,7 +49,7 @@ fn history_lines(dir: &Path) -> Vec<serde_json::Value> {
         .collect()
 }
 
-fn validate(report: &serde_json::Value) {
+pub(crate) fn validate(report: &serde_json::Value) {
     let schema: serde_json::Value = serde_json::from_str(
         &std::fs::read_to_string(concat!(
             env!("CARGO_MANIFEST_DIR"),
