@@ -24,7 +24,7 @@ const EXEC_OPTS: &[&str] = &[
     "quiet",
     "read_only",
 ];
-const SPAWN_OPTS: &[&str] = &["cwd", "env", "log"];
+const SPAWN_OPTS: &[&str] = &["cwd", "env", "log", "detach", "name", "pidfile"];
 
 /// Runs a command for `exec` or `sh`; `shown` is what the operator sees.
 fn run(
@@ -103,6 +103,16 @@ fn run(
         &out.stderr,
         out.duration.as_millis() as i64,
     );
+    let truncated = out.stdout_dropped > 0 || out.stderr_dropped > 0;
+    m.insert("truncated".into(), truncated.into());
+    for (name, dropped) in [("stdout", out.stdout_dropped), ("stderr", out.stderr_dropped)] {
+        if dropped > 0 {
+            st.console.warn(&format!(
+                "the {name} of `{shown}` was cut: its first {dropped} bytes were dropped and r.{name} holds only the last {} MiB (r.truncated is true); write large output to a file instead",
+                process::MAX_CAPTURE / (1024 * 1024)
+            ));
+        }
+    }
     if code != 0 && !allow_fail {
         let mut msg = match out.signal {
             Some(sig) if out.code.is_none() => {
@@ -140,6 +150,7 @@ fn result(code: i64, stdout: &str, stderr: &str, duration_ms: i64) -> Map {
     m.insert("stdout".into(), stdout.into());
     m.insert("stderr".into(), stderr.into());
     m.insert("duration_ms".into(), duration_ms.into());
+    m.insert("truncated".into(), false.into());
     m
 }
 
@@ -152,14 +163,45 @@ fn spawn_impl(st: &HostState, argv: Vec<String>, opts: Opts) -> Result<ProcessHa
             display,
         });
     }
+    let detach = opts.boolean("detach")?.unwrap_or(false);
     let spec = SpawnSpec {
         argv,
         cwd: opts.string("cwd")?.map(PathBuf::from),
         env: opts.string_pairs("env")?,
         log: opts.string("log")?.map(PathBuf::from),
+        detach,
+        name: opts.string("name")?,
+        pidfile: opts.string("pidfile")?.map(PathBuf::from),
     };
+    if !detach && (spec.name.is_some() || spec.pidfile.is_some()) {
+        return Err(throw(
+            "usage",
+            "spawn(): `name` and `pidfile` are for detached processes; add `detach: true` to keep the process running after the run",
+        ));
+    }
+    if detach && spec.log.is_none() {
+        return Err(throw(
+            "usage",
+            "spawn(): a detached process needs `log`, the file its output goes to after the run, such as #{ detach: true, log: \"app.log\", pidfile: \"app.pid\" }",
+        ));
+    }
     st.console.command(&format!("{display} &"));
     match st.processes.spawn(&spec, &st.log_dir) {
+        Ok(p) if detach => {
+            st.console.info(&format!(
+                "started `{display}` detached as pid {}: it keeps running after the run (output in {}{}); stop it with process::stop",
+                p.pid,
+                p.log.display(),
+                spec.pidfile
+                    .as_ref()
+                    .map(|f| format!(", pid in {}", f.display()))
+                    .unwrap_or_default()
+            ));
+            Ok(ProcessHandle {
+                inner: Some(p),
+                display,
+            })
+        }
         Ok(p) => {
             st.console.debug(&format!(
                 "started pid {} (output in {})",
@@ -192,9 +234,10 @@ pub struct ProcessHandle {
 pub mod exec_api {
     use super::*;
 
-    /// Runs a program (no shell) and returns `#{code, ok, stdout, stderr, duration_ms}`.
-    /// A non-zero exit throws an error naming the command, its code and the last lines of
-    /// stderr. The final newline of stdout and stderr is removed.
+    /// Runs a program (no shell) and returns `#{code, ok, stdout, stderr, duration_ms,
+    /// truncated}`. A non-zero exit throws an error naming the command, its code and the
+    /// last lines of stderr. The final newline of stdout and stderr is removed. Each stream
+    /// keeps its last 16 MiB: longer output sets `truncated` and prints a warning.
     ///
     /// ```rhai
     /// let r = exec(["git", "rev-parse", "HEAD"]);
@@ -386,8 +429,10 @@ pub fn spawn_syntax(st: &std::sync::Arc<HostState>, args: Vec<Dynamic>) -> Resul
 /// the doc comments and signatures a registered function would have (the REPL reads it).
 pub const SPAWN_DOC: &str = r#"
 /// Starts a program in the background and returns its handle (`pid`, `log`, `alive()`,
-/// `stop()`, `stop(grace)`, `output(lines)`). Its output goes to a log file. Every spawned
-/// process is stopped when the run ends, however it ends. In a dry run nothing starts.
+/// `stop()`, `stop(grace)`, `output(lines)`). Its output goes to a log file in a private
+/// folder (mode 0700) that is removed when the run ends. Every spawned process is stopped
+/// when the run ends, however it ends, unless started with `detach: true`. In a dry run
+/// nothing starts.
 ///
 /// ```rhai
 /// let server = spawn(["python3", "-m", "http.server", "8080"]);
@@ -396,10 +441,17 @@ pub const SPAWN_DOC: &str = r#"
 /// ```
 pub fn spawn(command: Array) -> Process
 /// Starts a program in the background with options: `cwd`, `env` (map), `log` (the
-/// path of its log file).
+/// path of its log file). `detach: true` starts a service that outlives the run on
+/// purpose: its own session, stdin from /dev/null, output appended to `log` (required),
+/// its pid written atomically to `pidfile`, listed under `detached` in report.json and
+/// never stopped by deployer; `name` names it in the record. Stop it in a later run with
+/// `process::stop(pidfile, grace)`.
 ///
 /// ```rhai
 /// let app = spawn(["php", "artisan", "serve", "--port=8000"], #{ cwd: "app", log: "artisan.log" });
+/// process::stop("app.pid", "5s");
+/// let svc = spawn(["./server", "--port", "8080"],
+///                 #{ detach: true, name: "web", log: "web.log", pidfile: "web.pid" });
 /// ```
 pub fn spawn(command: Array, options: Map) -> Process
 "#;
