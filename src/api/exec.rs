@@ -228,6 +228,29 @@ pub struct ProcessHandle {
     display: String,
 }
 
+impl ProcessHandle {
+    /// The pid, or 0 when nothing was started (a dry run).
+    pub fn pid_value(&self) -> i32 {
+        self.inner.as_ref().map(|s| s.pid as i32).unwrap_or(0)
+    }
+
+    /// How the process ended (`exit code 1`, `signal 9`), or `None` while it runs (or in a
+    /// dry run, where nothing started).
+    pub fn exited(&self) -> Option<String> {
+        self.inner.as_ref().and_then(|s| s.poll())
+    }
+
+    /// What it is, for messages: `pid N (command)`.
+    pub fn describe(&self) -> String {
+        format!("pid {} ({})", self.pid_value(), self.display)
+    }
+
+    /// The path of its log file, if it was started.
+    pub fn log_file(&self) -> Option<&std::path::Path> {
+        self.inner.as_ref().map(|s| s.log.as_path())
+    }
+}
+
 // Rhai's export_module unwraps `&mut` receivers in its generated glue.
 #[allow(clippy::unwrap_used)]
 #[export_module]

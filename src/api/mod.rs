@@ -8,6 +8,7 @@ pub mod http;
 pub mod metrics;
 pub mod opts;
 pub mod phase;
+pub mod process;
 pub mod retry;
 pub mod syntax;
 
@@ -31,4 +32,5 @@ pub fn register(engine: &mut Engine) {
     engine.register_static_module("http", exported_module!(http::http_api).into());
     engine.register_static_module("log", exported_module!(env::log_api).into());
     engine.register_static_module("fs", exported_module!(fs::fs_api).into());
+    engine.register_static_module("process", exported_module!(process::process_api).into());
 }

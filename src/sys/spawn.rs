@@ -368,6 +368,94 @@ impl Registry {
     }
 }
 
+/// How [`stop_pid`] ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StopOutcome {
+    /// Nothing ran under that pid.
+    NotRunning,
+    /// It exited within the grace period after SIGTERM.
+    Terminated(Duration),
+    /// It ignored SIGTERM for the whole grace period and was killed (SIGKILL).
+    Killed,
+}
+
+/// Stops the process `pid` (and its whole group when it leads one, as a detached service
+/// does): SIGTERM, up to `grace` for it to exit, then SIGKILL. Refuses pids that are not a
+/// plain process of some other program (0, 1, negative, deployer itself).
+pub fn stop_pid(pid: i32, grace: Duration) -> Result<StopOutcome, String> {
+    let me = std::process::id() as i32;
+    if pid <= 1 || pid == me {
+        return Err(format!(
+            "refusing to stop pid {pid}: it is {}",
+            if pid == me {
+                "deployer itself"
+            } else {
+                "not a single process (0, 1 and negative pids mean groups or init)"
+            }
+        ));
+    }
+    if !super::reaper::pid_running(pid) {
+        return Ok(StopOutcome::NotRunning);
+    }
+    // SAFETY: getpgid/kill/killpg have no memory effects; a stale pid yields ESRCH.
+    let leads_group = unsafe { libc::getpgid(pid) } == pid;
+    let send = |sig: i32| unsafe {
+        if leads_group {
+            libc::killpg(pid, sig);
+        } else {
+            libc::kill(pid, sig);
+        }
+    };
+    let started = Instant::now();
+    send(libc::SIGTERM);
+    while started.elapsed() < grace {
+        if !super::reaper::pid_running(pid) {
+            return Ok(StopOutcome::Terminated(started.elapsed()));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    if !super::reaper::pid_running(pid) {
+        return Ok(StopOutcome::Terminated(started.elapsed()));
+    }
+    send(libc::SIGKILL);
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while super::reaper::pid_running(pid) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    Ok(StopOutcome::Killed)
+}
+
+/// Reads a pid file: `Ok(None)` when it does not exist; an error naming the file when it
+/// cannot be read or does not hold a process id.
+pub fn read_pidfile(path: &Path) -> Result<Option<i32>, String> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(format!("cannot read the pid file {}: {e}", path.display())),
+    };
+    let first = text.lines().next().unwrap_or_default().trim();
+    match first.parse::<i32>() {
+        Ok(pid) if pid > 1 => Ok(Some(pid)),
+        _ => Err(format!(
+            "the pid file {} holds {first:?}, not a process id; remove it if it is stale",
+            path.display()
+        )),
+    }
+}
+
+/// Returns the last `lines` non-empty lines of a log file, reading at most its last 64 KiB.
+pub fn log_tail(path: &Path, lines: usize) -> String {
+    use std::io::{Read, Seek, SeekFrom};
+    let Ok(mut f) = File::open(path) else {
+        return String::new();
+    };
+    let len = f.metadata().map(|m| m.len()).unwrap_or(0);
+    let _ = f.seek(SeekFrom::Start(len.saturating_sub(64 * 1024)));
+    let mut buf = Vec::new();
+    let _ = f.take(64 * 1024).read_to_end(&mut buf);
+    super::process::last_lines(&String::from_utf8_lossy(&buf), lines)
+}
+
 fn spawn_err(program: &str) -> ProcessError {
     ProcessError::Spawn {
         program: program.to_string(),
@@ -380,6 +468,13 @@ fn spawn_err(program: &str) -> ProcessError {
 mod tests {
     use super::*;
     use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn stop_pid_refuses_groups_init_and_itself() {
+        for pid in [0, 1, -1, std::process::id() as i32] {
+            assert!(stop_pid(pid, Duration::ZERO).is_err(), "{pid}");
+        }
+    }
 
     #[test]
     fn private_dirs_are_0700_and_unpredictable() {
@@ -410,6 +505,10 @@ mod tests {
         assert!(open_log(&log, true, false).is_err(), "O_EXCL");
         write_pidfile(&dir.join("app.pid"), 4242).unwrap();
         assert_eq!(std::fs::read_to_string(dir.join("app.pid")).unwrap(), "4242\n");
+        assert_eq!(read_pidfile(&dir.join("app.pid")), Ok(Some(4242)));
+        assert_eq!(read_pidfile(&dir.join("none.pid")), Ok(None));
+        std::fs::write(dir.join("bad.pid"), "x\n").unwrap();
+        assert!(read_pidfile(&dir.join("bad.pid")).unwrap_err().contains("not a process id"));
         let _ = std::fs::remove_dir_all(&dir);
     }
 }
