@@ -441,11 +441,16 @@ impl Run<'_> {
         self.host.stop_timeout();
         let limit = match self.req.rollback_timeout {
             Some(d) => d,
-            None => crate::host::env_duration("DEPLOYER_ROLLBACK_TIMEOUT", DEFAULT_ROLLBACK_TIMEOUT)
-                .unwrap_or_else(|e| {
-                    console.warn(&format!("{e}; using {}", format_duration(DEFAULT_ROLLBACK_TIMEOUT)));
-                    DEFAULT_ROLLBACK_TIMEOUT
-                }),
+            None => {
+                crate::host::env_duration("DEPLOYER_ROLLBACK_TIMEOUT", DEFAULT_ROLLBACK_TIMEOUT)
+                    .unwrap_or_else(|e| {
+                        console.warn(&format!(
+                            "{e}; using {}",
+                            format_duration(DEFAULT_ROLLBACK_TIMEOUT)
+                        ));
+                        DEFAULT_ROLLBACK_TIMEOUT
+                    })
+            }
         };
         let result = self.host.bounded(limit, CancelReason::RollbackTimeout, || {
             self.host.call_fn(&self.ast, "rollback", vec![ctx.into()])
@@ -684,8 +689,9 @@ impl Run<'_> {
                 Some(r) if is_terminated(&e) => r.to_string(),
                 _ => message_of(&e),
             };
-            self.console()
-                .warn(&format!("on_finish hook failed (the verdict stands): {why}"));
+            self.console().warn(&format!(
+                "on_finish hook failed (the verdict stands): {why}"
+            ));
         }
     }
 

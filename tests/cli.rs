@@ -908,3 +908,6 @@ mod repl;
 
 #[path = "cli/scripts.rs"]
 mod scripts;
+
+#[path = "cli/process.rs"]
+mod process;

@@ -47,7 +47,7 @@ fn run(
     let read_only = opts.boolean("read_only")?.unwrap_or(false);
     if st.dry_run() && !read_only {
         st.console.info(&format!("would run: {shown}"));
-        let mut m = result(0, "", "", 0);
+        let mut m = result(0, String::new(), String::new(), 0);
         m.insert("dry_run".into(), true.into());
         return Ok(m);
     }
@@ -97,15 +97,25 @@ fn run(
         (None, Some(sig)) => 128 + sig as i64,
         _ => -1,
     };
+    let tail = if code != 0 && !allow_fail {
+        let mut t = String::new();
+        append_tail(&mut t, &out.stderr, &out.stdout);
+        t
+    } else {
+        String::new()
+    };
     let mut m = result(
         code,
-        &out.stdout,
-        &out.stderr,
+        out.stdout,
+        out.stderr,
         out.duration.as_millis() as i64,
     );
     let truncated = out.stdout_dropped > 0 || out.stderr_dropped > 0;
     m.insert("truncated".into(), truncated.into());
-    for (name, dropped) in [("stdout", out.stdout_dropped), ("stderr", out.stderr_dropped)] {
+    for (name, dropped) in [
+        ("stdout", out.stdout_dropped),
+        ("stderr", out.stderr_dropped),
+    ] {
         if dropped > 0 {
             st.console.warn(&format!(
                 "the {name} of `{shown}` was cut: its first {dropped} bytes were dropped and r.{name} holds only the last {} MiB (r.truncated is true); write large output to a file instead",
@@ -120,7 +130,7 @@ fn run(
             }
             _ => format!("command failed with exit code {code}: {shown}"),
         };
-        append_tail(&mut msg, &out.stderr, &out.stdout);
+        msg.push_str(&tail);
         m.remove("ok");
         return Err(throw_with("exit", msg, m));
     }
@@ -143,7 +153,8 @@ fn append_tail(msg: &mut String, stderr: &str, stdout: &str) {
     }
 }
 
-fn result(code: i64, stdout: &str, stderr: &str, duration_ms: i64) -> Map {
+/// The result map; takes the output by value so 16 MiB of it is never copied.
+fn result(code: i64, stdout: String, stderr: String, duration_ms: i64) -> Map {
     let mut m = Map::new();
     m.insert("code".into(), code.into());
     m.insert("ok".into(), (code == 0).into());

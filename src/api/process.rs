@@ -79,12 +79,17 @@ fn stop_impl(func: &str, v: &Dynamic, grace: Duration) -> Result<Map, Error> {
     let mut m = Map::new();
     m.insert(
         "pid".into(),
-        t.pid.map(|p| Dynamic::from(p as i64)).unwrap_or(Dynamic::UNIT),
+        t.pid
+            .map(|p| Dynamic::from(p as i64))
+            .unwrap_or(Dynamic::UNIT),
     );
     let Some(pid) = t.pid else {
         m.insert("was_running".into(), false.into());
         m.insert("how".into(), "not_running".into());
-        m.insert("message".into(), format!("{}: nothing to stop", t.shown).into());
+        m.insert(
+            "message".into(),
+            format!("{}: nothing to stop", t.shown).into(),
+        );
         return Ok(m);
     };
     let outcome = stop_pid(pid, grace).map_err(|e| throw("usage", format!("{func}(): {e}")))?;
@@ -92,7 +97,11 @@ fn stop_impl(func: &str, v: &Dynamic, grace: Duration) -> Result<Map, Error> {
         StopOutcome::NotRunning => ("not_running", format!("{}: not running", t.shown)),
         StopOutcome::Terminated(after) => (
             "term",
-            format!("{}: stopped by SIGTERM in {}", t.shown, format_duration(after)),
+            format!(
+                "{}: stopped by SIGTERM in {}",
+                t.shown,
+                format_duration(after)
+            ),
         ),
         StopOutcome::Killed => (
             "kill",
@@ -163,10 +172,18 @@ pub mod process_api {
             let t = target("process::stop", &pid_or_pidfile)?;
             st.console.info(&format!("would stop: {}", t.shown));
             let mut m = Map::new();
-            m.insert("pid".into(), t.pid.map(|p| Dynamic::from(p as i64)).unwrap_or(Dynamic::UNIT));
+            m.insert(
+                "pid".into(),
+                t.pid
+                    .map(|p| Dynamic::from(p as i64))
+                    .unwrap_or(Dynamic::UNIT),
+            );
             m.insert("was_running".into(), t.pid.is_some_and(pid_running).into());
             m.insert("how".into(), "dry_run".into());
-            m.insert("message".into(), format!("{}: not stopped (dry run)", t.shown).into());
+            m.insert(
+                "message".into(),
+                format!("{}: not stopped (dry run)", t.shown).into(),
+            );
             return Ok(m);
         }
         let m = stop_impl("process::stop", &pid_or_pidfile, grace)?;

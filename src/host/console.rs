@@ -76,7 +76,7 @@ pub struct Console {
 
 /// Streamed command output (`-v`) beyond this many bytes is printed but not kept for
 /// run.log, so a command that writes gigabytes costs no memory.
-pub const MAX_STREAMED_KEPT: usize = 8 * 1024 * 1024;
+pub const MAX_STREAMED_KEPT: usize = 4 * 1024 * 1024;
 
 impl std::fmt::Debug for Console {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

@@ -153,7 +153,10 @@ mod tests {
     fn hurry_survives_reset_and_a_plain_cancel_does_not() {
         let c = Cancel::default();
         c.cancel(CancelReason::Signal("SIGHUP"));
-        assert_eq!(c.reason().map(|r| r.to_string()).as_deref(), Some("interrupted (SIGHUP)"));
+        assert_eq!(
+            c.reason().map(|r| r.to_string()).as_deref(),
+            Some("interrupted (SIGHUP)")
+        );
         c.reset();
         assert!(!c.is_cancelled());
         c.hurry(CancelReason::Signal("SIGINT"));

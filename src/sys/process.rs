@@ -336,8 +336,8 @@ async fn collect(out: Option<Capture>, err: Option<Capture>) -> Collected {
     };
     let ((o, o_open), (e, e_open)) = tokio::join!(finish(out), finish(err));
     Collected {
-        stdout: decode(&o.bytes),
-        stderr: decode(&e.bytes),
+        stdout: decode(o.bytes),
+        stderr: decode(e.bytes),
         stdout_dropped: o.dropped,
         stderr_dropped: e.dropped,
         left_open: o_open || e_open,
@@ -345,8 +345,12 @@ async fn collect(out: Option<Capture>, err: Option<Capture>) -> Collected {
 }
 
 /// Decodes output lossily and removes one final newline, as shells do for `$(...)`.
-fn decode(bytes: &[u8]) -> String {
-    let mut s = String::from_utf8_lossy(bytes).into_owned();
+fn decode(bytes: Vec<u8>) -> String {
+    // Valid UTF-8 (the usual case) keeps its buffer: no second copy of 16 MiB.
+    let mut s = match String::from_utf8(bytes) {
+        Ok(s) => s,
+        Err(e) => String::from_utf8_lossy(e.as_bytes()).into_owned(),
+    };
     if s.ends_with('\n') {
         s.pop();
         if s.ends_with('\r') {
@@ -385,6 +389,13 @@ async fn capture<R: AsyncRead + Unpin>(
     }
     if let Some(sink) = &live {
         line.finish(&|text| sink(stream, text));
+    }
+    if tail.dropped > 0 {
+        // The cut may fall inside a UTF-8 sequence: start at the next character.
+        while tail.bytes.front().is_some_and(|b| b & 0xC0 == 0x80) {
+            tail.bytes.pop_front();
+            tail.dropped += 1;
+        }
     }
     Captured {
         dropped: tail.dropped,
@@ -486,8 +497,8 @@ mod tests {
 
     #[test]
     fn decodes_lossily_and_strips_one_newline() {
-        assert_eq!(decode(b"ok\n\n"), "ok\n");
-        assert_eq!(decode(b"a\xffb\r\n"), "a\u{fffd}b");
+        assert_eq!(decode(b"ok\n\n".to_vec()), "ok\n");
+        assert_eq!(decode(b"a\xffb\r\n".to_vec()), "a\u{fffd}b");
     }
 
     #[test]

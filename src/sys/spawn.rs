@@ -80,7 +80,6 @@ fn describe_status(status: std::process::ExitStatus) -> String {
     }
 }
 
-
 /// A process started with `detach: true`, as the run's record lists it.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Detached {
@@ -182,7 +181,10 @@ pub fn write_pidfile(path: &Path, pid: u32) -> std::io::Result<()> {
 impl Registry {
     /// Returns the run's private log folder, creating it under `base` on first use.
     fn log_dir(&self, base: &Path) -> std::io::Result<PathBuf> {
-        let mut dir = self.dir.lock().map_err(|_| std::io::Error::other("lock poisoned"))?;
+        let mut dir = self
+            .dir
+            .lock()
+            .map_err(|_| std::io::Error::other("lock poisoned"))?;
         if let Some(d) = &*dir {
             return Ok(d.clone());
         }
@@ -225,7 +227,12 @@ impl Registry {
                     *c += 1;
                     *c
                 };
-                (self.log_dir(base).map_err(io_err)?.join(format!("{n:02}-{base_name}.log")), true)
+                (
+                    self.log_dir(base)
+                        .map_err(io_err)?
+                        .join(format!("{n:02}-{base_name}.log")),
+                    true,
+                )
             }
         };
         if let Some(parent) = log.parent().filter(|p| !p.as_os_str().is_empty()) {
@@ -504,11 +511,16 @@ mod tests {
         assert_eq!(mode, 0o600);
         assert!(open_log(&log, true, false).is_err(), "O_EXCL");
         write_pidfile(&dir.join("app.pid"), 4242).unwrap();
-        assert_eq!(std::fs::read_to_string(dir.join("app.pid")).unwrap(), "4242\n");
+        assert_eq!(
+            std::fs::read_to_string(dir.join("app.pid")).unwrap(),
+            "4242\n"
+        );
         assert_eq!(read_pidfile(&dir.join("app.pid")), Ok(Some(4242)));
         assert_eq!(read_pidfile(&dir.join("none.pid")), Ok(None));
         std::fs::write(dir.join("bad.pid"), "x\n").unwrap();
-        assert!(read_pidfile(&dir.join("bad.pid")).unwrap_err().contains("not a process id"));
+        assert!(read_pidfile(&dir.join("bad.pid"))
+            .unwrap_err()
+            .contains("not a process id"));
         let _ = std::fs::remove_dir_all(&dir);
     }
 }
