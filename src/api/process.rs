@@ -22,7 +22,7 @@ struct Target {
 }
 
 fn target(func: &str, v: &Dynamic) -> Result<Target, Error> {
-    if let Some(pid) = v.as_int().ok() {
+    if let Ok(pid) = v.as_int() {
         if pid <= 1 || pid > i32::MAX as i64 {
             return Err(throw(
                 "usage",

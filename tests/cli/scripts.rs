@@ -856,7 +856,9 @@ fn quickstart_deploys_a_release_then_rolls_back_a_broken_one() {
     assert_eq!(serving["pid"].as_i64().unwrap() as i32, put_back);
     assert!(crate::support::pid_alive(put_back), "{stderr}");
     assert!(
-        crate::support::wait_until(Duration::from_secs(5), || !crate::support::pid_alive(first_app)),
+        crate::support::wait_until(Duration::from_secs(5), || !crate::support::pid_alive(
+            first_app
+        )),
         "the first release's app {first_app} still runs"
     );
     let detached: Vec<i64> = r["detached"]
