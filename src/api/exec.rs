@@ -23,6 +23,7 @@ const EXEC_OPTS: &[&str] = &[
     "allow_fail",
     "quiet",
     "read_only",
+    "leave_running",
 ];
 const SPAWN_OPTS: &[&str] = &["cwd", "env", "log", "detach", "name", "pidfile"];
 
@@ -62,8 +63,17 @@ fn run(
     } else {
         None
     };
+    let leave_running = opts.boolean("leave_running")?.unwrap_or(false);
     let token = st.cancel.token();
     let outcome = st.runtime.block_on(process::run(&spec, &token, live));
+    if leave_running {
+        for p in st.processes.keep_leftovers(&shown) {
+            st.console.info(&format!(
+                "`{shown}` left pid {} running ({}); it is left running after the run, as asked (leave_running)",
+                p.pid, p.command
+            ));
+        }
+    }
     let out = match outcome {
         Ok(out) => out,
         Err(ProcessError::Cancelled { .. }) => return Err(terminated(&st)),
@@ -286,8 +296,10 @@ pub mod exec_api {
 
     /// Runs a program with options: `cwd`, `env` (map), `timeout` (duration), `stdin`
     /// (string), `allow_fail` (no error on a non-zero exit), `quiet` (do not echo it),
-    /// `read_only` (it changes nothing, so it runs even in a dry run). On timeout or Ctrl-C
-    /// the whole process group is killed.
+    /// `read_only` (it changes nothing, so it runs even in a dry run), `leave_running` (the
+    /// daemon it starts in the background, such as `pm2`'s, is meant to keep running: it is
+    /// listed under `detached` in report.json instead of being stopped at the end of the
+    /// run). On timeout or Ctrl-C the whole process group is killed.
     ///
     /// ```rhai
     /// let r = exec(["wrangler", "deploy", "--env", env()],

@@ -96,6 +96,9 @@ pub struct Detached {
 pub struct Registry {
     procs: Mutex<Vec<Arc<Spawned>>>,
     detached: Mutex<Vec<(Arc<Spawned>, Detached)>>,
+    /// Processes a command left running on purpose (`exec(.., #{ leave_running: true })`):
+    /// (pid, session id, record).
+    kept: Mutex<Vec<(i32, i32, Detached)>>,
     counter: Mutex<u32>,
     /// The run's private log folder, made on first use (mode 0700, unpredictable name).
     dir: Mutex<Option<PathBuf>>,
@@ -311,12 +314,47 @@ impl Registry {
         Ok(spawned)
     }
 
-    /// Returns the processes started with `detach: true`, for the run's record.
+    /// Returns the processes started with `detach: true` and those a command left running
+    /// on purpose, for the run's record.
     pub fn detached(&self) -> Vec<Detached> {
-        self.detached
+        let mut all: Vec<Detached> = self
+            .detached
             .lock()
             .map(|d| d.iter().map(|(_, r)| r.clone()).collect())
-            .unwrap_or_default()
+            .unwrap_or_default();
+        if let Ok(k) = self.kept.lock() {
+            all.extend(k.iter().map(|(_, _, r)| r.clone()));
+        }
+        all
+    }
+
+    /// Marks every leftover child of deployer that is not tracked (the background processes
+    /// the command `display` just left, such as a daemon it started) as left running on
+    /// purpose: the end-of-run sweep spares them and their sessions. Returns them.
+    pub fn keep_leftovers(&self, display: &str) -> Vec<Detached> {
+        let me = std::process::id() as i32;
+        let mut skip = self.tracked_pids();
+        skip.extend(super::process::running_pids());
+        let sessions = self.detached_pids();
+        let found: Vec<(i32, i32, Detached)> = super::reaper::children_of(me)
+            .into_iter()
+            .filter(|p| p.state != 'Z' && !skip.contains(&p.pid) && !sessions.contains(&p.sid))
+            .map(|p| {
+                let record = Detached {
+                    pid: p.pid as u32,
+                    name: format!("left running by `{display}`"),
+                    command: p.command.clone(),
+                    log: String::new(),
+                    pidfile: None,
+                };
+                (p.pid, p.sid, record)
+            })
+            .collect();
+        let out = found.iter().map(|(_, _, r)| r.clone()).collect();
+        if let Ok(mut k) = self.kept.lock() {
+            k.extend(found);
+        }
+        out
     }
 
     /// Returns the pids this registry tracks itself (running or detached), which a sweep of
@@ -328,15 +366,24 @@ impl Registry {
             .map(|p| p.iter().map(|s| s.pid as i32).collect())
             .unwrap_or_default();
         pids.extend(self.detached_pids());
+        if let Ok(k) = self.kept.lock() {
+            pids.extend(k.iter().map(|(pid, _, _)| *pid));
+        }
         pids
     }
 
-    /// Returns the pids of detached processes (each leads its own session).
+    /// Returns the sessions left running on purpose: each detached process leads its own,
+    /// and processes a command left running keep theirs.
     pub fn detached_pids(&self) -> Vec<i32> {
-        self.detached
+        let mut sids: Vec<i32> = self
+            .detached
             .lock()
             .map(|d| d.iter().map(|(s, _)| s.pid as i32).collect())
-            .unwrap_or_default()
+            .unwrap_or_default();
+        if let Ok(k) = self.kept.lock() {
+            sids.extend(k.iter().map(|(_, sid, _)| *sid));
+        }
+        sids
     }
 
     /// Stops every process still running: all get SIGTERM at once, then SIGKILL after

@@ -424,3 +424,29 @@ fn wait_healthy_stops_when_the_process_it_waits_for_exits() {
         .assert_stdout_not_contains("healthy?")
         .assert_stderr_not_contains("attempt 20/40");
 }
+
+#[test]
+fn a_daemon_a_command_leaves_running_on_purpose_survives_and_is_recorded() {
+    let out = Test::new()
+        .script(
+            r#"exec(["sh", "-c", "setsid sh -c 'echo $$ > kept.pid; exec sleep 302' > /dev/null 2>&1 &"],
+                    #{ leave_running: true });
+               exec(["sh", "-c", "sleep 303 > /dev/null 2>&1 & echo $! > orphan.pid"]);"#,
+        )
+        .args(["run", "deploy.rhai"])
+        .run();
+    let kept = pid_in(&out.path().join("kept.pid"));
+    let orphan = pid_in(&out.path().join("orphan.pid"));
+    let _guards = (KillPid(kept), KillPid(orphan));
+    out.assert_code(0)
+        .assert_stderr_contains("it is left running after the run, as asked (leave_running)")
+        .assert_stderr_contains("stopped 1 leftover process");
+    assert!(
+        pid_alive(kept),
+        "the daemon left running on purpose was stopped"
+    );
+    assert_gone(orphan, "the other command's leftover");
+    let report = newest_report(out.path());
+    assert_eq!(report["detached"][0]["pid"], kept);
+    assert_eq!(report["detached"][0]["command"], "sleep 302");
+}
