@@ -23,6 +23,10 @@ use crate::report::lock::{self, LockError, LockInfo};
 use crate::report::record::{self, ErrorRecord, Report, RollbackRecord, RollbackStatus, RunStatus};
 use crate::sys::cancel::CancelReason;
 
+/// How long `fn rollback(ctx)` may run unless `--rollback-timeout` or
+/// `DEPLOYER_ROLLBACK_TIMEOUT` says otherwise.
+pub const DEFAULT_ROLLBACK_TIMEOUT: Duration = Duration::from_secs(600);
+
 /// What to run.
 #[derive(Debug, Clone, Default)]
 pub struct RunRequest {
@@ -32,6 +36,8 @@ pub struct RunRequest {
     pub dry_run: bool,
     pub yes: bool,
     pub timeout: Option<Duration>,
+    /// The bound of `fn rollback(ctx)` (`--rollback-timeout`); `None`: the default.
+    pub rollback_timeout: Option<Duration>,
     pub skip: Vec<String>,
     pub skip_e2e: bool,
     pub strict: bool,
@@ -480,7 +486,24 @@ impl Run<'_> {
         ctx.insert("env".into(), self.env.name.clone().into());
         ctx.insert("dry_run".into(), self.req.dry_run.into());
         let started = Instant::now();
-        let result = self.host.call_fn(&self.ast, "rollback", vec![ctx.into()]);
+        // --timeout bounds the deployment, not the rollback: it has its own bound.
+        self.host.stop_timeout();
+        let limit = match self.req.rollback_timeout {
+            Some(d) => d,
+            None => {
+                crate::host::env_duration("DEPLOYER_ROLLBACK_TIMEOUT", DEFAULT_ROLLBACK_TIMEOUT)
+                    .unwrap_or_else(|e| {
+                        console.warn(&format!(
+                            "{e}; using {}",
+                            format_duration(DEFAULT_ROLLBACK_TIMEOUT)
+                        ));
+                        DEFAULT_ROLLBACK_TIMEOUT
+                    })
+            }
+        };
+        let result = self.host.bounded(limit, CancelReason::RollbackTimeout, || {
+            self.host.call_fn(&self.ast, "rollback", vec![ctx.into()])
+        });
         let mut record = RollbackRecord::for_request(RollbackStatus::Ok, request);
         record.duration_ms = started.elapsed().as_millis() as u64;
         match result {
@@ -495,6 +518,16 @@ impl Run<'_> {
                 record.error = Some(message_of(&e));
                 if is_terminated(&e) {
                     record.error = Some(format!("interrupted: {}", message_of(&e)));
+                }
+                if let Some(CancelReason::RollbackTimeout(_)) = self.host.state.cancel.reason() {
+                    let msg = format!(
+                        "the rollback of {env} was stopped after {} (--rollback-timeout, DEPLOYER_ROLLBACK_TIMEOUT) part-way through: {env} may be half rolled back, neither the new release nor the previous one for sure. Check it now, then run `deployer rollback {} --env {env}` again or restore it by hand",
+                        format_duration(limit),
+                        self.name,
+                        env = self.env.name
+                    );
+                    console.error(&msg);
+                    record.error = Some(msg);
                 }
             }
         }
@@ -649,6 +682,7 @@ impl Run<'_> {
             trend: Vec::new(),
             user: ids::username(),
             host: ids::hostname(),
+            detached: self.host.state.processes.detached(),
         };
         let history_path = self.config.state_dir.join("history.jsonl");
         // The last 512 KiB (a few thousand runs) is plenty for the previous run and the
@@ -701,11 +735,26 @@ impl Run<'_> {
             return;
         }
         let value = rhai::serde::to_dynamic(masked).unwrap_or(Dynamic::UNIT);
+        // After an interrupt or a timeout the hook gets a bound, then is stopped.
+        let cancelled = self.host.state.cancel.is_cancelled();
         self.host.state.cancel.reset();
-        if let Err(e) = self.host.call_fn(&self.ast, "on_finish", vec![value]) {
+        let call = || self.host.call_fn(&self.ast, "on_finish", vec![value]);
+        let result = if cancelled {
+            let limit = crate::host::hook_timeout().unwrap_or_else(|e| {
+                self.console().warn(&format!("{e}; using 10s"));
+                Duration::from_secs(10)
+            });
+            self.host.bounded(limit, CancelReason::HookTimeout, call)
+        } else {
+            call()
+        };
+        if let Err(e) = result {
+            let why = match self.host.state.cancel.reason() {
+                Some(r) if is_terminated(&e) => r.to_string(),
+                _ => message_of(&e),
+            };
             self.console().warn(&format!(
-                "on_finish hook failed (the verdict stands): {}",
-                message_of(&e)
+                "on_finish hook failed (the verdict stands): {why}"
             ));
         }
     }

@@ -928,3 +928,6 @@ mod paths;
 
 #[path = "cli/releases.rs"]
 mod releases;
+
+#[path = "cli/process.rs"]
+mod process;

@@ -23,8 +23,9 @@ pub(crate) const EXEC_OPTS: &[&str] = &[
     "allow_fail",
     "quiet",
     "read_only",
+    "leave_running",
 ];
-pub(crate) const SPAWN_OPTS: &[&str] = &["cwd", "env", "log"];
+pub(crate) const SPAWN_OPTS: &[&str] = &["cwd", "env", "log", "detach", "name", "pidfile"];
 
 /// Runs a command for `exec` or `sh`; `shown` is what the operator sees.
 fn run(
@@ -47,7 +48,7 @@ fn run(
     let read_only = opts.boolean("read_only")?.unwrap_or(false);
     if st.dry_run() && !read_only {
         st.would(&format!("run: {shown}"));
-        let mut m = result(0, "", "", 0);
+        let mut m = result(0, String::new(), String::new(), 0);
         m.insert("dry_run".into(), true.into());
         return Ok(m);
     }
@@ -64,8 +65,17 @@ fn run(
     } else {
         None
     };
+    let leave_running = opts.boolean("leave_running")?.unwrap_or(false);
     let token = st.cancel.token();
     let outcome = st.runtime.block_on(process::run(&spec, &token, live));
+    if leave_running {
+        for p in st.processes.keep_leftovers(&shown) {
+            st.console.info(&format!(
+                "`{shown}` left pid {} running ({}); it is left running after the run, as asked (leave_running)",
+                p.pid, p.command
+            ));
+        }
+    }
     let out = match outcome {
         Ok(out) => out,
         Err(ProcessError::Cancelled { .. }) => return Err(terminated(&st)),
@@ -99,12 +109,32 @@ fn run(
         (None, Some(sig)) => 128 + sig as i64,
         _ => -1,
     };
+    let tail = if code != 0 && !allow_fail {
+        let mut t = String::new();
+        append_tail(&mut t, &out.stderr, &out.stdout);
+        t
+    } else {
+        String::new()
+    };
     let mut m = result(
         code,
-        &out.stdout,
-        &out.stderr,
+        out.stdout,
+        out.stderr,
         out.duration.as_millis() as i64,
     );
+    let truncated = out.stdout_dropped > 0 || out.stderr_dropped > 0;
+    m.insert("truncated".into(), truncated.into());
+    for (name, dropped) in [
+        ("stdout", out.stdout_dropped),
+        ("stderr", out.stderr_dropped),
+    ] {
+        if dropped > 0 {
+            st.console.warn(&format!(
+                "the {name} of `{shown}` was cut: its first {dropped} bytes were dropped and r.{name} holds only the last {} MiB (r.truncated is true); write large output to a file instead",
+                process::MAX_CAPTURE / (1024 * 1024)
+            ));
+        }
+    }
     if code != 0 && !allow_fail {
         let mut msg = match out.signal {
             Some(sig) if out.code.is_none() => {
@@ -112,7 +142,7 @@ fn run(
             }
             _ => format!("command failed with exit code {code}: {shown}"),
         };
-        append_tail(&mut msg, &out.stderr, &out.stdout);
+        msg.push_str(&tail);
         m.remove("ok");
         return Err(throw_with("exit", msg, m));
     }
@@ -135,13 +165,15 @@ fn append_tail(msg: &mut String, stderr: &str, stdout: &str) {
     }
 }
 
-fn result(code: i64, stdout: &str, stderr: &str, duration_ms: i64) -> Map {
+/// The result map; takes the output by value so 16 MiB of it is never copied.
+fn result(code: i64, stdout: String, stderr: String, duration_ms: i64) -> Map {
     let mut m = Map::new();
     m.insert("code".into(), code.into());
     m.insert("ok".into(), (code == 0).into());
     m.insert("stdout".into(), stdout.into());
     m.insert("stderr".into(), stderr.into());
     m.insert("duration_ms".into(), duration_ms.into());
+    m.insert("truncated".into(), false.into());
     m
 }
 
@@ -154,14 +186,45 @@ fn spawn_impl(st: &HostState, argv: Vec<String>, opts: Opts) -> Result<ProcessHa
             display,
         });
     }
+    let detach = opts.boolean("detach")?.unwrap_or(false);
     let spec = SpawnSpec {
         argv,
         cwd: opts.string("cwd")?.map(PathBuf::from),
         env: opts.string_pairs("env")?,
         log: opts.string("log")?.map(PathBuf::from),
+        detach,
+        name: opts.string("name")?,
+        pidfile: opts.string("pidfile")?.map(PathBuf::from),
     };
+    if !detach && (spec.name.is_some() || spec.pidfile.is_some()) {
+        return Err(throw(
+            "usage",
+            "spawn(): `name` and `pidfile` are for detached processes; add `detach: true` to keep the process running after the run",
+        ));
+    }
+    if detach && spec.log.is_none() {
+        return Err(throw(
+            "usage",
+            "spawn(): a detached process needs `log`, the file its output goes to after the run, such as #{ detach: true, log: \"app.log\", pidfile: \"app.pid\" }",
+        ));
+    }
     st.console.command(&format!("{display} &"));
     match st.processes.spawn(&spec, &st.log_dir) {
+        Ok(p) if detach => {
+            st.console.info(&format!(
+                "started `{display}` detached as pid {}: it keeps running after the run (output in {}{}); stop it with process::stop",
+                p.pid,
+                p.log.display(),
+                spec.pidfile
+                    .as_ref()
+                    .map(|f| format!(", pid in {}", f.display()))
+                    .unwrap_or_default()
+            ));
+            Ok(ProcessHandle {
+                inner: Some(p),
+                display,
+            })
+        }
         Ok(p) => {
             st.console.debug(&format!(
                 "started pid {} (output in {})",
@@ -188,15 +251,39 @@ pub struct ProcessHandle {
     display: String,
 }
 
+impl ProcessHandle {
+    /// The pid, or 0 when nothing was started (a dry run).
+    pub fn pid_value(&self) -> i32 {
+        self.inner.as_ref().map(|s| s.pid as i32).unwrap_or(0)
+    }
+
+    /// How the process ended (`exit code 1`, `signal 9`), or `None` while it runs (or in a
+    /// dry run, where nothing started).
+    pub fn exited(&self) -> Option<String> {
+        self.inner.as_ref().and_then(|s| s.poll())
+    }
+
+    /// What it is, for messages: `pid N (command)`.
+    pub fn describe(&self) -> String {
+        format!("pid {} ({})", self.pid_value(), self.display)
+    }
+
+    /// The path of its log file, if it was started.
+    pub fn log_file(&self) -> Option<&std::path::Path> {
+        self.inner.as_ref().map(|s| s.log.as_path())
+    }
+}
+
 // Rhai's export_module unwraps `&mut` receivers in its generated glue.
 #[allow(clippy::unwrap_used)]
 #[export_module]
 pub mod exec_api {
     use super::*;
 
-    /// Runs a program (no shell) and returns `#{code, ok, stdout, stderr, duration_ms}`.
-    /// A non-zero exit throws an error naming the command, its code and the last lines of
-    /// stderr. The final newline of stdout and stderr is removed.
+    /// Runs a program (no shell) and returns `#{code, ok, stdout, stderr, duration_ms,
+    /// truncated}`. A non-zero exit throws an error naming the command, its code and the
+    /// last lines of stderr. The final newline of stdout and stderr is removed. Each stream
+    /// keeps its last 16 MiB: longer output sets `truncated` and prints a warning.
     ///
     /// ```rhai
     /// let r = exec(["git", "rev-parse", "HEAD"]);
@@ -211,8 +298,10 @@ pub mod exec_api {
 
     /// Runs a program with options: `cwd`, `env` (map), `timeout` (duration), `stdin`
     /// (string), `allow_fail` (no error on a non-zero exit), `quiet` (do not echo it),
-    /// `read_only` (it changes nothing, so it runs even in a dry run). On timeout or Ctrl-C
-    /// the whole process group is killed.
+    /// `read_only` (it changes nothing, so it runs even in a dry run), `leave_running` (the
+    /// daemon it starts in the background, such as `pm2`'s, is meant to keep running: it is
+    /// listed under `detached` in report.json instead of being stopped at the end of the
+    /// run). On timeout or Ctrl-C the whole process group is killed.
     ///
     /// ```rhai
     /// let r = exec(["wrangler", "deploy", "--env", env()],
@@ -388,8 +477,10 @@ pub fn spawn_syntax(st: &std::sync::Arc<HostState>, args: Vec<Dynamic>) -> Resul
 /// the doc comments and signatures a registered function would have (the REPL reads it).
 pub const SPAWN_DOC: &str = r#"
 /// Starts a program in the background and returns its handle (`pid`, `log`, `alive()`,
-/// `stop()`, `stop(grace)`, `output(lines)`). Its output goes to a log file. Every spawned
-/// process is stopped when the run ends, however it ends. In a dry run nothing starts.
+/// `stop()`, `stop(grace)`, `output(lines)`). Its output goes to a log file in a private
+/// folder (mode 0700) that is removed when the run ends. Every spawned process is stopped
+/// when the run ends, however it ends, unless started with `detach: true`. In a dry run
+/// nothing starts.
 ///
 /// ```rhai
 /// let server = spawn(["python3", "-m", "http.server", "8080"]);
@@ -398,10 +489,17 @@ pub const SPAWN_DOC: &str = r#"
 /// ```
 pub fn spawn(command: Array) -> Process
 /// Starts a program in the background with options: `cwd`, `env` (map), `log` (the
-/// path of its log file).
+/// path of its log file). `detach: true` starts a service that outlives the run on
+/// purpose: its own session, stdin from /dev/null, output appended to `log` (required),
+/// its pid written atomically to `pidfile`, listed under `detached` in report.json and
+/// never stopped by deployer; `name` names it in the record. Stop it in a later run with
+/// `process::stop(pidfile, grace)`.
 ///
 /// ```rhai
 /// let app = spawn(["php", "artisan", "serve", "--port=8000"], #{ cwd: "app", log: "artisan.log" });
+/// process::stop("app.pid", "5s");
+/// let svc = spawn(["./server", "--port", "8080"],
+///                 #{ detach: true, name: "web", log: "web.log", pidfile: "web.pid" });
 /// ```
 pub fn spawn(command: Array, options: Map) -> Process
 "#;

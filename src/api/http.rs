@@ -22,6 +22,7 @@ pub(crate) const WAIT_OPTS: &[&str] = &[
     "expect",
     "headers",
     "follow_redirects",
+    "process",
 ];
 pub(crate) const EXPECT_KEYS: &[&str] = &["status", "json", "body_contains", "headers"];
 
@@ -250,6 +251,37 @@ impl Expect {
     }
 }
 
+/// The error of `wait_healthy` when the process it waits for exits: its status and the
+/// last lines of its log.
+fn process_exited(
+    url: &str,
+    p: &super::exec::ProcessHandle,
+    exit: &str,
+    attempt: i64,
+    attempts: i64,
+) -> Error {
+    let mut msg = format!(
+        "{} exited ({exit}) while http::wait_healthy waited for {url} (after attempt {attempt}/{attempts}); it will not become healthy",
+        p.describe()
+    );
+    if let Some(log) = p.log_file() {
+        let tail = crate::sys::spawn::log_tail(log, 10);
+        if tail.is_empty() {
+            msg.push_str(&format!("\nits log {} is empty", log.display()));
+        } else {
+            msg.push_str(&format!("\nlast lines of its log {}:", log.display()));
+            for line in tail.lines() {
+                msg.push_str(&format!("\n  {line}"));
+            }
+        }
+    }
+    let mut extra = Map::new();
+    extra.insert("url".into(), url.into());
+    extra.insert("pid".into(), (p.pid_value() as i64).into());
+    extra.insert("exit".into(), exit.into());
+    throw_with("process_exited", msg, extra)
+}
+
 fn wait_healthy(ctx: &NativeCallContext, url: &str, opts: Opts) -> Result<Map, Error> {
     wait_healthy_inner(ctx, url, opts).map_err(|e| at(ctx, e))
 }
@@ -275,11 +307,37 @@ fn wait_healthy_inner(ctx: &NativeCallContext, url: &str, opts: Opts) -> Result<
     req.timeout = opts.duration("timeout")?.unwrap_or(Duration::from_secs(5));
     req.follow_redirects = opts.boolean("follow_redirects")?.unwrap_or(false);
     let expect = Expect::parse(opts.map("expect")?)?;
+    let process = match opts.get("process") {
+        None => None,
+        Some(v) => Some(v.clone().try_cast::<super::exec::ProcessHandle>().ok_or_else(|| {
+            throw(
+                "usage",
+                format!("http::wait_healthy(): option `process` must be a process from spawn(), got {v} ({})", v.type_name()),
+            )
+        })?),
+    };
     let started = std::time::Instant::now();
     let mut seen = Vec::new();
     for attempt in 1..=attempts {
         if attempt > 1 {
-            st.sleep(interval).map_err(|_| terminated(&st))?;
+            match &process {
+                // Wake at once when the process exits: no reason to keep polling.
+                Some(p) => {
+                    let until = std::time::Instant::now() + interval;
+                    while std::time::Instant::now() < until && p.exited().is_none() {
+                        let step = until
+                            .saturating_duration_since(std::time::Instant::now())
+                            .min(Duration::from_millis(25));
+                        st.sleep(step).map_err(|_| terminated(&st))?;
+                    }
+                }
+                None => st.sleep(interval).map_err(|_| terminated(&st))?,
+            }
+        }
+        if let Some(exit) = process.as_ref().and_then(|p| p.exited()) {
+            if let Some(p) = &process {
+                return Err(process_exited(url, p, &exit, attempt - 1, attempts));
+            }
         }
         let problem = match send(&st, &req)? {
             Ok(r) => match expect.mismatch(&r) {
@@ -507,13 +565,17 @@ pub mod http_api {
     }
 
     /// Polls a URL with options: `attempts`, `interval`, `timeout` (per attempt),
-    /// `headers`, `follow_redirects`, and `expect`: `status` (a number or a list),
+    /// `headers`, `follow_redirects`, `expect`: `status` (a number or a list),
     /// `json` (a subset the body must contain), `body_contains`, `headers` (names that
-    /// must be present, or a map of exact values).
+    /// must be present, or a map of exact values), and `process`: a process from `spawn()`
+    /// that should serve the URL; when it exits the wait stops at once with an error of
+    /// kind `process_exited` holding its exit status and the last lines of its log.
     ///
     /// ```rhai
     /// http::wait_healthy(url + "/health", #{ attempts: 30, interval: "3s",
     ///     expect: #{ status: 200, json: #{ status: "healthy" } } });
+    /// let app = spawn(["./server", "--port", "8080"]);
+    /// http::wait_healthy("http://127.0.0.1:8080/health", #{ process: app });
     /// ```
     #[rhai_fn(name = "wait_healthy", return_raw)]
     pub fn wait_healthy_with(

@@ -10,6 +10,7 @@ pub mod metrics;
 pub mod opts;
 pub mod phase;
 pub mod releases;
+pub mod process;
 pub mod retry;
 pub mod syntax;
 
@@ -39,4 +40,5 @@ pub fn register(engine: &mut Engine) {
     );
     engine.register_static_module("record", exported_module!(releases::record_api).into());
     engine.register_static_module("backups", exported_module!(backups::backups_api).into());
+    engine.register_static_module("process", exported_module!(process::process_api).into());
 }

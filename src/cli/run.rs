@@ -39,6 +39,10 @@ pub struct Common {
     /// Stop the run after this long, such as 20m or 1h30m.
     #[arg(long, value_name = "DURATION", value_parser = super::duration_arg)]
     pub timeout: Option<Duration>,
+    /// Stop fn rollback(ctx) after this long (default 10m; env DEPLOYER_ROLLBACK_TIMEOUT);
+    /// a stopped rollback ends the run with exit 3. --timeout does not bound the rollback.
+    #[arg(long, value_name = "DURATION", value_parser = super::duration_arg)]
+    pub rollback_timeout: Option<Duration>,
     /// Wait up to this long for another run of the environment to finish.
     #[arg(long, value_name = "DURATION", value_parser = super::duration_arg)]
     pub lock_wait: Option<Duration>,
@@ -75,6 +79,7 @@ impl Common {
             dry_run: self.dry_run,
             yes: self.yes,
             timeout: self.timeout,
+            rollback_timeout: self.rollback_timeout,
             json: self.json,
             lock_wait: self.lock_wait,
             ..RunRequest::default()

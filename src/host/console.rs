@@ -70,7 +70,13 @@ pub struct Console {
     pub verbosity: Verbosity,
     pub color: bool,
     log: Arc<Mutex<Vec<String>>>,
+    /// Bytes of streamed command output (`-v`) kept in the run log so far.
+    streamed: Arc<std::sync::atomic::AtomicUsize>,
 }
+
+/// Streamed command output (`-v`) beyond this many bytes is printed but not kept for
+/// run.log, so a command that writes gigabytes costs no memory.
+pub const MAX_STREAMED_KEPT: usize = 4 * 1024 * 1024;
 
 impl std::fmt::Debug for Console {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -89,6 +95,7 @@ impl Console {
             verbosity,
             color,
             log: Arc::new(Mutex::new(Vec::new())),
+            streamed: Default::default(),
         }
     }
 
@@ -180,9 +187,28 @@ impl Console {
 
     /// Prints a line of a command's live output (`-v`).
     pub fn output_line(&self, stream: &str, line: &str) {
+        use std::sync::atomic::Ordering;
         let mark = if stream == "stderr" { "!" } else { "|" };
         let plain = format!("  {mark} {line}");
-        self.line(&plain, Some(self.paint(Style::Dim, &plain)));
+        let before = self.streamed.fetch_add(plain.len() + 1, Ordering::Relaxed);
+        if before + plain.len() < MAX_STREAMED_KEPT {
+            self.line(&plain, Some(self.paint(Style::Dim, &plain)));
+            return;
+        }
+        if before < MAX_STREAMED_KEPT {
+            self.keep(&format!(
+                "(command output beyond {} MiB is not kept in run.log; it was shown on the terminal)",
+                MAX_STREAMED_KEPT / (1024 * 1024)
+            ));
+        }
+        let plain = self.mask(&plain);
+        let shown = if self.color {
+            self.mask(&self.paint(Style::Dim, &plain))
+        } else {
+            plain
+        };
+        let mut err = std::io::stderr().lock();
+        let _ = writeln!(err, "{shown}");
     }
 
     /// Prints a warning; always shown.

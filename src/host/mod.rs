@@ -66,6 +66,31 @@ pub struct Host {
     // Kept alive for the handle in `state`; dropped last.
     _runtime: tokio::runtime::Runtime,
     catalog: OnceLock<Catalog>,
+    /// The `--timeout` timer, stopped when the rollback starts (it has its own bound).
+    timeout_task: Mutex<Option<tokio::task::AbortHandle>>,
+}
+
+/// Where the private folder for `spawn()` logs is made: `$XDG_RUNTIME_DIR` (per user, mode
+/// 0700) when set, else the system's temporary folder.
+fn log_base() -> std::path::PathBuf {
+    std::env::var_os("XDG_RUNTIME_DIR")
+        .map(std::path::PathBuf::from)
+        .filter(|p| p.is_absolute() && p.is_dir())
+        .unwrap_or_else(std::env::temp_dir)
+}
+
+/// How long hooks may run after an interrupt: `DEPLOYER_HOOK_TIMEOUT` (a duration), else 10 s.
+pub fn hook_timeout() -> Result<Duration, String> {
+    env_duration("DEPLOYER_HOOK_TIMEOUT", Duration::from_secs(10))
+}
+
+/// Reads a duration from an environment variable, or `default` when it is unset.
+pub fn env_duration(name: &str, default: Duration) -> Result<Duration, String> {
+    match std::env::var(name) {
+        Ok(v) if !v.trim().is_empty() => crate::core::duration::parse_duration(v.trim())
+            .map_err(|e| format!("{name}={v:?}: {e}; give a duration such as 10s or 5m")),
+        _ => Ok(default),
+    }
 }
 
 /// The host could not start.
@@ -90,7 +115,7 @@ impl Host {
             processes: Default::default(),
             http: Default::default(),
             sources: sources.clone(),
-            log_dir: std::env::temp_dir().join(format!("deployer-{}", std::process::id())),
+            log_dir: log_base(),
             retries: Mutex::new(Vec::new()),
             pipeline: Mutex::new(Default::default()),
             latest_ast: Mutex::new(None),
@@ -98,6 +123,8 @@ impl Host {
             dry_skipped: Default::default(),
             recorded: Mutex::new(Default::default()),
         });
+        // Orphans of the run's commands come back to deployer, which stops them at the end.
+        crate::sys::reaper::become_subreaper();
         let mut engine = Engine::new();
         engine
             .set_max_call_levels(128)
@@ -140,6 +167,7 @@ impl Host {
             state,
             _runtime: runtime,
             catalog: OnceLock::new(),
+            timeout_task: Mutex::new(None),
         })
     }
 
@@ -251,46 +279,68 @@ impl Host {
         self.state.console.block(&plain, &styled);
     }
 
-    /// Cancels the run on SIGINT/SIGTERM; a second signal exits at once (after killing
-    /// background process groups), so deployer can never hang on shutdown.
+    /// Cancels the run on SIGINT, SIGTERM, SIGHUP or SIGQUIT. A second signal hurries the
+    /// end: every running command group and background process is killed at once
+    /// (SIGKILL) and hooks are cut short, but the run still releases its lock and is
+    /// recorded as interrupted. Should even that hang, the process exits 10 s later.
     pub fn install_signal_handlers(&self) {
         let mut seen = 0;
         self.on_signals(move |state, name| {
             seen += 1;
             if seen == 1 {
                 state.cancel.cancel(CancelReason::Signal(name));
-            } else {
-                state.console.error(&format!(
-                    "second {name}: stopping background processes and exiting now"
-                ));
-                state.processes.stop_all(Duration::ZERO);
-                std::process::exit(crate::exit::INTERRUPTED);
+                return;
+            }
+            state.console.error(&format!(
+                "second signal ({name}): killing every running command and background process now; the run is still recorded"
+            ));
+            state.cancel.hurry(CancelReason::Signal(name));
+            crate::sys::process::signal_running_groups(libc::SIGKILL);
+            state.processes.stop_all(Duration::ZERO);
+            if seen == 2 {
+                std::thread::spawn(|| {
+                    std::thread::sleep(Duration::from_secs(10));
+                    crate::sys::process::signal_running_groups(libc::SIGKILL);
+                    std::process::exit(crate::exit::INTERRUPTED);
+                });
             }
         });
     }
 
     /// For interactive sessions (`deployer repl`): each SIGINT cancels the evaluation in
     /// progress (its sleeps, probes and child process groups stop) and the session goes on;
-    /// the session calls `state.cancel.reset()` before the next evaluation. SIGTERM stops
-    /// background processes and exits. `run` keeps [`Host::install_signal_handlers`].
+    /// the session calls `state.cancel.reset()` before the next evaluation. SIGTERM, SIGHUP
+    /// and SIGQUIT stop background processes and exit. `run` keeps
+    /// [`Host::install_signal_handlers`].
     pub fn install_interactive_signal_handlers(&self) {
         self.on_signals(|state, name| {
             state.cancel.cancel(CancelReason::Signal(name));
-            if name == "SIGTERM" {
+            if name != "SIGINT" {
+                crate::sys::process::signal_running_groups(libc::SIGKILL);
                 state.processes.stop_all(Duration::ZERO);
+                let mut keep = state.processes.tracked_pids();
+                keep.extend(crate::sys::process::running_pids());
+                crate::sys::reaper::stop_orphans(
+                    &keep,
+                    &state.processes.detached_pids(),
+                    Duration::ZERO,
+                );
+                state.processes.remove_log_dir();
                 std::process::exit(crate::exit::INTERRUPTED);
             }
         });
     }
 
-    /// Calls `handle` with the signal's name for every SIGINT and SIGTERM.
+    /// Calls `handle` with the signal's name for every SIGINT, SIGTERM, SIGHUP and SIGQUIT.
     fn on_signals(&self, mut handle: impl FnMut(&HostState, &'static str) + Send + 'static) {
         let state = self.state.clone();
         self.state.runtime.spawn(async move {
             use tokio::signal::unix::{signal, SignalKind};
-            let (Ok(mut int), Ok(mut term)) = (
+            let (Ok(mut int), Ok(mut term), Ok(mut hup), Ok(mut quit)) = (
                 signal(SignalKind::interrupt()),
                 signal(SignalKind::terminate()),
+                signal(SignalKind::hangup()),
+                signal(SignalKind::quit()),
             ) else {
                 return;
             };
@@ -298,6 +348,8 @@ impl Host {
                 let name = tokio::select! {
                     _ = int.recv() => "SIGINT",
                     _ = term.recv() => "SIGTERM",
+                    _ = hup.recv() => "SIGHUP",
+                    _ = quit.recv() => "SIGQUIT",
                 };
                 handle(&state, name);
             }
@@ -319,13 +371,49 @@ impl Host {
     /// Cancels the run after `limit`.
     pub fn start_timeout(&self, limit: Duration) {
         let cancel = self.state.cancel.clone();
-        self.state.runtime.spawn(async move {
+        let task = self.state.runtime.spawn(async move {
             tokio::time::sleep(limit).await;
             cancel.cancel(CancelReason::Timeout(limit));
         });
+        if let Ok(mut t) = self.timeout_task.lock() {
+            *t = Some(task.abort_handle());
+        }
     }
 
-    /// Stops every background process the run started; reports each one stopped.
+    /// Stops the `--timeout` timer (the rollback is bounded by its own limit instead).
+    pub fn stop_timeout(&self) {
+        if let Some(task) = self.timeout_task.lock().ok().and_then(|mut t| t.take()) {
+            task.abort();
+        }
+    }
+
+    /// Runs `f` (a hook or the rollback) bounded by `limit`: after `limit` the run is
+    /// cancelled with `reason(limit)`, which stops `f` at its next operation, sleep, probe
+    /// or command. A signal still stops it at once. Callers reset an earlier cancellation
+    /// first when `f` must run after it.
+    pub fn bounded<T>(
+        &self,
+        limit: Duration,
+        reason: impl FnOnce(Duration) -> CancelReason + Send + 'static,
+        f: impl FnOnce() -> T,
+    ) -> T {
+        let cancel = self.state.cancel.clone();
+        let token = cancel.token();
+        let timer = self.state.runtime.spawn(async move {
+            tokio::time::sleep(limit).await;
+            // Only this evaluation: a reset since then made a new token.
+            if !token.is_cancelled() {
+                cancel.cancel(reason(limit));
+            }
+        });
+        let out = f();
+        timer.abort();
+        out
+    }
+
+    /// Stops every background process the run started and every leftover process its
+    /// commands left running (orphans come back to deployer, the subreaper); reports them.
+    /// Detached processes (`spawn(.., #{ detach: true })`) keep running.
     pub fn stop_processes(&self) {
         let grace = if self.state.cancel.is_cancelled() {
             crate::sys::process::CANCEL_GRACE
@@ -337,6 +425,24 @@ impl Host {
                 "stopped background process `{display}` ({outcome})"
             ));
         }
+        let grace = if self.state.cancel.is_cancelled() {
+            crate::sys::process::CANCEL_GRACE
+        } else {
+            crate::sys::reaper::ORPHAN_GRACE
+        };
+        self.stop_orphans(grace);
+    }
+
+    fn stop_orphans(&self, grace: Duration) {
+        let procs = &self.state.processes;
+        let mut keep = procs.tracked_pids();
+        keep.extend(crate::sys::process::running_pids());
+        let stopped = crate::sys::reaper::stop_orphans(&keep, &procs.detached_pids(), grace);
+        if !stopped.is_empty() {
+            self.state
+                .console
+                .warn(&crate::sys::reaper::describe(&stopped));
+        }
     }
 }
 
@@ -345,5 +451,7 @@ impl Drop for Host {
         self.state
             .processes
             .stop_all(crate::sys::process::CANCEL_GRACE);
+        self.stop_orphans(crate::sys::process::CANCEL_GRACE);
+        self.state.processes.remove_log_dir();
     }
 }

@@ -175,6 +175,9 @@ pub struct Report {
     pub trend: Vec<f64>,
     pub user: String,
     pub host: String,
+    /// Processes started with `detach: true`, left running on purpose.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub detached: Vec<crate::sys::spawn::Detached>,
 }
 
 /// Returns the SHA-256 of a script's text, in hex.

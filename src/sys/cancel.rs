@@ -1,4 +1,5 @@
-//! One cancellation signal for a run: Ctrl-C, SIGTERM, `--timeout`, or a reload.
+//! One cancellation signal for a run: a signal (SIGINT, SIGTERM, SIGHUP, SIGQUIT),
+//! `--timeout`, the bound of the rollback or of a hook, or a reload.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
@@ -9,10 +10,14 @@ use tokio_util::sync::CancellationToken;
 /// Why a run was cancelled.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CancelReason {
-    /// A signal from the operator or the system (`SIGINT`, `SIGTERM`).
+    /// A signal from the operator or the system (`SIGINT`, `SIGTERM`, `SIGHUP`, `SIGQUIT`).
     Signal(&'static str),
     /// The run exceeded `--timeout`.
     Timeout(Duration),
+    /// `fn rollback(ctx)` exceeded `--rollback-timeout`.
+    RollbackTimeout(Duration),
+    /// A hook (`fn on_finish`) exceeded its bound after the run was interrupted.
+    HookTimeout(Duration),
     /// The embedding program asked to stop (REPL evaluation cancelled, reload).
     Requested(String),
 }
@@ -27,6 +32,16 @@ impl std::fmt::Display for CancelReason {
                 "timed out after {} (--timeout)",
                 crate::core::duration::format_duration(*d)
             ),
+            CancelReason::RollbackTimeout(d) => write!(
+                f,
+                "the rollback timed out after {} (--rollback-timeout) and was stopped",
+                crate::core::duration::format_duration(*d)
+            ),
+            CancelReason::HookTimeout(d) => write!(
+                f,
+                "the hook was stopped after {} (hooks after an interrupt are bounded; DEPLOYER_HOOK_TIMEOUT sets the bound)",
+                crate::core::duration::format_duration(*d)
+            ),
             CancelReason::Requested(why) => write!(f, "cancelled: {why}"),
         }
     }
@@ -37,6 +52,8 @@ impl std::fmt::Display for CancelReason {
 #[derive(Debug)]
 pub struct Cancel {
     flag: AtomicBool,
+    /// A second signal: the run ends as fast as it can and nothing resets the cancellation.
+    hurry: AtomicBool,
     token: Mutex<CancellationToken>,
     reason: Mutex<Option<CancelReason>>,
 }
@@ -45,6 +62,7 @@ impl Default for Cancel {
     fn default() -> Self {
         Cancel {
             flag: AtomicBool::new(false),
+            hurry: AtomicBool::new(false),
             token: Mutex::new(CancellationToken::new()),
             reason: Mutex::new(None),
         }
@@ -62,6 +80,18 @@ impl Cancel {
         tracing::debug!(?reason, "cancelling the run");
         self.flag.store(true, Ordering::SeqCst);
         self.token().cancel();
+    }
+
+    /// Cancels the run for good (a second signal): later [`Cancel::reset`]s keep it
+    /// cancelled, so hooks and the rollback stop at once too.
+    pub fn hurry(&self, reason: CancelReason) {
+        self.hurry.store(true, Ordering::SeqCst);
+        self.cancel(reason);
+    }
+
+    /// Returns true after [`Cancel::hurry`].
+    pub fn hurried(&self) -> bool {
+        self.hurry.load(Ordering::SeqCst)
     }
 
     /// Returns true once the run has been cancelled. Cheap: called between script operations.
@@ -82,8 +112,12 @@ impl Cancel {
         }
     }
 
-    /// Clears a cancellation so the next evaluation can run (REPL, watch mode).
+    /// Clears a cancellation so the next evaluation can run (REPL, watch mode, hooks);
+    /// does nothing after [`Cancel::hurry`].
     pub fn reset(&self) {
+        if self.hurried() {
+            return;
+        }
         if let Ok(mut t) = self.token.lock() {
             *t = CancellationToken::new();
         }
@@ -108,5 +142,26 @@ pub async fn or_cancel<F: std::future::Future>(
         biased;
         _ = token.cancelled() => Err(Cancelled),
         out = fut => Ok(out),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hurry_survives_reset_and_a_plain_cancel_does_not() {
+        let c = Cancel::default();
+        c.cancel(CancelReason::Signal("SIGHUP"));
+        assert_eq!(
+            c.reason().map(|r| r.to_string()).as_deref(),
+            Some("interrupted (SIGHUP)")
+        );
+        c.reset();
+        assert!(!c.is_cancelled());
+        c.hurry(CancelReason::Signal("SIGINT"));
+        c.reset();
+        assert!(c.is_cancelled());
+        assert!(c.token().is_cancelled());
     }
 }

@@ -13,6 +13,10 @@ use crate::core::duration::format_duration;
 /// Captured output beyond this many bytes per stream keeps only the most recent part.
 pub const MAX_CAPTURE: usize = 16 * 1024 * 1024;
 
+/// A line streamed live (`-v`) longer than this prints its first part and the count of the
+/// rest, so a huge line without newline costs neither memory nor quadratic time.
+pub const MAX_LIVE_LINE: usize = 16 * 1024;
+
 /// How long a process group gets between SIGTERM and SIGKILL after a timeout.
 pub const TIMEOUT_GRACE: Duration = Duration::from_secs(2);
 
@@ -39,6 +43,10 @@ pub struct CommandOutput {
     pub signal: Option<i32>,
     pub stdout: String,
     pub stderr: String,
+    /// Bytes of stdout before the part kept (output beyond [`MAX_CAPTURE`]); 0 when whole.
+    pub stdout_dropped: u64,
+    /// Bytes of stderr before the part kept; 0 when whole.
+    pub stderr_dropped: u64,
     pub duration: Duration,
     /// True when a background process kept the output pipes open after the command ended.
     pub pipes_left_open: bool,
@@ -96,12 +104,44 @@ pub fn kill_group(pid: u32, signal: i32) {
     }
 }
 
+/// Process groups of the commands running now, so a second Ctrl-C can kill them at once.
+static RUNNING: std::sync::Mutex<Vec<u32>> = std::sync::Mutex::new(Vec::new());
+
+fn running(pid: u32, add: bool) {
+    if let Ok(mut r) = RUNNING.lock() {
+        if add {
+            r.push(pid);
+        } else {
+            r.retain(|p| *p != pid);
+        }
+    }
+}
+
+/// Returns the pids of the commands running now (a sweep of leftovers leaves them alone).
+pub fn running_pids() -> Vec<i32> {
+    RUNNING
+        .lock()
+        .map(|r| r.iter().map(|p| *p as i32).collect())
+        .unwrap_or_default()
+}
+
+/// Sends `signal` to the process group of every command running now (a second Ctrl-C
+/// sends SIGKILL); returns how many groups there were.
+pub fn signal_running_groups(signal: i32) -> usize {
+    let groups = RUNNING.lock().map(|r| r.clone()).unwrap_or_default();
+    for pid in &groups {
+        kill_group(*pid, signal);
+    }
+    groups.len()
+}
+
 /// Sets up a child: its own process group (so Ctrl-C at the terminal reaches only us, and
 /// we can kill the whole tree), and SIGTERM if deployer itself dies without cleaning up.
 pub fn prepare(cmd: &mut std::process::Command) {
     use std::os::unix::process::CommandExt;
     cmd.process_group(0);
     // SAFETY: prctl is async-signal-safe and touches no memory of the parent.
+    #[cfg(target_os = "linux")]
     unsafe {
         cmd.pre_exec(|| {
             libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM);
@@ -145,7 +185,7 @@ pub async fn run(
     prepare(&mut std_cmd);
     let mut cmd = tokio::process::Command::from(std_cmd);
     let start = Instant::now();
-    let mut child = cmd.spawn().map_err(|source| match source.kind() {
+    let child = cmd.spawn().map_err(|source| match source.kind() {
         std::io::ErrorKind::NotFound => ProcessError::NotFound {
             program: program.clone(),
         },
@@ -155,6 +195,24 @@ pub async fn run(
         },
     })?;
     let pid = child.id().unwrap_or(0);
+    running(pid, true);
+    let result = finish_run(spec, cancel, live, child, pid, display, program, start).await;
+    running(pid, false);
+    result
+}
+
+/// Feeds, reads and waits for a started command (see [`run`]).
+#[allow(clippy::too_many_arguments)]
+async fn finish_run(
+    spec: &CommandSpec,
+    cancel: &CancellationToken,
+    live: Option<LineSink>,
+    mut child: tokio::process::Child,
+    pid: u32,
+    display: String,
+    program: String,
+    start: Instant,
+) -> Result<CommandOutput, ProcessError> {
     // No arguments here: they may hold a secret, and tracing output is not masked.
     tracing::debug!(pid, program = program.as_str(), "started");
 
@@ -198,15 +256,17 @@ pub async fn run(
         })?,
         End::TimedOut(after) => {
             terminate(&mut child, pid, TIMEOUT_GRACE).await;
-            let (stdout, stderr, _) = collect(out_task, err_task).await;
+            let c = collect(out_task, err_task).await;
             return Err(ProcessError::Timeout {
                 display,
                 after,
                 partial: Box::new(CommandOutput {
                     code: None,
                     signal: None,
-                    stdout,
-                    stderr,
+                    stdout: c.stdout,
+                    stderr: c.stderr,
+                    stdout_dropped: c.stdout_dropped,
+                    stderr_dropped: c.stderr_dropped,
                     duration: start.elapsed(),
                     pipes_left_open: false,
                 }),
@@ -219,15 +279,17 @@ pub async fn run(
     };
     let duration = start.elapsed();
     tracing::debug!(pid, ?status, ?duration, "exited");
-    let (stdout, stderr, pipes_left_open) = collect(out_task, err_task).await;
+    let c = collect(out_task, err_task).await;
     use std::os::unix::process::ExitStatusExt;
     Ok(CommandOutput {
         code: status.code(),
         signal: status.signal(),
-        stdout,
-        stderr,
+        stdout: c.stdout,
+        stderr: c.stderr,
+        stdout_dropped: c.stdout_dropped,
+        stderr_dropped: c.stderr_dropped,
         duration,
-        pipes_left_open,
+        pipes_left_open: c.left_open,
     })
 }
 
@@ -242,36 +304,54 @@ async fn terminate(child: &mut tokio::process::Child, pid: u32, grace: Duration)
     kill_group(pid, libc::SIGKILL);
 }
 
-type Capture = tokio::task::JoinHandle<Vec<u8>>;
+type Capture = tokio::task::JoinHandle<Captured>;
+
+/// Both streams as collected.
+struct Collected {
+    stdout: String,
+    stderr: String,
+    stdout_dropped: u64,
+    stderr_dropped: u64,
+    left_open: bool,
+}
 
 /// Waits for both output readers; a background process that keeps a pipe open is given
 /// one second, then left alone (its output is cut there).
-async fn collect(out: Option<Capture>, err: Option<Capture>) -> (String, String, bool) {
-    let mut left_open = false;
-    let finish = |task: Option<Capture>| {
-        let task = task;
-        async move {
-            let Some(mut task) = task else {
-                return (Vec::new(), false);
-            };
-            match tokio::time::timeout(Duration::from_secs(1), &mut task).await {
-                Ok(Ok(bytes)) => (bytes, false),
-                Ok(Err(_)) => (Vec::new(), false),
-                Err(_) => {
-                    task.abort();
-                    (Vec::new(), true)
-                }
+async fn collect(out: Option<Capture>, err: Option<Capture>) -> Collected {
+    let finish = |task: Option<Capture>| async move {
+        let empty = || Captured {
+            bytes: Vec::new(),
+            dropped: 0,
+        };
+        let Some(mut task) = task else {
+            return (empty(), false);
+        };
+        match tokio::time::timeout(Duration::from_secs(1), &mut task).await {
+            Ok(Ok(c)) => (c, false),
+            Ok(Err(_)) => (empty(), false),
+            Err(_) => {
+                task.abort();
+                (empty(), true)
             }
         }
     };
-    let (o, e) = tokio::join!(finish(out), finish(err));
-    left_open |= o.1 || e.1;
-    (decode(&o.0), decode(&e.0), left_open)
+    let ((o, o_open), (e, e_open)) = tokio::join!(finish(out), finish(err));
+    Collected {
+        stdout: decode(o.bytes),
+        stderr: decode(e.bytes),
+        stdout_dropped: o.dropped,
+        stderr_dropped: e.dropped,
+        left_open: o_open || e_open,
+    }
 }
 
 /// Decodes output lossily and removes one final newline, as shells do for `$(...)`.
-fn decode(bytes: &[u8]) -> String {
-    let mut s = String::from_utf8_lossy(bytes).into_owned();
+fn decode(bytes: Vec<u8>) -> String {
+    // Valid UTF-8 (the usual case) keeps its buffer: no second copy of 16 MiB.
+    let mut s = match String::from_utf8(bytes) {
+        Ok(s) => s,
+        Err(e) => String::from_utf8_lossy(e.as_bytes()).into_owned(),
+    };
     if s.ends_with('\n') {
         s.pop();
         if s.ends_with('\r') {
@@ -281,39 +361,119 @@ fn decode(bytes: &[u8]) -> String {
     s
 }
 
+/// What a reader kept of one stream: its last [`MAX_CAPTURE`] bytes and how many came before.
+struct Captured {
+    bytes: Vec<u8>,
+    dropped: u64,
+}
+
+/// Reads a stream to its end in time linear in its size and memory bounded by
+/// [`MAX_CAPTURE`] (the tail kept) plus [`MAX_LIVE_LINE`] (the line being streamed).
 async fn capture<R: AsyncRead + Unpin>(
     mut reader: R,
     stream: &'static str,
     live: Option<LineSink>,
-) -> Vec<u8> {
-    let mut buf = Vec::new();
-    let mut chunk = [0u8; 8192];
-    let mut line_start = 0;
+) -> Captured {
+    let mut tail = Tail::default();
+    let mut line = LiveLine::default();
+    let mut chunk = vec![0u8; 64 * 1024];
     loop {
         let n = match reader.read(&mut chunk).await {
             Ok(0) | Err(_) => break,
             Ok(n) => n,
         };
-        buf.extend_from_slice(&chunk[..n]);
+        let data = &chunk[..n];
+        tail.push(data);
         if let Some(sink) = &live {
-            while let Some(pos) = buf[line_start..].iter().position(|b| *b == b'\n') {
-                let line = String::from_utf8_lossy(&buf[line_start..line_start + pos]);
-                sink(stream, line.trim_end_matches('\r'));
-                line_start += pos + 1;
-            }
-        }
-        if buf.len() > MAX_CAPTURE {
-            let cut = buf.len() - MAX_CAPTURE;
-            buf.drain(..cut);
-            line_start = line_start.saturating_sub(cut);
+            line.push(data, &|text| sink(stream, text));
         }
     }
     if let Some(sink) = &live {
-        if line_start < buf.len() {
-            sink(stream, &String::from_utf8_lossy(&buf[line_start..]));
+        line.finish(&|text| sink(stream, text));
+    }
+    if tail.dropped > 0 {
+        // The cut may fall inside a UTF-8 sequence: start at the next character.
+        while tail.bytes.front().is_some_and(|b| b & 0xC0 == 0x80) {
+            tail.bytes.pop_front();
+            tail.dropped += 1;
         }
     }
-    buf
+    Captured {
+        dropped: tail.dropped,
+        bytes: tail.bytes.into(),
+    }
+}
+
+/// The last [`MAX_CAPTURE`] bytes of a stream and the count of the bytes before them.
+#[derive(Default)]
+struct Tail {
+    bytes: std::collections::VecDeque<u8>,
+    dropped: u64,
+}
+
+impl Tail {
+    fn push(&mut self, data: &[u8]) {
+        let data = if data.len() > MAX_CAPTURE {
+            let skip = data.len() - MAX_CAPTURE;
+            self.dropped += skip as u64;
+            &data[skip..]
+        } else {
+            data
+        };
+        let over = (self.bytes.len() + data.len()).saturating_sub(MAX_CAPTURE);
+        if over > 0 {
+            self.bytes.drain(..over);
+            self.dropped += over as u64;
+        }
+        self.bytes.extend(data);
+    }
+}
+
+/// The line being streamed live: its first [`MAX_LIVE_LINE`] bytes and a count of the rest.
+#[derive(Default)]
+struct LiveLine {
+    head: Vec<u8>,
+    more: u64,
+}
+
+impl LiveLine {
+    fn push(&mut self, data: &[u8], emit: &dyn Fn(&str)) {
+        let mut rest = data;
+        while let Some(pos) = rest.iter().position(|b| *b == b'\n') {
+            self.add(&rest[..pos]);
+            self.emit(emit);
+            rest = &rest[pos + 1..];
+        }
+        self.add(rest);
+    }
+
+    fn add(&mut self, part: &[u8]) {
+        let room = MAX_LIVE_LINE.saturating_sub(self.head.len());
+        let take = room.min(part.len());
+        self.head.extend_from_slice(&part[..take]);
+        self.more += (part.len() - take) as u64;
+    }
+
+    fn emit(&mut self, emit: &dyn Fn(&str)) {
+        let text = String::from_utf8_lossy(&self.head);
+        let text = text.trim_end_matches('\r');
+        if self.more > 0 {
+            emit(&format!(
+                "{text} [... {} more bytes of this line not shown]",
+                self.more
+            ));
+        } else {
+            emit(text);
+        }
+        self.head.clear();
+        self.more = 0;
+    }
+
+    fn finish(&mut self, emit: &dyn Fn(&str)) {
+        if !self.head.is_empty() || self.more > 0 {
+            self.emit(emit);
+        }
+    }
 }
 
 /// Returns the last `n` non-empty lines of `text`, for error messages.
@@ -323,6 +483,7 @@ pub fn last_lines(text: &str, n: usize) -> String {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
@@ -337,8 +498,39 @@ mod tests {
 
     #[test]
     fn decodes_lossily_and_strips_one_newline() {
-        assert_eq!(decode(b"ok\n\n"), "ok\n");
-        assert_eq!(decode(b"a\xffb\r\n"), "a\u{fffd}b");
+        assert_eq!(decode(b"ok\n\n".to_vec()), "ok\n");
+        assert_eq!(decode(b"a\xffb\r\n".to_vec()), "a\u{fffd}b");
+    }
+
+    #[test]
+    fn tail_keeps_the_last_bytes_and_counts_the_rest() {
+        let mut t = Tail::default();
+        t.push(&vec![b'a'; MAX_CAPTURE - 1]);
+        t.push(b"bcd");
+        assert_eq!(t.dropped, 2);
+        assert_eq!(t.bytes.len(), MAX_CAPTURE);
+        assert_eq!(t.bytes.back(), Some(&b'd'));
+        t.push(&vec![b'z'; MAX_CAPTURE + 5]);
+        assert_eq!(t.dropped, 2 + MAX_CAPTURE as u64 + 5);
+        assert!(t.bytes.iter().all(|b| *b == b'z'));
+    }
+
+    #[test]
+    fn live_lines_are_capped_and_split_across_chunks() {
+        let seen = std::sync::Mutex::new(Vec::<String>::new());
+        let emit = |s: &str| seen.lock().unwrap().push(s.to_string());
+        let mut l = LiveLine::default();
+        l.push(b"one\r\ntw", &emit);
+        l.push(b"o\n", &emit);
+        l.push(&vec![b'x'; MAX_LIVE_LINE + 10], &emit);
+        l.push(b"yy", &emit);
+        l.finish(&emit);
+        let seen = seen.into_inner().unwrap();
+        assert_eq!(seen[0], "one");
+        assert_eq!(seen[1], "two");
+        assert_eq!(seen.len(), 3);
+        assert!(seen[2].ends_with("[... 12 more bytes of this line not shown]"));
+        assert!(seen[2].len() < MAX_LIVE_LINE + 100);
     }
 
     #[test]

@@ -745,6 +745,27 @@ pub(crate) fn deployer_in(dir: &Path, args: &[&str]) -> (i32, String, String) {
     )
 }
 
+/// The pid of the quickstart's live app (`.deploy/app.pid`).
+fn live_app_pid(state: &Path) -> i32 {
+    std::fs::read_to_string(state.join("app.pid"))
+        .unwrap_or_default()
+        .trim()
+        .parse()
+        .unwrap_or_else(|_| panic!("no pid in {}", state.join("app.pid").display()))
+}
+
+/// Kills a pid when dropped: the quickstart's detached app must not outlive the test.
+struct KillOnDrop(i32);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        if self.0 > 1 && crate::support::pid_alive(self.0) {
+            // SAFETY: kill(2) on the app this test deployed.
+            unsafe { libc::kill(self.0, libc::SIGTERM) };
+        }
+    }
+}
+
 #[test]
 fn quickstart_deploys_a_release_then_rolls_back_a_broken_one() {
     let t = Test::new();
@@ -766,6 +787,10 @@ fn quickstart_deploys_a_release_then_rolls_back_a_broken_one() {
     );
     assert_eq!(code, 0, "{stderr}");
     let good = std::fs::read_to_string(state.join("deploying")).unwrap();
+    // The live app is detached: it keeps serving after the run, until the next deploy.
+    let first_app = live_app_pid(&state);
+    let _first = KillOnDrop(first_app);
+    assert!(crate::support::pid_alive(first_app), "{stderr}");
     assert!(
         stdout.contains(&format!(
             "quickstart: score 100/100 PASS; rollback not_needed; live release {good}"
@@ -831,14 +856,28 @@ fn quickstart_deploys_a_release_then_rolls_back_a_broken_one() {
         ]
     );
     assert_eq!(r["phases"][4]["status"], "failed");
-    // Nothing deployer started outlives the run, not even the release put back.
+    // The next deploy stopped the first app; the release put back serves, detached.
     let serving: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(state.join("serving.json")).unwrap())
             .unwrap();
     assert_eq!(serving["release"], good.as_str());
-    assert!(!crate::support::pid_alive(
-        serving["pid"].as_i64().unwrap() as i32
-    ));
+    let put_back = live_app_pid(&state);
+    let _put_back = KillOnDrop(put_back);
+    assert_eq!(serving["pid"].as_i64().unwrap() as i32, put_back);
+    assert!(crate::support::pid_alive(put_back), "{stderr}");
+    assert!(
+        crate::support::wait_until(Duration::from_secs(5), || !crate::support::pid_alive(
+            first_app
+        )),
+        "the first release's app {first_app} still runs"
+    );
+    let detached: Vec<i64> = r["detached"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["pid"].as_i64().unwrap())
+        .collect();
+    assert!(detached.contains(&(put_back as i64)), "{detached:?}");
 
     // Both runs in the history of the repository's root.
     let (code, stdout, _) = deployer_in(t.path(), &["history"]);

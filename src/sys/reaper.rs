@@ -1,0 +1,230 @@
+//! Orphans: processes that children started and left behind (`sh -c "sleep 300 &"`, a
+//! daemon that double-forks with `setsid`). On Linux deployer makes itself a child
+//! subreaper, so such orphans are re-parented to it instead of to init; at the end of the
+//! run it finds them (every process whose parent is deployer and that it does not track
+//! itself) and stops them. Elsewhere this is a no-op: orphans are not guaranteed to stop.
+
+use std::time::{Duration, Instant};
+
+/// How long leftover processes get between SIGTERM and SIGKILL at the end of a run.
+pub const ORPHAN_GRACE: Duration = Duration::from_secs(2);
+
+/// Makes this process a child subreaper (Linux): orphaned descendants come back to it.
+/// Returns false where that is not possible.
+pub fn become_subreaper() -> bool {
+    #[cfg(target_os = "linux")]
+    {
+        // SAFETY: prctl with PR_SET_CHILD_SUBREAPER only sets a flag on this process.
+        let rc = unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
+        rc == 0
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        false
+    }
+}
+
+/// A process found by a scan of `/proc`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProcInfo {
+    pub pid: i32,
+    pub ppid: i32,
+    pub sid: i32,
+    /// The state letter of `/proc/PID/stat` (`R`, `S`, `Z`, ...).
+    pub state: char,
+    /// The command line, arguments separated by spaces (the name in brackets if empty).
+    pub command: String,
+}
+
+/// Parses `/proc/PID/stat`: `pid (comm) state ppid pgrp session ...`; `comm` may hold
+/// spaces and parentheses, so the fields are read after the last `)`.
+pub fn parse_stat(stat: &str) -> Option<(i32, String, char, i32, i32)> {
+    let open = stat.find('(')?;
+    let close = stat.rfind(')')?;
+    let pid = stat[..open].trim().parse().ok()?;
+    let comm = stat.get(open + 1..close)?.to_string();
+    let mut rest = stat.get(close + 1..)?.split_whitespace();
+    let state = rest.next()?.chars().next()?;
+    let ppid = rest.next()?.parse().ok()?;
+    let _pgrp: i32 = rest.next()?.parse().ok()?;
+    let sid = rest.next()?.parse().ok()?;
+    Some((pid, comm, state, ppid, sid))
+}
+
+/// Reads one process from `/proc`; `None` when it is gone or unreadable.
+pub fn proc_info(pid: i32) -> Option<ProcInfo> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let (pid, comm, state, ppid, sid) = parse_stat(&stat)?;
+    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+    let command = cmdline
+        .split(|b| *b == 0)
+        .filter(|a| !a.is_empty())
+        .map(|a| String::from_utf8_lossy(a).into_owned())
+        .collect::<Vec<_>>()
+        .join(" ");
+    Some(ProcInfo {
+        pid,
+        ppid,
+        sid,
+        state,
+        command: if command.is_empty() {
+            format!("[{comm}]")
+        } else {
+            command
+        },
+    })
+}
+
+/// Returns the processes whose parent is `parent` (a scan of `/proc`; empty elsewhere).
+pub fn children_of(parent: i32) -> Vec<ProcInfo> {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
+        .filter_map(proc_info)
+        .filter(|p| p.ppid == parent)
+        .collect()
+}
+
+/// Returns true while `pid` names a process that runs (a zombie does not).
+pub fn pid_running(pid: i32) -> bool {
+    if pid <= 0 {
+        return false;
+    }
+    // SAFETY: signal 0 only checks that the process exists and may be signalled.
+    let rc = unsafe { libc::kill(pid, 0) };
+    let exists = rc == 0 || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM);
+    exists && proc_info(pid).is_none_or(|p| p.state != 'Z')
+}
+
+/// Reaps `pid` if it is a zombie child of ours; never blocks.
+fn reap(pid: i32) -> bool {
+    let mut status = 0;
+    // SAFETY: waitpid on one specific pid with WNOHANG; never a wildcard, so exit statuses
+    // of children that tokio or std wait for are never taken.
+    unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) == pid }
+}
+
+/// A leftover process that was stopped.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Stopped {
+    pub pid: i32,
+    pub command: String,
+}
+
+/// Finds every leftover child of this process (orphans re-parented to it), except the pids
+/// in `keep` and every process of a session in `keep_sessions` (detached services), and
+/// stops them: SIGTERM, `grace`, SIGKILL. Repeats while stopping one leaves new orphans (a
+/// daemon's own children), a few rounds at most. Zombies are reaped silently. Must be
+/// called when no tracked child is running (the end of a run): direct children that the
+/// run still tracks must be listed in `keep`.
+pub fn stop_orphans(keep: &[i32], keep_sessions: &[i32], grace: Duration) -> Vec<Stopped> {
+    let me = std::process::id() as i32;
+    let mut stopped = Vec::new();
+    for _round in 0..5 {
+        let found: Vec<ProcInfo> = children_of(me)
+            .into_iter()
+            .filter(|p| !keep.contains(&p.pid) && !keep_sessions.contains(&p.sid))
+            .collect();
+        let mut live = Vec::new();
+        for p in found {
+            if p.state == 'Z' {
+                reap(p.pid);
+            } else {
+                live.push(p);
+            }
+        }
+        if live.is_empty() {
+            break;
+        }
+        for p in &live {
+            // SAFETY: kill(2) on a child of ours that we found just now.
+            unsafe { libc::kill(p.pid, libc::SIGTERM) };
+        }
+        let deadline = Instant::now() + grace;
+        let mut waiting: Vec<i32> = live.iter().map(|p| p.pid).collect();
+        while !waiting.is_empty() && Instant::now() < deadline {
+            waiting.retain(|pid| !reap(*pid));
+            if !waiting.is_empty() {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+        for pid in &waiting {
+            // SAFETY: as above; the process ignored SIGTERM.
+            unsafe { libc::kill(*pid, libc::SIGKILL) };
+        }
+        let deadline = Instant::now() + Duration::from_secs(1);
+        while !waiting.is_empty() && Instant::now() < deadline {
+            waiting.retain(|pid| !reap(*pid));
+            if !waiting.is_empty() {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        }
+        stopped.extend(live.into_iter().map(|p| Stopped {
+            pid: p.pid,
+            command: p.command,
+        }));
+    }
+    stopped
+}
+
+/// Describes stopped leftovers in one line: how many, then `pid (command)` for each.
+pub fn describe(stopped: &[Stopped]) -> String {
+    let list = stopped
+        .iter()
+        .map(|s| {
+            let mut cmd = s.command.clone();
+            if cmd.chars().count() > 80 {
+                cmd = cmd.chars().take(77).collect::<String>() + "...";
+            }
+            format!("{} ({cmd})", s.pid)
+        })
+        .collect::<Vec<_>>()
+        .join(", ");
+    format!(
+        "stopped {} leftover process{} that commands of the run had left running in the background: {list}",
+        stopped.len(),
+        if stopped.len() == 1 { "" } else { "es" }
+    )
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_stat_with_odd_command_names() {
+        let stat = "4242 (my (odd) cmd) S 1 4242 4242 0 -1 4194560 100 0 0 0";
+        assert_eq!(
+            parse_stat(stat),
+            Some((4242, "my (odd) cmd".into(), 'S', 1, 4242))
+        );
+        assert_eq!(parse_stat("garbage"), None);
+    }
+
+    #[test]
+    fn describes_in_one_line() {
+        let s = describe(&[
+            Stopped {
+                pid: 10,
+                command: "sleep 300".into(),
+            },
+            Stopped {
+                pid: 11,
+                command: "x".repeat(100),
+            },
+        ]);
+        assert!(s.starts_with("stopped 2 leftover processes"), "{s}");
+        assert!(s.contains("10 (sleep 300)"), "{s}");
+        assert!(s.contains("..."), "{s}");
+        assert!(!s.contains('\n'));
+    }
+
+    #[test]
+    fn this_process_runs_and_nonsense_pids_do_not() {
+        assert!(pid_running(std::process::id() as i32));
+        assert!(!pid_running(0));
+        assert!(!pid_running(-1));
+    }
+}
