@@ -606,8 +606,10 @@ fn cloudflare_default_schedule_waits_30s_and_options_are_checked() {
     let bin = bin_dir(&t);
     recorder(&bin, "wrangler", 1, "");
     // The first attempt fails; the default schedule then waits 30 s: stop the run there.
+    // (Options in a variable: a literal map with a typo is refused before the run.)
     let script = r#"import "std/cloudflare" as cf;
-try { cf::deploy_worker(#{ retries: 3 }); } catch (e) { print(`${e.kind}: ${e.message}`); }
+let opts = #{ retries: 3 };
+try { cf::deploy_worker(opts); } catch (e) { print(`${e.kind}: ${e.message}`); }
 cf::deploy_worker(#{});
 "#;
     let out = run_in(t.path_prepend(&bin), script, &["--timeout", "2s"]);
