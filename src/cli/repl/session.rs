@@ -648,7 +648,7 @@ impl Session {
 
     /// Called when watched files change: imports modules afresh and, when the loaded file
     /// compiles, takes its new functions (without running it: `:reload` does). Returns
-    /// what to tell the user.
+    /// what to tell the user, secrets masked (it is printed outside the console).
     pub fn files_changed(&mut self, changed: &[PathBuf]) -> String {
         let out = self.files_changed_unmasked(changed);
         self.console.mask(&out)
