@@ -247,13 +247,33 @@ pub fn release_label(e: &HistoryEntry) -> String {
     }
 }
 
-/// Returns the last real (not dry) run of `env` before run `before_run_id`.
+/// What a run is compared with: the same environment, script and mode (lines from before
+/// modes were recorded count as deploys).
+#[derive(Debug, Clone, Copy)]
+pub struct Like<'a> {
+    pub env: &'a str,
+    pub script: &'a str,
+    pub mode: &'a str,
+}
+
+impl Like<'_> {
+    /// True when `e` is a real run (not dry, not interrupted) of the same kind.
+    pub fn matches(&self, e: &HistoryEntry) -> bool {
+        e.env == self.env
+            && e.script == self.script
+            && e.mode.as_deref().unwrap_or("deploy") == self.mode
+            && !e.dry_run
+            && !e.interrupted
+    }
+}
+
+/// Returns the last run like `like` before run `before_run_id`.
 ///
 /// If `before_run_id` is not in the history (the current run, not yet appended), every entry
 /// counts as before it.
 pub fn previous<'a>(
     history: &'a History,
-    env: &str,
+    like: Like<'_>,
     before_run_id: &str,
 ) -> Option<&'a HistoryEntry> {
     let end = history
@@ -264,7 +284,7 @@ pub fn previous<'a>(
     history.entries[..end]
         .iter()
         .rev()
-        .find(|e| e.env == env && !e.dry_run)
+        .find(|e| like.matches(e))
 }
 
 #[cfg(test)]
@@ -524,10 +544,45 @@ mod tests {
         assert_eq!(ids(recent(&h, None, None, 0)), Vec::<String>::new());
 
         let run = |e: Option<&HistoryEntry>| e.map(|e| e.run_id.clone());
-        assert_eq!(run(previous(&h, "prod", "r5")), Some("r3".into()));
-        assert_eq!(run(previous(&h, "prod", "r3")), Some("r1".into()));
-        assert_eq!(run(previous(&h, "prod", "r1")), None);
-        assert_eq!(run(previous(&h, "prod", "r6-current")), Some("r5".into()));
-        assert_eq!(run(previous(&h, "staging", "r5")), Some("r2".into()));
+        let like = |env| Like {
+            env,
+            script: "deploy.rhai",
+            mode: "deploy",
+        };
+        assert_eq!(run(previous(&h, like("prod"), "r5")), Some("r3".into()));
+        assert_eq!(run(previous(&h, like("prod"), "r3")), Some("r1".into()));
+        assert_eq!(run(previous(&h, like("prod"), "r1")), None);
+        assert_eq!(
+            run(previous(&h, like("prod"), "r6-current")),
+            Some("r5".into())
+        );
+        assert_eq!(run(previous(&h, like("staging"), "r5")), Some("r2".into()));
+    }
+
+    #[test]
+    fn previous_compares_like_with_like() {
+        let mut other = entry("r2", "prod");
+        other.script = "other.rhai".into();
+        let mut stopped = entry("r3", "prod");
+        stopped.interrupted = true;
+        let mut manual = entry("r4", "prod");
+        manual.mode = Some("rollback".into());
+        let h = History {
+            entries: vec![entry("r1", "prod"), other, stopped, manual],
+            warnings: vec![],
+        };
+        let like = Like {
+            env: "prod",
+            script: "deploy.rhai",
+            mode: "deploy",
+        };
+        let found = previous(&h, like, "now").map(|e| e.run_id.as_str());
+        assert_eq!(found, Some("r1"));
+        let rollbacks = Like {
+            mode: "rollback",
+            ..like
+        };
+        let found = previous(&h, rollbacks, "now").map(|e| e.run_id.as_str());
+        assert_eq!(found, Some("r4"));
     }
 }

@@ -245,19 +245,12 @@ pub fn git_info(dir: &Path) -> Option<GitInfo> {
 /// runs of the same environment, script and mode that were real (not dry) and not
 /// interrupted. A dry or interrupted run is compared but does not enter the trend.
 pub fn compare(report: &mut Report, history: &History) {
-    let like = |e: &HistoryEntry| {
-        e.env == report.env
-            && e.script == report.script
-            && e.mode.as_deref().unwrap_or("deploy") == report.mode
-            && !e.dry_run
-            && !e.interrupted
+    let like = history::Like {
+        env: &report.env,
+        script: &report.script,
+        mode: report.mode,
     };
-    let end = history
-        .entries
-        .iter()
-        .position(|e| e.run_id == report.run_id)
-        .unwrap_or(history.entries.len());
-    if let Some(prev) = history.entries[..end].iter().rev().find(|e| like(e)) {
+    if let Some(prev) = history::previous(history, like, &report.run_id) {
         report.comparison = Some(Comparison {
             previous_run_id: prev.run_id.clone(),
             previous_score: prev.score,
@@ -271,7 +264,7 @@ pub fn compare(report: &mut Report, history: &History) {
     let mut trend: Vec<f64> = history
         .entries
         .iter()
-        .filter(|e| like(e) && e.run_id != report.run_id)
+        .filter(|e| like.matches(e) && e.run_id != report.run_id)
         .filter_map(|e| e.score)
         .collect();
     if let Some(s) = report.score {

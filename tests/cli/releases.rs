@@ -604,3 +604,35 @@ fn quickstart_a_failed_trial_then_a_broken_release_rolls_back_to_the_good_one() 
     assert!(lines[0].contains(&format!("{bad} -> {good}")), "{stdout}");
     assert!(lines[2].contains(&format!(" {good} ")), "{stdout}");
 }
+
+#[test]
+fn the_vars_of_a_run_are_recorded_masked() {
+    let out = Test::new()
+        .script(
+            r#"let key = secret("API_KEY");
+let token = var("token", "");
+let region = var("region", "eu");
+phase("Deploy", || { check("token given", || token != ""); });
+"#,
+        )
+        .env("API_KEY", "s3cr3t-value-123")
+        .args([
+            "run",
+            "deploy.rhai",
+            "--var",
+            "token=s3cr3t-value-123",
+            "--var",
+            "region=us",
+        ])
+        .run();
+    out.assert_code(0);
+    let r = crate::support::newest_report(out.path());
+    assert_eq!(r["vars"]["token"], "***");
+    assert_eq!(r["vars"]["region"], "us");
+    let history = std::fs::read_to_string(out.path().join(".deployer/history.jsonl")).unwrap();
+    assert!(!history.contains("s3cr3t"), "{history}");
+    assert!(
+        history.contains(r#""vars":{"region":"us","token":"***"}"#),
+        "{history}"
+    );
+}
