@@ -721,6 +721,8 @@ impl Run<'_> {
             }
         }
         if self.req.json {
+            // Masked again: the exit code may have changed when the record was lost.
+            let masked = record::masked_json(&report, &mask);
             if let Ok(json) = serde_json::to_string_pretty(&masked) {
                 console.print(&json);
             }
