@@ -720,9 +720,12 @@ fn prometheus_get(
         .block_on(st.http.send(&req))
         .map_err(|_| terminated(&st))?
         .map_err(|e| {
-            throw(
+            let mut extra = Map::new();
+            extra.insert("sent".into(), e.kind.request_sent().into());
+            throw_with(
                 e.kind.as_str(),
                 format!("prometheus at {base}: {}", e.message),
+                extra,
             )
         })?;
     let body: serde_json::Value = serde_json::from_slice(&resp.body).map_err(|e| {
