@@ -874,7 +874,8 @@ pub mod metrics_api {
     /// a latency leaves it unknown, which breaches latency limits) for
     /// `duration` (default 60 s), one tick every `interval` (default 10 s) of `requests`
     /// requests (default 10). `thresholds` (warning) and `critical` name limits on
-    /// `p50_ms`, `p95_ms`, `p99_ms`, `error_rate`, `rate_5xx`, `min_rps`; `critical` may hold
+    /// `p50_ms`, `p95_ms`, `p99_ms`, `error_rate`, `rate_5xx`, `min_rps` (successful
+    /// responses per second); `critical` may hold
     /// `sustained: "5m"`. Consecutive failing ticks raise the alert level 1 → 2 → 3; a healthy
     /// tick resets it; `fn on_alert(level, info)` is called at each change. Inside a phase,
     /// level 3 rolls back (`rollback_on_critical`). `thresholds` may be a function
