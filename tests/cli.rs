@@ -395,7 +395,7 @@ fn wait_healthy_checks_body_headers_and_reports_connect_errors() {
     )
     .assert_code(1)
     .assert_stdout_contains("header `x-frame-options` missing")
-    .assert_stderr_contains("attempt 2: connect error: connection failed");
+    .assert_stderr_contains("attempt 2: connect error: could not connect (nothing was sent)");
 }
 
 // ---------------------------------------------------------------- retry, sleep, durations

@@ -731,9 +731,12 @@ fn prometheus_get(
         .block_on(st.http.send(&req))
         .map_err(|_| terminated(&st))?
         .map_err(|e| {
-            throw(
+            let mut extra = Map::new();
+            extra.insert("sent".into(), e.kind.request_sent().into());
+            throw_with(
                 e.kind.as_str(),
                 format!("prometheus at {base}: {}", e.message),
+                extra,
             )
         })?;
     let body: serde_json::Value = serde_json::from_slice(&resp.body).map_err(|e| {
@@ -882,7 +885,8 @@ pub mod metrics_api {
     /// a latency leaves it unknown, which breaches latency limits) for
     /// `duration` (default 60 s), one tick every `interval` (default 10 s) of `requests`
     /// requests (default 10). `thresholds` (warning) and `critical` name limits on
-    /// `p50_ms`, `p95_ms`, `p99_ms`, `error_rate`, `rate_5xx`, `min_rps`; `critical` may hold
+    /// `p50_ms`, `p95_ms`, `p99_ms`, `error_rate`, `rate_5xx`, `min_rps` (successful
+    /// responses per second); `critical` may hold
     /// `sustained: "5m"`. Consecutive failing ticks raise the alert level 1 → 2 → 3; a healthy
     /// tick resets it; `fn on_alert(level, info)` is called at each change. Inside a phase,
     /// level 3 rolls back (`rollback_on_critical`). `thresholds` may be a function

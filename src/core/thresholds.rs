@@ -28,7 +28,8 @@ pub enum Metric {
     /// Share of requests answered 5xx (0..1); breached when above the limit.
     #[serde(rename = "rate_5xx")]
     Rate5xx,
-    /// Requests per second; breached when below the limit.
+    /// Successful responses (status < 400) per second; breached when below the limit. A
+    /// target that refuses connections fast has a high request rate but none of it counts.
     #[serde(rename = "min_rps")]
     MinRps,
 }
@@ -85,7 +86,11 @@ impl Metric {
             Metric::P99Ms => stats.p99_ms,
             Metric::ErrorRate => Some(stats.error_rate),
             Metric::Rate5xx => Some(stats.rate_5xx),
-            Metric::MinRps => Some(stats.rps),
+            Metric::MinRps => Some(if stats.count == 0 {
+                0.0
+            } else {
+                stats.rps * stats.ok.min(stats.count) as f64 / stats.count as f64
+            }),
         }
     }
 
@@ -344,6 +349,7 @@ mod tests {
     fn stats() -> SampleStats {
         let mut s = SampleStats::empty();
         s.count = 100;
+        s.ok = 100;
         s.p50_ms = Some(120.0);
         s.p95_ms = Some(1203.4);
         s.p99_ms = Some(2000.0);
@@ -475,6 +481,11 @@ mod tests {
         );
         let json = serde_json::to_value(t.breaches(&s)[0]).expect("serialize");
         assert!(json["value"].is_null(), "{json}");
+        // Fast refusals make a high request rate, but no successful response per second.
+        s.rps = 3000.0;
+        let floor = Thresholds::from_pairs([("min_rps", 1.0)]).expect("valid");
+        let shown: Vec<String> = floor.breaches(&s).iter().map(|b| b.to_string()).collect();
+        assert_eq!(shown, ["min_rps 0 req/s < 1 req/s"]);
     }
 
     #[test]

@@ -26,7 +26,7 @@ use tokio::sync::Semaphore;
 use tokio::task::{AbortHandle, JoinSet};
 use tokio_util::sync::CancellationToken;
 
-use crate::core::stats::{SampleStats, StatsCollector, StatsError, TransportKind as ErrorKind};
+use crate::core::stats::{SampleStats, StatsCollector, StatsError, TransportKind};
 use crate::sys::http::{classify_hyper, classify_reqwest};
 
 /// Response bodies are read up to this many bytes, then the rest is dropped (the response
@@ -512,7 +512,7 @@ struct Shared {
 impl Shared {
     /// Records an outcome in the statistics of `lane` (one part per lane: never contended
     /// while the sample runs).
-    fn record(&self, lane: usize, started: Instant, outcome: Result<u16, ErrorKind>) {
+    fn record(&self, lane: usize, started: Instant, outcome: Result<u16, TransportKind>) {
         let latency = started.elapsed();
         let mut s = lock(&self.shards[lane]);
         match outcome {
@@ -539,15 +539,15 @@ impl Requester {
     }
 
     /// Sends one request within the timeout: the status, or why there is none.
-    async fn send(&mut self) -> Result<u16, ErrorKind> {
+    async fn send(&mut self) -> Result<u16, TransportKind> {
         let timeout = self.shared.target.timeout;
         match tokio::time::timeout(timeout, self.send_untimed()).await {
             Ok(r) => r,
-            Err(_) => Err(ErrorKind::Timeout),
+            Err(_) => Err(TransportKind::Timeout),
         }
     }
 
-    async fn send_untimed(&mut self) -> Result<u16, ErrorKind> {
+    async fn send_untimed(&mut self) -> Result<u16, TransportKind> {
         let shared = Arc::clone(&self.shared);
         match &shared.target.route {
             Route::Http {
@@ -558,7 +558,7 @@ impl Requester {
             } => self.send_http(pool_key, host, *port, uri).await,
             Route::Https { url } => match &shared.https {
                 Some(client) => send_https(client, &shared.target, url).await,
-                None => Err(ErrorKind::Other),
+                None => Err(TransportKind::Other),
             },
         }
     }
@@ -569,7 +569,7 @@ impl Requester {
         host: &Host,
         port: u16,
         uri: &Uri,
-    ) -> Result<u16, ErrorKind> {
+    ) -> Result<u16, TransportKind> {
         let mut retried = false;
         loop {
             // `self.conn` is empty while a request is in flight: a request dropped by the
@@ -593,7 +593,7 @@ impl Requester {
                     retried = true;
                     continue;
                 }
-                return Err(ErrorKind::Connect);
+                return Err(TransportKind::Connect);
             }
             let mut req = Request::new(Empty::<Bytes>::new());
             *req.method_mut() = self.shared.target.method.clone();
@@ -607,8 +607,9 @@ impl Requester {
                     // just as the request went out: retry once on a new connection, if the
                     // request was never written or the method is safe to repeat. Errors on
                     // new connections are always counted.
-                    let repeatable = kind == ErrorKind::Connect
-                        || (kind == ErrorKind::Reset && self.shared.target.method.is_idempotent());
+                    let repeatable = kind == TransportKind::Connect
+                        || (kind == TransportKind::Reset
+                            && self.shared.target.method.is_idempotent());
                     if repeatable && reused && !retried {
                         retried = true;
                         continue;
@@ -634,7 +635,7 @@ impl Requester {
                             }
                         }
                     }
-                    Some(Err(_)) => return Err(ErrorKind::Body),
+                    Some(Err(_)) => return Err(TransportKind::Body),
                 }
             }
         }
@@ -651,15 +652,15 @@ impl Requester {
 }
 
 /// Opens an HTTP/1.1 connection to `host:port`.
-async fn dial(host: &Host, port: u16) -> Result<Conn, ErrorKind> {
+async fn dial(host: &Host, port: u16) -> Result<Conn, TransportKind> {
     let addrs: Vec<SocketAddr> = match host {
         Host::Ip(ip) => vec![SocketAddr::new(*ip, port)],
         Host::Name(name) => tokio::net::lookup_host((name.as_str(), port))
             .await
-            .map_err(|_| ErrorKind::Dns)?
+            .map_err(|_| TransportKind::Dns)?
             .collect(),
     };
-    let mut last = ErrorKind::Dns;
+    let mut last = TransportKind::Dns;
     for addr in addrs {
         match TcpStream::connect(addr).await {
             Ok(stream) => {
@@ -668,7 +669,7 @@ async fn dial(host: &Host, port: u16) -> Result<Conn, ErrorKind> {
                 // The handshake only sets the connection up (no I/O): nothing is sent yet.
                 let (sender, connection) = http1::handshake(TokioIo::new(stream))
                     .await
-                    .map_err(|_| ErrorKind::Connect)?;
+                    .map_err(|_| TransportKind::Connect)?;
                 let task = tokio::spawn(async move {
                     let _ = connection.await;
                 })
@@ -677,7 +678,7 @@ async fn dial(host: &Host, port: u16) -> Result<Conn, ErrorKind> {
             }
             // Whatever went wrong while connecting (refused, unreachable, timed out),
             // nothing was sent.
-            Err(_) => last = ErrorKind::Connect,
+            Err(_) => last = TransportKind::Connect,
         }
     }
     Err(last)
@@ -688,7 +689,7 @@ async fn send_https(
     client: &reqwest::Client,
     target: &Target,
     url: &reqwest::Url,
-) -> Result<u16, ErrorKind> {
+) -> Result<u16, TransportKind> {
     let mut resp = client
         .request(target.method.clone(), url.clone())
         .headers(target.headers.clone())
@@ -706,7 +707,7 @@ async fn send_https(
                 }
             }
             Ok(None) => return Ok(status),
-            Err(_) => return Err(ErrorKind::Body),
+            Err(_) => return Err(TransportKind::Body),
         }
     }
 }
@@ -1162,9 +1163,9 @@ mod tests {
         // Once the request is written, a reset is not `connect` (which means "safe to resend").
         assert_eq!(
             crate::core::stats::kind_after_sending(&Error::from(Io::ConnectionReset)),
-            ErrorKind::Reset
+            TransportKind::Reset
         );
-        assert!(!ErrorKind::Connect.request_sent());
-        assert!(ErrorKind::Reset.request_sent());
+        assert!(!TransportKind::Connect.request_sent());
+        assert!(TransportKind::Reset.request_sent());
     }
 }

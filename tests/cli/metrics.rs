@@ -519,6 +519,23 @@ fn a_hanging_target_goes_critical_on_schedule() {
     );
 }
 
+/// Fast refusals make a high request rate; `min_rps` counts only successful responses.
+#[test]
+fn a_throughput_floor_is_not_met_by_refusals() {
+    Test::new()
+        .script(&format!(
+            r#"let m = monitor("http://127.0.0.1:{}/", #{{ duration: "600ms", interval: "200ms",
+                   thresholds: #{{ min_rps: 1 }}, critical: #{{ error_rate: 1.0 }}, rollback_on_critical: false }});
+               print(`max=${{m.max_level}}`);"#,
+            closed_port()
+        ))
+        .args(["run", "deploy.rhai"])
+        .run()
+        .assert_code(0)
+        .assert_stdout_contains("max=3")
+        .assert_stderr_contains("min_rps 0 req/s < 1 req/s (warning limit)");
+}
+
 #[test]
 fn a_failed_sample_has_unknown_latency_not_zero() {
     let hanging = TestServer::start();
