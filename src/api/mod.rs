@@ -9,8 +9,8 @@ pub mod http;
 pub mod metrics;
 pub mod opts;
 pub mod phase;
-pub mod releases;
 pub mod process;
+pub mod releases;
 pub mod retry;
 pub mod syntax;
 

@@ -945,3 +945,46 @@ fn the_example_deployer_toml_of_the_scripts_is_valid() {
             .assert_stdout_contains(expected);
     }
 }
+
+#[test]
+fn cloudflare_dry_run_with_its_default_schedules_is_a_quick_plan() {
+    // The URLs point at a loopback port where nothing listens; the retry and health
+    // schedules are the script's defaults (0 s / 30 s / 60 s and more), which a dry run must
+    // not wait out.
+    let dead = "http://127.0.0.1:9";
+    let t = Test::new()
+        .file("cloudflare.rhai", shipped("scripts/cloudflare.rhai"))
+        .file("apps/worker/wrangler.toml", "name = \"api\"\n")
+        .file(
+            "deployer.toml",
+            format!(
+                r#"default_env = "staging"
+[env.staging]
+[env.staging.vars]
+api_url = "{dead}"
+booking_url = "{dead}"
+dashboard_url = "{dead}/"
+cloudflare_api = "{dead}/client/v4"
+"#
+            ),
+        )
+        .env("CLOUDFLARE_API_TOKEN", API_TOKEN)
+        .env("CLOUDFLARE_ACCOUNT_ID", API_ACCOUNT);
+    let bin = bin_dir(&t);
+    fake(&bin, "pnpm", "\u{0}", 0, "echo ok");
+    fake(&bin, "wrangler", "\u{0}", 0, "echo deployed");
+    let out = t
+        .path_prepend(bin)
+        .args(["run", "cloudflare.rhai", "--dry-run"])
+        .timeout(std::time::Duration::from_secs(60))
+        .run();
+    out.assert_code(0)
+        .assert_stderr_contains("Dry run plan")
+        .assert_stderr_not_contains("; waiting ")
+        .assert_stderr_not_contains("; next in ")
+        .assert_stderr_contains("would run: wrangler deploy")
+        .assert_stderr_not_contains(API_TOKEN);
+    // Nothing ran: no fake tool was called.
+    assert!(calls(out.path()).is_empty(), "{:?}", calls(out.path()));
+    assert!(report(out.path())["verdict"].is_null());
+}

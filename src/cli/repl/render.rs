@@ -109,11 +109,12 @@ fn sample_table(map: &Map, names: TypeNames) -> String {
     let ms = |k: &str| {
         number(map.get(k))
             .map(|v| format!("{v:.1}"))
-            .unwrap_or_else(|| "-".into())
+            // No successful response: the latency is unknown, not 0.
+            .unwrap_or_else(|| "unknown".into())
     };
     let pct = |k: &str| {
         number(map.get(k))
-            .map(|v| format!("{:.2}%", v * 100.0))
+            .map(|v| format!("{:.1} %", v * 100.0))
             .unwrap_or_else(|| "-".into())
     };
     let mut cols: Vec<(&str, String)> = vec![
@@ -208,7 +209,7 @@ mod tests {
             out.contains("p50 ms  p95 ms  p99 ms  errors   rps"),
             "{out}"
         );
-        assert!(out.contains("12.0    40.2    95.0   0.50%  48.0"), "{out}");
+        assert!(out.contains("12.0    40.2    95.0   0.5 %  48.0"), "{out}");
         assert!(out.contains("\"status_counts\""), "{out}");
     }
 }
