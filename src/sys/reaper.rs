@@ -97,6 +97,29 @@ pub fn pid_running(pid: i32) -> bool {
     exists && proc_info(pid).is_none_or(|p| p.state != 'Z')
 }
 
+/// Returns when process `pid` started (Linux: `/proc/PID/stat` field 22 and the boot time
+/// in `/proc/stat`); `None` when unknown.
+pub fn started_at(pid: i32) -> Option<std::time::SystemTime> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let close = stat.rfind(')')?;
+    // Fields after `)` start at field 3 (state); starttime is field 22.
+    let ticks: u64 = stat
+        .get(close + 1..)?
+        .split_whitespace()
+        .nth(19)?
+        .parse()
+        .ok()?;
+    let btime: u64 = std::fs::read_to_string("/proc/stat")
+        .ok()?
+        .lines()
+        .find_map(|l| l.strip_prefix("btime ")?.trim().parse().ok())?;
+    // SAFETY: sysconf has no memory effects.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    let hz = u64::try_from(hz).ok().filter(|h| *h > 0)?;
+    let since_boot = Duration::from_millis(ticks * 1000 / hz);
+    Some(std::time::UNIX_EPOCH + Duration::from_secs(btime) + since_boot)
+}
+
 /// Reaps `pid` if it is a zombie child of ours; never blocks.
 fn reap(pid: i32) -> bool {
     let mut status = 0;
@@ -219,6 +242,14 @@ mod tests {
         assert!(s.contains("10 (sleep 300)"), "{s}");
         assert!(s.contains("..."), "{s}");
         assert!(!s.contains('\n'));
+    }
+
+    #[test]
+    fn knows_when_this_process_started() {
+        let started = started_at(std::process::id() as i32).unwrap();
+        let now = std::time::SystemTime::now();
+        assert!(started <= now + Duration::from_secs(2));
+        assert!(now.duration_since(started).unwrap_or_default() < Duration::from_secs(24 * 3600));
     }
 
     #[test]

@@ -450,3 +450,25 @@ fn a_daemon_a_command_leaves_running_on_purpose_survives_and_is_recorded() {
     assert_eq!(report["detached"][0]["pid"], kept);
     assert_eq!(report["detached"][0]["command"], "sleep 302");
 }
+
+#[test]
+fn a_stale_pid_file_whose_pid_was_reused_stops_nothing() {
+    Test::new()
+        .script(
+            r#"let p = spawn(["sleep", "30"]);
+               fs::write("old.pid", `${p.pid}`);
+               exec(["touch", "-d", "1 hour ago", "old.pid"], #{ quiet: true });
+               print(`alive=${process::alive("old.pid")}`);
+               let r = process::stop("old.pid", "1s");
+               print(`how=${r.how} still=${p.alive()}`);
+               print(r.message);
+               print(`pidfile=${fs::exists("old.pid")}`);"#,
+        )
+        .args(["run", "deploy.rhai"])
+        .run()
+        .assert_code(0)
+        .assert_stdout_contains("alive=false")
+        .assert_stdout_contains("how=not_running still=true")
+        .assert_stdout_contains("stale: pid")
+        .assert_stdout_contains("pidfile=false");
+}
