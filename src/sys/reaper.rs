@@ -128,6 +128,19 @@ fn reap(pid: i32) -> bool {
     unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) == pid }
 }
 
+/// Reaps the zombies among this process's children that are not in `keep` (orphans that
+/// exited during the run), so a long run does not fill the process table with them. Only
+/// safe where no child is being started concurrently (the script thread, before it starts
+/// a command): a child that is not tracked yet would be taken for an orphan.
+pub fn reap_exited_orphans(keep: &[i32]) -> usize {
+    let me = std::process::id() as i32;
+    children_of(me)
+        .into_iter()
+        .filter(|p| p.state == 'Z' && !keep.contains(&p.pid))
+        .filter(|p| reap(p.pid))
+        .count()
+}
+
 /// A leftover process that was stopped.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Stopped {

@@ -472,3 +472,23 @@ fn a_stale_pid_file_whose_pid_was_reused_stops_nothing() {
         .assert_stdout_contains("stale: pid")
         .assert_stdout_contains("pidfile=false");
 }
+
+#[test]
+fn orphans_that_exit_during_the_run_are_reaped_before_the_next_command() {
+    Test::new()
+        .script(
+            r#"exec(["sh", "-c", "sleep 0.2 > /dev/null 2>&1 & echo $! > z.pid"]);
+               let pid = fs::read("z.pid");
+               pid.trim();
+               sleep("1200ms");
+               print(`zombie=${fs::exists("/proc/" + pid)}`);
+               exec(["true"]);
+               print(`reaped=${!fs::exists("/proc/" + pid)}`);"#,
+        )
+        .args(["run", "deploy.rhai"])
+        .run()
+        .assert_code(0)
+        .assert_stdout_contains("zombie=true")
+        .assert_stdout_contains("reaped=true")
+        .assert_stderr_not_contains("leftover");
+}
