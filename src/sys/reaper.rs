@@ -120,6 +120,13 @@ pub fn started_at(pid: i32) -> Option<std::time::SystemTime> {
     Some(std::time::UNIX_EPOCH + Duration::from_secs(btime) + since_boot)
 }
 
+/// Returns the session id of this process.
+pub fn own_session() -> Option<i32> {
+    // SAFETY: getsid(0) has no memory effects.
+    let sid = unsafe { libc::getsid(0) };
+    (sid > 0).then_some(sid)
+}
+
 /// Reaps `pid` if it is a zombie child of ours; never blocks.
 fn reap(pid: i32) -> bool {
     let mut status = 0;
@@ -156,6 +163,13 @@ pub struct Stopped {
 /// run still tracks must be listed in `keep`.
 pub fn stop_orphans(keep: &[i32], keep_sessions: &[i32], grace: Duration) -> Vec<Stopped> {
     let me = std::process::id() as i32;
+    // deployer's own session is never one to spare: its commands run in it.
+    let mine = own_session();
+    let keep_sessions: Vec<i32> = keep_sessions
+        .iter()
+        .copied()
+        .filter(|s| Some(*s) != mine)
+        .collect();
     let mut stopped = Vec::new();
     for _round in 0..5 {
         let found: Vec<ProcInfo> = children_of(me)

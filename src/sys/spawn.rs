@@ -363,7 +363,14 @@ impl Registry {
                     log: String::new(),
                     pidfile: None,
                 };
-                (p.pid, p.sid, record)
+                // A process still in deployer's session (not yet in its own) is kept by
+                // its pid alone: sparing deployer's session would spare every leftover.
+                let sid = if Some(p.sid) == super::reaper::own_session() {
+                    p.pid
+                } else {
+                    p.sid
+                };
+                (p.pid, sid, record)
             })
             .collect();
         let out = found.iter().map(|(_, _, r)| r.clone()).collect();

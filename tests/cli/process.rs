@@ -448,7 +448,9 @@ fn a_daemon_a_command_leaves_running_on_purpose_survives_and_is_recorded() {
     assert_gone(orphan, "the other command's leftover");
     let report = newest_report(out.path());
     assert_eq!(report["detached"][0]["pid"], kept);
-    assert_eq!(report["detached"][0]["command"], "sleep 302");
+    // The command as seen when the command ended (the daemon may not have exec'd yet).
+    let command = report["detached"][0]["command"].as_str().unwrap();
+    assert!(command.contains("sleep 302"), "{command}");
 }
 
 #[test]
