@@ -66,6 +66,7 @@ fn run(
         None
     };
     let leave_running = opts.boolean("leave_running")?.unwrap_or(false);
+    st.processes.reap_exited_orphans();
     let token = st.cancel.token();
     let outcome = st.runtime.block_on(process::run(&spec, &token, live));
     if leave_running {
@@ -101,7 +102,7 @@ fn run(
     };
     if out.pipes_left_open {
         st.console.warn(&format!(
-            "`{shown}` exited but a background process it started still holds its output open; use spawn() for background processes"
+            "`{shown}` exited but a background process it started still holds its output open; it will be stopped when the run ends: use spawn() for background processes, spawn(.., #{{ detach: true }}) for a service that must keep running, or leave_running: true if the command starts a daemon on purpose"
         ));
     }
     let code = match (out.code, out.signal) {
@@ -209,6 +210,7 @@ fn spawn_impl(st: &HostState, argv: Vec<String>, opts: Opts) -> Result<ProcessHa
         ));
     }
     st.console.command(&format!("{display} &"));
+    st.processes.reap_exited_orphans();
     match st.processes.spawn(&spec, &st.log_dir) {
         Ok(p) if detach => {
             st.console.info(&format!(

@@ -46,6 +46,24 @@ fn target(func: &str, v: &Dynamic) -> Result<Target, Error> {
     if v.is_string() {
         let path = PathBuf::from(v.to_string());
         let pid = read_pidfile(&path).map_err(|e| throw("process", format!("{func}(): {e}")))?;
+        // A pid file outlives its process; its pid may since name another program. A
+        // process that started after the file was written is not the one it names.
+        if let Some(p) = pid {
+            let written = std::fs::metadata(&path).and_then(|m| m.modified()).ok();
+            let started = crate::sys::reaper::started_at(p);
+            if let (Some(written), Some(started)) = (written, started) {
+                if started > written + Duration::from_secs(2) {
+                    return Ok(Target {
+                        pid: None,
+                        shown: format!(
+                            "{} (stale: pid {p} is now another process, started after the file was written)",
+                            path.display()
+                        ),
+                        pidfile: Some(path),
+                    });
+                }
+            }
+        }
         return Ok(Target {
             pid,
             shown: match pid {
@@ -84,6 +102,9 @@ fn stop_impl(func: &str, v: &Dynamic, grace: Duration) -> Result<Map, Error> {
             .unwrap_or(Dynamic::UNIT),
     );
     let Some(pid) = t.pid else {
+        if let Some(stale) = &t.pidfile {
+            let _ = std::fs::remove_file(stale);
+        }
         m.insert("was_running".into(), false.into());
         m.insert("how".into(), "not_running".into());
         m.insert(
@@ -142,7 +163,9 @@ pub mod process_api {
     /// Stops a process and its group (a detached service leads its own): SIGTERM, 5 s for
     /// it to exit, then SIGKILL. Returns what happened: `#{ pid, was_running, how, message }`
     /// where `how` is `"not_running"`, `"term"` or `"kill"`. A pid file that names the
-    /// stopped process is removed. In a dry run nothing is stopped.
+    /// stopped process is removed, and so is a stale one: a pid file whose pid now names a
+    /// process that started after the file was written (pid reuse) stops nothing. In a dry
+    /// run nothing is stopped.
     ///
     /// ```rhai
     /// let r = process::stop(".deploy/app.pid");

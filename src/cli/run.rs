@@ -16,6 +16,7 @@ Examples:
   deployer run deploy.rhai --dry-run        # print commands and mutating requests, run none
   deployer run deploy.rhai --skip-e2e --strict --json > report.json
   deployer run deploy.rhai --timeout 20m -v # stop after 20 minutes; stream command output
+  deployer run deploy.rhai --rollback-timeout 5m  # stop a rollback that hangs after 5 minutes
   deployer run deploy.rhai --watch          # run again on each save of it or its modules";
 
 /// Options shared by `run` and `rollback`.

@@ -97,12 +97,55 @@ pub fn pid_running(pid: i32) -> bool {
     exists && proc_info(pid).is_none_or(|p| p.state != 'Z')
 }
 
+/// Returns when process `pid` started (Linux: `/proc/PID/stat` field 22 and the boot time
+/// in `/proc/stat`); `None` when unknown.
+pub fn started_at(pid: i32) -> Option<std::time::SystemTime> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let close = stat.rfind(')')?;
+    // Fields after `)` start at field 3 (state); starttime is field 22.
+    let ticks: u64 = stat
+        .get(close + 1..)?
+        .split_whitespace()
+        .nth(19)?
+        .parse()
+        .ok()?;
+    let btime: u64 = std::fs::read_to_string("/proc/stat")
+        .ok()?
+        .lines()
+        .find_map(|l| l.strip_prefix("btime ")?.trim().parse().ok())?;
+    // SAFETY: sysconf has no memory effects.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    let hz = u64::try_from(hz).ok().filter(|h| *h > 0)?;
+    let since_boot = Duration::from_millis(ticks * 1000 / hz);
+    Some(std::time::UNIX_EPOCH + Duration::from_secs(btime) + since_boot)
+}
+
+/// Returns the session id of this process.
+pub fn own_session() -> Option<i32> {
+    // SAFETY: getsid(0) has no memory effects.
+    let sid = unsafe { libc::getsid(0) };
+    (sid > 0).then_some(sid)
+}
+
 /// Reaps `pid` if it is a zombie child of ours; never blocks.
 fn reap(pid: i32) -> bool {
     let mut status = 0;
     // SAFETY: waitpid on one specific pid with WNOHANG; never a wildcard, so exit statuses
     // of children that tokio or std wait for are never taken.
     unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) == pid }
+}
+
+/// Reaps the zombies among this process's children that are not in `keep` (orphans that
+/// exited during the run), so a long run does not fill the process table with them. Only
+/// safe where no child is being started concurrently (the script thread, before it starts
+/// a command): a child that is not tracked yet would be taken for an orphan.
+pub fn reap_exited_orphans(keep: &[i32]) -> usize {
+    let me = std::process::id() as i32;
+    children_of(me)
+        .into_iter()
+        .filter(|p| p.state == 'Z' && !keep.contains(&p.pid))
+        .filter(|p| reap(p.pid))
+        .count()
 }
 
 /// A leftover process that was stopped.
@@ -120,6 +163,13 @@ pub struct Stopped {
 /// run still tracks must be listed in `keep`.
 pub fn stop_orphans(keep: &[i32], keep_sessions: &[i32], grace: Duration) -> Vec<Stopped> {
     let me = std::process::id() as i32;
+    // deployer's own session is never one to spare: its commands run in it.
+    let mine = own_session();
+    let keep_sessions: Vec<i32> = keep_sessions
+        .iter()
+        .copied()
+        .filter(|s| Some(*s) != mine)
+        .collect();
     let mut stopped = Vec::new();
     for _round in 0..5 {
         let found: Vec<ProcInfo> = children_of(me)
@@ -219,6 +269,14 @@ mod tests {
         assert!(s.contains("10 (sleep 300)"), "{s}");
         assert!(s.contains("..."), "{s}");
         assert!(!s.contains('\n'));
+    }
+
+    #[test]
+    fn knows_when_this_process_started() {
+        let started = started_at(std::process::id() as i32).unwrap();
+        let now = std::time::SystemTime::now();
+        assert!(started <= now + Duration::from_secs(2));
+        assert!(now.duration_since(started).unwrap_or_default() < Duration::from_secs(24 * 3600));
     }
 
     #[test]

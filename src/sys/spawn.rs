@@ -102,6 +102,8 @@ pub struct Registry {
     counter: Mutex<u32>,
     /// The run's private log folder, made on first use (mode 0700, unpredictable name).
     dir: Mutex<Option<PathBuf>>,
+    /// When exited orphans were last reaped.
+    last_reap: Mutex<Option<Instant>>,
 }
 
 /// What to start in the background.
@@ -314,6 +316,20 @@ impl Registry {
         Ok(spawned)
     }
 
+    /// Reaps orphans that exited since the last time (at most once a second). Called by the
+    /// script thread before it starts a command, when no child is half-registered.
+    pub fn reap_exited_orphans(&self) {
+        if let Ok(mut last) = self.last_reap.lock() {
+            if last.is_some_and(|t| t.elapsed() < Duration::from_secs(1)) {
+                return;
+            }
+            *last = Some(Instant::now());
+        }
+        let mut keep = self.tracked_pids();
+        keep.extend(super::process::running_pids());
+        super::reaper::reap_exited_orphans(&keep);
+    }
+
     /// Returns the processes started with `detach: true` and those a command left running
     /// on purpose, for the run's record.
     pub fn detached(&self) -> Vec<Detached> {
@@ -347,7 +363,14 @@ impl Registry {
                     log: String::new(),
                     pidfile: None,
                 };
-                (p.pid, p.sid, record)
+                // A process still in deployer's session (not yet in its own) is kept by
+                // its pid alone: sparing deployer's session would spare every leftover.
+                let sid = if Some(p.sid) == super::reaper::own_session() {
+                    p.pid
+                } else {
+                    p.sid
+                };
+                (p.pid, sid, record)
             })
             .collect();
         let out = found.iter().map(|(_, _, r)| r.clone()).collect();

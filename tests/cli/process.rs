@@ -448,5 +448,49 @@ fn a_daemon_a_command_leaves_running_on_purpose_survives_and_is_recorded() {
     assert_gone(orphan, "the other command's leftover");
     let report = newest_report(out.path());
     assert_eq!(report["detached"][0]["pid"], kept);
-    assert_eq!(report["detached"][0]["command"], "sleep 302");
+    // The command as seen when the command ended (the daemon may not have exec'd yet).
+    let command = report["detached"][0]["command"].as_str().unwrap();
+    assert!(command.contains("sleep 302"), "{command}");
+}
+
+#[test]
+fn a_stale_pid_file_whose_pid_was_reused_stops_nothing() {
+    Test::new()
+        .script(
+            r#"let p = spawn(["sleep", "30"]);
+               fs::write("old.pid", `${p.pid}`);
+               exec(["touch", "-d", "1 hour ago", "old.pid"], #{ quiet: true });
+               print(`alive=${process::alive("old.pid")}`);
+               let r = process::stop("old.pid", "1s");
+               print(`how=${r.how} still=${p.alive()}`);
+               print(r.message);
+               print(`pidfile=${fs::exists("old.pid")}`);"#,
+        )
+        .args(["run", "deploy.rhai"])
+        .run()
+        .assert_code(0)
+        .assert_stdout_contains("alive=false")
+        .assert_stdout_contains("how=not_running still=true")
+        .assert_stdout_contains("stale: pid")
+        .assert_stdout_contains("pidfile=false");
+}
+
+#[test]
+fn orphans_that_exit_during_the_run_are_reaped_before_the_next_command() {
+    Test::new()
+        .script(
+            r#"exec(["sh", "-c", "sleep 0.2 > /dev/null 2>&1 & echo $! > z.pid"]);
+               let pid = fs::read("z.pid");
+               pid.trim();
+               sleep("1200ms");
+               print(`zombie=${fs::exists("/proc/" + pid)}`);
+               exec(["true"]);
+               print(`reaped=${!fs::exists("/proc/" + pid)}`);"#,
+        )
+        .args(["run", "deploy.rhai"])
+        .run()
+        .assert_code(0)
+        .assert_stdout_contains("zombie=true")
+        .assert_stdout_contains("reaped=true")
+        .assert_stderr_not_contains("leftover");
 }
