@@ -388,6 +388,8 @@ impl Checker<'_> {
         let mut module_maps: Vec<(String, String, usize, usize, OptionArg)> = Vec::new();
         // `check_options("mod::f", opts, ["a", "b"])` in this file's functions.
         let mut declared_opts: Vec<(String, String, Vec<String>)> = Vec::new();
+        // `phase("Name", || { ... })`: the phase's name and its closure's function.
+        let mut phase_closures: Vec<(String, String)> = Vec::new();
         ast.walk(&mut |path: &[ASTNode]| {
             match path.last() {
                 Some(ASTNode::Expr(Expr::Custom(x, _))) => {
@@ -438,6 +440,11 @@ impl Checker<'_> {
                             .join("::")
                     });
                     if ns.is_none() && call.name == "phase" && call.args.len() >= 2 {
+                        if let (Some(Expr::StringConstant(phase_name, ..)), Some(f)) =
+                            (call.args.first(), call.args.last().and_then(closure_name))
+                        {
+                            phase_closures.push((phase_name.to_string(), f));
+                        }
                         if let Some(Expr::StringConstant(phase_name, ..)) = call.args.first() {
                             // A literal map may reach us folded into a constant.
                             let flag = |key: &str| match call.args.get(1) {
@@ -517,6 +524,11 @@ impl Checker<'_> {
             }
             if let Some(list) = option_list(&func, argc) {
                 self.check_options(name, text, &func, list.known, list.nested, &arg);
+            }
+        }
+        for (phase_name, f) in &phase_closures {
+            if let Some(d) = literal_phase_value(&ast, name, phase_name, f) {
+                self.diags.push(d);
             }
         }
         if is_main {
@@ -873,6 +885,75 @@ impl Checker<'_> {
             }
         }
     }
+}
+
+/// The function behind a closure argument (`|| { ... }`, with or without captures).
+fn closure_name(e: &Expr) -> Option<String> {
+    match e {
+        Expr::DynamicConstant(d, _) => d
+            .read_lock::<rhai::FnPtr>()
+            .map(|f| f.fn_name().to_string()),
+        // A closure that captures variables is curried: `Fn("anon$..").curry(x)`.
+        Expr::Stmt(block) => block.iter().find_map(|stmt| match stmt {
+            Stmt::FnCall(call, _) if call.name == "curry" => {
+                call.args.first().and_then(closure_name)
+            }
+            Stmt::Expr(e) => closure_name(e),
+            _ => None,
+        }),
+        Expr::FnCall(call, _) if call.name == "curry" => call.args.first().and_then(closure_name),
+        _ => None,
+    }
+}
+
+/// A phase closure whose last expression is a literal that the phase rule refuses
+/// (`"fine"`, `-1`, `7`): found before anything runs, so the run never starts.
+fn literal_phase_value(ast: &AST, file: &str, phase: &str, closure: &str) -> Option<Diagnostic> {
+    use crate::pipeline::{phase_value, Returned};
+    // Walking the AST visits every function body's statements at depth 1: the closure's
+    // own are those inside its span and not inside a closure nested in it.
+    let key = |p: rhai::Position| (p.line().unwrap_or(0), p.position().unwrap_or(0));
+    let span = |d: &rhai::Shared<rhai::ScriptFuncDef>| {
+        let start = key(d.body.start_position());
+        // A closure without braces (`|| 7`) has no end position: its body is one expression.
+        (start, key(d.body.end_position()).max(start))
+    };
+    let def = ast.iter_fn_def().find(|d| d.name == closure)?;
+    let (from, to) = span(def);
+    let nested: Vec<_> = ast
+        .iter_fn_def()
+        .filter(|d| d.name != closure)
+        .map(span)
+        .filter(|(a, b)| *a > from && *b <= to)
+        .collect();
+    let mut last: Option<((usize, usize), Option<Expr>)> = None;
+    ast.walk(&mut |path: &[ASTNode]| {
+        if let [ASTNode::Stmt(stmt)] = path {
+            let at = key(stmt.position());
+            let inside = at >= from && at <= to;
+            let in_nested = nested.iter().any(|(a, b)| at >= *a && at <= *b);
+            if inside && !in_nested && last.as_ref().is_none_or(|(p, _)| at >= *p) {
+                let expr = match stmt {
+                    Stmt::Expr(e) => Some(e.as_ref().clone()),
+                    _ => None,
+                };
+                last = Some((at, expr));
+            }
+        }
+        true
+    });
+    let last = last?.1?;
+    let (shown, value) = match &last {
+        Expr::StringConstant(s, _) => (format!("{s:?} (a string)"), Returned::Other),
+        Expr::IntegerConstant(n, _) => (n.to_string(), Returned::Number(*n as f64)),
+        Expr::FloatConstant(f, _) => (format!("{f:?}"), Returned::Number(**f)),
+        _ => return None,
+    };
+    let message = phase_value(&shown, value).err()?;
+    Some(Diagnostic::error(
+        format!("phase \"{phase}\" {message}"),
+        Location::of(file, last.position()),
+    ))
 }
 
 fn merge(a: Option<&BTreeSet<usize>>, b: Option<&BTreeSet<usize>>) -> Option<BTreeSet<usize>> {

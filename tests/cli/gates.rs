@@ -28,11 +28,15 @@ fn a_phase_returning_false_fails() {
 
 #[test]
 fn a_phase_returning_a_value_outside_the_rule_fails_and_names_the_phase_and_value() {
+    // Computed at run time, so the static check cannot see them.
     for (value, shown) in [
-        ("-1", "returned -1"),
-        ("7", "returned 7"),
-        ("0.0 / 0.0", "returned NaN"),
-        (r#""fine""#, r#"returned "fine" (a string)"#),
+        (r#"parse_int("-1")"#, "returned -1"),
+        (r#"parse_int("7")"#, "returned 7"),
+        (r#"parse_float("NaN")"#, "returned NaN"),
+        (
+            r#"sh("printf fine").stdout"#,
+            r#"returned "fine" (a string)"#,
+        ),
         (
             "score::weighted(#{ availability: 100, performance: 80, stability: 90 })",
             "divides by 20",
@@ -48,6 +52,29 @@ fn a_phase_returning_a_value_outside_the_rule_fails_and_names_the_phase_and_valu
         assert_eq!(r["phases"][0]["status"], "failed", "{value}");
         assert_eq!(r["verdict"], "FAILED", "{value}");
     }
+}
+
+#[test]
+fn a_phase_returning_a_literal_outside_the_rule_is_found_before_anything_runs() {
+    for (value, shown) in [
+        ("-1", "returned -1"),
+        ("7", "returned 7"),
+        (r#""fine""#, r#"returned "fine" (a string)"#),
+        ("86.0", "divides by 20"),
+    ] {
+        let out = run(
+            &format!("exec([\"touch\", \"ran\"]);\nphase(\"Gate\", #{{}}, || {{ check(\"x\", || \"ok\"); {value} }});"),
+            &[],
+        );
+        out.assert_code(2)
+            .assert_stderr_contains("phase \"Gate\"")
+            .assert_stderr_contains(shown)
+            .assert_stderr_contains("--> deploy.rhai:2:")
+            .assert_stderr_contains("nothing was run");
+        assert!(!out.path().join("ran").exists());
+    }
+    // A literal inside a nested closure is the check's value, not the phase's.
+    run(r#"phase("Gate", #{}, || { check("x", || true) });"#, &[]).assert_code(0);
 }
 
 #[test]
