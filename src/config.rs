@@ -28,6 +28,7 @@ pub const TOP_KEYS: &[&str] = &[
 pub const ENV_KEYS: &[&str] = &[
     "confirm",
     "rollback",
+    "on_interrupt",
     "vars",
     "scripts",
     "hosts",
@@ -79,6 +80,9 @@ pub struct EnvConfig {
     /// Ask before deploying.
     pub confirm: bool,
     pub rollback: RollbackPolicy,
+    /// Roll back when a run is interrupted after changes began (`on_interrupt =
+    /// "rollback"`); by default an interrupted run stops and says how to roll back.
+    pub rollback_on_interrupt: bool,
     /// `[env.NAME.vars]`: variables for this environment.
     pub vars: Vars,
     /// `[env.NAME.scripts.STEM]`: variables for one script in this environment.
@@ -558,6 +562,18 @@ fn env_config(doc: &Doc, name: &str, table: &toml::Table) -> Result<EnvConfig, C
                 return Err(doc.error(
                     &at,
                     format!("{shown} must be true or false, got {}", show(v)),
+                ))
+            }
+            ("on_interrupt", toml::Value::String(s)) if s == "stop" || s == "rollback" => {
+                env.rollback_on_interrupt = s == "rollback";
+            }
+            ("on_interrupt", v) => {
+                return Err(doc.error(
+                    &at,
+                    format!(
+                        "{shown} must be \"stop\" (the default: stop and say how to roll back) or \"rollback\" (roll back when interrupted after changes began), got {}",
+                        show(v)
+                    ),
                 ))
             }
             ("rollback", toml::Value::String(s)) => {

@@ -377,6 +377,7 @@ impl Run<'_> {
             // A dry run never rolls back: its end says where fn rollback is.
             _ if self.req.dry_run => RollbackRecord::not_needed(),
             Ended::Completed | Ended::Failed(_) => self.maybe_rollback(&ended),
+            Ended::Interrupted(_) if self.env.rollback_on_interrupt => self.rollback_on_interrupt(),
             _ => RollbackRecord::not_needed(),
         };
         (ended, rollback)
@@ -425,6 +426,44 @@ impl Run<'_> {
             }
             _ => RollbackRecord::not_needed(),
         }
+    }
+
+    /// `on_interrupt = "rollback"`: an interrupted run that had begun changes rolls back
+    /// (a second signal still ends it at once).
+    fn rollback_on_interrupt(&self) -> RollbackRecord {
+        let changed = self
+            .host
+            .state
+            .pipeline
+            .lock()
+            .map(|p| p.changes_began)
+            .unwrap_or(false);
+        if !changed || self.host.state.cancel.hurried() {
+            return RollbackRecord::not_needed();
+        }
+        let signal = self
+            .host
+            .state
+            .cancel
+            .reason()
+            .map(|r| r.to_string())
+            .unwrap_or_else(|| "interrupted".into());
+        self.console().warn(&format!(
+            "{signal} after changes began: rolling back because environment {} has on_interrupt = \"rollback\" (a second signal stops the rollback)",
+            self.env.name
+        ));
+        self.host.state.cancel.reset();
+        let request = RollbackRequest {
+            reason: format!("the run was interrupted ({signal}) after changes began"),
+            phase: self
+                .host
+                .state
+                .pipeline
+                .lock()
+                .ok()
+                .and_then(|p| p.phases.last().map(|r| r.name.clone())),
+        };
+        self.run_rollback(&request)
     }
 
     /// Runs `fn rollback(ctx)` as the environment's policy says.
@@ -786,7 +825,16 @@ impl Run<'_> {
                     .recorded
                     .get("release")
                     .filter(|_| !report.recorded.contains_key("rolled_back_from"));
-                let state = if let (true, Some(live)) = (changes_began, live) {
+                let state = if report.rollback.status == RollbackStatus::Ok {
+                    "changes had begun and the rollback (on_interrupt = \"rollback\") succeeded"
+                        .to_string()
+                } else if report.rollback.status == RollbackStatus::Failed {
+                    format!(
+                        "changes had begun and the rollback (on_interrupt = \"rollback\") FAILED: {}. Check {} now and restore it by hand or with `deployer rollback {} --env {}`",
+                        report.rollback.error.clone().unwrap_or_default(),
+                        self.env.name, self.name, self.env.name
+                    )
+                } else if let (true, Some(live)) = (changes_began, live) {
                     format!(
                         "release {live} went live before the interrupt and is live now; if it must go back, run `deployer rollback {} --env {}`",
                         self.name, self.env.name

@@ -264,3 +264,55 @@ fn a_failed_checks_long_error_keeps_its_end_on_the_console_and_all_of_it_in_the_
         "{error}"
     );
 }
+
+// ------------------------------------------------------------- interrupts
+
+#[test]
+fn an_environment_may_choose_to_roll_back_on_interrupt() {
+    let script = r#"
+phase("Deploy", #{ changes: true }, || {
+    fs::write("deployed.txt", "v2");
+    log::info("deployed");
+    sleep("30s");
+});
+fn rollback(ctx) { fs::write("rolled-back.txt", ctx.reason); }
+"#;
+    for (policy, rolls_back) in [("rollback", true), ("stop", false)] {
+        let running = Test::new()
+            .file(
+                "deployer.toml",
+                format!("[env.staging]\non_interrupt = \"{policy}\"\n"),
+            )
+            .script(script)
+            .args(["run", "deploy.rhai", "--env", "staging"])
+            .spawn();
+        running.wait_for_stderr("deployed", std::time::Duration::from_secs(10));
+        running.interrupt();
+        let out = running.wait(std::time::Duration::from_secs(20));
+        out.assert_code(130);
+        let r = newest_report(out.path());
+        assert_eq!(r["status"], "interrupted");
+        if rolls_back {
+            out.assert_stderr_contains("on_interrupt = \"rollback\"")
+                .assert_stderr_contains("the rollback (on_interrupt = \"rollback\") succeeded");
+            assert_eq!(r["rollback"]["status"], "ok");
+            let why = std::fs::read_to_string(out.path().join("rolled-back.txt")).unwrap();
+            assert!(why.contains("interrupted"), "{why}");
+        } else {
+            out.assert_stderr_contains("deployer rollback deploy.rhai --env staging");
+            assert!(!out.path().join("rolled-back.txt").exists());
+            assert_eq!(r["rollback"]["status"], "not_run");
+        }
+    }
+    // A typo in the policy is found before anything runs.
+    Test::new()
+        .file(
+            "deployer.toml",
+            "[env.staging]\non_interrupt = \"rolback\"\n",
+        )
+        .script(script)
+        .args(["run", "deploy.rhai", "--env", "staging"])
+        .run()
+        .assert_code(2)
+        .assert_stderr_contains("on_interrupt");
+}

@@ -66,7 +66,7 @@ print("plain text")
         .assert_stdout_contains(
             "{\n  \"code\": 0,\n  \"stderr\": \"another long line of text\",\n  \"stdout\": \"a fairly long line of output\"\n}\n",
         )
-        .assert_stdout_contains("sample of 200 requests\n  p50 ms  p95 ms  p99 ms  errors   rps\n    12.0    40.5    95.0   0.50%  48.0\n")
+        .assert_stdout_contains("sample of 200 requests\n  p50 ms  p95 ms  p99 ms  errors   rps\n    12.0    40.5    95.0   0.5 %  48.0\n")
         .assert_stdout_contains("plain text\n")
         .assert_stdout_not_contains("\"plain text\"");
 }
