@@ -483,3 +483,17 @@ fn fs_read_of_an_endless_device_is_refused_not_read_forever() {
         .assert_stdout_contains("fs: cannot read /dev/zero: it is larger than 64 MiB")
         .assert_stdout_contains("\n0\n");
 }
+
+#[test]
+fn a_module_with_too_many_declarations_is_refused_by_the_check() {
+    let text: String = (0..6_000).map(|i| format!("let v{i}=1;\n")).collect();
+    Test::new()
+        .file("lib/big.rhai", text)
+        .script(r#"import "lib/big" as big; print("ran");"#)
+        .args(["run", "deploy.rhai"])
+        .run()
+        .assert_code(2)
+        .assert_stderr_contains("lib/big.rhai declares 6000 variables")
+        .assert_stderr_contains("--> lib/big.rhai:5001:1")
+        .assert_stdout_not_contains("ran");
+}
