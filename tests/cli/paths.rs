@@ -215,8 +215,15 @@ fn history_that_is_a_folder_exits_6_and_says_the_record_is_lost() {
         .unwrap()
         .flatten()
         .collect();
-    assert_eq!(runs.len(), 1);
-    assert!(runs[0].path().join("INCOMPLETE").is_file());
+    // The run folder, and the pointer the next run finds it by.
+    assert_eq!(runs.len(), 2, "{runs:?}");
+    let dir = runs.iter().find(|e| e.path().is_dir()).unwrap().path();
+    assert!(dir.join("INCOMPLETE").is_file());
+    let id = dir.file_name().unwrap().to_str().unwrap().to_string();
+    assert!(out
+        .path()
+        .join(format!(".deployer/runs/.{id}.incomplete"))
+        .is_file());
 }
 
 #[test]
@@ -243,6 +250,12 @@ fn a_recorded_run_leaves_no_marker() {
         .join(report["run_id"].as_str().unwrap());
     assert!(dir.join("report.json").is_file());
     assert!(!dir.join("INCOMPLETE").exists());
+    let left: Vec<_> = std::fs::read_dir(out.path().join(".deployer/runs"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name())
+        .collect();
+    assert_eq!(left.len(), 1, "{left:?}");
 }
 
 #[test]
@@ -252,6 +265,10 @@ fn temp_files_of_killed_runs_are_cleaned_up_on_the_next_run() {
     let t = Test::new()
         .file(
             ".deployer/runs/20261101T000000Z-default-0000/INCOMPLETE",
+            "",
+        )
+        .file(
+            ".deployer/runs/.20261101T000000Z-default-0000.incomplete",
             "",
         )
         .file(
