@@ -352,6 +352,11 @@ impl Checker<'_> {
     fn check_file(&mut self, name: &str, text: &str) -> Option<AST> {
         let is_main = self.loading.len() == 1;
         self.sources.insert(name, text, None);
+        // Rhai's parse is quadratic in declarations: refuse too many before parsing.
+        if let Some(d) = super::input::check_declarations(name, text) {
+            self.diags.push(d);
+            return None;
+        }
         let mut ast = match self.engine.compile(text) {
             Ok(ast) => ast,
             Err(e) => {

@@ -154,8 +154,13 @@ impl Diagnostic {
         } else {
             Style::Yellow
         };
-        let mut lines = self.message.lines();
+        // Masked before clipping, so a cut never leaves part of a secret in clear.
+        let message = console.mask(&self.message);
+        let mut lines = message
+            .lines()
+            .map(|l| clip_middle(l, MAX_MESSAGE_LINE_CHARS));
         let first = lines.next().unwrap_or_default();
+        let first = first.as_str();
         push(
             &format!("{head}{first}\n"),
             format!(
@@ -199,7 +204,7 @@ fn snippet(loc: &Location, sources: &SourceMap, console: &Console, what: &str) -
     };
     let num = loc.line.to_string();
     let pad = " ".repeat(num.len());
-    let (line, caret) = clip(line, loc.col.saturating_sub(1));
+    let (line, caret) = clip(&console.mask(line), loc.col.saturating_sub(1));
     // Keep tabs under tabs so the caret lines up however the terminal renders them.
     let indent: String = line
         .chars()
@@ -210,6 +215,22 @@ fn snippet(loc: &Location, sources: &SourceMap, console: &Console, what: &str) -
     plain.push_str(&format!("{body}^\n"));
     styled.push_str(&format!("{body}{}\n", console.paint(Style::Red, "^")));
     (plain, styled)
+}
+
+/// Message lines longer than this many characters (a huge name in a parse error) are cut
+/// in the middle.
+const MAX_MESSAGE_LINE_CHARS: usize = 400;
+
+/// Returns `line`, or its first and last `max / 2` characters around `…` when longer.
+fn clip_middle(line: &str, max: usize) -> String {
+    let len = line.chars().count();
+    if len <= max {
+        return line.to_string();
+    }
+    let half = max / 2;
+    let head: String = line.chars().take(half).collect();
+    let tail: String = line.chars().skip(len - half).collect();
+    format!("{head}…{tail}")
 }
 
 /// Source lines longer than this many characters are shown clipped around the caret.
@@ -242,6 +263,15 @@ fn clip(line: &str, caret: usize) -> (String, usize) {
 #[cfg(test)]
 mod clip_tests {
     use super::*;
+
+    #[test]
+    fn long_message_lines_are_cut_in_the_middle() {
+        let name = format!("unknown function: {}b()", "a".repeat(1_000_000));
+        let cut = clip_middle(&name, 400);
+        assert_eq!(cut.chars().count(), 401);
+        assert!(cut.starts_with("unknown function: aaa") && cut.ends_with("aab()"));
+        assert_eq!(clip_middle("short", 400), "short");
+    }
 
     #[test]
     fn short_lines_are_whole() {

@@ -179,10 +179,6 @@ impl Host {
     /// Compiles a script and checks it and its imports. Returns the AST (and the phases
     /// it names) only when there are no problems.
     pub fn check(&self, name: &str, text: &str) -> Result<Checked, Vec<Diagnostic>> {
-        if let Some(d) = input::check_declarations(name, text) {
-            self.state.sources.insert(name, text, None);
-            return Err(vec![d]);
-        }
         let report = check_script(
             &self.engine,
             self.catalog(),

@@ -301,7 +301,9 @@ pub const INCOMPLETE: &str = "INCOMPLETE";
 /// The state folder, `runs/` and the run's folder must be real folders and history.jsonl a
 /// real file: symlinks are refused, not followed. The run folder holds an [`INCOMPLETE`]
 /// file until the history line is written, so a record cut off by an error or a kill is
-/// marked as such. Temp files that killed runs left in marked folders are removed first.
+/// marked as such; `runs/.<run-id>.incomplete` points at it, so the next run finds cut-off
+/// folders without looking into every run folder, and removes the temp files killed runs
+/// left there.
 pub fn write(
     state_dir: &Path,
     report: &Report,
@@ -318,20 +320,24 @@ pub fn write(
     let dir = runs.join(&report.run_id);
     real_dir(&dir)?;
     let marker = dir.join(INCOMPLETE);
-    open_nofollow(
-        std::fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true),
-        &marker,
-    )
-    .and_then(|mut f| {
-        f.write_all(
-            b"This run's record was being written when deployer stopped: some files here may \
-              be missing and history.jsonl may lack its line.\n",
+    let pointer = runs.join(pointer_name(&report.run_id));
+    let create = |path: &Path, text: &[u8]| {
+        open_nofollow(
+            std::fs::OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true),
+            path,
         )
-    })
-    .map_err(|e| super::atomic::context(e, "cannot write", &marker))?;
+        .and_then(|mut f| f.write_all(text))
+        .map_err(|e| super::atomic::context(e, "cannot write", path))
+    };
+    create(&pointer, b"")?;
+    create(
+        &marker,
+        b"This run's record was being written when deployer stopped: some files here may \
+          be missing and history.jsonl may lack its line.\n",
+    )?;
     let json =
         serde_json::to_string_pretty(&masked_json(report, mask)).map_err(std::io::Error::other)?;
     let report_path = dir.join("report.json");
@@ -370,22 +376,37 @@ pub fn write(
     history::append(&state_dir.join("history.jsonl"), &entry)?;
     std::fs::remove_file(&marker)
         .map_err(|e| super::atomic::context(e, "cannot remove", &marker))?;
+    // Only a pointer left: a missing one is no loss.
+    let _ = std::fs::remove_file(&pointer);
     Ok(Written {
         dir,
         report: report_path,
     })
 }
 
-/// Removes the temp files that killed runs left in run folders marked [`INCOMPLETE`]
-/// (the folder and its marker stay: they tell that the record was cut off).
+/// The name of the file in `runs/` that points at a run folder marked [`INCOMPLETE`].
+fn pointer_name(run_id: &str) -> String {
+    format!(".{run_id}.incomplete")
+}
+
+/// Removes the temp files that killed runs left in run folders marked [`INCOMPLETE`], found
+/// by their pointers in `runs/` (one listing; the folders, markers and pointers stay: they
+/// tell that the record was cut off, and a pointer may be a live run's).
 fn clean_incomplete(runs: &Path) {
     let Ok(entries) = std::fs::read_dir(runs) else {
         return;
     };
     for entry in entries.flatten() {
-        let dir = entry.path();
-        let is_dir = entry.file_type().is_ok_and(|t| t.is_dir());
-        if is_dir && std::fs::symlink_metadata(dir.join(INCOMPLETE)).is_ok() {
+        let name = entry.file_name();
+        let Some(run_id) = name
+            .to_str()
+            .and_then(|n| n.strip_prefix('.'))
+            .and_then(|n| n.strip_suffix(".incomplete"))
+        else {
+            continue;
+        };
+        let dir = runs.join(run_id);
+        if !run_id.contains('/') && std::fs::symlink_metadata(&dir).is_ok_and(|m| m.is_dir()) {
             super::atomic::clean_stale_temps(&dir);
         }
     }

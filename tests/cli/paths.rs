@@ -216,8 +216,15 @@ fn history_that_is_a_folder_exits_6_and_says_the_record_is_lost() {
         .unwrap()
         .flatten()
         .collect();
-    assert_eq!(runs.len(), 1);
-    assert!(runs[0].path().join("INCOMPLETE").is_file());
+    // The run folder, and the pointer the next run finds it by.
+    assert_eq!(runs.len(), 2, "{runs:?}");
+    let dir = runs.iter().find(|e| e.path().is_dir()).unwrap().path();
+    assert!(dir.join("INCOMPLETE").is_file());
+    let id = dir.file_name().unwrap().to_str().unwrap().to_string();
+    assert!(out
+        .path()
+        .join(format!(".deployer/runs/.{id}.incomplete"))
+        .is_file());
 }
 
 #[test]
@@ -244,6 +251,12 @@ fn a_recorded_run_leaves_no_marker() {
         .join(report["run_id"].as_str().unwrap());
     assert!(dir.join("report.json").is_file());
     assert!(!dir.join("INCOMPLETE").exists());
+    let left: Vec<_> = std::fs::read_dir(out.path().join(".deployer/runs"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name())
+        .collect();
+    assert_eq!(left.len(), 1, "{left:?}");
 }
 
 #[test]
@@ -253,6 +266,10 @@ fn temp_files_of_killed_runs_are_cleaned_up_on_the_next_run() {
     let t = Test::new()
         .file(
             ".deployer/runs/20261101T000000Z-default-0000/INCOMPLETE",
+            "",
+        )
+        .file(
+            ".deployer/runs/.20261101T000000Z-default-0000.incomplete",
             "",
         )
         .file(
@@ -306,7 +323,7 @@ fn taking_over_a_damaged_lock_warns_like_a_stale_one() {
         .assert_code(0)
         .assert_stdout_contains("deployed")
         .assert_stderr_contains("took over a stale lock of default: the lock file")
-        .assert_stderr_contains("could not be read (damaged, last written 60s ago)");
+        .assert_stderr_contains("could not be read (damaged, last written 6");
 }
 
 // ------------------------------------------------------------------ input limits
@@ -483,4 +500,37 @@ fn fs_read_of_an_endless_device_is_refused_not_read_forever() {
         .assert_code(0)
         .assert_stdout_contains("fs: cannot read /dev/zero: it is larger than 64 MiB")
         .assert_stdout_contains("\n0\n");
+}
+
+#[test]
+fn a_module_with_too_many_declarations_is_refused_by_the_check() {
+    let text: String = (0..6_000).map(|i| format!("let v{i}=1;\n")).collect();
+    Test::new()
+        .file("lib/big.rhai", text)
+        .script(r#"import "lib/big" as big; print("ran");"#)
+        .args(["run", "deploy.rhai"])
+        .run()
+        .assert_code(2)
+        .assert_stderr_contains("lib/big.rhai declares 6000 variables")
+        .assert_stderr_contains("--> lib/big.rhai:5001:1")
+        .assert_stdout_not_contains("ran");
+}
+
+#[test]
+fn a_one_megabyte_name_in_an_error_message_is_clipped() {
+    let out = Test::new()
+        .file(
+            "deploy.rhai",
+            format!("print({});\n", "v".repeat(1_000_000)),
+        )
+        .args(["check", "deploy.rhai"])
+        .run();
+    out.assert_code(2)
+        .assert_stderr_contains("Undefined variable: vvv")
+        .assert_stderr_contains("…");
+    assert!(
+        out.stderr.len() < 4_000,
+        "{} bytes of stderr",
+        out.stderr.len()
+    );
 }
