@@ -197,11 +197,32 @@ pub fn for_script(script: &Path) -> Result<Config, ConfigError> {
 pub fn load(path: &Path) -> Result<Config, ConfigError> {
     check_trusted("deployer.toml", path)?;
     let shown = path.display().to_string();
-    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Io {
+    let text = read_limited(path).map_err(|source| ConfigError::Io {
         path: shown.clone(),
         source,
     })?;
     parse(&text, path)
+}
+
+/// The largest deployer.toml read: far above any real one, and a device or a runaway file
+/// is an error instead of an endless read.
+const MAX_CONFIG_BYTES: u64 = 1024 * 1024;
+
+fn read_limited(path: &Path) -> std::io::Result<String> {
+    use std::io::Read;
+    let file = std::fs::File::open(path)?;
+    if !file.metadata()?.is_file() {
+        return Err(std::io::Error::other("not a regular file"));
+    }
+    let mut text = String::new();
+    file.take(MAX_CONFIG_BYTES + 1).read_to_string(&mut text)?;
+    if text.len() as u64 > MAX_CONFIG_BYTES {
+        return Err(std::io::Error::other(format!(
+            "larger than {} KiB: is this the right file?",
+            MAX_CONFIG_BYTES / 1024
+        )));
+    }
+    Ok(text)
 }
 
 /// Refuses a file or folder that is world-writable or owned by someone other than the

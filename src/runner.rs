@@ -746,7 +746,27 @@ impl Run<'_> {
             &console.transcript(),
             &mask,
         ) {
-            Ok(w) => console.info(&format!("run recorded in {}", w.dir.display())),
+            Ok(w) => {
+                console.info(&format!("run recorded in {}", w.dir.display()));
+                if let Some(keep) = self.config.keep_runs {
+                    match record::prune_runs(
+                        &self.config.state_dir,
+                        &self.env.name,
+                        keep as usize,
+                        &report.run_id,
+                    ) {
+                        Ok(gone) if !gone.is_empty() => console.info(&format!(
+                            "removed {} older run folder(s) of {} (keep_runs = {keep}); their history lines stay",
+                            gone.len(),
+                            self.env.name
+                        )),
+                        Ok(_) => {}
+                        Err(e) => console.warn(&format!(
+                            "cannot remove older run folders (keep_runs = {keep}): {e}"
+                        )),
+                    }
+                }
+            }
             Err(e) => {
                 console.error(&format!(
                     "the run's record could not be written in {}: {e}. Fix the cause (disk space, permissions, a file in the way) so the next runs are recorded",

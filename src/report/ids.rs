@@ -130,3 +130,66 @@ mod tests {
         assert!(!username().is_empty());
     }
 }
+
+/// The run folders to remove so that at most `keep` runs of an environment stay: the
+/// oldest of those whose id names `env` (ids sort by time), never `current`, never a name
+/// that is not a run id.
+pub fn runs_to_prune(ids: &[String], env: &str, keep: usize, current: &str) -> Vec<String> {
+    let env = sanitize_env(env);
+    let mut mine: Vec<&String> = ids
+        .iter()
+        .filter(|id| env_of(id) == Some(env.as_str()))
+        .collect();
+    mine.sort();
+    let excess = mine.len().saturating_sub(keep);
+    mine.into_iter()
+        .take(excess)
+        .filter(|id| id.as_str() != current)
+        .cloned()
+        .collect()
+}
+
+/// The environment part of a run id `YYYYMMDDTHHMMSSZ-ENV-abcd`, if it is one.
+fn env_of(id: &str) -> Option<&str> {
+    let (stamp, rest) = id.split_at_checked(16)?;
+    let ok_stamp = stamp.len() == 16
+        && stamp.as_bytes()[8] == b'T'
+        && stamp.ends_with('Z')
+        && stamp
+            .chars()
+            .enumerate()
+            .all(|(i, c)| i == 8 || i == 15 || c.is_ascii_digit());
+    let rest = rest.strip_prefix('-')?;
+    let (env, tag) = rest.rsplit_once('-')?;
+    let ok_tag = tag.len() == 4 && tag.chars().all(|c| c.is_ascii_hexdigit());
+    (ok_stamp && ok_tag && !env.is_empty()).then_some(env)
+}
+
+#[cfg(test)]
+mod prune_tests {
+    use super::*;
+
+    #[test]
+    fn keeps_the_newest_runs_of_one_environment_only() {
+        let ids: Vec<String> = [
+            "20261201T100000Z-staging-aaaa",
+            "20261201T110000Z-staging-bbbb",
+            "20261201T120000Z-prod-uction-cccc",
+            "20261201T130000Z-staging-dddd",
+            "notes",
+            "20261201T090000Z-staging-zzzz",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        let gone = runs_to_prune(&ids, "staging", 2, "20261201T130000Z-staging-dddd");
+        assert_eq!(gone, ["20261201T100000Z-staging-aaaa"]);
+        assert!(runs_to_prune(&ids, "prod-uction", 1, "x").is_empty());
+        assert_eq!(
+            runs_to_prune(&ids, "prod-uction", 0, "20261201T120000Z-prod-uction-cccc"),
+            Vec::<String>::new()
+        );
+        assert_eq!(env_of("20261201T100000Z-a-b-c-0f0f"), Some("a-b-c"));
+        assert_eq!(env_of("20261201T100000Z-staging-xyz!"), None);
+    }
+}

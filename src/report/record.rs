@@ -416,3 +416,29 @@ fn clean_incomplete(runs: &Path) {
 pub fn phase_status_text(p: &PhaseRecord, t: &Thresholds) -> String {
     crate::pipeline::phase_label(p, t)
 }
+
+/// Removes the oldest run folders of `env` beyond `keep` (`keep_runs` in deployer.toml),
+/// never the current run; returns the removed run ids. Only real folders named like run
+/// ids directly under `runs/` are touched; history.jsonl keeps their lines.
+pub fn prune_runs(
+    state_dir: &Path,
+    env: &str,
+    keep: usize,
+    current: &str,
+) -> std::io::Result<Vec<String>> {
+    let runs = state_dir.join("runs");
+    let mut ids = Vec::new();
+    for entry in std::fs::read_dir(&runs)? {
+        let entry = entry?;
+        if entry.file_type()?.is_dir() {
+            if let Some(name) = entry.file_name().to_str() {
+                ids.push(name.to_string());
+            }
+        }
+    }
+    let gone = super::ids::runs_to_prune(&ids, env, keep, current);
+    for id in &gone {
+        std::fs::remove_dir_all(runs.join(id))?;
+    }
+    Ok(gone)
+}

@@ -316,3 +316,51 @@ fn rollback(ctx) { fs::write("rolled-back.txt", ctx.reason); }
         .assert_code(2)
         .assert_stderr_contains("on_interrupt");
 }
+
+// ------------------------------------------------------------- records
+
+#[test]
+fn keep_runs_removes_the_oldest_run_folders_of_the_environment_only() {
+    let t = Test::new()
+        .file(
+            "deployer.toml",
+            "keep_runs = 2\n[env.staging]\n[env.other]\n",
+        )
+        .script(r#"phase("A", #{}, || { check("ok", || true); });"#);
+    let dir = t.path().to_path_buf();
+    let deploy = |env: &str| {
+        let (code, _, err) =
+            crate::scripts::deployer_in(&dir, &["run", "deploy.rhai", "--env", env]);
+        assert_eq!(code, 0, "{err}");
+        err
+    };
+    deploy("other");
+    for _ in 0..3 {
+        deploy("staging");
+    }
+    let last = deploy("staging");
+    assert!(
+        last.contains("removed 1 older run folder(s) of staging (keep_runs = 2)"),
+        "{last}"
+    );
+    let mut runs: Vec<String> = std::fs::read_dir(dir.join(".deployer/runs"))
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.path().is_dir())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    runs.sort();
+    assert_eq!(
+        runs.iter().filter(|r| r.contains("-staging-")).count(),
+        2,
+        "{runs:?}"
+    );
+    assert_eq!(
+        runs.iter().filter(|r| r.contains("-other-")).count(),
+        1,
+        "{runs:?}"
+    );
+    // The history keeps every run.
+    let history = std::fs::read_to_string(dir.join(".deployer/history.jsonl")).unwrap();
+    assert_eq!(history.lines().count(), 5);
+}
