@@ -132,20 +132,27 @@ mod tests {
 }
 
 /// The run folders to remove so that at most `keep` runs of an environment stay: the
-/// oldest of those whose id names `env` (ids sort by time), never `current`, never a name
-/// that is not a run id.
-pub fn runs_to_prune(ids: &[String], env: &str, keep: usize, current: &str) -> Vec<String> {
+/// oldest of those whose id names `env`, never `current`, never a name that is not a run
+/// id. `runs` pairs each id with when its folder was last written: ids order runs by the
+/// second only (runs in the same second differ by a random tag), so that breaks ties.
+pub fn runs_to_prune(
+    runs: &[(String, SystemTime)],
+    env: &str,
+    keep: usize,
+    current: &str,
+) -> Vec<String> {
     let env = sanitize_env(env);
-    let mut mine: Vec<&String> = ids
+    let mut mine: Vec<(&str, SystemTime, &str)> = runs
         .iter()
-        .filter(|id| env_of(id) == Some(env.as_str()))
+        .filter(|(id, _)| env_of(id) == Some(env.as_str()) && id != current)
+        .map(|(id, t)| (&id[..16], *t, id.as_str()))
         .collect();
     mine.sort();
-    let excess = mine.len().saturating_sub(keep);
+    // The current run is the newest and always kept.
+    let excess = (mine.len() + 1).saturating_sub(keep.max(1));
     mine.into_iter()
         .take(excess)
-        .filter(|id| id.as_str() != current)
-        .cloned()
+        .map(|(_, _, id)| id.to_string())
         .collect()
 }
 
@@ -171,23 +178,32 @@ mod prune_tests {
 
     #[test]
     fn keeps_the_newest_runs_of_one_environment_only() {
-        let ids: Vec<String> = [
-            "20261201T100000Z-staging-aaaa",
-            "20261201T110000Z-staging-bbbb",
-            "20261201T120000Z-prod-uction-cccc",
-            "20261201T130000Z-staging-dddd",
-            "notes",
-            "20261201T090000Z-staging-zzzz",
+        let t = |s: u64| UNIX_EPOCH + std::time::Duration::from_secs(s);
+        let runs: Vec<(String, SystemTime)> = [
+            ("20261201T100000Z-staging-ffff", 1),
+            ("20261201T100000Z-staging-0000", 2),
+            ("20261201T120000Z-prod-uction-cccc", 3),
+            ("20261201T130000Z-staging-dddd", 4),
+            ("notes", 0),
+            ("20261201T090000Z-staging-zzzz", 0),
         ]
         .iter()
-        .map(|s| s.to_string())
+        .map(|(id, s)| (id.to_string(), t(*s)))
         .collect();
-        let gone = runs_to_prune(&ids, "staging", 2, "20261201T130000Z-staging-dddd");
-        assert_eq!(gone, ["20261201T100000Z-staging-aaaa"]);
-        assert!(runs_to_prune(&ids, "prod-uction", 1, "x").is_empty());
+        // Same second: the folder written first is older, whatever its tag.
+        let gone = runs_to_prune(&runs, "staging", 2, "20261201T130000Z-staging-dddd");
+        assert_eq!(gone, ["20261201T100000Z-staging-ffff"]);
+        let gone = runs_to_prune(&runs, "staging", 1, "20261201T130000Z-staging-dddd");
         assert_eq!(
-            runs_to_prune(&ids, "prod-uction", 0, "20261201T120000Z-prod-uction-cccc"),
-            Vec::<String>::new()
+            gone,
+            [
+                "20261201T100000Z-staging-ffff",
+                "20261201T100000Z-staging-0000"
+            ]
+        );
+        assert!(runs_to_prune(&runs, "prod-uction", 1, "x").len() == 1);
+        assert!(
+            runs_to_prune(&runs, "prod-uction", 1, "20261201T120000Z-prod-uction-cccc").is_empty()
         );
         assert_eq!(env_of("20261201T100000Z-a-b-c-0f0f"), Some("a-b-c"));
         assert_eq!(env_of("20261201T100000Z-staging-xyz!"), None);

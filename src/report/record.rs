@@ -432,7 +432,8 @@ pub fn prune_runs(
         let entry = entry?;
         if entry.file_type()?.is_dir() {
             if let Some(name) = entry.file_name().to_str() {
-                ids.push(name.to_string());
+                let written = entry.metadata()?.modified()?;
+                ids.push((name.to_string(), written));
             }
         }
     }
