@@ -9,7 +9,7 @@ use support::server::{Behaviour, TestServer};
 use support::{pid_alive, wait_until, Output, Test};
 
 /// Runs `script` as deploy.rhai with extra arguments.
-fn run(script: &str, extra: &[&str]) -> Output {
+pub(crate) fn run(script: &str, extra: &[&str]) -> Output {
     Test::new()
         .script(script)
         .args(["run", "deploy.rhai"])
@@ -17,7 +17,7 @@ fn run(script: &str, extra: &[&str]) -> Output {
         .run()
 }
 
-fn read_pid(path: &std::path::Path) -> i32 {
+pub(crate) fn read_pid(path: &std::path::Path) -> i32 {
     assert!(
         wait_until(Duration::from_secs(5), || std::fs::read_to_string(path)
             .map(|s| !s.trim().is_empty())

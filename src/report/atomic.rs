@@ -110,7 +110,7 @@ pub fn clean_stale_temps(dir: &Path) -> usize {
         let Some(pid) = name.to_str().and_then(temp_owner) else {
             continue;
         };
-        if pid_is_gone(pid) && fs::remove_file(entry.path()).is_ok() {
+        if super::lock::pid_is_dead(pid) && fs::remove_file(entry.path()).is_ok() {
             removed += 1;
         }
     }
@@ -129,19 +129,6 @@ fn temp_owner(name: &str) -> Option<u32> {
     (!base.is_empty() && matches!(tag, "tmp" | "stale" | "link") && digits(n) && digits(pid))
         .then(|| pid.parse().ok())
         .flatten()
-}
-
-/// True when no process `pid` exists on this host.
-fn pid_is_gone(pid: u32) -> bool {
-    let Ok(p) = i32::try_from(pid) else {
-        return true;
-    };
-    if p <= 0 {
-        return true;
-    }
-    // SAFETY: signal 0 only checks that the process exists; nothing is sent.
-    let rc = unsafe { libc::kill(p, 0) };
-    rc != 0 && io::Error::last_os_error().raw_os_error() == Some(libc::ESRCH)
 }
 
 /// Removes a temp file when dropped, unless disarmed.

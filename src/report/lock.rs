@@ -228,7 +228,7 @@ fn check_env(env: &str) -> Result<(), LockError> {
 /// Returns true if no process `pid` exists on this host (kill(pid, 0) fails with ESRCH).
 ///
 /// Pids that cannot name one process (0, or beyond `i32`) count as dead.
-fn pid_is_dead(pid: u32) -> bool {
+pub(crate) fn pid_is_dead(pid: u32) -> bool {
     let Ok(p) = i32::try_from(pid) else {
         return true;
     };

@@ -2,15 +2,9 @@
 //! dry runs read as plans, and labels agree with each other. Through the real binary.
 
 use crate::support::server::TestServer;
-use crate::support::{newest_report, Output, Test};
+use crate::support::{newest_report, Test};
 
-fn run(script: &str, extra: &[&str]) -> Output {
-    Test::new()
-        .script(script)
-        .args(["run", "deploy.rhai"])
-        .args(extra)
-        .run()
-}
+use crate::run;
 
 // ------------------------------------------------------------- phase values
 

@@ -23,22 +23,6 @@ impl Drop for KillPid {
 }
 
 #[track_caller]
-fn pid_in(path: &Path) -> i32 {
-    assert!(
-        wait_until(Duration::from_secs(5), || std::fs::read_to_string(path)
-            .map(|s| s.trim().parse::<i32>().is_ok())
-            .unwrap_or(false)),
-        "no pid in {}",
-        path.display()
-    );
-    std::fs::read_to_string(path)
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap()
-}
-
-#[track_caller]
 fn assert_gone(pid: i32, what: &str) {
     assert!(
         wait_until(Duration::from_secs(3), || !pid_alive(pid)),
@@ -58,8 +42,8 @@ fn orphans_of_a_backgrounding_exec_and_a_setsid_daemon_are_stopped_at_the_end() 
         )
         .args(["run", "deploy.rhai"])
         .run();
-    let orphan = pid_in(&out.path().join("orphan.pid"));
-    let daemon = pid_in(&out.path().join("daemon.pid"));
+    let orphan = crate::read_pid(&out.path().join("orphan.pid"));
+    let daemon = crate::read_pid(&out.path().join("daemon.pid"));
     let _guards = (KillPid(orphan), KillPid(daemon));
     out.assert_code(0)
         .assert_stdout_contains("script done")
@@ -105,7 +89,7 @@ fn a_second_ctrl_c_kills_the_running_group_releases_the_lock_and_records_the_run
     assert!(running.path().join(".deployer/lock/default").exists());
     running.interrupt();
     running.wait_for_stderr("hook started", Duration::from_secs(10));
-    let hook = pid_in(&running.path().join("hook.pid"));
+    let hook = crate::read_pid(&running.path().join("hook.pid"));
     let _guard = KillPid(hook);
     running.interrupt();
     let out = wait_exit(running);
@@ -133,7 +117,7 @@ fn sighup_and_sigquit_end_the_run_like_ctrl_c_with_the_signal_named() {
             .args(["run", "deploy.rhai"])
             .spawn();
         running.wait_for_stderr("ready", Duration::from_secs(10));
-        let child = pid_in(&running.path().join("child.pid"));
+        let child = crate::read_pid(&running.path().join("child.pid"));
         let _guard = KillPid(child);
         running.signal(sig);
         let out = wait_exit(running);
@@ -359,7 +343,7 @@ fn a_detached_service_survives_the_run_and_is_stopped_by_process_stop() {
         )
         .args(["run", "deploy.rhai"]);
     let out = t.run();
-    let pid = pid_in(&out.path().join("run/svc.pid"));
+    let pid = crate::read_pid(&out.path().join("run/svc.pid"));
     let _guard = KillPid(pid);
     out.assert_code(0)
         .assert_stdout_contains("alive=true same=true")
@@ -435,8 +419,8 @@ fn a_daemon_a_command_leaves_running_on_purpose_survives_and_is_recorded() {
         )
         .args(["run", "deploy.rhai"])
         .run();
-    let kept = pid_in(&out.path().join("kept.pid"));
-    let orphan = pid_in(&out.path().join("orphan.pid"));
+    let kept = crate::read_pid(&out.path().join("kept.pid"));
+    let orphan = crate::read_pid(&out.path().join("orphan.pid"));
     let _guards = (KillPid(kept), KillPid(orphan));
     out.assert_code(0)
         .assert_stderr_contains("it is left running after the run, as asked (leave_running)")
