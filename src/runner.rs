@@ -98,6 +98,13 @@ pub fn execute(req: &RunRequest, console: Console) -> i32 {
             return exit::FAILED;
         }
     };
+    match crate::remote::Inventory::from_env(&env) {
+        Ok(inventory) => host.state.remote.configure(inventory),
+        Err(e) => {
+            console.error(&format!("deployer.toml: {e}; nothing was run"));
+            return exit::USAGE;
+        }
+    }
     if let Some(live) = &req.live {
         live.attach(host.state.clone());
     }
