@@ -9,9 +9,9 @@ pub mod http;
 pub mod metrics;
 pub mod opts;
 pub mod phase;
+pub mod process;
 pub mod releases;
 pub mod remote;
-pub mod process;
 pub mod retry;
 pub mod syntax;
 

@@ -85,8 +85,7 @@ pub(crate) fn exec_on(
     let script = remote_script(&spec.argv, &spec.env, cwd.as_deref());
     let live = live.map(|sink| {
         let h = host.to_string();
-        Arc::new(move |stream: &str, line: &str| sink(stream, &format!("{h} | {line}")))
-            as LineSink
+        Arc::new(move |stream: &str, line: &str| sink(stream, &format!("{h} | {line}"))) as LineSink
     });
     Ok(st.runtime.block_on(ssh::run(
         &argv,
@@ -101,14 +100,17 @@ fn share(opts: &Opts, key: &str) -> Result<Option<Share>, Error> {
     let Some(v) = opts.get(key) else {
         return Ok(None);
     };
-    let r = if let Some(n) = v.as_int().ok() {
+    let r = if let Ok(n) = v.as_int() {
         Share::count(key, n)
-    } else if let Some(s) = v.clone().into_immutable_string().ok() {
+    } else if let Ok(s) = v.clone().into_immutable_string() {
         Share::parse(key, &s)
     } else {
         return Err(throw(
             "usage",
-            format!("on(): `{key}` must be a number of hosts or a percentage such as \"30%\", got {}", super::opts::show(v)),
+            format!(
+                "on(): `{key}` must be a number of hosts or a percentage such as \"30%\", got {}",
+                super::opts::show(v)
+            ),
         ));
     };
     r.map(Some).map_err(|e| throw("usage", e.0))
@@ -116,7 +118,7 @@ fn share(opts: &Opts, key: &str) -> Result<Option<Share>, Error> {
 
 fn targets(st: &HostState, targets: Dynamic) -> Result<Vec<String>, Error> {
     let inv = st.remote.inventory();
-    let list = if let Some(role) = targets.clone().into_immutable_string().ok() {
+    let list = if let Ok(role) = targets.clone().into_immutable_string() {
         inv.role(&role).map_err(|e| throw("usage", e.0))?
     } else if let Some(arr) = targets.clone().try_cast::<Array>() {
         let mut out = Vec::new();
@@ -145,7 +147,12 @@ fn targets(st: &HostState, targets: Dynamic) -> Result<Vec<String>, Error> {
 }
 
 /// Runs `body` on one host; connection errors count as that host's failure.
-fn on_host(ctx: &NativeCallContext, st: &Arc<HostState>, host: &str, body: &FnPtr) -> Result<Dynamic, Error> {
+fn on_host(
+    ctx: &NativeCallContext,
+    st: &Arc<HostState>,
+    host: &str,
+    body: &FnPtr,
+) -> Result<Dynamic, Error> {
     if st.cancel.is_cancelled() {
         return Err(terminated(st));
     }
@@ -156,7 +163,12 @@ fn on_host(ctx: &NativeCallContext, st: &Arc<HostState>, host: &str, body: &FnPt
     body.call_within_context::<Dynamic>(ctx, ())
 }
 
-fn on_impl(ctx: &NativeCallContext, target: Dynamic, opts: Opts, body: FnPtr) -> Result<Dynamic, Error> {
+fn on_impl(
+    ctx: &NativeCallContext,
+    target: Dynamic,
+    opts: Opts,
+    body: FnPtr,
+) -> Result<Dynamic, Error> {
     let st = state(ctx)?;
     if let Some(h) = st.remote.current() {
         return Err(throw(
@@ -177,7 +189,8 @@ fn on_impl(ctx: &NativeCallContext, target: Dynamic, opts: Opts, body: FnPtr) ->
                     if is_terminated(&e) {
                         return Err(e);
                     }
-                    st.console.warn(&format!("{host}: {}; trying the next host", message_of(&e)));
+                    st.console
+                        .warn(&format!("{host}: {}; trying the next host", message_of(&e)));
                     unreachable.push(message_of(&e));
                     continue;
                 }
@@ -187,7 +200,10 @@ fn on_impl(ctx: &NativeCallContext, target: Dynamic, opts: Opts, body: FnPtr) ->
         }
         return Err(throw(
             "connect",
-            format!("on(once): no host could be reached:\n  {}", unreachable.join("\n  ")),
+            format!(
+                "on(once): no host could be reached:\n  {}",
+                unreachable.join("\n  ")
+            ),
         ));
     }
     let batches = plan.batches();
@@ -205,8 +221,12 @@ fn on_impl(ctx: &NativeCallContext, target: Dynamic, opts: Opts, body: FnPtr) ->
     let mut failed: Vec<(String, String)> = Vec::new();
     let mut done = 0usize;
     for (i, batch) in batches.iter().enumerate() {
-        st.console
-            .info(&format!("batch {}/{}: {}", i + 1, batches.len(), batch.join(", ")));
+        st.console.info(&format!(
+            "batch {}/{}: {}",
+            i + 1,
+            batches.len(),
+            batch.join(", ")
+        ));
         // Hosts of a batch run one after the other: Rhai closures share one engine.
         for host in batch {
             match on_host(ctx, &st, host, &body) {
@@ -218,7 +238,8 @@ fn on_impl(ctx: &NativeCallContext, target: Dynamic, opts: Opts, body: FnPtr) ->
                     let msg = message_of(&e);
                     failed.push((host.clone(), msg.clone()));
                     if failed.len() > plan.max_fail {
-                        let left: Vec<&str> = plan.hosts[done + 1..].iter().map(String::as_str).collect();
+                        let left: Vec<&str> =
+                            plan.hosts[done + 1..].iter().map(String::as_str).collect();
                         return Err(throw(
                             "remote",
                             format!(
@@ -248,7 +269,9 @@ fn current(st: &HostState, func: &str) -> Result<String, Error> {
     st.remote.current().ok_or_else(|| {
         throw(
             "usage",
-            format!("{func} is only available inside on(...), such as on(\"web\", || {{ {func}; }})"),
+            format!(
+                "{func} is only available inside on(...), such as on(\"web\", || {{ {func}; }})"
+            ),
         )
     })
 }
@@ -269,22 +292,34 @@ fn copy(ctx: &NativeCallContext, up: bool, from: &str, to: &str) -> Result<(), E
     if up && !std::path::Path::new(from).exists() {
         return Err(throw(
             "not_found",
-            format!("upload(): {from} does not exist on this machine (nothing was copied to {host})"),
+            format!(
+                "upload(): {from} does not exist on this machine (nothing was copied to {host})"
+            ),
         ));
     }
     connect(&st, &host)?;
-    let argv = st.remote.copy_argv(&host, &src, &dst).map_err(|e| throw("connect", e))?;
+    let argv = st
+        .remote
+        .copy_argv(&host, &src, &dst)
+        .map_err(|e| throw("connect", e))?;
     st.console.command(&format!("{host} | scp {src} {dst}"));
     let token = st.cancel.token();
-    match st.runtime.block_on(ssh::run(&argv, None, None, &token, None)) {
+    match st
+        .runtime
+        .block_on(ssh::run(&argv, None, None, &token, None))
+    {
         Ok(out) if out.code == Some(0) => Ok(()),
         Ok(out) => {
             let mut msg = format!(
                 "{func} of {src} to {dst} failed (scp exit code {}): {}",
-                out.code.map(|c| c.to_string()).unwrap_or_else(|| "none".into()),
+                out.code
+                    .map(|c| c.to_string())
+                    .unwrap_or_else(|| "none".into()),
                 crate::sys::process::last_lines(out.stderr.trim(), 5)
             );
-            if out.stderr.contains("Received message too long") || out.stderr.contains("protocol error") {
+            if out.stderr.contains("Received message too long")
+                || out.stderr.contains("protocol error")
+            {
                 msg.push_str("; a shell start-up file on the host that prints text (~/.bashrc, ~/.profile) breaks scp/sftp: make it silent for non-interactive shells");
             }
             Err(throw("copy", msg))
@@ -305,7 +340,13 @@ pub mod remote_api {
     #[rhai_fn(name = "hosts", return_raw)]
     pub fn hosts_all(ctx: NativeCallContext) -> Result<Array, Error> {
         let st = state(&ctx)?;
-        Ok(st.remote.inventory().hosts.into_iter().map(Dynamic::from).collect())
+        Ok(st
+            .remote
+            .inventory()
+            .hosts
+            .into_iter()
+            .map(Dynamic::from)
+            .collect())
     }
 
     /// The hosts of a role (`[env.NAME.roles]`); an unknown role is an error naming the
@@ -317,7 +358,11 @@ pub mod remote_api {
     #[rhai_fn(name = "hosts", return_raw)]
     pub fn hosts_role(ctx: NativeCallContext, role: &str) -> Result<Array, Error> {
         let st = state(&ctx)?;
-        let list = st.remote.inventory().role(role).map_err(|e| throw("usage", e.0))?;
+        let list = st
+            .remote
+            .inventory()
+            .role(role)
+            .map_err(|e| throw("usage", e.0))?;
         Ok(list.into_iter().map(Dynamic::from).collect())
     }
 
@@ -395,7 +440,11 @@ pub mod remote_api {
     /// let port = host_var("port", 8080);
     /// ```
     #[rhai_fn(name = "host_var", return_raw)]
-    pub fn host_var_or(ctx: NativeCallContext, name: &str, default: Dynamic) -> Result<Dynamic, Error> {
+    pub fn host_var_or(
+        ctx: NativeCallContext,
+        name: &str,
+        default: Dynamic,
+    ) -> Result<Dynamic, Error> {
         let st = state(&ctx)?;
         let host = current(&st, "host_var()")?;
         match st.remote.inventory().var(&host, name) {

@@ -433,7 +433,9 @@ impl Host {
         };
         // The ssh masters first: closing them ends every remote command still running.
         for host in self.state.remote.close_all() {
-            self.state.console.debug(&format!("closed the ssh connection to {host}"));
+            self.state
+                .console
+                .debug(&format!("closed the ssh connection to {host}"));
         }
         self.stop_orphans(grace);
     }

@@ -231,8 +231,7 @@ impl Plan {
 /// Quotes a word for a POSIX shell.
 pub fn sh_quote(s: &str) -> String {
     if !s.is_empty()
-        && s
-            .chars()
+        && s.chars()
             .all(|c| c.is_ascii_alphanumeric() || "-_./=:,+@%".contains(c))
     {
         return s.to_string();
@@ -273,6 +272,7 @@ pub fn valid_env_name(name: &str) -> bool {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
@@ -296,17 +296,26 @@ mod tests {
         assert!(e.contains("unknown role `wbe`") && e.contains("web"), "{e}");
         let e = Inventory::from_env(&env(&["a", "a"], &[])).unwrap_err().0;
         assert!(e.contains("lists host `a` twice"), "{e}");
-        let e = Inventory::from_env(&env(&["a"], &[("web", &[])])).unwrap_err().0;
+        let e = Inventory::from_env(&env(&["a"], &[("web", &[])]))
+            .unwrap_err()
+            .0;
         assert!(e.contains("[env.prod.roles] web is empty"), "{e}");
-        let e = Inventory::from_env(&env(&["a"], &[("web", &["z"])])).unwrap_err().0;
+        let e = Inventory::from_env(&env(&["a"], &[("web", &["z"])]))
+            .unwrap_err()
+            .0;
         assert!(e.contains("lists `z`, which is not in"), "{e}");
-        let e = Inventory::from_env(&env(&["-oProxyCommand=x"], &[])).unwrap_err().0;
+        let e = Inventory::from_env(&env(&["-oProxyCommand=x"], &[]))
+            .unwrap_err()
+            .0;
         assert!(e.contains("is not a host"), "{e}");
         assert!(inv.check_list(&[]).unwrap_err().0.contains("empty"));
         let e = inv.check_list(&["a".into(), "a".into()]).unwrap_err().0;
         assert!(e.contains("twice"), "{e}");
         let e = inv.check_list(&["x".into()]).unwrap_err().0;
-        assert!(e.contains("unknown host `x`") && e.contains("a, b, c"), "{e}");
+        assert!(
+            e.contains("unknown host `x`") && e.contains("a, b, c"),
+            "{e}"
+        );
     }
 
     #[test]
@@ -314,8 +323,14 @@ mod tests {
         assert_eq!(Share::parse("batch", "30%").unwrap(), Share::Percent(30.0));
         assert_eq!(Share::parse("batch", "2").unwrap(), Share::Count(2));
         let e = Share::parse("max_fail", "150%").unwrap_err().0;
-        assert!(e.contains("between 0% and 100%") && e.contains("150%"), "{e}");
-        assert!(Share::parse("batch", "lots").unwrap_err().0.contains("\"lots\""));
+        assert!(
+            e.contains("between 0% and 100%") && e.contains("150%"),
+            "{e}"
+        );
+        assert!(Share::parse("batch", "lots")
+            .unwrap_err()
+            .0
+            .contains("\"lots\""));
         assert!(Share::count("max_fail", -1).is_err());
         let hosts: Vec<String> = (1..=10).map(|i| format!("h{i}")).collect();
         let p = Plan::new(hosts.clone(), Some(Share::Percent(30.0)), None).unwrap();

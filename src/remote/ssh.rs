@@ -151,14 +151,23 @@ impl Fleet {
             .map_err(|e| fail(format!("cannot create {}: {e}", log_path.display())))?;
         let mut cmd = Command::new("ssh");
         cmd.args(&opts)
-            .args(["-o", "ControlMaster=yes", "-o", "ControlPersist=no", "-N", "--", host])
+            .args([
+                "-o",
+                "ControlMaster=yes",
+                "-o",
+                "ControlPersist=no",
+                "-N",
+                "--",
+                host,
+            ])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log);
         prepare(&mut cmd);
         let mut child = cmd.spawn().map_err(|e| {
             fail(if e.kind() == std::io::ErrorKind::NotFound {
-                "ssh not found: install the OpenSSH client (Debian: apt-get install openssh-client)".into()
+                "ssh not found: install the OpenSSH client (Debian: apt-get install openssh-client)"
+                    .into()
             } else {
                 format!("cannot start ssh for {host}: {e}")
             })
@@ -296,8 +305,7 @@ pub fn explain(host: &str, env: &str, stderr: &str) -> String {
     let said = stderr
         .lines()
         .map(str::trim)
-        .filter(|l| !l.is_empty() && !l.starts_with("@@@"))
-        .last()
+        .rfind(|l| !l.is_empty() && !l.starts_with("@@@"))
         .unwrap_or("(ssh printed nothing)");
     if stderr.contains("REMOTE HOST IDENTIFICATION HAS CHANGED") {
         return format!(
@@ -312,15 +320,22 @@ pub fn explain(host: &str, env: &str, stderr: &str) -> String {
             "cannot connect to {host}: its host key is not in known_hosts ({said}); deployer never trusts an unknown host key by itself: verify it and add it (ssh-keyscan {host} >> ~/.ssh/known_hosts, or the file in [env.{env}.ssh] known_hosts), or set host_key_checking = \"accept-new\" in [env.{env}.ssh] to trust new hosts on first use"
         );
     }
-    if stderr.contains("Permission denied") || stderr.contains("Too many authentication failures")
-    {
+    if stderr.contains("Permission denied") || stderr.contains("Too many authentication failures") {
         return format!(
             "cannot connect to {host}: the host refused the key ({said}); check [env.{env}.ssh] identity and user, that the key is in the host's authorized_keys, and that `ssh {host} true` works"
         );
     }
-    if ["Connection refused", "timed out", "No route to host", "Network is unreachable", "Could not resolve", "Connection closed", "Connection reset"]
-        .iter()
-        .any(|s| stderr.contains(s))
+    if [
+        "Connection refused",
+        "timed out",
+        "No route to host",
+        "Network is unreachable",
+        "Could not resolve",
+        "Connection closed",
+        "Connection reset",
+    ]
+    .iter()
+    .any(|s| stderr.contains(s))
     {
         return format!(
             "cannot connect to {host}: host down or unreachable ({said}); check that it is up and that sshd listens (ssh {host} true)"
@@ -353,17 +368,18 @@ pub async fn run(
         .stderr(Stdio::piped());
     prepare(&mut std_cmd);
     let start = Instant::now();
-    let mut child = tokio::process::Command::from(std_cmd)
-        .spawn()
-        .map_err(|source| match source.kind() {
-            std::io::ErrorKind::NotFound => ProcessError::NotFound {
-                program: program.clone(),
-            },
-            _ => ProcessError::Spawn {
-                program: program.clone(),
-                source,
-            },
-        })?;
+    let mut child =
+        tokio::process::Command::from(std_cmd)
+            .spawn()
+            .map_err(|source| match source.kind() {
+                std::io::ErrorKind::NotFound => ProcessError::NotFound {
+                    program: program.clone(),
+                },
+                _ => ProcessError::Spawn {
+                    program: program.clone(),
+                    source,
+                },
+            })?;
     let pid = child.id().unwrap_or(0);
     let mut stdin = child.stdin.take();
     if let (Some(text), Some(s)) = (&input, stdin.as_mut()) {
@@ -482,18 +498,35 @@ pub async fn run(
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
     #[test]
     fn explains_ssh_failures() {
         let e = explain("web1", "prod", "web1: Permission denied (publickey).\n");
-        assert!(e.contains("web1") && e.contains("refused the key") && e.contains("identity"), "{e}");
+        assert!(
+            e.contains("web1") && e.contains("refused the key") && e.contains("identity"),
+            "{e}"
+        );
         let e = explain("web2", "prod", "No ED25519 host key is known for web2 and you have requested strict checking.\nHost key verification failed.\n");
-        assert!(e.contains("web2") && e.contains("not in known_hosts") && e.contains("accept-new"), "{e}");
-        let e = explain("web3", "prod", "ssh: connect to host 10.0.0.3 port 22: Connection refused\n");
-        assert!(e.contains("web3") && e.contains("host down or unreachable"), "{e}");
+        assert!(
+            e.contains("web2") && e.contains("not in known_hosts") && e.contains("accept-new"),
+            "{e}"
+        );
+        let e = explain(
+            "web3",
+            "prod",
+            "ssh: connect to host 10.0.0.3 port 22: Connection refused\n",
+        );
+        assert!(
+            e.contains("web3") && e.contains("host down or unreachable"),
+            "{e}"
+        );
         let e = explain("web4", "prod", "");
-        assert!(e.contains("web4") && e.contains("ssh printed nothing"), "{e}");
+        assert!(
+            e.contains("web4") && e.contains("ssh printed nothing"),
+            "{e}"
+        );
     }
 }

@@ -74,7 +74,9 @@ fn runs_on_three_hosts_in_batches_over_one_connection_each() {
 
 #[test]
 fn once_runs_on_the_first_reachable_host() {
-    let Some(mut net) = SshNet::start(3) else { return };
+    let Some(mut net) = SshNet::start(3) else {
+        return;
+    };
     net.stop_sshd(0);
     let ips = net.ips();
     let out = run(
@@ -93,7 +95,9 @@ fn once_runs_on_the_first_reachable_host() {
 
 #[test]
 fn a_host_that_is_down_fails_fast_naming_it() {
-    let Some(mut net) = SshNet::start(2) else { return };
+    let Some(mut net) = SshNet::start(2) else {
+        return;
+    };
     net.stop_sshd(1);
     let ips = net.ips();
     let started = Instant::now();
@@ -104,9 +108,16 @@ fn a_host_that_is_down_fails_fast_naming_it() {
         &[],
     );
     out.assert_code(1)
-        .assert_stderr_contains(&format!("cannot connect to {}: host down or unreachable", ips[1]))
+        .assert_stderr_contains(&format!(
+            "cannot connect to {}: host down or unreachable",
+            ips[1]
+        ))
         .assert_stderr_contains("1 of 2 hosts failed, more than the failure budget (max_fail 0)");
-    assert!(started.elapsed() < Duration::from_secs(10), "took {:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "took {:?}",
+        started.elapsed()
+    );
     assert_no_masters(&net);
 }
 
@@ -124,13 +135,14 @@ fn a_failure_budget_takes_failed_hosts_out_and_stops_when_exceeded() {
     let out = run(&net, &net.toml("", ""), &script("1"), &[]);
     out.assert_code(0)
         .assert_stdout_contains("done=2")
-        .assert_stderr_contains(&format!("{} failed and is taken out of the rollout (1 of 1 failures allowed)", ips[1]))
+        .assert_stderr_contains(&format!(
+            "{} failed and is taken out of the rollout (1 of 1 failures allowed)",
+            ips[1]
+        ))
         .assert_stderr_contains("failure budget 1 host");
     let out = run(&net, &net.toml("", ""), &script("\"0%\""), &[]);
-    out.assert_code(1).assert_stderr_contains(&format!(
-        "the rollout stopped before {}",
-        ips[2]
-    ));
+    out.assert_code(1)
+        .assert_stderr_contains(&format!("the rollout stopped before {}", ips[2]));
     assert_no_masters(&net);
 }
 
@@ -148,9 +160,15 @@ fn a_refused_key_and_an_unknown_host_key_fail_naming_the_host() {
     let unknown = format!("known_hosts = \"{empty}\"\n");
     run(&net, &net.toml(&unknown, ""), script, &[])
         .assert_code(1)
-        .assert_stderr_contains(&format!("cannot connect to {ip}: its host key is not in known_hosts"))
+        .assert_stderr_contains(&format!(
+            "cannot connect to {ip}: its host key is not in known_hosts"
+        ))
         .assert_stderr_contains("host_key_checking = \"accept-new\"");
-    assert_eq!(std::fs::read_to_string(&empty).unwrap(), "", "a host key was trusted");
+    assert_eq!(
+        std::fs::read_to_string(&empty).unwrap(),
+        "",
+        "a host key was trusted"
+    );
     let accept = format!("known_hosts = \"{empty}\"\nhost_key_checking = \"accept-new\"\n");
     run(&net, &net.toml(&accept, ""), script, &[]).assert_code(0);
     // Debian hashes known_hosts entries: ask ssh-keygen for the host's.
@@ -158,7 +176,10 @@ fn a_refused_key_and_an_unknown_host_key_fail_naming_the_host() {
         .args(["-F", ip.as_str(), "-f", &empty])
         .output()
         .unwrap();
-    assert!(found.status.success(), "accept-new did not record {ip}'s key");
+    assert!(
+        found.status.success(),
+        "accept-new did not record {ip}'s key"
+    );
     assert_no_masters(&net);
 }
 
@@ -180,7 +201,10 @@ fn a_secret_reaches_the_remote_command_through_stdin_not_any_argv() {
         .args(["run", "deploy.rhai", "-v"]);
     let running = t.spawn();
     let got = running.path().join("got.txt");
-    assert!(wait_until(Duration::from_secs(10), || got.exists()), "the remote command did not start");
+    assert!(
+        wait_until(Duration::from_secs(10), || got.exists()),
+        "the remote command did not start"
+    );
     let seen = processes_with(secret);
     assert!(seen.is_empty(), "the secret is in an argv: {seen:?}");
     let out = running.wait(Duration::from_secs(20));
@@ -204,10 +228,16 @@ fn ctrl_c_stops_the_remote_command_and_closes_the_masters() {
         .args(["run", "deploy.rhai"])
         .spawn();
     let pidfile = running.path().join("remote.pid");
-    assert!(wait_until(Duration::from_secs(10), || std::fs::read_to_string(&pidfile)
-        .map(|s| !s.trim().is_empty())
-        .unwrap_or(false)));
-    let pid: i32 = std::fs::read_to_string(&pidfile).unwrap().trim().parse().unwrap();
+    assert!(wait_until(Duration::from_secs(10), || {
+        std::fs::read_to_string(&pidfile)
+            .map(|s| !s.trim().is_empty())
+            .unwrap_or(false)
+    }));
+    let pid: i32 = std::fs::read_to_string(&pidfile)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
     assert!(pid_alive(pid));
     running.interrupt();
     let out = running.wait(Duration::from_secs(10));
@@ -232,14 +262,26 @@ fn bad_inventory_and_options_are_errors_before_anything_runs() {
             .assert_code(1)
             .assert_stderr_contains(expect);
     };
-    check(r#"on(hosts(), #{ batch: 0 }, || sh("true"));"#, "`batch` must be at least 1");
-    check(r#"on(hosts(), #{ max_fail: "150%" }, || sh("true"));"#, "between 0% and 100%, got \"150%\"");
+    check(
+        r#"on(hosts(), #{ batch: 0 }, || sh("true"));"#,
+        "`batch` must be at least 1",
+    );
+    check(
+        r#"on(hosts(), #{ max_fail: "150%" }, || sh("true"));"#,
+        "between 0% and 100%, got \"150%\"",
+    );
     check(r#"on([], || sh("true"));"#, "the list of hosts is empty");
-    check(r#"on("db", || sh("true"));"#, "unknown role `db` in environment test: its roles are web");
+    check(
+        r#"on("db", || sh("true"));"#,
+        "unknown role `db` in environment test: its roles are web",
+    );
     check(r#"on(["web9"], || sh("true"));"#, "unknown host `web9`");
     check(r#"host();"#, "host() is only available inside on(...)");
     Test::new()
-        .file("deployer.toml", "default_env = \"test\"\n[env.test]\nhosts = [\"a\", \"a\"]\n")
+        .file(
+            "deployer.toml",
+            "default_env = \"test\"\n[env.test]\nhosts = [\"a\", \"a\"]\n",
+        )
         .script("exec([\"touch\", \"ran\"]);")
         .args(["run", "deploy.rhai"])
         .run()

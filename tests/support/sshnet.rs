@@ -65,7 +65,9 @@ impl SshNet {
         }
         for tool in ["/usr/sbin/sshd", "/usr/bin/ssh-keygen", "/usr/bin/ssh"] {
             if !Path::new(tool).exists() {
-                return skip(&format!("{tool} is missing (apt-get install openssh-server openssh-client)"));
+                return skip(&format!(
+                    "{tool} is missing (apt-get install openssh-server openssh-client)"
+                ));
             }
         }
         static NEXT: AtomicU32 = AtomicU32::new(0);
@@ -91,11 +93,36 @@ impl SshNet {
         // A leftover of an earlier, killed run with the same subnet.
         let _ = sh(&["ip", "link", "del", &self.bridge]);
         sh(&["ip", "link", "add", &self.bridge, "type", "bridge"])?;
-        sh(&["ip", "addr", "add", &format!("10.231.{subnet}.1/24"), "dev", &self.bridge])?;
+        sh(&[
+            "ip",
+            "addr",
+            "add",
+            &format!("10.231.{subnet}.1/24"),
+            "dev",
+            &self.bridge,
+        ])?;
         sh(&["ip", "link", "set", &self.bridge, "up"])?;
         std::fs::create_dir_all("/run/sshd").map_err(|e| format!("/run/sshd: {e}"))?;
-        sh(&["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", &p("client_key")])?;
-        sh(&["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", &p("other_key")])?;
+        sh(&[
+            "ssh-keygen",
+            "-q",
+            "-t",
+            "ed25519",
+            "-N",
+            "",
+            "-f",
+            &p("client_key"),
+        ])?;
+        sh(&[
+            "ssh-keygen",
+            "-q",
+            "-t",
+            "ed25519",
+            "-N",
+            "",
+            "-f",
+            &p("other_key"),
+        ])?;
         std::fs::copy(p("client_key.pub"), p("authorized_keys")).map_err(|e| e.to_string())?;
         let mut known = String::new();
         for i in 0..n {
@@ -111,7 +138,9 @@ impl SshNet {
                 config: d.join(format!("sshd_{i}.conf")),
                 log: d.join(format!("sshd_{i}.log")),
             });
-            sh(&["ip", "link", "add", &vh, "type", "veth", "peer", "name", &vn])?;
+            sh(&[
+                "ip", "link", "add", &vh, "type", "veth", "peer", "name", &vn,
+            ])?;
             sh(&["ip", "link", "set", &vh, "master", &self.bridge, "up"])?;
             sh(&["ip", "link", "set", &vn, "netns", &ns])?;
             let inns = |args: &[&str]| {
@@ -124,7 +153,8 @@ impl SshNet {
             inns(&["ip", "link", "set", "lo", "up"])?;
             let key = p(&format!("host_key_{i}"));
             sh(&["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", &key])?;
-            let pubkey = std::fs::read_to_string(format!("{key}.pub")).map_err(|e| e.to_string())?;
+            let pubkey =
+                std::fs::read_to_string(format!("{key}.pub")).map_err(|e| e.to_string())?;
             known.push_str(&format!("{ip} {}", pubkey));
             // sshd's defaults otherwise (MaxSessions 10, MaxStartups 10:30:100).
             let conf = format!(
@@ -181,7 +211,10 @@ impl SshNet {
     pub fn cut(&self, i: usize) {
         let h = &self.hosts[i];
         let vn = format!("dv{}n{i}", &self.bridge[3..]);
-        sh(&["ip", "netns", "exec", &h.ns, "ip", "link", "set", &vn, "down"]).unwrap();
+        sh(&[
+            "ip", "netns", "exec", &h.ns, "ip", "link", "set", &vn, "down",
+        ])
+        .unwrap();
     }
 
     /// The ips of the hosts.
