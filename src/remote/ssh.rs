@@ -471,8 +471,15 @@ pub async fn run(
             kill(pid);
             let _ = tokio::time::timeout(Duration::from_secs(1), child.wait()).await;
             kill_group(pid, libc::SIGKILL);
-            let stdout = String::from_utf8_lossy(&out.await.unwrap_or_default()).into_owned();
-            let stderr = String::from_utf8_lossy(&err.await.unwrap_or_default()).into_owned();
+            // What was read so far; a reader still held open elsewhere is not waited for.
+            let grab = |task: tokio::task::JoinHandle<Vec<u8>>| async move {
+                match tokio::time::timeout(Duration::from_secs(1), task).await {
+                    Ok(Ok(bytes)) => String::from_utf8_lossy(&bytes).into_owned(),
+                    _ => String::new(),
+                }
+            };
+            let stdout = grab(out).await;
+            let stderr = grab(err).await;
             Err(ProcessError::Timeout {
                 display,
                 after,

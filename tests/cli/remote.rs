@@ -288,3 +288,63 @@ fn bad_inventory_and_options_are_errors_before_anything_runs() {
         .assert_code(2)
         .assert_stderr_contains("[env.test] hosts lists host `a` twice");
 }
+
+#[test]
+fn upload_and_download_use_the_same_connection() {
+    let Some(net) = SshNet::start(2) else { return };
+    let t = Test::new();
+    let dir = t.path().display().to_string();
+    let out = t
+        .file("deployer.toml", net.toml("", ""))
+        .file("art/app.txt", "release 42\n")
+        .script(&format!(
+            r#"on(hosts(), || {{
+                   upload("art", "{dir}/up-" + host());
+                   sh("hostname -I > {dir}/up-" + host() + "/where.txt");
+                   download("{dir}/up-" + host() + "/where.txt", "down-" + host() + ".txt");
+               }});
+               try {{ on(hosts(), || upload("missing", "/tmp/x")); }} catch (e) {{ print(e.message); }}"#
+        ))
+        .args(["run", "deploy.rhai"])
+        .run();
+    out.assert_code(0)
+        .assert_stdout_contains("upload(): missing does not exist on this machine");
+    for (i, ip) in net.ips().iter().enumerate() {
+        let up = out.path().join(format!("up-{ip}/app.txt"));
+        assert_eq!(std::fs::read_to_string(&up).unwrap(), "release 42\n");
+        let down = std::fs::read_to_string(out.path().join(format!("down-{ip}.txt"))).unwrap();
+        assert_eq!(down.trim(), ip.as_str(), "downloaded from the wrong host");
+        assert_eq!(net.logins(i), 1, "scp opened a second connection to {ip}");
+    }
+    assert_no_masters(&net);
+}
+
+#[test]
+fn a_remote_timeout_kills_the_remote_command() {
+    let Some(net) = SshNet::start(1) else { return };
+    let started = Instant::now();
+    let out = run(
+        &net,
+        &net.toml("", ""),
+        r#"on(hosts(), || {
+               try { sh("sleep 29.25", #{ timeout: "1s" }); } catch (e) { print(e.message); }
+               // The connection is still open: the remote command was stopped by itself.
+               sleep("500ms");
+               let r = sh("pgrep -f 'sleep 29[.]25' || echo none-left", #{ allow_fail: true });
+               print(`after=${r.stdout}`);
+               sh("sleep 29.25", #{ timeout: "1s" });
+           });"#,
+        &[],
+    );
+    out.assert_code(1)
+        .assert_stdout_contains("command timed out after 1s")
+        .assert_stdout_contains("after=none-left")
+        .assert_stderr_contains("command timed out after 1s");
+    assert!(started.elapsed() < Duration::from_secs(10));
+    assert!(
+        wait_until(Duration::from_secs(3), || processes_with("sleep 29.25").is_empty()),
+        "the remote sleep outlived its timeout: {:?}",
+        processes_with("sleep 29.25")
+    );
+    assert_no_masters(&net);
+}
