@@ -491,6 +491,16 @@ impl Run<'_> {
             score.map(Dynamic::from).unwrap_or(Dynamic::UNIT),
         );
         ctx.insert("env".into(), self.env.name.clone().into());
+        // The remote hosts the run changed, in the order they changed.
+        let changed = self.host.state.remote.changed();
+        ctx.insert(
+            "hosts".into(),
+            changed
+                .into_iter()
+                .map(Dynamic::from)
+                .collect::<rhai::Array>()
+                .into(),
+        );
         ctx.insert("dry_run".into(), self.req.dry_run.into());
         let started = Instant::now();
         // --timeout bounds the deployment, not the rollback: it has its own bound.

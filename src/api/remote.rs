@@ -77,6 +77,7 @@ pub(crate) fn exec_on(
         }
     }
     connect(st, host)?;
+    note_change(st, host);
     let argv = st
         .remote
         .shell_argv(host)
@@ -94,6 +95,40 @@ pub(crate) fn exec_on(
         token,
         live,
     )))
+}
+
+/// A host has changed once a command runs on it after a `changes: true` phase began.
+fn note_change(st: &HostState, host: &str) {
+    let began = st.pipeline.lock().map(|p| p.changes_began).unwrap_or(false);
+    if began {
+        st.remote.mark_changed(host);
+    }
+}
+
+/// Adds a host's outcome to the phase that is running, if any.
+fn record(
+    st: &HostState,
+    host: &str,
+    batch: usize,
+    took: std::time::Duration,
+    error: Option<String>,
+) {
+    let changed = st.remote.changed().iter().any(|h| h == host);
+    if let Ok(mut p) = st.pipeline.lock() {
+        if !p.in_phase {
+            return;
+        }
+        if let Some(rec) = p.phases.last_mut() {
+            rec.hosts.push(crate::pipeline::HostRecord {
+                host: host.to_string(),
+                status: if error.is_none() { "passed" } else { "failed" },
+                batch,
+                duration_ms: took.as_millis() as u64,
+                changed,
+                error,
+            });
+        }
+    }
 }
 
 fn share(opts: &Opts, key: &str) -> Result<Option<Share>, Error> {
@@ -196,7 +231,13 @@ fn on_impl(
                 }
             }
             st.console.info(&format!("on {host} (once)"));
-            return on_host(ctx, &st, host, &body);
+            let started = std::time::Instant::now();
+            let r = on_host(ctx, &st, host, &body);
+            if !matches!(&r, Err(e) if is_terminated(e)) {
+                let error = r.as_ref().err().map(|e| message_of(e));
+                record(&st, host, 1, started.elapsed(), error);
+            }
+            return r;
         }
         return Err(throw(
             "connect",
@@ -229,13 +270,16 @@ fn on_impl(
         ));
         // Hosts of a batch run one after the other: Rhai closures share one engine.
         for host in batch {
+            let started = std::time::Instant::now();
             match on_host(ctx, &st, host, &body) {
                 Ok(v) => {
+                    record(&st, host, i + 1, started.elapsed(), None);
                     results.insert(host.as_str().into(), v);
                 }
                 Err(e) if is_terminated(&e) => return Err(e),
                 Err(e) => {
                     let msg = message_of(&e);
+                    record(&st, host, i + 1, started.elapsed(), Some(msg.clone()));
                     failed.push((host.clone(), msg.clone()));
                     if failed.len() > plan.max_fail {
                         let left: Vec<&str> =

@@ -38,6 +38,8 @@ struct Inner {
     masters: BTreeMap<String, Child>,
     /// `on(...)` pushes its host, `local(...)` pushes none.
     current: Vec<Option<String>>,
+    /// Hosts the run changed, in the order they changed.
+    changed: Vec<String>,
 }
 
 impl Fleet {
@@ -68,6 +70,19 @@ impl Fleet {
     /// The host commands run on now, if any.
     pub fn current(&self) -> Option<String> {
         self.lock().current.last().cloned().flatten()
+    }
+
+    /// Records that the run changed `host` (once).
+    pub fn mark_changed(&self, host: &str) {
+        let mut inner = self.lock();
+        if !inner.changed.iter().any(|h| h == host) {
+            inner.changed.push(host.to_string());
+        }
+    }
+
+    /// The hosts the run changed, in the order they changed.
+    pub fn changed(&self) -> Vec<String> {
+        self.lock().changed.clone()
     }
 
     /// Hosts with an open master.

@@ -342,9 +342,70 @@ fn a_remote_timeout_kills_the_remote_command() {
         .assert_stderr_contains("command timed out after 1s");
     assert!(started.elapsed() < Duration::from_secs(10));
     assert!(
-        wait_until(Duration::from_secs(3), || processes_with("sleep 29.25").is_empty()),
+        wait_until(Duration::from_secs(3), || processes_with("sleep 29.25")
+            .is_empty()),
         "the remote sleep outlived its timeout: {:?}",
         processes_with("sleep 29.25")
+    );
+    assert_no_masters(&net);
+}
+
+#[test]
+fn per_host_results_go_to_the_report_and_changed_hosts_to_the_rollback() {
+    let Some(mut net) = SshNet::start(3) else {
+        return;
+    };
+    net.stop_sshd(1);
+    let ips = net.ips();
+    let out = run(
+        &net,
+        &net.toml("", ""),
+        r#"phase("Check", || { on(hosts(), #{ max_fail: 1 }, || sh("true")); });
+           phase("Switch", #{ changes: true }, || {
+               on(hosts(), #{ batch: 2, max_fail: 1 }, || sh("hostname -I"));
+           });
+           phase("Verify", #{ required: true }, || { throw "verification failed"; });
+           fn rollback(ctx) { print(`rollback hosts=${ctx.hosts}`); }"#,
+        &[],
+    );
+    out.assert_code(1)
+        .assert_stdout_contains(&format!("rollback hosts=[\"{}\", \"{}\"]", ips[0], ips[2]));
+    // One host of three failed within the budget: the phase scores 2/3 of 5.
+    out.assert_stderr_contains("phase score 3.3/5");
+    let report = crate::support::newest_report(out.path());
+    let hosts = report["phases"][1]["hosts"].as_array().unwrap();
+    let row = |i: usize, key: &str| hosts[i][key].clone();
+    assert_eq!(hosts.len(), 3, "{hosts:?}");
+    assert_eq!(row(0, "host"), ips[0].as_str());
+    assert_eq!(
+        (row(0, "status"), row(0, "changed"), row(0, "batch")),
+        ("passed".into(), true.into(), 1.into())
+    );
+    assert_eq!(
+        (row(1, "status"), row(1, "changed")),
+        ("failed".into(), false.into())
+    );
+    assert!(row(1, "error").as_str().unwrap().contains("host down"));
+    assert_eq!(
+        (row(2, "status"), row(2, "changed"), row(2, "batch")),
+        ("passed".into(), true.into(), 2.into())
+    );
+    // The phase before any change: hosts recorded, none changed.
+    let before = report["phases"][0]["hosts"].as_array().unwrap();
+    assert!(before.iter().all(|h| h["changed"] == false), "{before:?}");
+    let schema: serde_json::Value = serde_json::from_str(include_str!(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/schemas/report.schema.json"
+    )))
+    .unwrap();
+    let validator = jsonschema::validator_for(&schema).unwrap();
+    let errors: Vec<String> = validator
+        .iter_errors(&report)
+        .map(|e| e.to_string())
+        .collect();
+    assert!(
+        errors.is_empty(),
+        "report.json does not match its schema: {errors:?}"
     );
     assert_no_masters(&net);
 }
