@@ -409,3 +409,33 @@ fn per_host_results_go_to_the_report_and_changed_hosts_to_the_rollback() {
     );
     assert_no_masters(&net);
 }
+
+#[test]
+fn a_dry_run_connects_to_no_host() {
+    // The hosts do not exist: a dry run must not try to reach them.
+    let toml = "default_env = \"test\"\n[env.test]\nhosts = [\"10.231.0.11\", \"10.231.0.12\"]\n[env.test.ssh]\nconnect_timeout = \"1s\"\n";
+    Test::new()
+        .file("deployer.toml", toml)
+        .script(r#"on(hosts(), #{ batch: 1 }, || { sh("systemctl reload app"); upload("a", "/srv/a"); });"#)
+        .args(["run", "deploy.rhai", "--dry-run"])
+        .run()
+        .assert_code(0)
+        .assert_stderr_contains("10.231.0.11 | systemctl reload app")
+        .assert_stderr_contains("copy a to 10.231.0.12:/srv/a")
+        .assert_stderr_not_contains("cannot connect");
+}
+
+#[test]
+fn a_secret_in_a_remote_argv_is_warned_about() {
+    let Some(net) = SshNet::start(1) else { return };
+    Test::new()
+        .file("deployer.toml", net.toml("", ""))
+        .env("DEPLOY_TOKEN", "s3cr3t-in-argv-0815")
+        .script(r#"let t = secret("DEPLOY_TOKEN"); on(hosts(), || exec(["test", "-n", t]));"#)
+        .args(["run", "deploy.rhai"])
+        .run()
+        .assert_code(0)
+        .assert_stderr_contains("a secret is part of a command's arguments on")
+        .assert_stderr_contains("pass it through `env`")
+        .assert_stderr_not_contains("s3cr3t-in-argv-0815");
+}
