@@ -6,7 +6,7 @@ use std::sync::Arc;
 use rhai::plugin::*;
 use rhai::{Array, FnPtr, Map};
 
-use super::error::{is_terminated, message_of, state, terminated, throw, Error};
+use super::error::{is_script_bug, is_terminated, message_of, state, terminated, throw, Error};
 use super::opts::Opts;
 use crate::host::state::HostState;
 use crate::remote::ssh::{self, ConnectError};
@@ -95,6 +95,20 @@ pub(crate) fn exec_on(
         token,
         live,
     )))
+}
+
+/// Refuses a change to this machine's files inside `on(...)`, where the script most likely
+/// meant the host: `fs::` functions act only locally in this version.
+pub(crate) fn local_only(st: &HostState, module: &str, what: &str) -> Result<(), Error> {
+    match st.remote.current() {
+        None => Ok(()),
+        Some(host) => Err(throw(
+            "usage",
+            format!(
+                "{module} functions act on this machine, not on {host} (inside on(...)): refused to {what}; run it on the host with sh(...), or wrap it in local(|| ...) to mean this machine"
+            ),
+        )),
+    }
 }
 
 /// A host has changed once a command runs on it after a `changes: true` phase began.
@@ -233,7 +247,7 @@ fn on_impl(
             st.console.info(&format!("on {host} (once)"));
             let started = std::time::Instant::now();
             let r = on_host(ctx, &st, host, &body);
-            if !matches!(&r, Err(e) if is_terminated(e)) {
+            if !matches!(&r, Err(e) if is_terminated(e) || is_script_bug(e)) {
                 let error = r.as_ref().err().map(|e| message_of(e));
                 record(&st, host, 1, started.elapsed(), error);
             }
@@ -276,7 +290,8 @@ fn on_impl(
                     record(&st, host, i + 1, started.elapsed(), None);
                     results.insert(host.as_str().into(), v);
                 }
-                Err(e) if is_terminated(&e) => return Err(e),
+                // A mistake in the script would fail on every host: it is not a host's failure.
+                Err(e) if is_terminated(&e) || is_script_bug(&e) => return Err(e),
                 Err(e) => {
                     let msg = message_of(&e);
                     record(&st, host, i + 1, started.elapsed(), Some(msg.clone()));

@@ -439,3 +439,21 @@ fn a_secret_in_a_remote_argv_is_warned_about() {
         .assert_stderr_contains("pass it through `env`")
         .assert_stderr_not_contains("s3cr3t-in-argv-0815");
 }
+
+#[test]
+fn fs_changes_inside_on_are_refused_unless_local() {
+    // Checked before any connection: the hosts need not exist (dry runs reach none).
+    let toml = "default_env = \"test\"\n[env.test]\nhosts = [\"10.231.0.11\"]\n";
+    let out = Test::new()
+        .file("deployer.toml", toml)
+        .script(
+            r#"on(hosts(), || { local(|| fs::write("here.txt", "local")); fs::write("there.txt", "x"); });"#,
+        )
+        .args(["run", "deploy.rhai", "--dry-run"])
+        .run();
+    // A script fault: a dry run ends with exit 2.
+    out.assert_code(2)
+        .assert_stderr_contains("fs:: functions act on this machine, not on 10.231.0.11")
+        .assert_stderr_contains("refused to write: there.txt")
+        .assert_stderr_contains("would write: here.txt");
+}
