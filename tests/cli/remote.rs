@@ -27,6 +27,18 @@ fn assert_no_masters(net: &SshNet) {
             .collect();
         assert!(left.is_empty(), "ssh processes left for {ip}: {left:?}");
     }
+    // Control-socket folders (/tmp/dpl-PID-N) of runs that ended are removed.
+    for e in std::fs::read_dir("/tmp").unwrap().flatten() {
+        let name = e.file_name().to_string_lossy().to_string();
+        let created = e.metadata().and_then(|m| m.modified());
+        if created.map(|t| t < net.started).unwrap_or(true) {
+            continue;
+        }
+        if let Some(pid) = name.strip_prefix("dpl-").and_then(|r| r.split('-').next()) {
+            let pid: i32 = pid.parse().unwrap_or(0);
+            assert!(pid_alive(pid), "/tmp/{name} outlived deployer pid {pid}");
+        }
+    }
 }
 
 #[test]

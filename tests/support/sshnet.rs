@@ -26,6 +26,8 @@ pub struct NetHost {
 /// A bridge with test hosts behind it.
 pub struct SshNet {
     pub dir: TempDir,
+    /// When the hosts were created (folders older than this belong to other runs).
+    pub started: std::time::SystemTime,
     pub hosts: Vec<NetHost>,
     bridge: String,
 }
@@ -75,6 +77,7 @@ impl SshNet {
         let subnet = 1 + (std::process::id() * 7 + k) % 250;
         let mut net = SshNet {
             dir: TempDir::new(),
+            started: std::time::SystemTime::now(),
             hosts: Vec::new(),
             bridge: format!("dbr{subnet}"),
         };
