@@ -405,6 +405,23 @@ fn per_host_results_go_to_the_report_and_changed_hosts_to_the_rollback() {
     // The phase before any change: hosts recorded, none changed.
     let before = report["phases"][0]["hosts"].as_array().unwrap();
     assert!(before.iter().all(|h| h["changed"] == false), "{before:?}");
+    let runs = out.path().join(".deployer/runs");
+    let run = std::fs::read_dir(&runs)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .max()
+        .unwrap();
+    let md = std::fs::read_to_string(run.join("summary.md")).unwrap();
+    assert!(
+        md.contains(&format!("- ✓ host {} (batch 1, ", ips[0])),
+        "{md}"
+    );
+    assert!(md.contains(&format!("ms, changed)\n")), "{md}");
+    assert!(
+        md.contains(&format!("- ✗ host {} (batch 1, ", ips[1])),
+        "{md}"
+    );
     let schema: serde_json::Value = serde_json::from_str(include_str!(concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/schemas/report.schema.json"
