@@ -417,7 +417,7 @@ fn per_host_results_go_to_the_report_and_changed_hosts_to_the_rollback() {
         md.contains(&format!("- ✓ host {} (batch 1, ", ips[0])),
         "{md}"
     );
-    assert!(md.contains(&format!("ms, changed)\n")), "{md}");
+    assert!(md.contains("ms, changed)\n"), "{md}");
     assert!(
         md.contains(&format!("- ✗ host {} (batch 1, ", ips[1])),
         "{md}"
