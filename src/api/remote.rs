@@ -88,13 +88,34 @@ pub(crate) fn exec_on(
         let h = host.to_string();
         Arc::new(move |stream: &str, line: &str| sink(stream, &format!("{h} | {line}"))) as LineSink
     });
-    Ok(st.runtime.block_on(ssh::run(
+    let out = st.runtime.block_on(ssh::run(
         &argv,
         Some(script.into_bytes()),
         spec.timeout,
         token,
         live,
-    )))
+    ));
+    // ssh exits 255 for its own failures; a remote command's own 255 has no such message.
+    if let Ok(o) = &out {
+        if o.code == Some(255) {
+            let said = ssh::lost_connection(&o.stderr);
+            let why = match said {
+                Some(line) => Some(line),
+                None if !st.remote.alive(host) => Some("the ssh connection closed".to_string()),
+                None => None,
+            };
+            if let Some(why) = why {
+                return Err(throw(
+                    "connect",
+                    format!(
+                        "lost the connection to {host} while running `{}`: {why}; the host went down or off the network (the command's outcome there is unknown)",
+                        crate::sys::process::display_argv(&spec.argv)
+                    ),
+                ));
+            }
+        }
+    }
+    Ok(out)
 }
 
 /// Refuses a change to this machine's files inside `on(...)`, where the script most likely

@@ -128,9 +128,10 @@ impl Fleet {
             format!("ControlPath={}/%C", dir.display()),
             "BatchMode=yes".into(),
             format!("ConnectTimeout={timeout}"),
-            // A host cut off mid-run is noticed within seconds, not at the TCP timeout.
-            "ServerAliveInterval=5".into(),
-            "ServerAliveCountMax=2".into(),
+            // A host cut off mid-run is noticed after 3 unanswered keepalives, half the
+            // connect timeout apart (15 s by default), not at the TCP timeout.
+            format!("ServerAliveInterval={}", timeout.div_ceil(2)),
+            "ServerAliveCountMax=3".into(),
             "LogLevel=ERROR".into(),
         ];
         if ssh.host_key_checking.as_deref() == Some("accept-new") {
@@ -225,6 +226,30 @@ impl Fleet {
             }
             std::thread::sleep(Duration::from_millis(40));
         }
+    }
+
+    /// Checks that the master of `host` still answers; forgets it (so the next command
+    /// connects again and fails fast with a clear error) when it does not.
+    pub fn alive(&self, host: &str) -> bool {
+        let Ok(opts) = self.options(host) else {
+            return false;
+        };
+        let up = Command::new("ssh")
+            .args(&opts)
+            .args(["-O", "check", "--", host])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .map(|s| s.success())
+            .unwrap_or(false);
+        if !up {
+            if let Some(mut child) = self.lock().masters.remove(host) {
+                kill_group(child.id(), libc::SIGKILL);
+                let _ = child.wait();
+            }
+        }
+        up
     }
 
     /// The ssh argv that runs `sh -s` on `host` through its master.
@@ -357,6 +382,23 @@ pub fn explain(host: &str, env: &str, stderr: &str) -> String {
         );
     }
     format!("cannot connect to {host}: ssh failed: {said}; try `ssh {host} true` to see why")
+}
+
+/// The line in which ssh said it lost the connection, if it did.
+pub fn lost_connection(stderr: &str) -> Option<String> {
+    const SIGNS: &[&str] = &[
+        "Timeout, server not responding",
+        "Connection closed by",
+        "Connection reset",
+        "Broken pipe",
+        "client_loop: send disconnect",
+        "mux_client_request_session",
+        "Control socket connect",
+    ];
+    stderr
+        .lines()
+        .rfind(|l| SIGNS.iter().any(|s| l.contains(s)))
+        .map(|l| l.trim().to_string())
 }
 
 /// Runs `argv` (an ssh or scp command), writing `input` to its stdin and keeping stdin open
@@ -545,6 +587,11 @@ mod tests {
             e.contains("web3") && e.contains("host down or unreachable"),
             "{e}"
         );
+        assert_eq!(
+            lost_connection("out\nTimeout, server not responding.\n").as_deref(),
+            Some("Timeout, server not responding.")
+        );
+        assert_eq!(lost_connection("exit 255 from the app\n"), None);
         let e = explain("web4", "prod", "");
         assert!(
             e.contains("web4") && e.contains("ssh printed nothing"),

@@ -486,3 +486,51 @@ fn fs_changes_inside_on_are_refused_unless_local() {
         .assert_stderr_contains("refused to write: there.txt")
         .assert_stderr_contains("would write: here.txt");
 }
+
+#[test]
+fn a_host_cut_off_mid_deploy_stops_the_rollout_and_the_changed_hosts_roll_back() {
+    let Some(net) = SshNet::start(3) else { return };
+    let ips = net.ips();
+    let t = Test::new();
+    let dir = t.path().display().to_string();
+    let running = t
+        .file("deployer.toml", net.toml("", ""))
+        .script(&format!(
+            r#"phase("Switch", #{{ changes: true }}, || {{
+                   on(hosts(), #{{ batch: 1 }}, || {{
+                       sh("touch started-$(hostname -I | tr -d ' '); sleep 2", #{{ cwd: "{dir}" }});
+                   }});
+               }});
+               fn rollback(ctx) {{
+                   print(`rollback hosts=${{ctx.hosts}}`);
+                   on(ctx.hosts, #{{ max_fail: "100%" }}, || sh("touch rolled-$(hostname -I | tr -d ' ')", #{{ cwd: "{dir}" }}));
+               }}"#
+        ))
+        .args(["run", "deploy.rhai"])
+        .spawn();
+    let started = running.path().join(format!("started-{}", ips[1]));
+    assert!(
+        wait_until(Duration::from_secs(15), || started.exists()),
+        "host 2 never started"
+    );
+    net.cut(1);
+    let out = running.wait(Duration::from_secs(30));
+    out.assert_code(1)
+        .assert_stdout_contains(&format!("rollback hosts=[\"{}\", \"{}\"]", ips[0], ips[1]))
+        .assert_stderr_contains(&format!("the rollout stopped before {}", ips[2]))
+        .assert_stderr_contains(&format!("{}: lost the connection to {}", ips[1], ips[1]));
+    let dir = out.path();
+    assert!(
+        !dir.join(format!("started-{}", ips[2])).exists(),
+        "the rollout went on to host 3"
+    );
+    assert!(
+        dir.join(format!("rolled-{}", ips[0])).exists(),
+        "host 1 was not rolled back"
+    );
+    assert!(
+        !dir.join(format!("rolled-{}", ips[2])).exists(),
+        "host 3 never changed"
+    );
+    assert_no_masters(&net);
+}
