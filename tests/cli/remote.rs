@@ -289,6 +289,15 @@ fn bad_inventory_and_options_are_errors_before_anything_runs() {
     );
     check(r#"on(["web9"], || sh("true"));"#, "unknown host `web9`");
     check(r#"host();"#, "host() is only available inside on(...)");
+    // A misspelt option is found by the static check: exit 2, nothing ran.
+    let out = Test::new()
+        .file("deployer.toml", toml)
+        .script("exec([\"touch\", \"ran\"]);\non(hosts(), #{ bacth: 2 }, || sh(\"true\"));")
+        .args(["run", "deploy.rhai"])
+        .run();
+    out.assert_code(2)
+        .assert_stderr_contains("unknown option `bacth`; did you mean `batch`?");
+    assert!(!out.path().join("ran").exists());
     Test::new()
         .file(
             "deployer.toml",
