@@ -311,8 +311,18 @@ fn on_impl(
                     record(&st, host, i + 1, started.elapsed(), None);
                     results.insert(host.as_str().into(), v);
                 }
+                Err(e) if is_terminated(&e) => {
+                    let changed = st.remote.changed();
+                    if !changed.is_empty() {
+                        st.console.warn(&format!(
+                            "the rollout was interrupted on {host}; hosts changed so far, in order: {}",
+                            changed.join(", ")
+                        ));
+                    }
+                    return Err(e);
+                }
                 // A mistake in the script would fail on every host: it is not a host's failure.
-                Err(e) if is_terminated(&e) || is_script_bug(&e) => return Err(e),
+                Err(e) if is_script_bug(&e) => return Err(e),
                 Err(e) => {
                     let msg = message_of(&e);
                     record(&st, host, i + 1, started.elapsed(), Some(msg.clone()));

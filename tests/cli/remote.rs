@@ -235,7 +235,9 @@ fn ctrl_c_stops_the_remote_command_and_closes_the_masters() {
     let running = t
         .file("deployer.toml", net.toml("", ""))
         .script(&format!(
-            r#"on(hosts(), || sh("sh -c 'echo $$ > remote.pid; exec sleep 30'", #{{ cwd: "{dir}" }}));"#
+            r#"phase("Switch", #{{ changes: true }}, || {{
+                   on(hosts(), || sh("sh -c 'echo $$ > remote.pid; exec sleep 30'", #{{ cwd: "{dir}" }}));
+               }});"#
         ))
         .args(["run", "deploy.rhai"])
         .spawn();
@@ -253,7 +255,10 @@ fn ctrl_c_stops_the_remote_command_and_closes_the_masters() {
     assert!(pid_alive(pid));
     running.interrupt();
     let out = running.wait(Duration::from_secs(10));
-    out.assert_code(130);
+    out.assert_code(130).assert_stderr_contains(&format!(
+        "the rollout was interrupted on {0}; hosts changed so far, in order: {0}",
+        net.ips()[0]
+    ));
     assert!(
         wait_until(Duration::from_secs(3), || !pid_alive(pid)),
         "the remote sleep {pid} outlived Ctrl-C"
