@@ -39,7 +39,14 @@ pub const ENV_KEYS: &[&str] = &[
 /// Keys of `[score]`.
 pub const SCORE_KEYS: &[&str] = &["pass", "warn"];
 /// Keys of `[env.NAME.ssh]` (passed to OpenSSH; reserved for remote work).
-pub const SSH_KEYS: &[&str] = &["user", "port", "identity", "known_hosts", "connect_timeout"];
+pub const SSH_KEYS: &[&str] = &[
+    "user",
+    "port",
+    "identity",
+    "known_hosts",
+    "connect_timeout",
+    "host_key_checking",
+];
 /// Values of `rollback`.
 pub const ROLLBACK_VALUES: &[&str] = &["auto", "confirm", "never"];
 
@@ -71,6 +78,8 @@ pub struct SshConfig {
     pub identity: Option<String>,
     pub known_hosts: Option<String>,
     pub connect_timeout: Option<String>,
+    /// `"strict"` (the default: an unknown host key fails) or `"accept-new"`.
+    pub host_key_checking: Option<String>,
 }
 
 /// One environment.
@@ -688,6 +697,16 @@ fn ssh(doc: &Doc, env: &str, table: &toml::Table) -> Result<SshConfig, ConfigErr
             "user" => out.user = Some(text()?),
             "identity" => out.identity = Some(text()?),
             "known_hosts" => out.known_hosts = Some(text()?),
+            "host_key_checking" => {
+                let t = text()?;
+                if t != "strict" && t != "accept-new" {
+                    return Err(doc.error(
+                        &at,
+                        format!("{shown} must be \"strict\" (the default) or \"accept-new\" (trust a new host's key on first use), got \"{t}\""),
+                    ));
+                }
+                out.host_key_checking = Some(t);
+            }
             "connect_timeout" => {
                 let t = text()?;
                 crate::core::duration::parse_duration(&t)

@@ -12,6 +12,7 @@ pub mod exit;
 pub mod host;
 pub mod metrics;
 pub mod pipeline;
+pub mod remote;
 pub mod report;
 pub mod runner;
 pub mod sys;

@@ -98,6 +98,13 @@ pub fn execute(req: &RunRequest, console: Console) -> i32 {
             return exit::FAILED;
         }
     };
+    match crate::remote::Inventory::from_env(&env) {
+        Ok(inventory) => host.state.remote.configure(inventory),
+        Err(e) => {
+            console.error(&format!("deployer.toml: {e}; nothing was run"));
+            return exit::USAGE;
+        }
+    }
     if let Some(live) = &req.live {
         live.attach(host.state.clone());
     }
@@ -523,6 +530,16 @@ impl Run<'_> {
             score.map(Dynamic::from).unwrap_or(Dynamic::UNIT),
         );
         ctx.insert("env".into(), self.env.name.clone().into());
+        // The remote hosts the run changed, in the order they changed.
+        let changed = self.host.state.remote.changed();
+        ctx.insert(
+            "hosts".into(),
+            changed
+                .into_iter()
+                .map(Dynamic::from)
+                .collect::<rhai::Array>()
+                .into(),
+        );
         ctx.insert("dry_run".into(), self.req.dry_run.into());
         let started = Instant::now();
         // --timeout bounds the deployment, not the rollback: it has its own bound.

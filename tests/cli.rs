@@ -931,3 +931,6 @@ mod releases;
 
 #[path = "cli/process.rs"]
 mod process;
+
+#[path = "cli/remote.rs"]
+mod remote;

@@ -35,6 +35,7 @@ fn run(
     opts: Opts,
 ) -> Result<Map, Error> {
     let st = state(ctx)?;
+    let shown = super::remote::shown(&st, shown);
     let spec = CommandSpec {
         argv,
         cwd: opts.string("cwd")?.map(PathBuf::from),
@@ -68,7 +69,10 @@ fn run(
     let leave_running = opts.boolean("leave_running")?.unwrap_or(false);
     st.processes.reap_exited_orphans();
     let token = st.cancel.token();
-    let outcome = st.runtime.block_on(process::run(&spec, &token, live));
+    let outcome = match st.remote.current() {
+        Some(host) => super::remote::exec_on(&st, &host, &spec, &token, live)?,
+        None => st.runtime.block_on(process::run(&spec, &token, live)),
+    };
     if leave_running {
         for p in st.processes.keep_leftovers(&shown) {
             st.console.info(&format!(
@@ -180,6 +184,12 @@ fn result(code: i64, stdout: String, stderr: String, duration_ms: i64) -> Map {
 
 fn spawn_impl(st: &HostState, argv: Vec<String>, opts: Opts) -> Result<ProcessHandle, Error> {
     let display = display_argv(&argv);
+    if let Some(host) = st.remote.current() {
+        return Err(throw(
+            "usage",
+            format!("spawn() inside on() (on {host}): background processes run only on this machine in this version; start a service on the host with sh(\"systemctl restart ...\")"),
+        ));
+    }
     if st.dry_run() {
         st.would(&format!("start: {display}"));
         return Ok(ProcessHandle {

@@ -65,6 +65,7 @@ fn at(ctx: &NativeCallContext, mut e: Error) -> Error {
 /// Returns true (after saying what would happen) when the run is a dry run.
 fn dry(ctx: &NativeCallContext, what: &str) -> Result<bool, Error> {
     let st = state(ctx)?;
+    super::remote::local_only(&st, "fs::", what)?;
     if st.dry_run() {
         st.would(what);
         return Ok(true);

@@ -11,6 +11,7 @@ pub mod opts;
 pub mod phase;
 pub mod process;
 pub mod releases;
+pub mod remote;
 pub mod retry;
 pub mod syntax;
 
@@ -23,6 +24,7 @@ pub fn register(engine: &mut Engine) {
     syntax::register_call(engine, "spawn", 1, 2, exec::spawn_syntax);
     syntax::register_call(engine, "var", 1, 2, env::var_syntax);
     engine.register_global_module(exported_module!(retry::retry_api).into());
+    engine.register_global_module(exported_module!(remote::remote_api).into());
     engine.register_global_module(exported_module!(env::env_api).into());
     engine.register_global_module(exported_module!(phase::phase_api).into());
     engine.register_static_module("score", exported_module!(phase::score_api).into());

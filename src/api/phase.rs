@@ -146,6 +146,7 @@ fn phase_impl(
         error: None,
         reason: None,
         metrics: None,
+        hosts: Vec::new(),
     };
     if let Some(reason) = skip {
         let stopped = reason.starts_with("skipped because");

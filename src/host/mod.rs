@@ -122,6 +122,7 @@ impl Host {
             sampler: OnceLock::new(),
             dry_skipped: Default::default(),
             recorded: Mutex::new(Default::default()),
+            remote: Default::default(),
         });
         // Orphans of the run's commands come back to deployer, which stops them at the end.
         crate::sys::reaper::become_subreaper();
@@ -426,6 +427,12 @@ impl Host {
         } else {
             crate::sys::reaper::ORPHAN_GRACE
         };
+        // The ssh masters first: closing them ends every remote command still running.
+        for host in self.state.remote.close_all() {
+            self.state
+                .console
+                .debug(&format!("closed the ssh connection to {host}"));
+        }
         self.stop_orphans(grace);
     }
 

@@ -64,6 +64,8 @@ pub struct HostState {
     /// What the script recorded about the run with `record::set` (the release it made
     /// live, the one it rolled back from), for report.json and the history.
     pub recorded: Mutex<BTreeMap<String, String>>,
+    /// Remote hosts: the inventory, the host of the current `on(...)`, the ssh masters.
+    pub remote: crate::remote::Fleet,
 }
 
 /// The value stored as the engine's tag so native functions can find the state.

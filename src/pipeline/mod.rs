@@ -109,6 +109,25 @@ pub struct PhaseRecord {
     /// Monitoring data recorded during the phase.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub metrics: Option<serde_json::Value>,
+    /// What `on(...)` did on each remote host during the phase, in order.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub hosts: Vec<HostRecord>,
+}
+
+/// One host's part of an `on(...)` in a phase.
+#[derive(Debug, Clone, Serialize)]
+pub struct HostRecord {
+    pub host: String,
+    /// `passed` or `failed`.
+    pub status: &'static str,
+    /// The batch it was in (1-based).
+    pub batch: usize,
+    pub duration_ms: u64,
+    /// Whether the run changed the host (a command ran on it after a `changes: true` phase
+    /// began).
+    pub changed: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }
 
 /// A phase the script names, found before it runs (`phase("Name", ...)` with a literal name).
@@ -246,6 +265,7 @@ impl Pipeline {
                 error: None,
                 reason: Some(format!("skipped because {stopper} failed")),
                 metrics: None,
+                hosts: Vec::new(),
             });
         }
     }
@@ -265,6 +285,14 @@ impl Pipeline {
 /// Scores a finished phase: a fixed score wins; otherwise 5 × the share of passing checks,
 /// where an error outside any check counts as one more failed check.
 pub fn score_phase(record: &PhaseRecord, fixed: Option<f64>) -> f64 {
+    // Hosts that failed within an `on(...)` failure budget lower the score by their share.
+    let failed = record.hosts.iter().filter(|h| h.status == "failed").count();
+    if fixed.is_none() && failed > 0 {
+        let mut rest = record.clone();
+        rest.hosts.clear();
+        let share = 1.0 - failed as f64 / record.hosts.len() as f64;
+        return (score_phase(&rest, None) * share * 10.0).round() / 10.0;
+    }
     if let Some(s) = fixed {
         let s = s.clamp(0.0, 5.0);
         // A score the script gives can lower a failed phase's score, never lift it.
@@ -412,6 +440,7 @@ mod tests {
             error: None,
             reason: None,
             metrics: None,
+            hosts: Vec::new(),
         }
     }
 
@@ -588,5 +617,29 @@ mod tests {
         p.status = PhaseStatus::Passed;
         p.checks.pop();
         assert_eq!(score_phase(&p, Some(1.0)), 1.0);
+    }
+
+    #[test]
+    fn hosts_that_failed_within_the_budget_lower_the_score_by_their_share() {
+        let host = |status: &'static str| HostRecord {
+            host: "h".into(),
+            status,
+            batch: 1,
+            duration_ms: 0,
+            changed: false,
+            error: None,
+        };
+        let mut p = phase(PhaseStatus::Passed, &[CheckStatus::Passed]);
+        p.hosts = vec![
+            host("passed"),
+            host("failed"),
+            host("passed"),
+            host("passed"),
+        ];
+        assert_eq!(score_phase(&p, None), 3.8);
+        p.hosts = vec![host("passed"); 3];
+        assert_eq!(score_phase(&p, None), 5.0);
+        p.hosts = vec![host("failed")];
+        assert_eq!(score_phase(&p, None), 0.0);
     }
 }

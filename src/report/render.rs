@@ -156,10 +156,24 @@ pub fn markdown(r: &Report) -> String {
         verdict_text(r)
     ));
     for p in &r.phases {
-        if p.checks.is_empty() {
+        if p.checks.is_empty() && p.hosts.is_empty() {
             continue;
         }
         md.push_str(&format!("## {}\n\n", p.name));
+        for h in &p.hosts {
+            md.push_str(&format!(
+                "- {} host {} (batch {}, {} ms{}){}\n",
+                if h.status == "passed" { "✓" } else { "✗" },
+                h.host,
+                h.batch,
+                h.duration_ms,
+                if h.changed { ", changed" } else { "" },
+                h.error
+                    .as_ref()
+                    .map(|e| format!(": {}", e.lines().next().unwrap_or_default()))
+                    .unwrap_or_default()
+            ));
+        }
         for c in &p.checks {
             let mark = c.status.mark();
             md.push_str(&format!(

@@ -2,6 +2,7 @@
 #![allow(dead_code, clippy::unwrap_used)] // test code: panicking is the error report
 
 pub mod server;
+pub mod sshnet;
 
 use std::ffi::OsString;
 use std::io::{Read, Write};

@@ -1,0 +1,364 @@
+//! Remote hosts over the system's OpenSSH client: the inventory of an environment, the
+//! plan of a rollout (batches, failure budget) and one master connection per host.
+
+pub mod ssh;
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use crate::config::{EnvConfig, Vars};
+
+pub use ssh::Fleet;
+
+/// A mistake in the inventory or in the arguments of `on(...)`, found before anything runs.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct UsageError(pub String);
+
+fn usage(msg: impl Into<String>) -> UsageError {
+    UsageError(msg.into())
+}
+
+/// The hosts of one environment (`[env.NAME] hosts`, `[env.NAME.roles]`, host variables).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Inventory {
+    pub env: String,
+    pub hosts: Vec<String>,
+    pub roles: BTreeMap<String, Vec<String>>,
+    pub vars: BTreeMap<String, Vars>,
+    pub ssh: crate::config::SshConfig,
+}
+
+impl Inventory {
+    /// Checks an environment's inventory: no duplicate host, every role's host is one of
+    /// `hosts`, no empty role, host variables only for known hosts.
+    pub fn from_env(env: &EnvConfig) -> Result<Inventory, UsageError> {
+        let name = &env.name;
+        no_duplicates(&env.hosts, &format!("[env.{name}] hosts"))?;
+        for h in &env.hosts {
+            if h.trim().is_empty() || h.starts_with('-') || h.chars().any(char::is_whitespace) {
+                return Err(usage(format!(
+                    "[env.{name}] hosts: `{h}` is not a host: write what `ssh` accepts as a destination, such as \"web1\" or \"deploy@web1.example.com\""
+                )));
+            }
+        }
+        for (role, list) in &env.roles {
+            let at = format!("[env.{name}.roles] {role}");
+            if list.is_empty() {
+                return Err(usage(format!(
+                    "{at} is empty: list at least one of the hosts, or remove the role"
+                )));
+            }
+            no_duplicates(list, &at)?;
+            if let Some(h) = list.iter().find(|h| !env.hosts.contains(h)) {
+                return Err(usage(format!(
+                    "{at} lists `{h}`, which is not in [env.{name}] hosts ({}): add it to hosts or fix the name",
+                    env.hosts.join(", ")
+                )));
+            }
+        }
+        if let Some(h) = env.host_vars.keys().find(|h| !env.hosts.contains(h)) {
+            return Err(usage(format!(
+                "[env.{name}.host_vars.{h}]: `{h}` is not in [env.{name}] hosts ({}): add it to hosts or fix the name",
+                env.hosts.join(", ")
+            )));
+        }
+        Ok(Inventory {
+            env: name.clone(),
+            hosts: env.hosts.clone(),
+            roles: env.roles.clone(),
+            vars: env.host_vars.clone(),
+            ssh: env.ssh.clone(),
+        })
+    }
+
+    /// The hosts of a role.
+    pub fn role(&self, role: &str) -> Result<Vec<String>, UsageError> {
+        match self.roles.get(role) {
+            Some(list) => Ok(list.clone()),
+            None if self.roles.is_empty() => Err(usage(format!(
+                "unknown role `{role}`: environment {} has no roles; add [env.{}.roles] {role} = [...] to deployer.toml, or pass a list of hosts",
+                self.env, self.env
+            ))),
+            None => Err(usage(format!(
+                "unknown role `{role}` in environment {}: its roles are {}",
+                self.env,
+                self.roles.keys().cloned().collect::<Vec<_>>().join(", ")
+            ))),
+        }
+    }
+
+    /// Checks a list of hosts given to `on(...)`: not empty, no duplicate, each known.
+    pub fn check_list(&self, list: &[String]) -> Result<Vec<String>, UsageError> {
+        if list.is_empty() {
+            return Err(usage(
+                "on(): the list of hosts is empty: give hosts() or a role name, such as on(\"web\", || ...)",
+            ));
+        }
+        no_duplicates(list, "on()")?;
+        if let Some(h) = list.iter().find(|h| !self.hosts.contains(h)) {
+            return Err(usage(if self.hosts.is_empty() {
+                format!(
+                    "on(): unknown host `{h}`: environment {} has no hosts; add [env.{}] hosts = [...] to deployer.toml",
+                    self.env, self.env
+                )
+            } else {
+                format!(
+                    "on(): unknown host `{h}`: the hosts of environment {} are {}",
+                    self.env,
+                    self.hosts.join(", ")
+                )
+            }));
+        }
+        Ok(list.to_vec())
+    }
+
+    /// A host's variable.
+    pub fn var(&self, host: &str, name: &str) -> Option<&String> {
+        self.vars.get(host).and_then(|v| v.get(name))
+    }
+}
+
+fn no_duplicates(list: &[String], at: &str) -> Result<(), UsageError> {
+    let mut seen = BTreeSet::new();
+    for h in list {
+        if !seen.insert(h) {
+            return Err(usage(format!(
+                "{at} lists host `{h}` twice: each host may appear once"
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// A number of hosts or a share of them (`3`, `"30%"`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Share {
+    Count(u64),
+    Percent(f64),
+}
+
+impl Share {
+    /// Parses `batch`/`max_fail` given as text (`"30%"`, `"3"`).
+    pub fn parse(option: &str, text: &str) -> Result<Share, UsageError> {
+        let t = text.trim();
+        let bad = || {
+            usage(format!(
+                "on(): `{option}` must be a number of hosts or a percentage such as \"30%\", got \"{text}\""
+            ))
+        };
+        if let Some(p) = t.strip_suffix('%') {
+            let p: f64 = p.trim().parse().map_err(|_| bad())?;
+            if !p.is_finite() || !(0.0..=100.0).contains(&p) {
+                return Err(usage(format!(
+                    "on(): `{option}` must be a percentage between 0% and 100%, got \"{text}\""
+                )));
+            }
+            Ok(Share::Percent(p))
+        } else {
+            let n: i64 = t.parse().map_err(|_| bad())?;
+            Share::count(option, n)
+        }
+    }
+
+    /// A number of hosts (not negative).
+    pub fn count(option: &str, n: i64) -> Result<Share, UsageError> {
+        if n < 0 {
+            return Err(usage(format!(
+                "on(): `{option}` must not be negative, got {n}"
+            )));
+        }
+        Ok(Share::Count(n as u64))
+    }
+
+    /// How many of `total` hosts this is: percentages round down (a budget never grows).
+    pub fn of(self, total: usize) -> usize {
+        match self {
+            Share::Count(n) => n as usize,
+            Share::Percent(p) => ((total as f64) * p / 100.0 + 1e-9).floor() as usize,
+        }
+    }
+}
+
+/// How a rollout proceeds: batch size and the number of hosts that may fail.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Plan {
+    pub hosts: Vec<String>,
+    /// Hosts per batch (at least 1).
+    pub batch: usize,
+    /// Hosts that may fail before the rollout stops.
+    pub max_fail: usize,
+}
+
+impl Plan {
+    /// Builds the plan; `batch` defaults to every host at once, `max_fail` to 0.
+    pub fn new(
+        hosts: Vec<String>,
+        batch: Option<Share>,
+        max_fail: Option<Share>,
+    ) -> Result<Plan, UsageError> {
+        let n = hosts.len();
+        let batch = match batch {
+            None => n.max(1),
+            Some(Share::Count(0)) | Some(Share::Percent(0.0)) => {
+                return Err(usage(
+                    "on(): `batch` must be at least 1 host (or a percentage above 0%), got 0",
+                ))
+            }
+            // A percentage of a few hosts still makes batches of at least one host.
+            Some(s @ Share::Percent(_)) => {
+                let p = match s {
+                    Share::Percent(p) => p,
+                    Share::Count(_) => 100.0,
+                };
+                (((n as f64) * p / 100.0) - 1e-9).ceil().max(1.0) as usize
+            }
+            Some(s) => s.of(n).max(1),
+        };
+        let max_fail = max_fail.map(|s| s.of(n)).unwrap_or(0);
+        Ok(Plan {
+            hosts,
+            batch,
+            max_fail,
+        })
+    }
+
+    /// The batches, in order.
+    pub fn batches(&self) -> Vec<Vec<String>> {
+        self.hosts.chunks(self.batch).map(|c| c.to_vec()).collect()
+    }
+}
+
+/// Quotes a word for a POSIX shell.
+pub fn sh_quote(s: &str) -> String {
+    if !s.is_empty()
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_./=:,+@%".contains(c))
+    {
+        return s.to_string();
+    }
+    format!("'{}'", s.replace('\'', "'\\''"))
+}
+
+/// Builds the text sent over the connection to `sh -s` for one command: its environment
+/// and working folder first (so secrets never appear in an argv), the command run with
+/// stdin from /dev/null, and a watcher that kills the whole remote session when the
+/// connection closes (Ctrl-C, `--timeout`, a cut connection), since without a terminal
+/// sshd does not signal the command.
+pub fn remote_script(argv: &[String], env: &[(String, String)], cwd: Option<&str>) -> String {
+    let mut s = String::from("{\nexec 3<&0\n(\n");
+    for (k, v) in env {
+        s.push_str(&format!("export {k}={}\n", sh_quote(v)));
+    }
+    if let Some(dir) = cwd {
+        s.push_str(&format!(
+            "cd {} || {{ echo \"deployer: no such folder on this host: \"{} >&2; exit 1; }}\n",
+            sh_quote(dir),
+            sh_quote(dir)
+        ));
+    }
+    let words: Vec<String> = argv.iter().map(|a| sh_quote(a)).collect();
+    s.push_str(&words.join(" "));
+    s.push_str("\n) </dev/null 3<&- &\nc=$!\n");
+    s.push_str("{ while read -r _ <&3; do :; done; kill -TERM 0; } >/dev/null 2>&1 &\nw=$!\n");
+    s.push_str("wait \"$c\"\nr=$?\nkill \"$w\" 2>/dev/null\nexit \"$r\"\n}\n");
+    s
+}
+
+/// Checks an environment variable name for `export`.
+pub fn valid_env_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn env(hosts: &[&str], roles: &[(&str, &[&str])]) -> EnvConfig {
+        EnvConfig {
+            name: "prod".into(),
+            hosts: hosts.iter().map(|s| s.to_string()).collect(),
+            roles: roles
+                .iter()
+                .map(|(r, l)| (r.to_string(), l.iter().map(|s| s.to_string()).collect()))
+                .collect(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn inventory_checks() {
+        let inv = Inventory::from_env(&env(&["a", "b", "c"], &[("web", &["a", "b"])])).unwrap();
+        assert_eq!(inv.role("web").unwrap(), ["a", "b"]);
+        let e = inv.role("wbe").unwrap_err().0;
+        assert!(e.contains("unknown role `wbe`") && e.contains("web"), "{e}");
+        let e = Inventory::from_env(&env(&["a", "a"], &[])).unwrap_err().0;
+        assert!(e.contains("lists host `a` twice"), "{e}");
+        let e = Inventory::from_env(&env(&["a"], &[("web", &[])]))
+            .unwrap_err()
+            .0;
+        assert!(e.contains("[env.prod.roles] web is empty"), "{e}");
+        let e = Inventory::from_env(&env(&["a"], &[("web", &["z"])]))
+            .unwrap_err()
+            .0;
+        assert!(e.contains("lists `z`, which is not in"), "{e}");
+        let e = Inventory::from_env(&env(&["-oProxyCommand=x"], &[]))
+            .unwrap_err()
+            .0;
+        assert!(e.contains("is not a host"), "{e}");
+        assert!(inv.check_list(&[]).unwrap_err().0.contains("empty"));
+        let e = inv.check_list(&["a".into(), "a".into()]).unwrap_err().0;
+        assert!(e.contains("twice"), "{e}");
+        let e = inv.check_list(&["x".into()]).unwrap_err().0;
+        assert!(
+            e.contains("unknown host `x`") && e.contains("a, b, c"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn shares_and_batches() {
+        assert_eq!(Share::parse("batch", "30%").unwrap(), Share::Percent(30.0));
+        assert_eq!(Share::parse("batch", "2").unwrap(), Share::Count(2));
+        let e = Share::parse("max_fail", "150%").unwrap_err().0;
+        assert!(
+            e.contains("between 0% and 100%") && e.contains("150%"),
+            "{e}"
+        );
+        assert!(Share::parse("batch", "lots")
+            .unwrap_err()
+            .0
+            .contains("\"lots\""));
+        assert!(Share::count("max_fail", -1).is_err());
+        let hosts: Vec<String> = (1..=10).map(|i| format!("h{i}")).collect();
+        let p = Plan::new(hosts.clone(), Some(Share::Percent(30.0)), None).unwrap();
+        assert_eq!((p.batch, p.max_fail), (3, 0));
+        assert_eq!(
+            p.batches().iter().map(Vec::len).collect::<Vec<_>>(),
+            [3, 3, 3, 1]
+        );
+        let p = Plan::new(hosts[..3].to_vec(), Some(Share::Percent(10.0)), None).unwrap();
+        assert_eq!(p.batch, 1);
+        let p = Plan::new(hosts.clone(), None, Some(Share::Percent(25.0))).unwrap();
+        assert_eq!((p.batch, p.max_fail), (10, 2));
+        let e = Plan::new(hosts, Some(Share::Count(0)), None).unwrap_err().0;
+        assert!(e.contains("`batch` must be at least 1"), "{e}");
+    }
+
+    #[test]
+    fn script_keeps_values_quoted() {
+        assert_eq!(sh_quote("it's"), "'it'\\''s'");
+        assert_eq!(sh_quote(""), "''");
+        assert_eq!(sh_quote("/srv/app"), "/srv/app");
+        let s = remote_script(
+            &["echo".into(), "a b".into()],
+            &[("TOKEN".into(), "s3 'x".into())],
+            Some("/srv"),
+        );
+        assert!(s.contains("export TOKEN='s3 '\\''x'\n"), "{s}");
+        assert!(s.contains("echo 'a b'\n) </dev/null"), "{s}");
+        assert!(valid_env_name("A_1") && !valid_env_name("1A") && !valid_env_name("A-B"));
+    }
+}

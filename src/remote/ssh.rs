@@ -1,0 +1,601 @@
+//! One OpenSSH master connection per host per run (ControlMaster in a private 0700 folder),
+//! commands sent over it to `sh -s` on stdin, and copies with scp over the same master.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio_util::sync::CancellationToken;
+
+use super::Inventory;
+use crate::sys::process::{kill_group, prepare, CommandOutput, LineSink, ProcessError};
+
+/// Seconds to wait for a connection when `[env.NAME.ssh] connect_timeout` is not set.
+pub const DEFAULT_CONNECT_TIMEOUT: u64 = 10;
+
+/// Why a host could not be reached.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConnectError {
+    #[error("{0}")]
+    Failed(String),
+    #[error("interrupted while connecting to {0}")]
+    Cancelled(String),
+}
+
+/// The remote hosts of a run: the inventory, the current host of `on(...)` and the masters.
+#[derive(Debug, Default)]
+pub struct Fleet {
+    inner: Mutex<Inner>,
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    inventory: Inventory,
+    dir: Option<PathBuf>,
+    masters: BTreeMap<String, Child>,
+    /// `on(...)` pushes its host, `local(...)` pushes none.
+    current: Vec<Option<String>>,
+    /// Hosts the run changed, in the order they changed.
+    changed: Vec<String>,
+}
+
+impl Fleet {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Sets the inventory of the selected environment.
+    pub fn configure(&self, inventory: Inventory) {
+        self.lock().inventory = inventory;
+    }
+
+    /// The inventory (empty when the environment has no hosts).
+    pub fn inventory(&self) -> Inventory {
+        self.lock().inventory.clone()
+    }
+
+    /// Enters a host (`Some`) or the local machine (`None`).
+    pub fn push(&self, host: Option<String>) {
+        self.lock().current.push(host);
+    }
+
+    /// Leaves what [`Fleet::push`] entered.
+    pub fn pop(&self) {
+        self.lock().current.pop();
+    }
+
+    /// The host commands run on now, if any.
+    pub fn current(&self) -> Option<String> {
+        self.lock().current.last().cloned().flatten()
+    }
+
+    /// Records that the run changed `host` (once).
+    pub fn mark_changed(&self, host: &str) {
+        let mut inner = self.lock();
+        if !inner.changed.iter().any(|h| h == host) {
+            inner.changed.push(host.to_string());
+        }
+    }
+
+    /// The hosts the run changed, in the order they changed.
+    pub fn changed(&self) -> Vec<String> {
+        self.lock().changed.clone()
+    }
+
+    /// Hosts with an open master.
+    pub fn connected(&self) -> Vec<String> {
+        self.lock().masters.keys().cloned().collect()
+    }
+
+    /// The private folder of the control sockets (created on first use).
+    fn dir(&self) -> Result<PathBuf, String> {
+        let mut inner = self.lock();
+        if let Some(d) = &inner.dir {
+            return Ok(d.clone());
+        }
+        // In /tmp, not $TMPDIR: a socket path must fit in 104 bytes (%C adds 40).
+        use std::os::unix::fs::DirBuilderExt;
+        let pid = std::process::id();
+        for n in 0..100 {
+            let d = PathBuf::from(format!("/tmp/dpl-{pid}-{n}"));
+            match std::fs::DirBuilder::new().mode(0o700).create(&d) {
+                Ok(()) => {
+                    inner.dir = Some(d.clone());
+                    return Ok(d);
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+                Err(e) => {
+                    return Err(format!(
+                        "cannot create the folder for ssh control sockets {}: {e}",
+                        d.display()
+                    ))
+                }
+            }
+        }
+        Err("cannot create a folder for ssh control sockets in /tmp: /tmp/dpl-* names are taken; remove stale ones".into())
+    }
+
+    /// The OpenSSH options every command to `host` uses (also understood by scp).
+    pub fn options(&self, host: &str) -> Result<Vec<String>, String> {
+        let dir = self.dir()?;
+        let ssh = self.lock().inventory.ssh.clone();
+        let _ = host;
+        let timeout = connect_timeout(&ssh);
+        let mut o = vec![
+            format!("ControlPath={}/%C", dir.display()),
+            "BatchMode=yes".into(),
+            format!("ConnectTimeout={timeout}"),
+            // A host cut off mid-run is noticed after 3 unanswered keepalives, half the
+            // connect timeout apart (15 s by default), not at the TCP timeout.
+            format!("ServerAliveInterval={}", timeout.div_ceil(2)),
+            "ServerAliveCountMax=3".into(),
+            "LogLevel=ERROR".into(),
+        ];
+        if ssh.host_key_checking.as_deref() == Some("accept-new") {
+            o.push("StrictHostKeyChecking=accept-new".into());
+        }
+        if let Some(p) = ssh.port {
+            o.push(format!("Port={p}"));
+        }
+        if let Some(u) = &ssh.user {
+            o.push(format!("User={u}"));
+        }
+        if let Some(i) = &ssh.identity {
+            o.push(format!("IdentityFile={}", expand_home(i)));
+            o.push("IdentitiesOnly=yes".into());
+        }
+        if let Some(k) = &ssh.known_hosts {
+            o.push(format!("UserKnownHostsFile={}", expand_home(k)));
+        }
+        Ok(o.into_iter().flat_map(|x| ["-o".to_string(), x]).collect())
+    }
+
+    /// Opens the master connection to `host` unless it is open; fails fast, naming the
+    /// host and what to do, when it is down, refuses the key or has an unknown host key.
+    pub fn connect(&self, host: &str, cancelled: &dyn Fn() -> bool) -> Result<(), ConnectError> {
+        if self.lock().masters.contains_key(host) {
+            return Ok(());
+        }
+        let fail = ConnectError::Failed;
+        let opts = self.options(host).map_err(fail)?;
+        let dir = self.dir().map_err(fail)?;
+        let log_path = dir.join(format!("{}.log", self.lock().masters.len()));
+        let log = std::fs::File::create(&log_path)
+            .map_err(|e| fail(format!("cannot create {}: {e}", log_path.display())))?;
+        let mut cmd = Command::new("ssh");
+        cmd.args(&opts)
+            .args([
+                "-o",
+                "ControlMaster=yes",
+                "-o",
+                "ControlPersist=no",
+                "-N",
+                "--",
+                host,
+            ])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log);
+        prepare(&mut cmd);
+        let mut child = cmd.spawn().map_err(|e| {
+            fail(if e.kind() == std::io::ErrorKind::NotFound {
+                "ssh not found: install the OpenSSH client (Debian: apt-get install openssh-client)"
+                    .into()
+            } else {
+                format!("cannot start ssh for {host}: {e}")
+            })
+        })?;
+        let env = self.lock().inventory.env.clone();
+        let limit = Duration::from_secs(connect_timeout(&self.lock().inventory.ssh) + 5);
+        let start = Instant::now();
+        let stop = |child: &mut Child| {
+            kill_group(child.id(), libc::SIGKILL);
+            let _ = child.wait();
+        };
+        loop {
+            if let Ok(Some(_)) = child.try_wait() {
+                let text = std::fs::read_to_string(&log_path).unwrap_or_default();
+                return Err(fail(explain(host, &env, &text)));
+            }
+            let up = Command::new("ssh")
+                .args(&opts)
+                .args(["-O", "check", "--", host])
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()
+                .map(|s| s.success())
+                .unwrap_or(false);
+            if up {
+                self.lock().masters.insert(host.to_string(), child);
+                return Ok(());
+            }
+            if cancelled() {
+                stop(&mut child);
+                return Err(ConnectError::Cancelled(host.into()));
+            }
+            if start.elapsed() > limit {
+                stop(&mut child);
+                return Err(fail(format!(
+                    "cannot connect to {host}: no connection after {}s (host down or unreachable?); check that it is up and reachable with `ssh {host} true`, or raise [env.{env}.ssh] connect_timeout",
+                    limit.as_secs()
+                )));
+            }
+            std::thread::sleep(Duration::from_millis(40));
+        }
+    }
+
+    /// Checks that the master of `host` still answers; forgets it (so the next command
+    /// connects again and fails fast with a clear error) when it does not.
+    pub fn alive(&self, host: &str) -> bool {
+        let Ok(opts) = self.options(host) else {
+            return false;
+        };
+        let up = Command::new("ssh")
+            .args(&opts)
+            .args(["-O", "check", "--", host])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .map(|s| s.success())
+            .unwrap_or(false);
+        if !up {
+            if let Some(mut child) = self.lock().masters.remove(host) {
+                kill_group(child.id(), libc::SIGKILL);
+                let _ = child.wait();
+            }
+        }
+        up
+    }
+
+    /// The ssh argv that runs `sh -s` on `host` through its master.
+    pub fn shell_argv(&self, host: &str) -> Result<Vec<String>, String> {
+        let mut argv = vec!["ssh".to_string()];
+        argv.extend(self.options(host)?);
+        // No terminal: a pty would echo the script (and the secrets in it) back.
+        argv.extend(["-T", "-o", "ControlMaster=no", "--", host, "sh -s"].map(String::from));
+        Ok(argv)
+    }
+
+    /// The scp argv that copies `from` to `to` (one of them `host:path`) over the master.
+    pub fn copy_argv(&self, host: &str, from: &str, to: &str) -> Result<Vec<String>, String> {
+        let mut argv = vec!["scp".to_string(), "-q".into(), "-r".into(), "-p".into()];
+        argv.extend(self.options(host)?);
+        argv.extend(["-o", "ControlMaster=no", "--", from, to].map(String::from));
+        Ok(argv)
+    }
+
+    /// Closes every master (and removes the socket folder); returns the hosts closed.
+    pub fn close_all(&self) -> Vec<String> {
+        let (masters, dir) = {
+            let mut inner = self.lock();
+            (std::mem::take(&mut inner.masters), inner.dir.take())
+        };
+        let mut closed = Vec::new();
+        for (host, mut child) in masters {
+            if let Some(d) = &dir {
+                let _ = Command::new("ssh")
+                    .args(["-o", &format!("ControlPath={}/%C", d.display())])
+                    .args(self.port_user())
+                    .args(["-O", "exit", "--", &host])
+                    .stdin(Stdio::null())
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    .status();
+            }
+            let start = Instant::now();
+            while !matches!(child.try_wait(), Ok(Some(_))) {
+                if start.elapsed() > Duration::from_secs(1) {
+                    kill_group(child.id(), libc::SIGKILL);
+                    let _ = child.wait();
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            closed.push(host);
+        }
+        if let Some(d) = dir {
+            let _ = std::fs::remove_dir_all(d);
+        }
+        closed
+    }
+
+    /// `Port`/`User` options: %C hashes them, so `-O exit` must name the same ones.
+    fn port_user(&self) -> Vec<String> {
+        let ssh = self.lock().inventory.ssh.clone();
+        let mut o = Vec::new();
+        if let Some(p) = ssh.port {
+            o.extend(["-o".to_string(), format!("Port={p}")]);
+        }
+        if let Some(u) = ssh.user {
+            o.extend(["-o".to_string(), format!("User={u}")]);
+        }
+        o
+    }
+}
+
+impl Drop for Fleet {
+    fn drop(&mut self) {
+        self.close_all();
+    }
+}
+
+fn connect_timeout(ssh: &crate::config::SshConfig) -> u64 {
+    ssh.connect_timeout
+        .as_deref()
+        .and_then(|t| crate::core::duration::parse_duration(t).ok())
+        .map(|d| d.as_secs_f64().ceil().max(1.0) as u64)
+        .unwrap_or(DEFAULT_CONNECT_TIMEOUT)
+}
+
+fn expand_home(p: &str) -> String {
+    match (p.strip_prefix("~/"), std::env::var("HOME")) {
+        (Some(rest), Ok(home)) => format!("{home}/{rest}"),
+        _ => p.to_string(),
+    }
+}
+
+/// Turns what ssh printed when the master failed into an error naming the host and what
+/// to do.
+pub fn explain(host: &str, env: &str, stderr: &str) -> String {
+    let said = stderr
+        .lines()
+        .map(str::trim)
+        .rfind(|l| !l.is_empty() && !l.starts_with("@@@"))
+        .unwrap_or("(ssh printed nothing)");
+    if stderr.contains("REMOTE HOST IDENTIFICATION HAS CHANGED") {
+        return format!(
+            "cannot connect to {host}: its host key CHANGED since it was recorded in known_hosts; this may be an attack or a reinstalled server: verify the new key with the server's administrator, then replace the old entry (ssh-keygen -R {host})"
+        );
+    }
+    if stderr.contains("Host key verification failed")
+        || stderr.contains("host key is known")
+        || stderr.contains("No matching host key")
+    {
+        return format!(
+            "cannot connect to {host}: its host key is not in known_hosts ({said}); deployer never trusts an unknown host key by itself: verify it and add it (ssh-keyscan {host} >> ~/.ssh/known_hosts, or the file in [env.{env}.ssh] known_hosts), or set host_key_checking = \"accept-new\" in [env.{env}.ssh] to trust new hosts on first use"
+        );
+    }
+    if stderr.contains("Permission denied") || stderr.contains("Too many authentication failures") {
+        return format!(
+            "cannot connect to {host}: the host refused the key ({said}); check [env.{env}.ssh] identity and user, that the key is in the host's authorized_keys, and that `ssh {host} true` works"
+        );
+    }
+    if [
+        "Connection refused",
+        "timed out",
+        "No route to host",
+        "Network is unreachable",
+        "Could not resolve",
+        "Connection closed",
+        "Connection reset",
+    ]
+    .iter()
+    .any(|s| stderr.contains(s))
+    {
+        return format!(
+            "cannot connect to {host}: host down or unreachable ({said}); check that it is up and that sshd listens (ssh {host} true)"
+        );
+    }
+    format!("cannot connect to {host}: ssh failed: {said}; try `ssh {host} true` to see why")
+}
+
+/// The line in which ssh said it lost the connection, if it did.
+pub fn lost_connection(stderr: &str) -> Option<String> {
+    const SIGNS: &[&str] = &[
+        "Timeout, server not responding",
+        "Connection closed by",
+        "Connection reset",
+        "Broken pipe",
+        "client_loop: send disconnect",
+        "mux_client_request_session",
+        "Control socket connect",
+    ];
+    stderr
+        .lines()
+        .rfind(|l| SIGNS.iter().any(|s| l.contains(s)))
+        .map(|l| l.trim().to_string())
+}
+
+/// Runs `argv` (an ssh or scp command), writing `input` to its stdin and keeping stdin open
+/// until it ends: the remote watcher kills the command when stdin closes, so killing the
+/// local ssh on timeout or Ctrl-C stops the remote command too.
+pub async fn run(
+    argv: &[String],
+    input: Option<Vec<u8>>,
+    timeout: Option<Duration>,
+    cancel: &CancellationToken,
+    live: Option<LineSink>,
+) -> Result<CommandOutput, ProcessError> {
+    let program = argv.first().ok_or(ProcessError::Empty)?.clone();
+    let display = crate::sys::process::display_argv(argv);
+    let mut std_cmd = Command::new(&program);
+    std_cmd
+        .args(&argv[1..])
+        .stdin(if input.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    prepare(&mut std_cmd);
+    let start = Instant::now();
+    let mut child =
+        tokio::process::Command::from(std_cmd)
+            .spawn()
+            .map_err(|source| match source.kind() {
+                std::io::ErrorKind::NotFound => ProcessError::NotFound {
+                    program: program.clone(),
+                },
+                _ => ProcessError::Spawn {
+                    program: program.clone(),
+                    source,
+                },
+            })?;
+    let pid = child.id().unwrap_or(0);
+    let mut stdin = child.stdin.take();
+    if let (Some(text), Some(s)) = (&input, stdin.as_mut()) {
+        let _ = s.write_all(text).await;
+        let _ = s.flush().await;
+    }
+    let read = |r: Option<Box<dyn tokio::io::AsyncRead + Unpin + Send>>, name: &'static str| {
+        let live = live.clone();
+        tokio::spawn(async move {
+            let mut all = Vec::new();
+            let Some(mut r) = r else { return all };
+            let mut buf = [0u8; 8192];
+            let mut pending = Vec::new();
+            loop {
+                match r.read(&mut buf).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => {
+                        all.extend_from_slice(&buf[..n]);
+                        if let Some(sink) = &live {
+                            pending.extend_from_slice(&buf[..n]);
+                            while let Some(i) = pending.iter().position(|b| *b == b'\n') {
+                                let line: Vec<u8> = pending.drain(..=i).collect();
+                                sink(name, String::from_utf8_lossy(&line).trim_end());
+                            }
+                        }
+                    }
+                }
+            }
+            if let (Some(sink), false) = (&live, pending.is_empty()) {
+                sink(name, String::from_utf8_lossy(&pending).trim_end());
+            }
+            all
+        })
+    };
+    let out = read(
+        child
+            .stdout
+            .take()
+            .map(|s| Box::new(s) as Box<dyn tokio::io::AsyncRead + Unpin + Send>),
+        "stdout",
+    );
+    let err = read(
+        child
+            .stderr
+            .take()
+            .map(|s| Box::new(s) as Box<dyn tokio::io::AsyncRead + Unpin + Send>),
+        "stderr",
+    );
+    enum End {
+        Exited(std::io::Result<std::process::ExitStatus>),
+        TimedOut(Duration),
+        Cancelled,
+    }
+    let end = tokio::select! {
+        s = child.wait() => End::Exited(s),
+        _ = async {
+            match timeout {
+                Some(t) => tokio::time::sleep(t).await,
+                None => std::future::pending().await,
+            }
+        } => End::TimedOut(timeout.unwrap_or_default()),
+        _ = cancel.cancelled() => End::Cancelled,
+    };
+    drop(stdin);
+    let kill = |pid| {
+        kill_group(pid, libc::SIGTERM);
+    };
+    match end {
+        End::Exited(status) => {
+            let status = status.map_err(|source| ProcessError::Spawn {
+                program: program.clone(),
+                source,
+            })?;
+            let stdout = String::from_utf8_lossy(&out.await.unwrap_or_default()).into_owned();
+            let stderr = String::from_utf8_lossy(&err.await.unwrap_or_default()).into_owned();
+            use std::os::unix::process::ExitStatusExt;
+            Ok(CommandOutput {
+                code: status.code(),
+                signal: status.signal(),
+                stdout,
+                stderr,
+                stdout_dropped: 0,
+                stderr_dropped: 0,
+                duration: start.elapsed(),
+                pipes_left_open: false,
+            })
+        }
+        End::TimedOut(after) => {
+            kill(pid);
+            let _ = tokio::time::timeout(Duration::from_secs(1), child.wait()).await;
+            kill_group(pid, libc::SIGKILL);
+            // What was read so far; a reader still held open elsewhere is not waited for.
+            let grab = |task: tokio::task::JoinHandle<Vec<u8>>| async move {
+                match tokio::time::timeout(Duration::from_secs(1), task).await {
+                    Ok(Ok(bytes)) => String::from_utf8_lossy(&bytes).into_owned(),
+                    _ => String::new(),
+                }
+            };
+            let stdout = grab(out).await;
+            let stderr = grab(err).await;
+            Err(ProcessError::Timeout {
+                display,
+                after,
+                partial: Box::new(CommandOutput {
+                    code: None,
+                    signal: None,
+                    stdout,
+                    stderr,
+                    stdout_dropped: 0,
+                    stderr_dropped: 0,
+                    duration: start.elapsed(),
+                    pipes_left_open: false,
+                }),
+            })
+        }
+        End::Cancelled => {
+            kill(pid);
+            let _ = tokio::time::timeout(Duration::from_secs(1), child.wait()).await;
+            kill_group(pid, libc::SIGKILL);
+            Err(ProcessError::Cancelled { display })
+        }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn explains_ssh_failures() {
+        let e = explain("web1", "prod", "web1: Permission denied (publickey).\n");
+        assert!(
+            e.contains("web1") && e.contains("refused the key") && e.contains("identity"),
+            "{e}"
+        );
+        let e = explain("web2", "prod", "No ED25519 host key is known for web2 and you have requested strict checking.\nHost key verification failed.\n");
+        assert!(
+            e.contains("web2") && e.contains("not in known_hosts") && e.contains("accept-new"),
+            "{e}"
+        );
+        let e = explain(
+            "web3",
+            "prod",
+            "ssh: connect to host 10.0.0.3 port 22: Connection refused\n",
+        );
+        assert!(
+            e.contains("web3") && e.contains("host down or unreachable"),
+            "{e}"
+        );
+        assert_eq!(
+            lost_connection("out\nTimeout, server not responding.\n").as_deref(),
+            Some("Timeout, server not responding.")
+        );
+        assert_eq!(lost_connection("exit 255 from the app\n"), None);
+        let e = explain("web4", "prod", "");
+        assert!(
+            e.contains("web4") && e.contains("ssh printed nothing"),
+            "{e}"
+        );
+    }
+}

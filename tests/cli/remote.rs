@@ -1,0 +1,550 @@
+//! Remote hosts over OpenSSH: each test host is a network namespace with its own sshd
+//! (see support/sshnet.rs); where a command ran is proven with `hostname -I` from inside
+//! it and with sshd's log of logins. Without root the tests print SKIPPED.
+
+use std::time::{Duration, Instant};
+
+use crate::support::sshnet::{processes_with, SshNet};
+use crate::support::{pid_alive, wait_until, Output, Test};
+
+fn run(net: &SshNet, toml: &str, script: &str, extra: &[&str]) -> Output {
+    let _ = net;
+    Test::new()
+        .file("deployer.toml", toml)
+        .script(script)
+        .args(["run", "deploy.rhai"])
+        .args(extra)
+        .run()
+}
+
+/// No ssh master of this test's hosts is left running.
+#[track_caller]
+fn assert_no_masters(net: &SshNet) {
+    for ip in net.ips() {
+        let left: Vec<_> = processes_with(&ip)
+            .into_iter()
+            .filter(|(_, c)| c.starts_with("ssh "))
+            .collect();
+        assert!(left.is_empty(), "ssh processes left for {ip}: {left:?}");
+    }
+    // Control-socket folders (/tmp/dpl-PID-N) of runs that ended are removed.
+    for e in std::fs::read_dir("/tmp").unwrap().flatten() {
+        let name = e.file_name().to_string_lossy().to_string();
+        let created = e.metadata().and_then(|m| m.modified());
+        if created.map(|t| t < net.started).unwrap_or(true) {
+            continue;
+        }
+        if let Some(pid) = name.strip_prefix("dpl-").and_then(|r| r.split('-').next()) {
+            let pid: i32 = pid.parse().unwrap_or(0);
+            assert!(pid_alive(pid), "/tmp/{name} outlived deployer pid {pid}");
+        }
+    }
+}
+
+#[test]
+fn runs_on_three_hosts_in_batches_over_one_connection_each() {
+    let Some(net) = SshNet::start(3) else { return };
+    let ips = net.ips();
+    let toml = net.toml(
+        "",
+        &format!(
+            "[env.test.roles]\nweb = [\"{}\", \"{}\"]\n[env.test.host_vars.\"{}\"]\nname = \"first\"\n",
+            ips[0], ips[1], ips[0]
+        ),
+    );
+    let out = run(
+        &net,
+        &toml,
+        r#"let r = on(hosts(), #{ batch: 2 }, || {
+               let ip = sh("hostname -I").stdout;
+               ip.trim();
+               sh("true");
+               exec(["true"]);
+               `${host()}=${ip} name=${host_var("name", "none")}`
+           });
+           for h in hosts() { print(r[h]); }
+           print(`web=${hosts("web").len()}`);
+           let here = on("web", || local(|| sh("hostname -I").stdout));
+           print(`local=${here.values()[0].len() > 0}`);"#,
+        &[],
+    );
+    out.assert_code(0)
+        .assert_stdout_contains(&format!("{0}={0} name=first", ips[0]))
+        .assert_stdout_contains(&format!("{0}={0} name=none", ips[1]))
+        .assert_stdout_contains(&format!("{0}={0} name=none", ips[2]))
+        .assert_stdout_contains("web=2")
+        .assert_stdout_contains("local=true")
+        .assert_stderr_contains(&format!("batch 1/2: {}, {}", ips[0], ips[1]))
+        .assert_stderr_contains(&format!("batch 2/2: {}", ips[2]))
+        .assert_stderr_contains(&format!("$ {} | hostname -I", ips[2]));
+    // Three commands per host, one login each: the master connection was reused.
+    for i in 0..3 {
+        assert_eq!(net.logins(i), 1, "logins on host {i}");
+    }
+    assert_no_masters(&net);
+}
+
+#[test]
+fn once_runs_on_the_first_reachable_host() {
+    let Some(mut net) = SshNet::start(3) else {
+        return;
+    };
+    net.stop_sshd(0);
+    let ips = net.ips();
+    let out = run(
+        &net,
+        &net.toml("", ""),
+        r#"let r = on(hosts(), #{ once: true }, || { let ip = sh("hostname -I").stdout; ip.trim(); ip });
+           print(`ran=${r}`);"#,
+        &[],
+    );
+    out.assert_code(0)
+        .assert_stdout_contains(&format!("ran={}", ips[1]))
+        .assert_stderr_contains(&format!("cannot connect to {}: host down", ips[0]));
+    assert_eq!(net.logins(2), 0, "once ran on a second host");
+    assert_no_masters(&net);
+}
+
+#[test]
+fn a_host_that_is_down_fails_fast_naming_it() {
+    let Some(mut net) = SshNet::start(2) else {
+        return;
+    };
+    net.stop_sshd(1);
+    let ips = net.ips();
+    let started = Instant::now();
+    let out = run(
+        &net,
+        &net.toml("", ""),
+        r#"on(hosts(), || sh("touch ran-$(hostname -I | tr -d ' ')"));"#,
+        &[],
+    );
+    out.assert_code(1)
+        .assert_stderr_contains(&format!(
+            "cannot connect to {}: host down or unreachable",
+            ips[1]
+        ))
+        .assert_stderr_contains("1 of 2 hosts failed, more than the failure budget (max_fail 0)");
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "took {:?}",
+        started.elapsed()
+    );
+    assert_no_masters(&net);
+}
+
+#[test]
+fn a_failure_budget_takes_failed_hosts_out_and_stops_when_exceeded() {
+    let Some(net) = SshNet::start(3) else { return };
+    net.cut(1);
+    let ips = net.ips();
+    let script = |budget: &str| {
+        format!(
+            r#"let r = on(hosts(), #{{ batch: 1, max_fail: {budget} }}, || sh("hostname -I").stdout);
+               print(`done=${{r.keys().len()}}`);"#
+        )
+    };
+    let out = run(&net, &net.toml("", ""), &script("1"), &[]);
+    out.assert_code(0)
+        .assert_stdout_contains("done=2")
+        .assert_stderr_contains(&format!(
+            "{} failed and is taken out of the rollout (1 of 1 failures allowed)",
+            ips[1]
+        ))
+        .assert_stderr_contains("failure budget 1 host");
+    let out = run(&net, &net.toml("", ""), &script("\"0%\""), &[]);
+    out.assert_code(1)
+        .assert_stderr_contains(&format!("the rollout stopped before {}", ips[2]));
+    assert_no_masters(&net);
+}
+
+#[test]
+fn a_refused_key_and_an_unknown_host_key_fail_naming_the_host() {
+    let Some(net) = SshNet::start(1) else { return };
+    let ip = &net.ips()[0];
+    let script = r#"on(hosts(), || sh("true"));"#;
+    let wrong = format!("identity = \"{}\"\n", net.file("other_key"));
+    run(&net, &net.toml(&wrong, ""), script, &[])
+        .assert_code(1)
+        .assert_stderr_contains(&format!("cannot connect to {ip}: the host refused the key"));
+    let empty = net.file("empty_known_hosts");
+    std::fs::write(&empty, "").unwrap();
+    let unknown = format!("known_hosts = \"{empty}\"\n");
+    run(&net, &net.toml(&unknown, ""), script, &[])
+        .assert_code(1)
+        .assert_stderr_contains(&format!(
+            "cannot connect to {ip}: its host key is not in known_hosts"
+        ))
+        .assert_stderr_contains("host_key_checking = \"accept-new\"");
+    assert_eq!(
+        std::fs::read_to_string(&empty).unwrap(),
+        "",
+        "a host key was trusted"
+    );
+    let accept = format!("known_hosts = \"{empty}\"\nhost_key_checking = \"accept-new\"\n");
+    run(&net, &net.toml(&accept, ""), script, &[]).assert_code(0);
+    // Debian hashes known_hosts entries: ask ssh-keygen for the host's.
+    let found = std::process::Command::new("ssh-keygen")
+        .args(["-F", ip.as_str(), "-f", &empty])
+        .output()
+        .unwrap();
+    assert!(
+        found.status.success(),
+        "accept-new did not record {ip}'s key"
+    );
+    assert_no_masters(&net);
+}
+
+#[test]
+fn a_secret_reaches_the_remote_command_through_stdin_not_any_argv() {
+    let Some(net) = SshNet::start(1) else { return };
+    let secret = "s3cr3t-remote-token-4711";
+    let t = Test::new();
+    let dir = t.path().display().to_string();
+    let t = t
+        .file("deployer.toml", net.toml("", ""))
+        .env("DEPLOY_TOKEN", secret)
+        .script(&format!(
+            r#"let token = secret("DEPLOY_TOKEN");
+               on(hosts(), || {{
+                   sh("echo \"$DEPLOY_TOKEN\" > got.txt; echo \"token is $DEPLOY_TOKEN\"; sleep 2", #{{ env: #{{ DEPLOY_TOKEN: token }}, cwd: "{dir}" }});
+               }});"#
+        ))
+        .args(["run", "deploy.rhai", "-v"]);
+    let running = t.spawn();
+    let got = running.path().join("got.txt");
+    assert!(
+        wait_until(Duration::from_secs(10), || got.exists()),
+        "the remote command did not start"
+    );
+    let seen = processes_with(secret);
+    assert!(seen.is_empty(), "the secret is in an argv: {seen:?}");
+    let out = running.wait(Duration::from_secs(20));
+    out.assert_code(0)
+        .assert_stderr_contains("token is ")
+        .assert_stderr_not_contains(secret);
+    assert_eq!(std::fs::read_to_string(got).unwrap().trim(), secret);
+    assert_no_masters(&net);
+}
+
+#[test]
+fn ctrl_c_stops_the_remote_command_and_closes_the_masters() {
+    let Some(net) = SshNet::start(1) else { return };
+    let t = Test::new();
+    let dir = t.path().display().to_string();
+    let running = t
+        .file("deployer.toml", net.toml("", ""))
+        .script(&format!(
+            r#"phase("Switch", #{{ changes: true }}, || {{
+                   on(hosts(), || sh("sh -c 'echo $$ > remote.pid; exec sleep 30'", #{{ cwd: "{dir}" }}));
+               }});"#
+        ))
+        .args(["run", "deploy.rhai"])
+        .spawn();
+    let pidfile = running.path().join("remote.pid");
+    assert!(wait_until(Duration::from_secs(10), || {
+        std::fs::read_to_string(&pidfile)
+            .map(|s| !s.trim().is_empty())
+            .unwrap_or(false)
+    }));
+    let pid: i32 = std::fs::read_to_string(&pidfile)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(pid_alive(pid));
+    running.interrupt();
+    let out = running.wait(Duration::from_secs(10));
+    out.assert_code(130).assert_stderr_contains(&format!(
+        "the rollout was interrupted on {0}; hosts changed so far, in order: {0}",
+        net.ips()[0]
+    ));
+    assert!(
+        wait_until(Duration::from_secs(3), || !pid_alive(pid)),
+        "the remote sleep {pid} outlived Ctrl-C"
+    );
+    assert_no_masters(&net);
+}
+
+#[test]
+fn bad_inventory_and_options_are_errors_before_anything_runs() {
+    // No host is contacted: these need no test hosts.
+    let toml = "default_env = \"test\"\n[env.test]\nhosts = [\"10.231.0.11\", \"10.231.0.12\"]\n[env.test.roles]\nweb = [\"10.231.0.11\"]\n";
+    let check = |script: &str, expect: &str| {
+        Test::new()
+            .file("deployer.toml", toml)
+            .script(&format!("{script}\nexec([\"touch\", \"ran\"]);"))
+            .args(["run", "deploy.rhai"])
+            .run()
+            .assert_code(1)
+            .assert_stderr_contains(expect);
+    };
+    check(
+        r#"on(hosts(), #{ batch: 0 }, || sh("true"));"#,
+        "`batch` must be at least 1",
+    );
+    check(
+        r#"on(hosts(), #{ max_fail: "150%" }, || sh("true"));"#,
+        "between 0% and 100%, got \"150%\"",
+    );
+    check(r#"on([], || sh("true"));"#, "the list of hosts is empty");
+    check(
+        r#"on("db", || sh("true"));"#,
+        "unknown role `db` in environment test: its roles are web",
+    );
+    check(r#"on(["web9"], || sh("true"));"#, "unknown host `web9`");
+    check(r#"host();"#, "host() is only available inside on(...)");
+    // A misspelt option is found by the static check: exit 2, nothing ran.
+    let out = Test::new()
+        .file("deployer.toml", toml)
+        .script("exec([\"touch\", \"ran\"]);\non(hosts(), #{ bacth: 2 }, || sh(\"true\"));")
+        .args(["run", "deploy.rhai"])
+        .run();
+    out.assert_code(2)
+        .assert_stderr_contains("unknown option `bacth`; did you mean `batch`?");
+    assert!(!out.path().join("ran").exists());
+    Test::new()
+        .file(
+            "deployer.toml",
+            "default_env = \"test\"\n[env.test]\nhosts = [\"a\", \"a\"]\n",
+        )
+        .script("exec([\"touch\", \"ran\"]);")
+        .args(["run", "deploy.rhai"])
+        .run()
+        .assert_code(2)
+        .assert_stderr_contains("[env.test] hosts lists host `a` twice");
+}
+
+#[test]
+fn upload_and_download_use_the_same_connection() {
+    let Some(net) = SshNet::start(2) else { return };
+    let t = Test::new();
+    let dir = t.path().display().to_string();
+    let out = t
+        .file("deployer.toml", net.toml("", ""))
+        .file("art/app.txt", "release 42\n")
+        .script(&format!(
+            r#"on(hosts(), || {{
+                   upload("art", "{dir}/up-" + host());
+                   sh("hostname -I > {dir}/up-" + host() + "/where.txt");
+                   download("{dir}/up-" + host() + "/where.txt", "down-" + host() + ".txt");
+               }});
+               try {{ on(hosts(), || upload("missing", "/tmp/x")); }} catch (e) {{ print(e.message); }}"#
+        ))
+        .args(["run", "deploy.rhai"])
+        .run();
+    out.assert_code(0)
+        .assert_stdout_contains("upload(): missing does not exist on this machine");
+    for (i, ip) in net.ips().iter().enumerate() {
+        let up = out.path().join(format!("up-{ip}/app.txt"));
+        assert_eq!(std::fs::read_to_string(&up).unwrap(), "release 42\n");
+        let down = std::fs::read_to_string(out.path().join(format!("down-{ip}.txt"))).unwrap();
+        assert_eq!(down.trim(), ip.as_str(), "downloaded from the wrong host");
+        assert_eq!(net.logins(i), 1, "scp opened a second connection to {ip}");
+    }
+    assert_no_masters(&net);
+}
+
+#[test]
+fn a_remote_timeout_kills_the_remote_command() {
+    let Some(net) = SshNet::start(1) else { return };
+    let started = Instant::now();
+    let out = run(
+        &net,
+        &net.toml("", ""),
+        r#"on(hosts(), || {
+               try { sh("sleep 29.25", #{ timeout: "1s" }); } catch (e) { print(e.message); }
+               // The connection is still open: the remote command was stopped by itself.
+               sleep("500ms");
+               let r = sh("pgrep -f 'sleep 29[.]25' || echo none-left", #{ allow_fail: true });
+               print(`after=${r.stdout}`);
+               sh("sleep 29.25", #{ timeout: "1s" });
+           });"#,
+        &[],
+    );
+    out.assert_code(1)
+        .assert_stdout_contains("command timed out after 1s")
+        .assert_stdout_contains("after=none-left")
+        .assert_stderr_contains("command timed out after 1s");
+    assert!(started.elapsed() < Duration::from_secs(10));
+    assert!(
+        wait_until(Duration::from_secs(3), || processes_with("sleep 29.25")
+            .is_empty()),
+        "the remote sleep outlived its timeout: {:?}",
+        processes_with("sleep 29.25")
+    );
+    assert_no_masters(&net);
+}
+
+#[test]
+fn per_host_results_go_to_the_report_and_changed_hosts_to_the_rollback() {
+    let Some(mut net) = SshNet::start(3) else {
+        return;
+    };
+    net.stop_sshd(1);
+    let ips = net.ips();
+    let out = run(
+        &net,
+        &net.toml("", ""),
+        r#"phase("Check", || { on(hosts(), #{ max_fail: 1 }, || sh("true")); });
+           phase("Switch", #{ changes: true }, || {
+               on(hosts(), #{ batch: 2, max_fail: 1 }, || sh("hostname -I"));
+           });
+           phase("Verify", #{ required: true }, || { throw "verification failed"; });
+           fn rollback(ctx) { print(`rollback hosts=${ctx.hosts}`); }"#,
+        &[],
+    );
+    out.assert_code(1)
+        .assert_stdout_contains(&format!("rollback hosts=[\"{}\", \"{}\"]", ips[0], ips[2]));
+    // One host of three failed within the budget: the phase scores 2/3 of 5.
+    out.assert_stderr_contains("phase score 3.3/5");
+    let report = crate::support::newest_report(out.path());
+    let hosts = report["phases"][1]["hosts"].as_array().unwrap();
+    let row = |i: usize, key: &str| hosts[i][key].clone();
+    assert_eq!(hosts.len(), 3, "{hosts:?}");
+    assert_eq!(row(0, "host"), ips[0].as_str());
+    assert_eq!(
+        (row(0, "status"), row(0, "changed"), row(0, "batch")),
+        ("passed".into(), true.into(), 1.into())
+    );
+    assert_eq!(
+        (row(1, "status"), row(1, "changed")),
+        ("failed".into(), false.into())
+    );
+    assert!(row(1, "error").as_str().unwrap().contains("host down"));
+    assert_eq!(
+        (row(2, "status"), row(2, "changed"), row(2, "batch")),
+        ("passed".into(), true.into(), 2.into())
+    );
+    // The phase before any change: hosts recorded, none changed.
+    let before = report["phases"][0]["hosts"].as_array().unwrap();
+    assert!(before.iter().all(|h| h["changed"] == false), "{before:?}");
+    let runs = out.path().join(".deployer/runs");
+    let run = std::fs::read_dir(&runs)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .max()
+        .unwrap();
+    let md = std::fs::read_to_string(run.join("summary.md")).unwrap();
+    assert!(
+        md.contains(&format!("- ✓ host {} (batch 1, ", ips[0])),
+        "{md}"
+    );
+    assert!(md.contains("ms, changed)\n"), "{md}");
+    assert!(
+        md.contains(&format!("- ✗ host {} (batch 1, ", ips[1])),
+        "{md}"
+    );
+    let schema: serde_json::Value = serde_json::from_str(include_str!(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/schemas/report.schema.json"
+    )))
+    .unwrap();
+    let validator = jsonschema::validator_for(&schema).unwrap();
+    let errors: Vec<String> = validator
+        .iter_errors(&report)
+        .map(|e| e.to_string())
+        .collect();
+    assert!(
+        errors.is_empty(),
+        "report.json does not match its schema: {errors:?}"
+    );
+    assert_no_masters(&net);
+}
+
+#[test]
+fn a_dry_run_connects_to_no_host() {
+    // The hosts do not exist: a dry run must not try to reach them.
+    let toml = "default_env = \"test\"\n[env.test]\nhosts = [\"10.231.0.11\", \"10.231.0.12\"]\n[env.test.ssh]\nconnect_timeout = \"1s\"\n";
+    Test::new()
+        .file("deployer.toml", toml)
+        .script(r#"on(hosts(), #{ batch: 1 }, || { sh("systemctl reload app"); upload("a", "/srv/a"); });"#)
+        .args(["run", "deploy.rhai", "--dry-run"])
+        .run()
+        .assert_code(0)
+        .assert_stderr_contains("10.231.0.11 | systemctl reload app")
+        .assert_stderr_contains("copy a to 10.231.0.12:/srv/a")
+        .assert_stderr_not_contains("cannot connect");
+}
+
+#[test]
+fn a_secret_in_a_remote_argv_is_warned_about() {
+    let Some(net) = SshNet::start(1) else { return };
+    Test::new()
+        .file("deployer.toml", net.toml("", ""))
+        .env("DEPLOY_TOKEN", "s3cr3t-in-argv-0815")
+        .script(r#"let t = secret("DEPLOY_TOKEN"); on(hosts(), || exec(["test", "-n", t]));"#)
+        .args(["run", "deploy.rhai"])
+        .run()
+        .assert_code(0)
+        .assert_stderr_contains("a secret is part of a command's arguments on")
+        .assert_stderr_contains("pass it through `env`")
+        .assert_stderr_not_contains("s3cr3t-in-argv-0815");
+}
+
+#[test]
+fn fs_changes_inside_on_are_refused_unless_local() {
+    // Checked before any connection: the hosts need not exist (dry runs reach none).
+    let toml = "default_env = \"test\"\n[env.test]\nhosts = [\"10.231.0.11\"]\n";
+    let out = Test::new()
+        .file("deployer.toml", toml)
+        .script(
+            r#"on(hosts(), || { local(|| fs::write("here.txt", "local")); fs::write("there.txt", "x"); });"#,
+        )
+        .args(["run", "deploy.rhai", "--dry-run"])
+        .run();
+    // A script fault: a dry run ends with exit 2.
+    out.assert_code(2)
+        .assert_stderr_contains("fs:: functions act on this machine, not on 10.231.0.11")
+        .assert_stderr_contains("refused to write: there.txt")
+        .assert_stderr_contains("would write: here.txt");
+}
+
+#[test]
+fn a_host_cut_off_mid_deploy_stops_the_rollout_and_the_changed_hosts_roll_back() {
+    let Some(net) = SshNet::start(3) else { return };
+    let ips = net.ips();
+    let t = Test::new();
+    let dir = t.path().display().to_string();
+    let running = t
+        .file("deployer.toml", net.toml("", ""))
+        .script(&format!(
+            r#"phase("Switch", #{{ changes: true }}, || {{
+                   on(hosts(), #{{ batch: 1 }}, || {{
+                       sh("touch started-$(hostname -I | tr -d ' '); sleep 2", #{{ cwd: "{dir}" }});
+                   }});
+               }});
+               fn rollback(ctx) {{
+                   print(`rollback hosts=${{ctx.hosts}}`);
+                   on(ctx.hosts, #{{ max_fail: "100%" }}, || sh("touch rolled-$(hostname -I | tr -d ' ')", #{{ cwd: "{dir}" }}));
+               }}"#
+        ))
+        .args(["run", "deploy.rhai"])
+        .spawn();
+    let started = running.path().join(format!("started-{}", ips[1]));
+    assert!(
+        wait_until(Duration::from_secs(15), || started.exists()),
+        "host 2 never started"
+    );
+    net.cut(1);
+    let out = running.wait(Duration::from_secs(30));
+    out.assert_code(1)
+        .assert_stdout_contains(&format!("rollback hosts=[\"{}\", \"{}\"]", ips[0], ips[1]))
+        .assert_stderr_contains(&format!("the rollout stopped before {}", ips[2]))
+        .assert_stderr_contains(&format!("{}: lost the connection to {}", ips[1], ips[1]));
+    let dir = out.path();
+    assert!(
+        !dir.join(format!("started-{}", ips[2])).exists(),
+        "the rollout went on to host 3"
+    );
+    assert!(
+        dir.join(format!("rolled-{}", ips[0])).exists(),
+        "host 1 was not rolled back"
+    );
+    assert!(
+        !dir.join(format!("rolled-{}", ips[2])).exists(),
+        "host 3 never changed"
+    );
+    assert_no_masters(&net);
+}
