@@ -969,6 +969,10 @@ base_url = "https://deploy.example.com"
             ("[scripts]\nx = 1\n", "scripts.x must be a table of variables"),
             ("keep_runs = 0\n", "keep_runs must be a whole number of at least 1"),
             ("[env.a.ssh]\nconnect_timeout = \"soon\"\n", "connect_timeout"),
+            (
+                "[env.a.ssh]\nhost_key_checking = \"no\"\n",
+                "must be \"strict\" (the default) or \"accept-new\"",
+            ),
         ] {
             let e = parse(text, Path::new("deployer.toml"))
                 .expect_err(text)
