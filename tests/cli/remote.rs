@@ -547,6 +547,24 @@ fn a_host_cut_off_mid_deploy_stops_the_rollout_and_the_changed_hosts_roll_back()
         "host 3 never changed"
     );
     assert_no_masters(&net);
+    // The cut host's sshd session never sees its client go; the guard must still end it.
+    let ns = net.hosts[1].ns.clone();
+    let pids = std::process::Command::new("ip")
+        .args(["netns", "pids", &ns])
+        .output()
+        .unwrap();
+    let pids: Vec<i32> = String::from_utf8_lossy(&pids.stdout)
+        .split_whitespace()
+        .filter_map(|p| p.parse().ok())
+        .collect();
+    assert!(!pids.is_empty(), "expected sshd processes in {ns}");
+    drop(net);
+    assert!(
+        wait_until(Duration::from_secs(2), || pids
+            .iter()
+            .all(|p| !pid_alive(*p))),
+        "processes left in {ns} after the guard: {pids:?}"
+    );
 }
 
 #[test]
