@@ -23,8 +23,8 @@ pub const TOP_KEYS: &[&str] = &[
     "scripts",
     "env",
 ];
-/// Keys of an `[env.NAME]` table (`hosts`, `roles`, `ssh`, `host_vars` are reserved for
-/// remote work: checked for shape, no behaviour yet).
+/// Keys of an `[env.NAME]` table (`hosts`, `roles`, `ssh`, `host_vars`: remote hosts, see
+/// `crate::remote`).
 pub const ENV_KEYS: &[&str] = &[
     "confirm",
     "rollback",
@@ -38,7 +38,7 @@ pub const ENV_KEYS: &[&str] = &[
 ];
 /// Keys of `[score]`.
 pub const SCORE_KEYS: &[&str] = &["pass", "warn"];
-/// Keys of `[env.NAME.ssh]` (passed to OpenSSH; reserved for remote work).
+/// Keys of `[env.NAME.ssh]` (passed to OpenSSH).
 pub const SSH_KEYS: &[&str] = &[
     "user",
     "port",
@@ -70,7 +70,7 @@ pub enum RollbackPolicy {
     Never,
 }
 
-/// `[env.NAME.ssh]`: OpenSSH settings (reserved for remote work).
+/// `[env.NAME.ssh]`: OpenSSH settings for the environment's hosts.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct SshConfig {
     pub user: Option<String>,
@@ -96,13 +96,13 @@ pub struct EnvConfig {
     pub vars: Vars,
     /// `[env.NAME.scripts.STEM]`: variables for one script in this environment.
     pub scripts: BTreeMap<String, Vars>,
-    /// Hosts for remote work (reserved).
+    /// Remote hosts (`on(...)`, `hosts()`).
     pub hosts: Vec<String>,
-    /// Roles: name → hosts (reserved).
+    /// Roles: name → hosts (`hosts("web")`).
     pub roles: BTreeMap<String, Vec<String>>,
-    /// OpenSSH settings (reserved).
+    /// OpenSSH settings.
     pub ssh: SshConfig,
-    /// Per-host variables, read with `host_var()` inside `on(...)` (reserved).
+    /// Per-host variables, read with `host_var()` inside `on(...)`.
     pub host_vars: BTreeMap<String, Vars>,
 }
 
@@ -1006,6 +1006,10 @@ base_url = "https://deploy.example.com"
             ("[scripts]\nx = 1\n", "scripts.x must be a table of variables"),
             ("keep_runs = 0\n", "keep_runs must be a whole number of at least 1"),
             ("[env.a.ssh]\nconnect_timeout = \"soon\"\n", "connect_timeout"),
+            (
+                "[env.a.ssh]\nhost_key_checking = \"no\"\n",
+                "must be \"strict\" (the default) or \"accept-new\"",
+            ),
         ] {
             let e = parse(text, Path::new("deployer.toml"))
                 .expect_err(text)

@@ -99,7 +99,9 @@ pub fn execute(req: &RunRequest, console: Console) -> i32 {
         }
     };
     match crate::remote::Inventory::from_env(&env) {
-        Ok(inventory) => host.state.remote.configure(inventory),
+        Ok(inventory) => host.state.remote.configure(
+            inventory.relative_to(config.path.as_deref().and_then(std::path::Path::parent)),
+        ),
         Err(e) => {
             console.error(&format!("deployer.toml: {e}; nothing was run"));
             return exit::USAGE;

@@ -390,7 +390,7 @@ fn copy(ctx: &NativeCallContext, up: bool, from: &str, to: &str) -> Result<(), E
     connect(&st, &host)?;
     let argv = st
         .remote
-        .copy_argv(&host, &src, &dst)
+        .copy_argv(&src, &dst)
         .map_err(|e| throw("connect", e))?;
     st.console.command(&format!("{host} | scp {src} {dst}"));
     let token = st.cancel.token();

@@ -71,6 +71,21 @@ impl Inventory {
         })
     }
 
+    /// Resolves relative `identity` and `known_hosts` paths against deployer.toml's
+    /// folder (not the folder deployer runs in); `~/` and absolute paths stay as written.
+    pub fn relative_to(mut self, base: Option<&std::path::Path>) -> Inventory {
+        let Some(base) = base else { return self };
+        for p in [&mut self.ssh.identity, &mut self.ssh.known_hosts]
+            .into_iter()
+            .flatten()
+        {
+            if !p.starts_with('/') && !p.starts_with('~') {
+                *p = base.join(&*p).display().to_string();
+            }
+        }
+        self
+    }
+
     /// The hosts of a role.
     pub fn role(&self, role: &str) -> Result<Vec<String>, UsageError> {
         match self.roles.get(role) {
@@ -316,6 +331,21 @@ mod tests {
             e.contains("unknown host `x`") && e.contains("a, b, c"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn key_paths_are_relative_to_the_config_folder() {
+        let mut e = env(&["a"], &[]);
+        e.ssh.identity = Some("keys/deploy".into());
+        e.ssh.known_hosts = Some("~/.ssh/known_hosts".into());
+        let inv = Inventory::from_env(&e)
+            .unwrap()
+            .relative_to(Some(std::path::Path::new("/srv/project")));
+        assert_eq!(
+            inv.ssh.identity.as_deref(),
+            Some("/srv/project/keys/deploy")
+        );
+        assert_eq!(inv.ssh.known_hosts.as_deref(), Some("~/.ssh/known_hosts"));
     }
 
     #[test]

@@ -118,11 +118,10 @@ impl Fleet {
         Err("cannot create a folder for ssh control sockets in /tmp: /tmp/dpl-* names are taken; remove stale ones".into())
     }
 
-    /// The OpenSSH options every command to `host` uses (also understood by scp).
-    pub fn options(&self, host: &str) -> Result<Vec<String>, String> {
+    /// The OpenSSH options every command to a host uses (also understood by scp).
+    pub fn options(&self) -> Result<Vec<String>, String> {
         let dir = self.dir()?;
         let ssh = self.lock().inventory.ssh.clone();
-        let _ = host;
         let timeout = connect_timeout(&ssh);
         let mut o = vec![
             format!("ControlPath={}/%C", dir.display()),
@@ -160,7 +159,7 @@ impl Fleet {
             return Ok(());
         }
         let fail = ConnectError::Failed;
-        let opts = self.options(host).map_err(fail)?;
+        let opts = self.options().map_err(fail)?;
         let dir = self.dir().map_err(fail)?;
         let log_path = dir.join(format!("{}.log", self.lock().masters.len()));
         let log = std::fs::File::create(&log_path)
@@ -231,7 +230,7 @@ impl Fleet {
     /// Checks that the master of `host` still answers; forgets it (so the next command
     /// connects again and fails fast with a clear error) when it does not.
     pub fn alive(&self, host: &str) -> bool {
-        let Ok(opts) = self.options(host) else {
+        let Ok(opts) = self.options() else {
             return false;
         };
         let up = Command::new("ssh")
@@ -255,16 +254,16 @@ impl Fleet {
     /// The ssh argv that runs `sh -s` on `host` through its master.
     pub fn shell_argv(&self, host: &str) -> Result<Vec<String>, String> {
         let mut argv = vec!["ssh".to_string()];
-        argv.extend(self.options(host)?);
+        argv.extend(self.options()?);
         // No terminal: a pty would echo the script (and the secrets in it) back.
         argv.extend(["-T", "-o", "ControlMaster=no", "--", host, "sh -s"].map(String::from));
         Ok(argv)
     }
 
     /// The scp argv that copies `from` to `to` (one of them `host:path`) over the master.
-    pub fn copy_argv(&self, host: &str, from: &str, to: &str) -> Result<Vec<String>, String> {
+    pub fn copy_argv(&self, from: &str, to: &str) -> Result<Vec<String>, String> {
         let mut argv = vec!["scp".to_string(), "-q".into(), "-r".into(), "-p".into()];
-        argv.extend(self.options(host)?);
+        argv.extend(self.options()?);
         argv.extend(["-o", "ControlMaster=no", "--", from, to].map(String::from));
         Ok(argv)
     }

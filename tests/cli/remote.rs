@@ -547,4 +547,41 @@ fn a_host_cut_off_mid_deploy_stops_the_rollout_and_the_changed_hosts_roll_back()
         "host 3 never changed"
     );
     assert_no_masters(&net);
+    // The cut host's sshd session never sees its client go; the guard must still end it.
+    let ns = net.hosts[1].ns.clone();
+    let pids = std::process::Command::new("ip")
+        .args(["netns", "pids", &ns])
+        .output()
+        .unwrap();
+    let pids: Vec<i32> = String::from_utf8_lossy(&pids.stdout)
+        .split_whitespace()
+        .filter_map(|p| p.parse().ok())
+        .collect();
+    assert!(!pids.is_empty(), "expected sshd processes in {ns}");
+    drop(net);
+    assert!(
+        wait_until(Duration::from_secs(2), || pids
+            .iter()
+            .all(|p| !pid_alive(*p))),
+        "processes left in {ns} after the guard: {pids:?}"
+    );
+}
+
+#[test]
+fn key_paths_in_deployer_toml_are_relative_to_its_folder() {
+    let Some(net) = SshNet::start(1) else { return };
+    let key = std::fs::read(net.file("client_key")).unwrap();
+    let known = std::fs::read(net.file("known_hosts")).unwrap();
+    let toml = net.toml("identity = \"keys/id\"\nknown_hosts = \"keys/known\"\n", "");
+    let t = Test::new()
+        .file("proj/deployer.toml", toml)
+        .file("proj/keys/id", key)
+        .file("proj/keys/known", known)
+        .file("proj/deploy.rhai", r#"on(hosts(), || sh("true"));"#);
+    use std::os::unix::fs::PermissionsExt;
+    let id = t.path().join("proj/keys/id");
+    std::fs::set_permissions(&id, std::fs::Permissions::from_mode(0o600)).unwrap();
+    // Run from the folder above: the paths are not relative to it.
+    t.args(["run", "proj/deploy.rhai"]).run().assert_code(0);
+    assert_no_masters(&net);
 }

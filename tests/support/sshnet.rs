@@ -265,6 +265,18 @@ impl Drop for SshNet {
             self.stop_sshd(i);
         }
         for h in &self.hosts {
+            // sshd's session processes outlive the listener (a cut host's sessions never
+            // see their client go): kill whatever still runs in the namespace.
+            if let Ok(out) = Command::new("ip").args(["netns", "pids", &h.ns]).output() {
+                for pid in String::from_utf8_lossy(&out.stdout).split_whitespace() {
+                    if let Ok(pid) = pid.parse::<i32>() {
+                        // SAFETY: kill has no memory effects; the pid is in our namespace.
+                        unsafe {
+                            libc::kill(pid, libc::SIGKILL);
+                        }
+                    }
+                }
+            }
             let _ = sh(&["ip", "netns", "del", &h.ns]);
         }
         let _ = sh(&["ip", "link", "del", &self.bridge]);
