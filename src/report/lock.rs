@@ -797,6 +797,14 @@ mod tests {
         old.pid = dead_pid();
         write_lock(&dir.join("prod"), &old);
         write_lock(&dir.join(".prod.takeover"), &info("busy-taker"));
+        // Written "in a minute": a disk stall of several seconds between writing it and
+        // acquiring (seen on a loaded machine) must not age it past the grace.
+        let f = File::options()
+            .write(true)
+            .open(dir.join(".prod.takeover"))
+            .expect("open");
+        f.set_modified(SystemTime::now() + Duration::from_secs(60))
+            .expect("set mtime");
         let err = acquire(&dir, "prod", &info("new-run")).expect_err("contended");
         assert!(matches!(err, LockError::Contended { .. }), "{err:?}");
         assert!(err.to_string().contains("try again"), "{err}");
