@@ -7,6 +7,7 @@ use std::path::Path;
 use rhai::{ASTNode, Engine, Expr, FnAccess, Stmt, AST};
 
 use super::diagnostic::{Diagnostic, Location};
+use super::input::MAX_DECLARATIONS;
 use super::sources::{clean, locate, SourceMap};
 use crate::api::opts::{option_list, unknown_option};
 use crate::core::suggest::nearest;
@@ -353,7 +354,7 @@ impl Checker<'_> {
         let is_main = self.loading.len() == 1;
         self.sources.insert(name, text, None);
         // Rhai's parse is quadratic in declarations: refuse too many before parsing.
-        if let Some(d) = super::input::check_declarations(name, text) {
+        if let Some(d) = check_declarations(name, text) {
             self.diags.push(d);
             return None;
         }
@@ -892,6 +893,27 @@ impl Checker<'_> {
     }
 }
 
+/// Returns an error when `text` declares more than [`MAX_DECLARATIONS`] variables
+/// (`let` and `const` words outside comments and strings), pointing at the first one over
+/// the limit. One linear pass over the text.
+fn check_declarations(name: &str, text: &str) -> Option<Diagnostic> {
+    let (count, over) = super::input::count_declarations(text, MAX_DECLARATIONS);
+    let (line, col) = over?;
+    Some(
+        Diagnostic::error(
+            format!(
+                "{name} declares {count} variables (let/const); the limit is {MAX_DECLARATIONS} per script or module"
+            ),
+            Some(Location {
+                source: name.to_string(),
+                line,
+                col,
+            }),
+        )
+        .with_help("keep many values in an array or a map, or split the script into modules with `import`"),
+    )
+}
+
 /// The function behind a closure argument (`|| { ... }`, with or without captures).
 fn closure_name(e: &Expr) -> Option<String> {
     match e {
@@ -977,6 +999,24 @@ fn merge(a: Option<&BTreeSet<usize>>, b: Option<&BTreeSet<usize>>) -> Option<BTr
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn reports_the_first_declaration_over_the_limit() {
+        let n = MAX_DECLARATIONS + 2;
+        let text: String = (0..n).map(|i| format!("let x{i} = {i};\n")).collect();
+        let d = check_declarations("big.rhai", &text).expect("over the limit");
+        assert!(
+            d.message.contains(&format!("declares {n} variables")),
+            "{}",
+            d.message
+        );
+        let at = d.location.expect("location");
+        assert_eq!((at.line, at.col), (MAX_DECLARATIONS + 1, 1));
+        assert!(check_declarations("ok.rhai", "let a = 1;").is_none());
+        let (_, over) = super::super::input::count_declarations(&text, 10);
+        assert_eq!(over, Some((11, 1)));
+        assert!(check_declarations("ok.rhai", &text[..text.len() / 3]).is_none());
+    }
 
     #[test]
     fn std_function_table_is_current() {

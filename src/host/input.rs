@@ -5,8 +5,6 @@
 use std::io::Read;
 use std::path::Path;
 
-use super::diagnostic::{Diagnostic, Location};
-
 /// The largest script or module deployer reads: 4 MiB.
 pub const MAX_SCRIPT_BYTES: u64 = 4 * 1024 * 1024;
 
@@ -57,27 +55,6 @@ pub fn strip_bom(text: String) -> String {
         Some(rest) => rest.to_string(),
         None => text,
     }
-}
-
-/// Returns an error when `text` declares more than [`MAX_DECLARATIONS`] variables
-/// (`let` and `const` words outside comments and strings), pointing at the first one over
-/// the limit. One linear pass over the text.
-pub fn check_declarations(name: &str, text: &str) -> Option<Diagnostic> {
-    let (count, over) = count_declarations(text, MAX_DECLARATIONS);
-    let (line, col) = over?;
-    Some(
-        Diagnostic::error(
-            format!(
-                "{name} declares {count} variables (let/const); the limit is {MAX_DECLARATIONS} per script or module"
-            ),
-            Some(Location {
-                source: name.to_string(),
-                line,
-                col,
-            }),
-        )
-        .with_help("keep many values in an array or a map, or split the script into modules with `import`"),
-    )
 }
 
 /// Counts `let` and `const` words outside comments, strings and character literals; also
@@ -162,24 +139,6 @@ mod tests {
         let text = "let a = 1;\n// let b\n/* let c /* let d */ */ const e = \"let f\";\nlet g = `let ${h}`; letter = 'l';\n";
         assert_eq!(count_declarations(text, 10), (3, None));
         assert_eq!(count_declarations(text, 2), (3, Some((4, 1))));
-    }
-
-    #[test]
-    fn reports_the_first_declaration_over_the_limit() {
-        let n = MAX_DECLARATIONS + 2;
-        let text: String = (0..n).map(|i| format!("let x{i} = {i};\n")).collect();
-        let d = check_declarations("big.rhai", &text).expect("over the limit");
-        assert!(
-            d.message.contains(&format!("declares {n} variables")),
-            "{}",
-            d.message
-        );
-        let at = d.location.expect("location");
-        assert_eq!((at.line, at.col), (MAX_DECLARATIONS + 1, 1));
-        assert!(check_declarations("ok.rhai", "let a = 1;").is_none());
-        let (_, over) = count_declarations(&text, 10);
-        assert_eq!(over, Some((11, 1)));
-        assert!(check_declarations("ok.rhai", &text[..text.len() / 3]).is_none());
     }
 
     #[test]

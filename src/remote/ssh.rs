@@ -199,15 +199,7 @@ impl Fleet {
                 let text = std::fs::read_to_string(&log_path).unwrap_or_default();
                 return Err(fail(explain(host, &env, &text)));
             }
-            let up = Command::new("ssh")
-                .args(&opts)
-                .args(["-O", "check", "--", host])
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .status()
-                .map(|s| s.success())
-                .unwrap_or(false);
+            let up = master_answers(&opts, host);
             if up {
                 self.lock().masters.insert(host.to_string(), child);
                 return Ok(());
@@ -233,15 +225,7 @@ impl Fleet {
         let Ok(opts) = self.options() else {
             return false;
         };
-        let up = Command::new("ssh")
-            .args(&opts)
-            .args(["-O", "check", "--", host])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .map(|s| s.success())
-            .unwrap_or(false);
+        let up = master_answers(&opts, host);
         if !up {
             if let Some(mut child) = self.lock().masters.remove(host) {
                 kill_group(child.id(), libc::SIGKILL);
@@ -424,18 +408,9 @@ pub async fn run(
         .stderr(Stdio::piped());
     prepare(&mut std_cmd);
     let start = Instant::now();
-    let mut child =
-        tokio::process::Command::from(std_cmd)
-            .spawn()
-            .map_err(|source| match source.kind() {
-                std::io::ErrorKind::NotFound => ProcessError::NotFound {
-                    program: program.clone(),
-                },
-                _ => ProcessError::Spawn {
-                    program: program.clone(),
-                    source,
-                },
-            })?;
+    let mut child = tokio::process::Command::from(std_cmd)
+        .spawn()
+        .map_err(|source| ProcessError::spawning(&program, source))?;
     let pid = child.id().unwrap_or(0);
     let mut stdin = child.stdin.take();
     if let (Some(text), Some(s)) = (&input, stdin.as_mut()) {
@@ -558,6 +533,19 @@ pub async fn run(
             Err(ProcessError::Cancelled { display })
         }
     }
+}
+
+/// True when the master connection of `host` answers `ssh -O check`.
+fn master_answers(opts: &[String], host: &str) -> bool {
+    Command::new("ssh")
+        .args(opts)
+        .args(["-O", "check", "--", host])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false)
 }
 
 #[cfg(test)]

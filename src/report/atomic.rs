@@ -110,7 +110,7 @@ pub fn clean_stale_temps(dir: &Path) -> usize {
         let Some(pid) = name.to_str().and_then(temp_owner) else {
             continue;
         };
-        if super::lock::pid_is_dead(pid) && fs::remove_file(entry.path()).is_ok() {
+        if pid_is_dead(pid) && fs::remove_file(entry.path()).is_ok() {
             removed += 1;
         }
     }
@@ -246,6 +246,21 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
     })?;
     temp.disarm();
     sync_dir(dir)
+}
+
+/// Returns true if no process `pid` exists on this host (kill(pid, 0) fails with ESRCH).
+///
+/// Pids that cannot name one process (0, or beyond `i32`) count as dead.
+pub(crate) fn pid_is_dead(pid: u32) -> bool {
+    let Ok(p) = i32::try_from(pid) else {
+        return true;
+    };
+    if p <= 0 {
+        return true;
+    }
+    // SAFETY: signal 0 only checks that the process exists and may be signalled; nothing is sent.
+    let rc = unsafe { libc::kill(p, 0) };
+    rc != 0 && io::Error::last_os_error().raw_os_error() == Some(libc::ESRCH)
 }
 
 #[cfg(test)]

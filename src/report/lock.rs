@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime};
 
 use crate::report::atomic::{
-    clean_stale_temps, open_nofollow, parent_dir, real_dir, symlink_refused, sync_dir,
+    clean_stale_temps, open_nofollow, parent_dir, pid_is_dead, real_dir, symlink_refused, sync_dir,
     unique_sibling, write_temp,
 };
 use crate::report::ids::{hostname, rfc3339, username};
@@ -223,21 +223,6 @@ fn check_env(env: &str) -> Result<(), LockError> {
             env: env.to_string(),
         })
     }
-}
-
-/// Returns true if no process `pid` exists on this host (kill(pid, 0) fails with ESRCH).
-///
-/// Pids that cannot name one process (0, or beyond `i32`) count as dead.
-pub(crate) fn pid_is_dead(pid: u32) -> bool {
-    let Ok(p) = i32::try_from(pid) else {
-        return true;
-    };
-    if p <= 0 {
-        return true;
-    }
-    // SAFETY: signal 0 only checks that the process exists and may be signalled; nothing is sent.
-    let rc = unsafe { libc::kill(p, 0) };
-    rc != 0 && io::Error::last_os_error().raw_os_error() == Some(libc::ESRCH)
 }
 
 /// A lock file as read: its holder (`None` if unreadable) and age.

@@ -76,6 +76,22 @@ pub enum ProcessError {
     Cancelled { display: String },
 }
 
+impl ProcessError {
+    /// The error for a program that could not be started: `NotFound` when it is not on
+    /// PATH, `Spawn` otherwise.
+    pub fn spawning(program: &str, source: std::io::Error) -> ProcessError {
+        match source.kind() {
+            std::io::ErrorKind::NotFound => ProcessError::NotFound {
+                program: program.to_string(),
+            },
+            _ => ProcessError::Spawn {
+                program: program.to_string(),
+                source,
+            },
+        }
+    }
+}
+
 /// Quotes argv for display the way a shell would accept it.
 pub fn display_argv(argv: &[String]) -> String {
     argv.iter()
@@ -185,15 +201,9 @@ pub async fn run(
     prepare(&mut std_cmd);
     let mut cmd = tokio::process::Command::from(std_cmd);
     let start = Instant::now();
-    let child = cmd.spawn().map_err(|source| match source.kind() {
-        std::io::ErrorKind::NotFound => ProcessError::NotFound {
-            program: program.clone(),
-        },
-        _ => ProcessError::Spawn {
-            program: program.clone(),
-            source,
-        },
-    })?;
+    let child = cmd
+        .spawn()
+        .map_err(|source| ProcessError::spawning(&program, source))?;
     let pid = child.id().unwrap_or(0);
     running(pid, true);
     let result = finish_run(spec, cancel, live, child, pid, display, program, start).await;

@@ -269,15 +269,9 @@ impl Registry {
         } else {
             prepare(&mut cmd);
         }
-        let child = cmd.spawn().map_err(|source| match source.kind() {
-            std::io::ErrorKind::NotFound => ProcessError::NotFound {
-                program: program.clone(),
-            },
-            _ => ProcessError::Spawn {
-                program: program.clone(),
-                source,
-            },
-        })?;
+        let child = cmd
+            .spawn()
+            .map_err(|source| ProcessError::spawning(&program, source))?;
         let pid = child.id();
         let spawned = Arc::new(Spawned {
             pid,
