@@ -312,7 +312,7 @@ impl RawServer {
                         let _ = stream.write_all(b);
                         let _ = stream.flush();
                         std::thread::sleep(Duration::from_millis(20));
-                        rst_on_close(&stream);
+                        crate::support::server::reset(&stream);
                     }
                 }
             }
@@ -334,26 +334,6 @@ impl Drop for RawServer {
         self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
         let _ = std::net::TcpStream::connect(("127.0.0.1", self.port));
     }
-}
-
-/// Arms `stream` so that dropping it sends a TCP RST (SO_LINGER {on, 0}).
-fn rst_on_close(stream: &std::net::TcpStream) {
-    use std::os::fd::AsRawFd;
-    let linger = libc::linger {
-        l_onoff: 1,
-        l_linger: 0,
-    };
-    // SAFETY: valid fd owned by `stream`, pointer and length describe `linger`.
-    let rc = unsafe {
-        libc::setsockopt(
-            stream.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_LINGER,
-            (&linger as *const libc::linger).cast(),
-            std::mem::size_of::<libc::linger>() as libc::socklen_t,
-        )
-    };
-    assert_eq!(rc, 0, "setsockopt(SO_LINGER)");
 }
 
 /// The exact repro of the issue: a monitor whose target refuses every connection, with

@@ -119,13 +119,9 @@ fn pages_rollback_path(project: &str) -> String {
 fn cloudflare(server: &TestServer, fail_on: &str, fail: usize) -> Test {
     let base = server.url("");
     let base = base.trim_end_matches('/');
-    let t = Test::new()
-        .file("cloudflare.rhai", shipped("scripts/cloudflare.rhai"))
-        .file("apps/worker/wrangler.toml", "name = \"api\"\n")
-        .file(
-            "deployer.toml",
-            format!(
-                r#"default_env = "staging"
+    let t = cloudflare_project(
+        format!(
+            r#"default_env = "staging"
 [env.staging]
 [env.staging.vars]
 api_url = "{base}"
@@ -145,8 +141,28 @@ monitor_requests = 4
 sustained = "250ms"
 cloudflare_api = "{base}/client/v4"
 "#
-            ),
-        )
+        ),
+        fail_on,
+        fail,
+    );
+    server.set("/api", Behaviour::Status(200));
+    for project in ["booking", "dashboard"] {
+        server.set(
+            &pages_rollback_path(project),
+            Behaviour::Json(200, r#"{"success":true,"errors":[],"result":{}}"#.into()),
+        );
+    }
+    t
+}
+
+/// The Cloudflare script in a project with `toml` as its deployer.toml, the API token and
+/// account in the environment, and recording fake `pnpm` and `wrangler` on PATH (wrangler
+/// fails its first `fail` calls that contain `fail_on`).
+fn cloudflare_project(toml: String, fail_on: &str, fail: usize) -> Test {
+    let t = Test::new()
+        .file("cloudflare.rhai", shipped("scripts/cloudflare.rhai"))
+        .file("apps/worker/wrangler.toml", "name = \"api\"\n")
+        .file("deployer.toml", toml)
         .env("CLOUDFLARE_API_TOKEN", API_TOKEN)
         .env("CLOUDFLARE_ACCOUNT_ID", API_ACCOUNT);
     let bin = bin_dir(&t);
@@ -163,13 +179,6 @@ cloudflare_api = "{base}/client/v4"
   *) printf 'Deployed api triggers\n  https://api.example.workers.dev\nCurrent Version ID: v-42\n' ;;
 esac"#,
     );
-    server.set("/api", Behaviour::Status(200));
-    for project in ["booking", "dashboard"] {
-        server.set(
-            &pages_rollback_path(project),
-            Behaviour::Json(200, r#"{"success":true,"errors":[],"result":{}}"#.into()),
-        );
-    }
     t.path_prepend(bin)
 }
 
@@ -952,13 +961,9 @@ fn cloudflare_dry_run_with_its_default_schedules_is_a_quick_plan() {
     // schedules are the script's defaults (0 s / 30 s / 60 s and more), which a dry run must
     // not wait out.
     let dead = "http://127.0.0.1:9";
-    let t = Test::new()
-        .file("cloudflare.rhai", shipped("scripts/cloudflare.rhai"))
-        .file("apps/worker/wrangler.toml", "name = \"api\"\n")
-        .file(
-            "deployer.toml",
-            format!(
-                r#"default_env = "staging"
+    let out = cloudflare_project(
+        format!(
+            r#"default_env = "staging"
 [env.staging]
 [env.staging.vars]
 api_url = "{dead}"
@@ -966,18 +971,13 @@ booking_url = "{dead}"
 dashboard_url = "{dead}/"
 cloudflare_api = "{dead}/client/v4"
 "#
-            ),
-        )
-        .env("CLOUDFLARE_API_TOKEN", API_TOKEN)
-        .env("CLOUDFLARE_ACCOUNT_ID", API_ACCOUNT);
-    let bin = bin_dir(&t);
-    fake(&bin, "pnpm", "\u{0}", 0, "echo ok");
-    fake(&bin, "wrangler", "\u{0}", 0, "echo deployed");
-    let out = t
-        .path_prepend(bin)
-        .args(["run", "cloudflare.rhai", "--dry-run"])
-        .timeout(std::time::Duration::from_secs(60))
-        .run();
+        ),
+        "\u{0}",
+        0,
+    )
+    .args(["run", "cloudflare.rhai", "--dry-run"])
+    .timeout(std::time::Duration::from_secs(60))
+    .run();
     out.assert_code(0)
         .assert_stderr_contains("Dry run plan")
         .assert_stderr_not_contains("; waiting ")

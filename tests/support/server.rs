@@ -445,7 +445,7 @@ fn nap(d: Duration, shared: &Shared) {
 }
 
 /// Arms `stream` so that its final close sends a TCP RST (SO_LINGER {on, 0}).
-fn reset(stream: &TcpStream) {
+pub fn reset(stream: &TcpStream) {
     let linger = libc::linger {
         l_onoff: 1,
         l_linger: 0,
