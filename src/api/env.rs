@@ -299,6 +299,24 @@ pub mod log_api {
         Ok(())
     }
 
+    /// In a dry run, says what a real run would do here (`would ...`) and counts it as a
+    /// skipped action, so the check around it shows `would run`, never ✓; in a real run,
+    /// logs the line like `log::info`. For script modules that skip an action themselves.
+    ///
+    /// ```rhai
+    /// if dry_run() { log::would("restart the queue workers"); return; }
+    /// ```
+    #[rhai_fn(return_raw)]
+    pub fn would(ctx: NativeCallContext, message: Dynamic) -> Result<(), Error> {
+        let st = state(&ctx)?;
+        if st.dry_run() {
+            st.would(&message.to_string());
+        } else {
+            st.console.info(&message.to_string());
+        }
+        Ok(())
+    }
+
     /// Logs a warning.
     ///
     /// ```rhai

@@ -358,3 +358,20 @@ fn keep_runs_removes_the_oldest_run_folders_of_the_environment_only() {
     let history = std::fs::read_to_string(dir.join(".deployer/history.jsonl")).unwrap();
     assert_eq!(history.lines().count(), 5);
 }
+
+#[test]
+fn an_action_a_script_module_skips_in_a_dry_run_shows_as_would_run() {
+    let out = run(
+        r#"fn restart() { if dry_run() { log::would("restart the queue workers"); return; } exec(["true"]); }
+           phase("Deploy", #{}, || { check("restart workers", || restart()); });"#,
+        &["--dry-run"],
+    );
+    out.assert_code(0)
+        .assert_stderr_contains("would restart the queue workers")
+        .assert_stderr_contains("· restart workers (would run)")
+        .assert_stderr_not_contains("✓ restart workers");
+    assert_eq!(
+        newest_report(out.path())["phases"][0]["checks"][0]["status"],
+        "would_run"
+    );
+}
