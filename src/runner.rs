@@ -532,12 +532,19 @@ impl Run<'_> {
             score.map(Dynamic::from).unwrap_or(Dynamic::UNIT),
         );
         ctx.insert("env".into(), self.env.name.clone().into());
-        // The remote hosts the run changed, in the order they changed.
-        let changed = self.host.state.remote.changed();
+        // The remote hosts the run changed, in the order they changed, less those already
+        // rolled back on their own (failed within the failure budget); for `deployer
+        // rollback`, those of the last deploy's record.
+        let changed = if self.req.rollback_only {
+            self.last_deploy_hosts()
+        } else {
+            self.host.state.remote.to_roll_back()
+        };
         ctx.insert(
             "hosts".into(),
             changed
-                .into_iter()
+                .iter()
+                .cloned()
                 .map(Dynamic::from)
                 .collect::<rhai::Array>()
                 .into(),
@@ -559,11 +566,14 @@ impl Run<'_> {
                     })
             }
         };
+        let was = self.host.state.remote.set_rolling_back(true);
         let result = self.host.bounded(limit, CancelReason::RollbackTimeout, || {
             self.host.call_fn(&self.ast, "rollback", vec![ctx.into()])
         });
+        self.host.state.remote.set_rolling_back(was);
         let mut record = RollbackRecord::for_request(RollbackStatus::Ok, request);
         record.duration_ms = started.elapsed().as_millis() as u64;
+        record.hosts = changed;
         match result {
             Ok(_) => console.success(&format!(
                 "rollback succeeded in {}",
@@ -590,6 +600,56 @@ impl Run<'_> {
             }
         }
         record
+    }
+
+    /// `deployer rollback` of an environment with hosts: the hosts the last deploy of this
+    /// environment and script changed (less those it rolled back on their own), from its
+    /// history line; every host of the environment when no record says.
+    fn last_deploy_hosts(&self) -> Vec<String> {
+        let inventory = self.host.state.remote.inventory();
+        if inventory.hosts.is_empty() {
+            return Vec::new();
+        }
+        let console = self.console();
+        let path = self.config.state_dir.join("history.jsonl");
+        let like = history::Like {
+            env: &self.env.name,
+            script: &self.name,
+            mode: "deploy",
+        };
+        let last = history::read_tail(&path, 512 * 1024)
+            .ok()
+            .and_then(|h| history::previous(&h, like, "").cloned());
+        match last.as_ref().and_then(|e| e.hosts.as_ref().map(|s| (e, s))) {
+            Some((e, summary)) => {
+                let hosts = summary.to_roll_back();
+                console.info(&format!(
+                    "the last deploy of {} (run {}) changed {}",
+                    self.env.name,
+                    e.run_id,
+                    if hosts.is_empty() {
+                        "no host that is not rolled back already".to_string()
+                    } else {
+                        hosts.join(", ")
+                    }
+                ));
+                if e.rollback.as_deref() == Some("ok") {
+                    console.warn(&format!(
+                        "run {} was already rolled back: rolling its hosts back again may go one release further back",
+                        e.run_id
+                    ));
+                }
+                hosts
+            }
+            None => {
+                console.warn(&format!(
+                    "no record of which hosts the last deploy of {} changed: ctx.hosts lists every host of the environment ({})",
+                    self.env.name,
+                    inventory.hosts.join(", ")
+                ));
+                inventory.hosts
+            }
+        }
     }
 
     fn manual_rollback(&self) -> (Ended, RollbackRecord) {
@@ -665,6 +725,8 @@ impl Run<'_> {
         {
             rollback.status = RollbackStatus::NotRun;
             rollback.reason = Some("the run was interrupted after changes began".into());
+            // The hosts left changed, so the record names what to roll back.
+            rollback.hosts = self.host.state.remote.to_roll_back();
         }
         let broken_dry_run = self.req.dry_run
             && (matches!(&ended, Ended::Failed(_))
@@ -727,6 +789,7 @@ impl Run<'_> {
             verdict_reason: decision.reason,
             thresholds: self.config.thresholds,
             rollback,
+            changed_hosts: self.host.state.remote.changed(),
             retries: self
                 .host
                 .state

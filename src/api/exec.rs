@@ -68,7 +68,7 @@ fn run(
     };
     let leave_running = opts.boolean("leave_running")?.unwrap_or(false);
     st.processes.reap_exited_orphans();
-    let token = st.cancel.token();
+    let token = st.remote.token(&st.cancel.token());
     let outcome = match st.remote.current() {
         Some(host) => super::remote::exec_on(&st, &host, &spec, &token, live)?,
         None => st.runtime.block_on(process::run(&spec, &token, live)),

@@ -1,17 +1,21 @@
 //! `hosts`, `on`, `host`, `host_var`, `local`, `upload`, `download`: running a script's
 //! steps on remote hosts over OpenSSH (see `crate::remote`).
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use rhai::plugin::*;
 use rhai::{Array, FnPtr, Map};
 
 use super::error::{is_script_bug, is_terminated, message_of, state, terminated, throw, Error};
 use super::opts::Opts;
+use crate::config::RollbackPolicy;
 use crate::host::state::HostState;
 use crate::remote::ssh::{self, ConnectError};
 use crate::remote::{remote_script, valid_env_name, Plan, Share};
 use crate::sys::process::{CommandOutput, CommandSpec, LineSink, ProcessError};
+use tokio_util::sync::CancellationToken;
 
 pub(crate) const ON_OPTS: &[&str] = &["batch", "max_fail", "once"];
 
@@ -40,7 +44,11 @@ pub(crate) fn shown(st: &HostState, shown: String) -> String {
 }
 
 fn connect(st: &HostState, host: &str) -> Result<(), Error> {
-    match st.remote.connect(host, &|| st.cancel.is_cancelled()) {
+    let token = st.remote.token(&st.cancel.token());
+    match st
+        .remote
+        .connect(host, &|| st.cancel.is_cancelled() || token.is_cancelled())
+    {
         Ok(()) => Ok(()),
         Err(ConnectError::Cancelled(_)) => Err(terminated(st)),
         Err(ConnectError::Failed(msg)) => Err(throw("connect", msg)),
@@ -141,13 +149,38 @@ fn note_change(st: &HostState, host: &str) {
 }
 
 /// Adds a host's outcome to the phase that is running, if any.
-fn record(
+fn record(st: &HostState, host: &str, batch: usize, took: Duration, error: Option<String>) {
+    let status = if error.is_none() { "passed" } else { "failed" };
+    record_status(st, host, batch, took, status, error);
+}
+
+/// Sets how the rollback of a host that failed within the budget went, on its record.
+fn set_rollback(st: &HostState, host: &str, status: &'static str) {
+    if let Ok(mut p) = st.pipeline.lock() {
+        if let Some(rec) = p.phases.last_mut().and_then(|ph| {
+            ph.hosts
+                .iter_mut()
+                .rev()
+                .find(|h| h.host == host && h.status == "failed")
+        }) {
+            rec.rollback = Some(status);
+        }
+    }
+}
+
+/// [`record`] with an explicit status (`passed`, `failed` or `stopped`).
+fn record_status(
     st: &HostState,
     host: &str,
     batch: usize,
-    took: std::time::Duration,
+    took: Duration,
+    status: &'static str,
     error: Option<String>,
 ) {
+    // What a rollback does on the hosts is its own record's, not the phase's.
+    if st.remote.rolling_back() {
+        return;
+    }
     let changed = st.remote.changed().iter().any(|h| h == host);
     if let Ok(mut p) = st.pipeline.lock() {
         if !p.in_phase {
@@ -156,10 +189,11 @@ fn record(
         if let Some(rec) = p.phases.last_mut() {
             rec.hosts.push(crate::pipeline::HostRecord {
                 host: host.to_string(),
-                status: if error.is_none() { "passed" } else { "failed" },
+                status,
                 batch,
                 duration_ms: took.as_millis() as u64,
                 changed,
+                rollback: None,
                 error,
             });
         }
@@ -233,6 +267,173 @@ fn on_host(
     body.call_within_context::<Dynamic>(ctx, ())
 }
 
+/// What became of one host of a batch.
+struct HostRun {
+    host: String,
+    result: Result<Dynamic, Error>,
+    took: Duration,
+}
+
+/// A host's thread: Rhai closures are deep-recursive, give them the main thread's stack.
+const HOST_STACK: usize = 8 * 1024 * 1024;
+
+/// Runs `body` on every host of a batch at once, one thread per host, each with a token
+/// of its own under `abort`; a host failing beyond the budget (or a mistake in the
+/// script) cancels `abort`, which stops the other hosts' commands.
+fn run_batch(
+    ctx: &NativeCallContext,
+    st: &Arc<HostState>,
+    batch: &[String],
+    body: &FnPtr,
+    abort: &CancellationToken,
+    failures: &AtomicUsize,
+    max_fail: usize,
+) -> Vec<HostRun> {
+    let one = |host: &String| -> HostRun {
+        st.remote.set_token(Some(abort.child_token()));
+        let started = Instant::now();
+        let result = on_host(ctx, st, host, body);
+        st.remote.set_token(None);
+        if let Err(e) = &result {
+            // A mistake in the script fails every host; a failure past the budget ends the
+            // rollout: either way the rest of the batch is stopped.
+            let past_budget = || failures.fetch_add(1, Ordering::SeqCst) + 1 > max_fail;
+            if is_script_bug(e) || (!is_terminated(e) && past_budget()) {
+                abort.cancel();
+            }
+        }
+        HostRun {
+            host: host.clone(),
+            result,
+            took: started.elapsed(),
+        }
+    };
+    if batch.len() == 1 {
+        return batch.iter().map(one).collect();
+    }
+    std::thread::scope(|scope| {
+        let spawned: Vec<_> = batch
+            .iter()
+            .map(|host| {
+                let run = std::thread::Builder::new()
+                    .name(format!("on {host}"))
+                    .stack_size(HOST_STACK)
+                    .spawn_scoped(scope, || one(host));
+                (host, run)
+            })
+            .collect();
+        spawned
+            .into_iter()
+            .map(|(host, run)| {
+                let result = match run {
+                    Ok(handle) => handle.join().unwrap_or_else(|_| HostRun {
+                        host: host.clone(),
+                        result: Err(throw(
+                            "remote",
+                            format!("on(): the thread running {host} panicked (a bug in deployer: please report it)"),
+                        )),
+                        took: Duration::ZERO,
+                    }),
+                    Err(e) => HostRun {
+                        host: host.clone(),
+                        result: Err(throw(
+                            "remote",
+                            format!("on(): cannot start a thread for {host}: {e}"),
+                        )),
+                        took: Duration::ZERO,
+                    },
+                };
+                result
+            })
+            .collect()
+    })
+}
+
+/// Rolls back one host that failed within the failure budget, by calling the script's
+/// `fn rollback(ctx)` with `ctx.hosts` = that host, as the environment's policy says.
+/// Returns the rollback's status for the host's record.
+fn roll_back_host(
+    ctx: &NativeCallContext,
+    st: &Arc<HostState>,
+    host: &str,
+    why: &str,
+) -> Result<&'static str, Error> {
+    let defined = st
+        .latest_ast
+        .lock()
+        .ok()
+        .and_then(|a| a.clone())
+        .is_some_and(|ast| crate::host::Host::defines(&ast, "rollback", 1));
+    if !defined {
+        st.console.warn(&format!(
+            "{host} changed and failed, but the script defines no fn rollback(ctx): {host} is left as it is"
+        ));
+        return Ok("missing");
+    }
+    let inv = st.remote.inventory();
+    match inv.rollback {
+        RollbackPolicy::Never => {
+            st.console.warn(&format!(
+                "{host} changed and failed, but environment {} has rollback = \"never\": {host} is left as it is",
+                inv.env
+            ));
+            return Ok("never");
+        }
+        RollbackPolicy::Confirm => match st.confirm(&format!("Roll back {host} ({why})?")) {
+            Ok(true) => {}
+            Ok(false) => return Ok("declined"),
+            Err(_) => return Err(terminated(st)),
+        },
+        RollbackPolicy::Auto => {}
+    }
+    let plain = format!("━━ Rollback of {host}: {why}");
+    st.console.line(
+        &plain,
+        Some(
+            st.console
+                .paint(crate::host::console::Style::Yellow, &plain),
+        ),
+    );
+    let phase = st
+        .pipeline
+        .lock()
+        .ok()
+        .filter(|p| p.in_phase)
+        .and_then(|p| p.phases.last().map(|r| r.name.clone()));
+    let mut arg = Map::new();
+    arg.insert("reason".into(), format!("{host} failed: {why}").into());
+    arg.insert(
+        "phase".into(),
+        phase.map(Dynamic::from).unwrap_or(Dynamic::UNIT),
+    );
+    arg.insert("score".into(), Dynamic::UNIT);
+    arg.insert("env".into(), inv.env.clone().into());
+    arg.insert("hosts".into(), vec![Dynamic::from(host.to_string())].into());
+    arg.insert("dry_run".into(), st.dry_run().into());
+    let started = Instant::now();
+    let was = st.remote.set_rolling_back(true);
+    let result = ctx.call_fn::<Dynamic>("rollback", (arg,));
+    st.remote.set_rolling_back(was);
+    match result {
+        Ok(_) => {
+            st.remote.mark_rolled_back(host);
+            st.console.success(&format!(
+                "{host} rolled back in {}",
+                crate::core::duration::format_duration(started.elapsed())
+            ));
+            Ok("ok")
+        }
+        Err(e) if is_terminated(&e) => Err(e),
+        Err(e) => {
+            st.console.error(&format!(
+                "the rollback of {host} failed: {}",
+                message_of(&e)
+            ));
+            Ok("failed")
+        }
+    }
+}
+
 fn on_impl(
     ctx: &NativeCallContext,
     target: Dynamic,
@@ -266,7 +467,7 @@ fn on_impl(
                 }
             }
             st.console.info(&format!("on {host} (once)"));
-            let started = std::time::Instant::now();
+            let started = Instant::now();
             let r = on_host(ctx, &st, host, &body);
             if !matches!(&r, Err(e) if is_terminated(e) || is_script_bug(e)) {
                 let error = r.as_ref().err().map(|e| message_of(e));
@@ -284,7 +485,7 @@ fn on_impl(
     }
     let batches = plan.batches();
     st.console.info(&format!(
-        "on {} host{}: {} batch{} of up to {}, failure budget {} host{}",
+        "on {} host{}: {} batch{} of up to {} at once, failure budget {} host{}",
         plan.hosts.len(),
         if plan.hosts.len() == 1 { "" } else { "s" },
         batches.len(),
@@ -295,6 +496,7 @@ fn on_impl(
     ));
     let mut results = Map::new();
     let mut failed: Vec<(String, String)> = Vec::new();
+    let failures = AtomicUsize::new(0);
     let mut done = 0usize;
     for (i, batch) in batches.iter().enumerate() {
         st.console.info(&format!(
@@ -303,53 +505,94 @@ fn on_impl(
             batches.len(),
             batch.join(", ")
         ));
-        // Hosts of a batch run one after the other: Rhai closures share one engine.
-        for host in batch {
-            let started = std::time::Instant::now();
-            match on_host(ctx, &st, host, &body) {
+        let abort = st.cancel.token().child_token();
+        let runs = run_batch(ctx, &st, batch, &body, &abort, &failures, plan.max_fail);
+        done += batch.len();
+        let mut interrupted = None;
+        let mut script_bug = None;
+        let mut stopped = Vec::new();
+        let mut newly_failed = Vec::new();
+        for run in runs {
+            let HostRun { host, result, took } = run;
+            match result {
                 Ok(v) => {
-                    record(&st, host, i + 1, started.elapsed(), None);
+                    record(&st, &host, i + 1, took, None);
                     results.insert(host.as_str().into(), v);
                 }
+                Err(e) if is_terminated(&e) && st.cancel.is_cancelled() => {
+                    interrupted.get_or_insert((host, e));
+                }
+                // Stopped because another host of the batch used up the budget.
                 Err(e) if is_terminated(&e) => {
-                    let changed = st.remote.changed();
-                    if !changed.is_empty() {
-                        st.console.warn(&format!(
-                            "the rollout was interrupted on {host}; hosts changed so far, in order: {}",
-                            changed.join(", ")
-                        ));
-                    }
-                    return Err(e);
+                    let msg =
+                        "stopped: the failure budget was used up on another host of its batch"
+                            .to_string();
+                    record_status(&st, &host, i + 1, took, "stopped", Some(msg));
+                    stopped.push(host);
+                    drop(e);
                 }
                 // A mistake in the script would fail on every host: it is not a host's failure.
-                Err(e) if is_script_bug(&e) => return Err(e),
+                Err(e) if is_script_bug(&e) => {
+                    script_bug.get_or_insert(e);
+                }
                 Err(e) => {
                     let msg = message_of(&e);
-                    record(&st, host, i + 1, started.elapsed(), Some(msg.clone()));
+                    record(&st, &host, i + 1, took, Some(msg.clone()));
                     failed.push((host.clone(), msg.clone()));
-                    if failed.len() > plan.max_fail {
-                        let left: Vec<&str> =
-                            plan.hosts[done + 1..].iter().map(String::as_str).collect();
-                        return Err(throw(
-                            "remote",
-                            format!(
-                                "on(): {} of {} hosts failed, more than the failure budget (max_fail {}); the rollout stopped{}:\n  {}",
-                                failed.len(),
-                                plan.hosts.len(),
-                                plan.max_fail,
-                                if left.is_empty() { String::new() } else { format!(" before {}", left.join(", ")) },
-                                failed.iter().map(|(h, m)| format!("{h}: {m}")).collect::<Vec<_>>().join("\n  ")
-                            ),
-                        ));
-                    }
-                    st.console.warn(&format!(
-                        "{host} failed and is taken out of the rollout ({} of {} failures allowed): {msg}",
-                        failed.len(),
-                        plan.max_fail
-                    ));
+                    newly_failed.push((host, msg));
                 }
             }
-            done += 1;
+        }
+        if let Some((host, e)) = interrupted {
+            let changed = st.remote.to_roll_back();
+            if !changed.is_empty() {
+                st.console.warn(&format!(
+                    "the rollout was interrupted on {host}; hosts changed so far, in order: {}",
+                    changed.join(", ")
+                ));
+            }
+            return Err(e);
+        }
+        if let Some(e) = script_bug {
+            return Err(e);
+        }
+        if failed.len() > plan.max_fail {
+            let left: Vec<&str> = plan.hosts[done..].iter().map(String::as_str).collect();
+            let mut not_done = stopped.clone();
+            not_done.extend(left.iter().map(|h| h.to_string()));
+            return Err(throw(
+                "remote",
+                format!(
+                    "on(): {} of {} hosts failed, more than the failure budget (max_fail {}); the rollout stopped{}:\n  {}",
+                    failed.len(),
+                    plan.hosts.len(),
+                    plan.max_fail,
+                    if not_done.is_empty() { String::new() } else { format!(" before {}", not_done.join(", ")) },
+                    failed.iter().map(|(h, m)| format!("{h}: {m}")).collect::<Vec<_>>().join("\n  ")
+                ),
+            ));
+        }
+        for (host, msg) in newly_failed {
+            st.console.warn(&format!(
+                "{host} failed and is taken out of the rollout ({} of {} failures allowed): {msg}",
+                failed.len(),
+                plan.max_fail
+            ));
+            // Inside a rollback, a failing host stays as the rollback left it: rolling it
+            // back from the rollback would go round in circles.
+            if st.remote.rolling_back() || !st.remote.changed().contains(&host) {
+                continue;
+            }
+            let status = roll_back_host(ctx, &st, &host, &msg)?;
+            set_rollback(&st, &host, status);
+            if status == "failed" {
+                return Err(throw(
+                    "remote",
+                    format!(
+                        "on(): {host} failed and so did its rollback: {host} is in an unknown state; the rollout stopped. Check {host} now, then run `deployer rollback` or restore it by hand"
+                    ),
+                ));
+            }
         }
     }
     Ok(results.into())
@@ -393,7 +636,7 @@ fn copy(ctx: &NativeCallContext, up: bool, from: &str, to: &str) -> Result<(), E
         .copy_argv(&src, &dst)
         .map_err(|e| throw("connect", e))?;
     st.console.command(&format!("{host} | scp {src} {dst}"));
-    let token = st.cancel.token();
+    let token = st.remote.token(&st.cancel.token());
     match st
         .runtime
         .block_on(ssh::run(&argv, None, None, &token, None))
@@ -457,8 +700,9 @@ pub mod remote_api {
     }
 
     /// Runs `body` once per host (`targets`: a role name or an array of hosts), all at
-    /// once; inside it `exec`, `sh`, `upload` and `download` act on that host. Returns a
-    /// map host → what `body` returned. Any host failing fails the `on`.
+    /// once (one batch); inside it `exec`, `sh`, `upload` and `download` act on that host.
+    /// Returns a map host → what `body` returned. Any host failing fails the `on` and
+    /// stops the commands still running on the others.
     ///
     /// ```rhai
     /// on("web", || sh("systemctl reload nginx"));
@@ -468,9 +712,10 @@ pub mod remote_api {
         on_impl(&ctx, targets, Opts::none("on"), body)
     }
 
-    /// `on` with options: `batch` (hosts at a time: a number or "30%"; the hosts of a
-    /// batch run one after the other in this version), `max_fail` (hosts that may fail,
-    /// a number or "25%", before the `on` fails; a failed host is left out of the rest),
+    /// `on` with options: `batch` (hosts at a time, in parallel: a number or "30%"),
+    /// `max_fail` (hosts that may fail, a number or "25%", before the `on` fails and
+    /// stops the rollout; a host failing within it is left out of the rest and, if it had
+    /// changed, rolled back alone with `fn rollback(ctx)`, `ctx.hosts` = that host),
     /// `once: true` (only the first reachable host: migrations).
     ///
     /// ```rhai

@@ -88,9 +88,35 @@ pub fn history(args: HistoryArgs, color: ColorChoice) -> i32 {
         console.print(&format!("no runs recorded{filter} in {}", path.display()));
         return exit::OK;
     }
+    // A hosts column only when some run went to remote hosts.
+    let with_hosts = entries.iter().any(|e| e.hosts.is_some());
+    let hosts_cell = |e: &history::HistoryEntry| {
+        if !with_hosts {
+            return String::new();
+        }
+        let label = e
+            .hosts
+            .as_ref()
+            .map(|h| h.label())
+            .unwrap_or_else(|| "-".into());
+        format!("{label:<34}  ")
+    };
     console.print(&format!(
-        "{:<20}  {:<12}  {:<8}  {:<8}  {:>5}  {:>9}  {:<10}  {:<20}  {}",
-        "time", "env", "mode", "verdict", "score", "duration", "rollback", "release", "run"
+        "{:<20}  {:<12}  {:<8}  {:<8}  {:>5}  {:>9}  {:<10}  {:<20}  {}{}",
+        "time",
+        "env",
+        "mode",
+        "verdict",
+        "score",
+        "duration",
+        "rollback",
+        "release",
+        if with_hosts {
+            format!("{:<34}  ", "hosts")
+        } else {
+            String::new()
+        },
+        "run"
     ));
     for e in entries {
         let mut verdict = e.verdict.clone().unwrap_or_else(|| "-".into());
@@ -102,7 +128,7 @@ pub fn history(args: HistoryArgs, color: ColorChoice) -> i32 {
             verdict = "INTERRUPTED".into();
         }
         console.print(&format!(
-            "{:<20}  {:<12}  {:<8}  {:<8}  {:>5}  {:>9}  {:<10}  {:<20}  {}",
+            "{:<20}  {:<12}  {:<8}  {:<8}  {:>5}  {:>9}  {:<10}  {:<20}  {}{}",
             e.started_at
                 .get(..19)
                 .unwrap_or(&e.started_at)
@@ -116,6 +142,7 @@ pub fn history(args: HistoryArgs, color: ColorChoice) -> i32 {
             crate::core::duration::format_duration(std::time::Duration::from_millis(e.duration_ms)),
             e.rollback.clone().unwrap_or_else(|| "-".into()),
             history::release_label(e),
+            hosts_cell(e),
             e.run_id
         ));
     }

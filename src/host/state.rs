@@ -105,10 +105,11 @@ impl HostState {
     /// Runs a future on the runtime from the (non-async) script thread, stopping early if
     /// the run is cancelled.
     pub fn block_on<F: std::future::Future>(&self, fut: F) -> Result<F::Output, Cancelled> {
-        if self.cancel.is_cancelled() {
+        // Inside a batch of on(...), the host's own token: a batch given up stops it too.
+        let token = self.remote.token(&self.cancel.token());
+        if self.cancel.is_cancelled() || token.is_cancelled() {
             return Err(Cancelled);
         }
-        let token = self.cancel.token();
         self.runtime.block_on(or_cancel(&token, fut))
     }
 

@@ -118,7 +118,8 @@ pub struct PhaseRecord {
 #[derive(Debug, Clone, Serialize)]
 pub struct HostRecord {
     pub host: String,
-    /// `passed` or `failed`.
+    /// `passed`, `failed`, or `stopped` (its batch was given up when another host used
+    /// up the failure budget).
     pub status: &'static str,
     /// The batch it was in (1-based).
     pub batch: usize,
@@ -126,6 +127,10 @@ pub struct HostRecord {
     /// Whether the run changed the host (a command ran on it after a `changes: true` phase
     /// began).
     pub changed: bool,
+    /// How the rollback of this host alone went, when it failed within the failure budget
+    /// after it had changed: `ok`, `failed`, `declined`, `never` or `missing`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rollback: Option<&'static str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
 }
@@ -627,6 +632,7 @@ mod tests {
             batch: 1,
             duration_ms: 0,
             changed: false,
+            rollback: None,
             error: None,
         };
         let mut p = phase(PhaseStatus::Passed, &[CheckStatus::Passed]);

@@ -26,6 +26,8 @@ pub struct Inventory {
     pub roles: BTreeMap<String, Vec<String>>,
     pub vars: BTreeMap<String, Vars>,
     pub ssh: crate::config::SshConfig,
+    /// The environment's rollback policy, for hosts rolled back on their own.
+    pub rollback: crate::config::RollbackPolicy,
 }
 
 impl Inventory {
@@ -68,6 +70,7 @@ impl Inventory {
             roles: env.roles.clone(),
             vars: env.host_vars.clone(),
             ssh: env.ssh.clone(),
+            rollback: env.rollback,
         })
     }
 
@@ -279,6 +282,84 @@ pub fn remote_script(argv: &[String], env: &[(String, String)], cwd: Option<&str
     s
 }
 
+/// What a run did to its remote hosts, as its history line keeps it: `deployer history`
+/// shows it, and `deployer rollback` takes the hosts to roll back from it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct HostsSummary {
+    /// Hosts that `on(...)` ran on in a phase.
+    pub total: usize,
+    /// Hosts the run changed, in the order they changed.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub changed: Vec<String>,
+    /// Hosts that failed (or were stopped) in some phase.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub failed: Vec<String>,
+    /// Hosts rolled back on their own after failing within the failure budget.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rolled_back_alone: Vec<String>,
+}
+
+impl HostsSummary {
+    /// Sums up the per-host records of a run's phases; `None` when no phase ran on a host.
+    pub fn of(phases: &[crate::pipeline::PhaseRecord], changed: &[String]) -> Option<HostsSummary> {
+        let mut seen: Vec<&str> = Vec::new();
+        let mut failed: Vec<String> = Vec::new();
+        let mut alone: Vec<String> = Vec::new();
+        for h in phases.iter().flat_map(|p| &p.hosts) {
+            if !seen.contains(&h.host.as_str()) {
+                seen.push(&h.host);
+            }
+            if h.status != "passed" && !failed.contains(&h.host) {
+                failed.push(h.host.clone());
+            }
+            if h.rollback == Some("ok") && !alone.contains(&h.host) {
+                alone.push(h.host.clone());
+            }
+        }
+        if seen.is_empty() && changed.is_empty() {
+            return None;
+        }
+        Some(HostsSummary {
+            total: seen.len().max(changed.len()),
+            changed: changed.to_vec(),
+            failed,
+            rolled_back_alone: alone,
+        })
+    }
+
+    /// The hosts `deployer rollback` gives `fn rollback(ctx)`: those the run changed, in
+    /// order, less those already rolled back on their own.
+    pub fn to_roll_back(&self) -> Vec<String> {
+        self.changed
+            .iter()
+            .filter(|h| !self.rolled_back_alone.contains(h))
+            .cloned()
+            .collect()
+    }
+
+    /// One cell of `deployer history`: `3: 2 changed, 1 failed, 1 rolled back alone`.
+    pub fn label(&self) -> String {
+        let mut parts = Vec::new();
+        if !self.changed.is_empty() {
+            parts.push(format!("{} changed", self.changed.len()));
+        }
+        if !self.failed.is_empty() {
+            parts.push(format!("{} failed", self.failed.len()));
+        }
+        if !self.rolled_back_alone.is_empty() {
+            parts.push(format!(
+                "{} rolled back alone",
+                self.rolled_back_alone.len()
+            ));
+        }
+        if parts.is_empty() {
+            self.total.to_string()
+        } else {
+            format!("{}: {}", self.total, parts.join(", "))
+        }
+    }
+}
+
 /// Checks an environment variable name for `export`.
 pub fn valid_env_name(name: &str) -> bool {
     let mut chars = name.chars();
@@ -375,6 +456,59 @@ mod tests {
         assert_eq!((p.batch, p.max_fail), (10, 2));
         let e = Plan::new(hosts, Some(Share::Count(0)), None).unwrap_err().0;
         assert!(e.contains("`batch` must be at least 1"), "{e}");
+    }
+
+    #[test]
+    fn a_summary_counts_hosts_once_and_knows_what_to_roll_back() {
+        use crate::pipeline::{HostRecord, PhaseRecord};
+        let host = |h: &str, status: &'static str, rollback: Option<&'static str>| HostRecord {
+            host: h.into(),
+            status,
+            batch: 1,
+            duration_ms: 0,
+            changed: false,
+            rollback,
+            error: None,
+        };
+        let phase = |name: &str, hosts: Vec<HostRecord>| PhaseRecord {
+            index: 0,
+            name: name.into(),
+            required: false,
+            skippable: false,
+            status: crate::pipeline::PhaseStatus::Passed,
+            score: 5.0,
+            checks: Vec::new(),
+            duration_ms: 0,
+            started_at: None,
+            error: None,
+            reason: None,
+            metrics: None,
+            hosts,
+        };
+        let check = phase(
+            "Check",
+            vec![
+                host("a", "passed", None),
+                host("b", "passed", None),
+                host("c", "passed", None),
+            ],
+        );
+        let switch = phase(
+            "Switch",
+            vec![
+                host("a", "passed", None),
+                host("b", "failed", Some("ok")),
+                host("c", "stopped", None),
+            ],
+        );
+        let changed = vec!["a".to_string(), "b".to_string()];
+        let s = HostsSummary::of(&[check, switch], &changed).unwrap();
+        assert_eq!(s.total, 3);
+        assert_eq!(s.failed, ["b", "c"]);
+        assert_eq!(s.rolled_back_alone, ["b"]);
+        assert_eq!(s.to_roll_back(), ["a"]);
+        assert_eq!(s.label(), "3: 2 changed, 2 failed, 1 rolled back alone");
+        assert_eq!(HostsSummary::of(&[], &[]), None);
     }
 
     #[test]

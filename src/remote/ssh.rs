@@ -1,7 +1,7 @@
 //! One OpenSSH master connection per host per run (ControlMaster in a private 0700 folder),
 //! commands sent over it to `sh -s` on stdin, and copies with scp over the same master.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::Mutex;
@@ -36,10 +36,21 @@ struct Inner {
     inventory: Inventory,
     dir: Option<PathBuf>,
     masters: BTreeMap<String, Child>,
-    /// `on(...)` pushes its host, `local(...)` pushes none.
-    current: Vec<Option<String>>,
+    /// Per thread (the hosts of a batch run on threads of their own): `on(...)` pushes its
+    /// host, `local(...)` pushes none.
+    current: HashMap<std::thread::ThreadId, Vec<Option<String>>>,
+    /// Per thread: the token that stops the commands of one host of a batch (a child of
+    /// the run's, cancelled when the batch is given up).
+    tokens: HashMap<std::thread::ThreadId, CancellationToken>,
     /// Hosts the run changed, in the order they changed.
     changed: Vec<String>,
+    /// Changed hosts already rolled back on their own (failed within the failure budget).
+    rolled_back: Vec<String>,
+    /// Numbers the masters' log files (hosts connect from several threads at once).
+    logs: usize,
+    /// A rollback is running: hosts failing in it are not rolled back on their own (that
+    /// would call the rollback from itself), and its `on(...)` adds no host records.
+    rolling_back: bool,
 }
 
 impl Fleet {
@@ -57,19 +68,82 @@ impl Fleet {
         self.lock().inventory.clone()
     }
 
-    /// Enters a host (`Some`) or the local machine (`None`).
+    /// Enters a host (`Some`) or the local machine (`None`) on this thread.
     pub fn push(&self, host: Option<String>) {
-        self.lock().current.push(host);
+        let id = std::thread::current().id();
+        self.lock().current.entry(id).or_default().push(host);
     }
 
-    /// Leaves what [`Fleet::push`] entered.
+    /// Leaves what [`Fleet::push`] entered on this thread.
     pub fn pop(&self) {
-        self.lock().current.pop();
+        let id = std::thread::current().id();
+        let mut inner = self.lock();
+        if let Some(stack) = inner.current.get_mut(&id) {
+            stack.pop();
+            if stack.is_empty() {
+                inner.current.remove(&id);
+            }
+        }
     }
 
-    /// The host commands run on now, if any.
+    /// The host commands of this thread run on now, if any.
     pub fn current(&self) -> Option<String> {
-        self.lock().current.last().cloned().flatten()
+        let id = std::thread::current().id();
+        self.lock()
+            .current
+            .get(&id)
+            .and_then(|s| s.last().cloned().flatten())
+    }
+
+    /// Sets (or clears) the token that stops this thread's remote commands.
+    pub fn set_token(&self, token: Option<CancellationToken>) {
+        let id = std::thread::current().id();
+        let mut inner = self.lock();
+        match token {
+            Some(t) => inner.tokens.insert(id, t),
+            None => inner.tokens.remove(&id),
+        };
+    }
+
+    /// The token this thread's remote commands stop on: its host's within a batch, else
+    /// `run` (the run's).
+    pub fn token(&self, run: &CancellationToken) -> CancellationToken {
+        let id = std::thread::current().id();
+        self.lock()
+            .tokens
+            .get(&id)
+            .cloned()
+            .unwrap_or_else(|| run.clone())
+    }
+
+    /// Marks the start (`true`) or end of a rollback; returns what it was before.
+    pub fn set_rolling_back(&self, on: bool) -> bool {
+        std::mem::replace(&mut self.lock().rolling_back, on)
+    }
+
+    /// True while a rollback runs (see [`Fleet::set_rolling_back`]).
+    pub fn rolling_back(&self) -> bool {
+        self.lock().rolling_back
+    }
+
+    /// Records that `host`, changed by the run, was rolled back on its own.
+    pub fn mark_rolled_back(&self, host: &str) {
+        let mut inner = self.lock();
+        if !inner.rolled_back.iter().any(|h| h == host) {
+            inner.rolled_back.push(host.to_string());
+        }
+    }
+
+    /// The changed hosts that are not rolled back yet, in the order they changed: what
+    /// `fn rollback(ctx)` gets as `ctx.hosts`.
+    pub fn to_roll_back(&self) -> Vec<String> {
+        let inner = self.lock();
+        inner
+            .changed
+            .iter()
+            .filter(|h| !inner.rolled_back.contains(h))
+            .cloned()
+            .collect()
     }
 
     /// Records that the run changed `host` (once).
@@ -161,7 +235,11 @@ impl Fleet {
         let fail = ConnectError::Failed;
         let opts = self.options().map_err(fail)?;
         let dir = self.dir().map_err(fail)?;
-        let log_path = dir.join(format!("{}.log", self.lock().masters.len()));
+        let log_path = {
+            let mut inner = self.lock();
+            inner.logs += 1;
+            dir.join(format!("{}.log", inner.logs))
+        };
         let log = std::fs::File::create(&log_path)
             .map_err(|e| fail(format!("cannot create {}: {e}", log_path.display())))?;
         let mut cmd = Command::new("ssh");

@@ -45,6 +45,9 @@ pub struct HistoryEntry {
     pub exit_code: i32,
     /// Path of this run's report.json.
     pub report: String,
+    /// What the run did to its remote hosts; `None` when it ran on none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hosts: Option<crate::remote::HostsSummary>,
 }
 
 /// The entries that could be read, and a warning for each damaged line skipped.
@@ -365,6 +368,7 @@ mod tests {
             recorded: BTreeMap::new(),
             exit_code: 0,
             report: format!(".deployer/runs/{run_id}/report.json"),
+            hosts: None,
         }
     }
 

@@ -78,6 +78,9 @@ pub struct RollbackRecord {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
     pub duration_ms: u64,
+    /// `ctx.hosts`: the remote hosts given to `fn rollback(ctx)`.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub hosts: Vec<String>,
 }
 
 impl RollbackRecord {
@@ -89,6 +92,7 @@ impl RollbackRecord {
             phase: None,
             error: None,
             duration_ms: 0,
+            hosts: Vec::new(),
         }
     }
 
@@ -100,6 +104,7 @@ impl RollbackRecord {
             phase: req.phase.clone(),
             error: None,
             duration_ms: 0,
+            hosts: Vec::new(),
         }
     }
 }
@@ -165,6 +170,9 @@ pub struct Report {
     pub verdict_reason: Option<String>,
     pub thresholds: Thresholds,
     pub rollback: RollbackRecord,
+    /// The remote hosts the run changed, in the order they changed.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub changed_hosts: Vec<String>,
     pub retries: Vec<RetryEvent>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<ErrorRecord>,
@@ -372,6 +380,7 @@ pub fn write(
         recorded: report.recorded.clone(),
         exit_code: report.exit_code,
         report: mask(&report_path.display().to_string()),
+        hosts: crate::remote::HostsSummary::of(&report.phases, &report.changed_hosts),
     };
     history::append(&state_dir.join("history.jsonl"), &entry)?;
     std::fs::remove_file(&marker)

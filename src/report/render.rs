@@ -4,11 +4,14 @@ use super::record::{phase_status_text, Report, RollbackStatus};
 
 fn rollback_line(r: &Report) -> Option<String> {
     let rb = &r.rollback;
-    let why = rb
+    let mut why = rb
         .reason
         .as_ref()
         .map(|x| format!(" ({x})"))
         .unwrap_or_default();
+    if !rb.hosts.is_empty() {
+        why.push_str(&format!(" on {}", rb.hosts.join(", ")));
+    }
     Some(match rb.status {
         RollbackStatus::NotNeeded => return None,
         RollbackStatus::Ok => format!("rollback ran and succeeded{why}"),
@@ -162,12 +165,26 @@ pub fn markdown(r: &Report) -> String {
         md.push_str(&format!("## {}\n\n", p.name));
         for h in &p.hosts {
             md.push_str(&format!(
-                "- {} host {} (batch {}, {} ms{}){}\n",
-                if h.status == "passed" { "✓" } else { "✗" },
+                "- {} host {} (batch {}, {} ms{}{}{}){}\n",
+                match h.status {
+                    "passed" => "✓",
+                    "stopped" => "■",
+                    _ => "✗",
+                },
                 h.host,
                 h.batch,
                 h.duration_ms,
                 if h.changed { ", changed" } else { "" },
+                if h.status == "stopped" {
+                    ", stopped"
+                } else {
+                    ""
+                },
+                match h.rollback {
+                    Some("ok") => ", rolled back alone".to_string(),
+                    Some(other) => format!(", rollback {other}"),
+                    None => String::new(),
+                },
                 h.error
                     .as_ref()
                     .map(|e| format!(": {}", e.lines().next().unwrap_or_default()))

@@ -585,3 +585,198 @@ fn key_paths_in_deployer_toml_are_relative_to_its_folder() {
     t.args(["run", "proj/deploy.rhai"]).run().assert_code(0);
     assert_no_masters(&net);
 }
+
+/// Runs the binary once more in `dir` (a deploy's folder: its deployer.toml and records).
+fn again(dir: &std::path::Path, args: &[&str]) -> (i32, String, String) {
+    let out = std::process::Command::new(crate::support::BIN)
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn hosts_of_a_batch_run_at_the_same_time() {
+    let Some(net) = SshNet::start(3) else { return };
+    let ips = net.ips();
+    let t = Test::new();
+    let dir = t.path().display().to_string();
+    let started = Instant::now();
+    let out = t
+        .file("deployer.toml", net.toml("", ""))
+        .script(&format!(
+            r#"let r = on(hosts(), #{{ batch: 3 }}, || {{
+                   let me = host();
+                   sh(`date +%s%N > start-${{me}}; sleep 1; date +%s%N > end-${{me}}`, #{{ cwd: "{dir}" }});
+                   me
+               }});
+               print(`done=${{r.keys().len()}}`);"#
+        ))
+        .args(["run", "deploy.rhai"])
+        .run();
+    let took = started.elapsed();
+    out.assert_code(0)
+        .assert_stdout_contains("done=3")
+        .assert_stderr_contains("batch 1/1: ")
+        .assert_stderr_contains("of up to 3 at once");
+    let read = |name: String| -> u128 {
+        std::fs::read_to_string(out.path().join(&name))
+            .unwrap_or_else(|e| panic!("{name}: {e}"))
+            .trim()
+            .parse()
+            .unwrap()
+    };
+    // Every host started before any host ended: the three ran at the same time.
+    let last_start = ips
+        .iter()
+        .map(|ip| read(format!("start-{ip}")))
+        .max()
+        .unwrap();
+    let first_end = ips
+        .iter()
+        .map(|ip| read(format!("end-{ip}")))
+        .min()
+        .unwrap();
+    assert!(
+        last_start < first_end,
+        "the hosts of a batch ran one after the other ({took:?})"
+    );
+    assert_no_masters(&net);
+}
+
+#[test]
+fn a_failure_beyond_the_budget_stops_the_other_hosts_of_its_batch() {
+    let Some(net) = SshNet::start(3) else { return };
+    let ips = net.ips();
+    let t = Test::new();
+    let started = Instant::now();
+    let out = t
+        .file("deployer.toml", net.toml("", ""))
+        .script(&format!(
+            r#"phase("Switch", #{{ changes: true }}, || {{
+                   on(hosts(), #{{ batch: 3, max_fail: 0 }}, || {{
+                       if host() == "{}" {{ sh("sleep 0.5; exit 7"); }}
+                       sh("sleep 27");
+                   }});
+               }});
+               fn rollback(ctx) {{ print(`rollback of ${{ctx.hosts.len()}} hosts`); }}"#,
+            ips[1]
+        ))
+        .args(["run", "deploy.rhai"])
+        .run();
+    out.assert_code(1)
+        .assert_stdout_contains("rollback of 3 hosts")
+        .assert_stderr_contains("1 of 3 hosts failed, more than the failure budget (max_fail 0)")
+        .assert_stderr_contains(&format!(
+            "the rollout stopped before {}, {}",
+            ips[0], ips[2]
+        ));
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "the other hosts were not stopped: {:?}",
+        started.elapsed()
+    );
+    // Nothing deployer started is left on any host.
+    assert!(
+        wait_until(Duration::from_secs(5), || processes_with("sleep 27")
+            .is_empty()),
+        "remote commands left running: {:?}",
+        processes_with("sleep 27")
+    );
+    let report = crate::support::newest_report(out.path());
+    let hosts = report["phases"][0]["hosts"].as_array().unwrap();
+    let status: Vec<_> = hosts
+        .iter()
+        .map(|h| {
+            (
+                h["host"].as_str().unwrap().to_string(),
+                h["status"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        status,
+        [
+            (ips[0].clone(), "stopped".to_string()),
+            (ips[1].clone(), "failed".to_string()),
+            (ips[2].clone(), "stopped".to_string())
+        ]
+    );
+    assert_no_masters(&net);
+}
+
+#[test]
+fn a_host_failing_within_the_budget_is_rolled_back_alone_and_deployer_rollback_takes_the_rest_from_the_record(
+) {
+    let Some(net) = SshNet::start(3) else { return };
+    let ips = net.ips();
+    let t = Test::new();
+    let dir = t.path().display().to_string();
+    let out = t
+        .file("deployer.toml", net.toml("", ""))
+        .script(&format!(
+            r#"phase("Switch", #{{ changes: true }}, || {{
+                   on(hosts(), #{{ batch: 1, max_fail: 1 }}, || {{
+                       sh("touch switched-$(hostname -I | tr -d ' ')", #{{ cwd: "{dir}" }});
+                       if host() == "{}" {{ throw "health check failed on this host"; }}
+                   }});
+               }});
+               fn rollback(ctx) {{
+                   print(`rollback hosts=${{ctx.hosts}}`);
+                   on(ctx.hosts, || sh("touch rolled-$(hostname -I | tr -d ' ')", #{{ cwd: "{dir}" }}));
+               }}"#,
+            ips[1]
+        ))
+        .args(["run", "deploy.rhai"])
+        .run();
+    // The failed host was rolled back on its own, the rollout went on to the third.
+    out.assert_code(0)
+        .assert_stdout_contains(&format!("rollback hosts=[\"{}\"]", ips[1]))
+        .assert_stdout_not_contains(&format!("rollback hosts=[\"{}\"", ips[0]))
+        .assert_stderr_contains(&format!("━━ Rollback of {}: ", ips[1]))
+        .assert_stderr_contains(&format!("{} rolled back in", ips[1]));
+    let d = out.path();
+    assert!(
+        d.join(format!("switched-{}", ips[2])).exists(),
+        "the rollout stopped"
+    );
+    assert!(d.join(format!("rolled-{}", ips[1])).exists());
+    assert!(!d.join(format!("rolled-{}", ips[0])).exists());
+    let report = crate::support::newest_report(d);
+    let hosts = report["phases"][0]["hosts"].as_array().unwrap();
+    assert_eq!(hosts[1]["rollback"], "ok", "{hosts:?}");
+    assert_eq!(hosts[0].get("rollback"), None, "{hosts:?}");
+    assert_eq!(
+        report["changed_hosts"],
+        serde_json::json!([ips[0], ips[1], ips[2]])
+    );
+    // The history line keeps what happened to the hosts.
+    let (code, stdout, _) = again(d, &["history"]);
+    assert_eq!(code, 0);
+    assert!(
+        stdout.contains("3: 3 changed, 1 failed, 1 rolled back alone"),
+        "{stdout}"
+    );
+    // `deployer rollback` rolls back the hosts the deploy changed and left changed.
+    let (code, stdout, stderr) = again(d, &["rollback", "deploy.rhai", "--yes"]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        stdout.contains(&format!("rollback hosts=[\"{}\", \"{}\"]", ips[0], ips[2])),
+        "{stdout}\n{stderr}"
+    );
+    assert!(stderr.contains("the last deploy of test (run "), "{stderr}");
+    assert!(d.join(format!("rolled-{}", ips[0])).exists());
+    assert!(d.join(format!("rolled-{}", ips[2])).exists());
+    let report = crate::support::newest_report(d);
+    assert_eq!(report["mode"], "rollback");
+    assert_eq!(
+        report["rollback"]["hosts"],
+        serde_json::json!([ips[0], ips[2]])
+    );
+    assert_no_masters(&net);
+}
