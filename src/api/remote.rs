@@ -13,7 +13,7 @@ use super::opts::Opts;
 use crate::config::RollbackPolicy;
 use crate::host::state::HostState;
 use crate::remote::ssh::{self, ConnectError};
-use crate::remote::{remote_script, valid_env_name, Plan, Share};
+use crate::remote::{marked_script, split_noise, valid_env_name, Plan, Share};
 use crate::sys::process::{CommandOutput, CommandSpec, LineSink, ProcessError};
 use tokio_util::sync::CancellationToken;
 
@@ -91,18 +91,44 @@ pub(crate) fn exec_on(
         .shell_argv(host)
         .map_err(|e| throw("connect", e))?;
     let cwd = spec.cwd.as_ref().map(|p| p.display().to_string());
-    let script = remote_script(&spec.argv, &spec.env, cwd.as_deref());
+    let script = marked_script(&spec.argv, &spec.env, cwd.as_deref());
     let live = live.map(|sink| {
         let h = host.to_string();
-        Arc::new(move |stream: &str, line: &str| sink(stream, &format!("{h} | {line}"))) as LineSink
+        // Lines before the BEGIN line are the remote shell's, not the command's.
+        let begun = std::sync::Mutex::new([false, false]);
+        Arc::new(move |stream: &str, line: &str| {
+            let i = usize::from(stream != "stdout");
+            let Ok(mut begun) = begun.lock() else { return };
+            if !begun[i] {
+                begun[i] = line == crate::remote::BEGIN;
+                return;
+            }
+            drop(begun);
+            sink(stream, &format!("{h} | {line}"))
+        }) as LineSink
     });
-    let out = st.runtime.block_on(ssh::run(
+    let mut out = st.runtime.block_on(ssh::run(
         &argv,
         Some(script.into_bytes()),
         spec.timeout,
         token,
         live,
     ));
+    if let Ok(o) = &mut out {
+        let (noise_out, stdout) = split_noise(&o.stdout);
+        let (noise_err, stderr) = split_noise(&o.stderr);
+        let noise = format!("{noise_out}{noise_err}");
+        if !noise.trim().is_empty() && st.remote.note_noisy(host) {
+            let first = noise.lines().find(|l| !l.trim().is_empty()).unwrap_or("");
+            st.console.warn(&format!(
+                "{host}: the remote shell prints text before every command (\"{}\"): a start-up file of the remote user's shell writes to non-interactive shells (~/.bashrc for bash, ~/.zshenv for zsh; ~/.profile, /etc/profile or /etc/bash.bashrc when it runs as a login shell). deployer leaves that text out of the command's output, but upload()/download() (scp, sftp, rsync) break on it: make the file print only in interactive shells (case $- in *i*) ... esac)",
+                st.console.mask(first.trim())
+            ));
+        }
+        let (stdout, stderr) = (stdout.to_string(), stderr.to_string());
+        o.stdout = stdout;
+        o.stderr = stderr;
+    }
     // ssh exits 255 for its own failures; a remote command's own 255 has no such message.
     if let Ok(o) = &out {
         if o.code == Some(255) {
@@ -310,6 +336,14 @@ fn run_batch(
     };
     if batch.len() == 1 {
         return batch.iter().map(one).collect();
+    }
+    // The masters start here, on the script's thread: ssh dies with the thread that
+    // started it, and the hosts' threads end with the batch. A failure to start is
+    // reported by the host's own connect().
+    if !st.dry_run() {
+        for host in batch {
+            let _ = st.remote.start(host);
+        }
     }
     std::thread::scope(|scope| {
         let spawned: Vec<_> = batch

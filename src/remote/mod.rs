@@ -360,6 +360,33 @@ impl HostsSummary {
     }
 }
 
+/// The line a command's script prints on stdout and stderr before the command runs, so
+/// whatever the remote shell's start-up files printed first can be told apart from the
+/// command's own output.
+pub const BEGIN: &str = "::deployer-output-begins::";
+
+/// [`remote_script`] preceded by the [`BEGIN`] lines.
+pub fn marked_script(argv: &[String], env: &[(String, String)], cwd: Option<&str>) -> String {
+    format!(
+        "printf '%s\\n' '{BEGIN}'; printf '%s\\n' '{BEGIN}' >&2\n{}",
+        remote_script(argv, env, cwd)
+    )
+}
+
+/// Splits captured output at the [`BEGIN`] line: (what came before it, what came after).
+/// Without the line (the shell failed first, or the start was cut off) everything is the
+/// command's.
+pub fn split_noise(text: &str) -> (&str, &str) {
+    let line = format!("{BEGIN}\n");
+    if text.starts_with(&line) {
+        return ("", &text[line.len()..]);
+    }
+    match text.find(&format!("\n{line}")) {
+        Some(i) => (&text[..=i], &text[i + 1 + line.len()..]),
+        None => ("", text),
+    }
+}
+
 /// Checks an environment variable name for `export`.
 pub fn valid_env_name(name: &str) -> bool {
     let mut chars = name.chars();
@@ -509,6 +536,23 @@ mod tests {
         assert_eq!(s.to_roll_back(), ["a"]);
         assert_eq!(s.label(), "3: 2 changed, 2 failed, 1 rolled back alone");
         assert_eq!(HostsSummary::of(&[], &[]), None);
+    }
+
+    #[test]
+    fn noise_before_the_begin_line_is_split_off() {
+        let b = BEGIN;
+        assert_eq!(split_noise(&format!("{b}\nout\n")), ("", "out\n"));
+        assert_eq!(
+            split_noise(&format!("Welcome!\nmotd\n{b}\nout\n")),
+            ("Welcome!\nmotd\n", "out\n")
+        );
+        assert_eq!(split_noise("sh: not found\n"), ("", "sh: not found\n"));
+        // The command printing the marker itself later changes nothing before it.
+        assert_eq!(
+            split_noise(&format!("{b}\nx\n{b}\n")),
+            ("", &*format!("x\n{b}\n"))
+        );
+        assert!(marked_script(&["true".into()], &[], None).starts_with("printf '%s\\n'"));
     }
 
     #[test]

@@ -36,6 +36,8 @@ struct Inner {
     inventory: Inventory,
     dir: Option<PathBuf>,
     masters: BTreeMap<String, Child>,
+    /// Masters started and not answering yet.
+    pending: BTreeMap<String, Pending>,
     /// Per thread (the hosts of a batch run on threads of their own): `on(...)` pushes its
     /// host, `local(...)` pushes none.
     current: HashMap<std::thread::ThreadId, Vec<Option<String>>>,
@@ -48,9 +50,19 @@ struct Inner {
     rolled_back: Vec<String>,
     /// Numbers the masters' log files (hosts connect from several threads at once).
     logs: usize,
+    /// Hosts whose shell was found printing text before commands (warned about once).
+    noisy: Vec<String>,
     /// A rollback is running: hosts failing in it are not rolled back on their own (that
     /// would call the rollback from itself), and its `on(...)` adds no host records.
     rolling_back: bool,
+}
+
+/// A master connection started and not answering yet.
+#[derive(Debug)]
+struct Pending {
+    child: Child,
+    log: PathBuf,
+    since: Instant,
 }
 
 impl Fleet {
@@ -114,6 +126,16 @@ impl Fleet {
             .get(&id)
             .cloned()
             .unwrap_or_else(|| run.clone())
+    }
+
+    /// Notes that `host`'s shell prints text before commands; true the first time.
+    pub fn note_noisy(&self, host: &str) -> bool {
+        let mut inner = self.lock();
+        if inner.noisy.iter().any(|h| h == host) {
+            return false;
+        }
+        inner.noisy.push(host.to_string());
+        true
     }
 
     /// Marks the start (`true`) or end of a rollback; returns what it was before.
@@ -226,11 +248,16 @@ impl Fleet {
         Ok(o.into_iter().flat_map(|x| ["-o".to_string(), x]).collect())
     }
 
-    /// Opens the master connection to `host` unless it is open; fails fast, naming the
-    /// host and what to do, when it is down, refuses the key or has an unknown host key.
-    pub fn connect(&self, host: &str, cancelled: &dyn Fn() -> bool) -> Result<(), ConnectError> {
-        if self.lock().masters.contains_key(host) {
-            return Ok(());
+    /// Starts the master connection to `host` unless it is started or open, without
+    /// waiting for it. Call it from a thread that lives as long as the run: the master dies
+    /// with the thread that started it (`PR_SET_PDEATHSIG` follows the thread), so `on(...)`
+    /// starts the masters of a batch before its hosts' threads.
+    pub fn start(&self, host: &str) -> Result<(), ConnectError> {
+        {
+            let inner = self.lock();
+            if inner.masters.contains_key(host) || inner.pending.contains_key(host) {
+                return Ok(());
+            }
         }
         let fail = ConnectError::Failed;
         let opts = self.options().map_err(fail)?;
@@ -257,7 +284,7 @@ impl Fleet {
             .stdout(Stdio::null())
             .stderr(log);
         prepare(&mut cmd);
-        let mut child = cmd.spawn().map_err(|e| {
+        let child = cmd.spawn().map_err(|e| {
             fail(if e.kind() == std::io::ErrorKind::NotFound {
                 "ssh not found: install the OpenSSH client (Debian: apt-get install openssh-client)"
                     .into()
@@ -265,29 +292,76 @@ impl Fleet {
                 format!("cannot start ssh for {host}: {e}")
             })
         })?;
+        self.lock().pending.insert(
+            host.to_string(),
+            Pending {
+                child,
+                log: log_path,
+                since: Instant::now(),
+            },
+        );
+        Ok(())
+    }
+
+    /// Opens the master connection to `host` unless it is open (starting it, see
+    /// [`Fleet::start`], unless it is started) and waits until it answers; fails fast,
+    /// naming the host and what to do, when it is down, refuses the key or has an unknown
+    /// host key.
+    pub fn connect(&self, host: &str, cancelled: &dyn Fn() -> bool) -> Result<(), ConnectError> {
+        if self.lock().masters.contains_key(host) {
+            return Ok(());
+        }
+        self.start(host)?;
+        let fail = ConnectError::Failed;
+        let opts = self.options().map_err(fail)?;
         let env = self.lock().inventory.env.clone();
         let limit = Duration::from_secs(connect_timeout(&self.lock().inventory.ssh) + 5);
-        let start = Instant::now();
-        let stop = |child: &mut Child| {
-            kill_group(child.id(), libc::SIGKILL);
-            let _ = child.wait();
+        let stop = |mut p: Pending| {
+            kill_group(p.child.id(), libc::SIGKILL);
+            let _ = p.child.wait();
         };
         loop {
-            if let Ok(Some(_)) = child.try_wait() {
-                let text = std::fs::read_to_string(&log_path).unwrap_or_default();
+            let (exited, since, log) = {
+                let mut inner = self.lock();
+                let Some(p) = inner.pending.get_mut(host) else {
+                    // Another thread finished connecting it.
+                    return if inner.masters.contains_key(host) {
+                        Ok(())
+                    } else {
+                        Err(fail(format!(
+                            "the connection to {host} was closed while connecting"
+                        )))
+                    };
+                };
+                (
+                    matches!(p.child.try_wait(), Ok(Some(_))),
+                    p.since,
+                    p.log.clone(),
+                )
+            };
+            if exited {
+                let p = self.lock().pending.remove(host);
+                drop(p);
+                let text = std::fs::read_to_string(&log).unwrap_or_default();
                 return Err(fail(explain(host, &env, &text)));
             }
-            let up = master_answers(&opts, host);
-            if up {
-                self.lock().masters.insert(host.to_string(), child);
+            if master_answers(&opts, host) {
+                let mut inner = self.lock();
+                if let Some(p) = inner.pending.remove(host) {
+                    inner.masters.insert(host.to_string(), p.child);
+                }
                 return Ok(());
             }
             if cancelled() {
-                stop(&mut child);
+                if let Some(p) = self.lock().pending.remove(host) {
+                    stop(p);
+                }
                 return Err(ConnectError::Cancelled(host.into()));
             }
-            if start.elapsed() > limit {
-                stop(&mut child);
+            if since.elapsed() > limit {
+                if let Some(p) = self.lock().pending.remove(host) {
+                    stop(p);
+                }
                 return Err(fail(format!(
                     "cannot connect to {host}: no connection after {}s (host down or unreachable?); check that it is up and reachable with `ssh {host} true`, or raise [env.{env}.ssh] connect_timeout",
                     limit.as_secs()
@@ -334,6 +408,10 @@ impl Fleet {
     pub fn close_all(&self) -> Vec<String> {
         let (masters, dir) = {
             let mut inner = self.lock();
+            for (_, mut p) in std::mem::take(&mut inner.pending) {
+                kill_group(p.child.id(), libc::SIGKILL);
+                let _ = p.child.wait();
+            }
             (std::mem::take(&mut inner.masters), inner.dir.take())
         };
         let mut closed = Vec::new();

@@ -36,7 +36,10 @@ fn assert_no_masters(net: &SshNet) {
         }
         if let Some(pid) = name.strip_prefix("dpl-").and_then(|r| r.split('-').next()) {
             let pid: i32 = pid.parse().unwrap_or(0);
-            assert!(pid_alive(pid), "/tmp/{name} outlived deployer pid {pid}");
+            // Only this test binary's runs: other processes on the machine are not ours.
+            if crate::support::spawned_here(pid) {
+                assert!(pid_alive(pid), "/tmp/{name} outlived deployer pid {pid}");
+            }
         }
     }
 }
@@ -588,11 +591,14 @@ fn key_paths_in_deployer_toml_are_relative_to_its_folder() {
 
 /// Runs the binary once more in `dir` (a deploy's folder: its deployer.toml and records).
 fn again(dir: &std::path::Path, args: &[&str]) -> (i32, String, String) {
-    let out = std::process::Command::new(crate::support::BIN)
+    let child = std::process::Command::new(crate::support::BIN)
         .args(args)
         .current_dir(dir)
-        .output()
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
         .unwrap();
+    let out = child.wait_with_output().unwrap();
     (
         out.status.code().unwrap_or(-1),
         String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -778,5 +784,55 @@ fn a_host_failing_within_the_budget_is_rolled_back_alone_and_deployer_rollback_t
         report["rollback"]["hosts"],
         serde_json::json!([ips[0], ips[2]])
     );
+    assert_no_masters(&net);
+}
+
+#[test]
+fn a_noisy_remote_shell_is_left_out_of_the_output_and_named_once() {
+    let Some(net) = SshNet::start(1) else { return };
+    // The key's forced command stands for a ~/.bashrc that prints on every shell.
+    let auth = net.file("authorized_keys");
+    let key = std::fs::read_to_string(&auth).unwrap();
+    std::fs::write(
+        &auth,
+        format!(
+            "command=\"echo 'Welcome to web1!'; echo 'last login: never' >&2; eval \\\"$SSH_ORIGINAL_COMMAND\\\"\" {key}"
+        ),
+    )
+    .unwrap();
+    let out = Test::new()
+        .file("deployer.toml", net.toml("", ""))
+        .file("a.txt", "payload")
+        .script(
+            r#"on(hosts(), || {
+                   let r = sh("echo out; echo err >&2");
+                   let o = r.stdout;
+                   o.trim();
+                   let e = r.stderr;
+                   e.trim();
+                   print(`stdout=[${o}] stderr=[${e}]`);
+                   let r = exec(["printf", "%s", "x"]);
+                   print(`exact=[${r.stdout}]`);
+                   upload("a.txt", "/tmp/never-there.txt");
+               });"#,
+        )
+        .args(["run", "deploy.rhai", "-v"])
+        .run();
+    out.assert_stdout_contains("stdout=[out] stderr=[err]")
+        .assert_stdout_contains("exact=[x]")
+        .assert_stderr_contains(
+            "the remote shell prints text before every command (\"Welcome to web1!\")",
+        )
+        .assert_stderr_contains("~/.bashrc")
+        .assert_stderr_not_contains("| Welcome to web1!");
+    let warned = out
+        .stderr
+        .matches("prints text before every command")
+        .count();
+    assert_eq!(warned, 1, "warned {warned} times");
+    // scp/sftp break on such a shell: the error says why.
+    out.assert_code(1)
+        .assert_stderr_contains("upload() of a.txt")
+        .assert_stderr_contains("start-up file");
     assert_no_masters(&net);
 }

@@ -18,6 +18,16 @@ use std::time::{Duration, Instant};
 /// Path of the binary under test.
 pub const BIN: &str = env!("CARGO_BIN_EXE_deployer");
 
+/// The pids of every deployer [`Test::spawn`] started in this test process: checks for
+/// leftovers (such as ssh control folders named by pid) look at these runs only, not at
+/// other processes on the machine.
+static SPAWNED: std::sync::Mutex<Vec<i32>> = std::sync::Mutex::new(Vec::new());
+
+/// True when [`Test::spawn`] started a deployer with this pid in this test process.
+pub fn spawned_here(pid: i32) -> bool {
+    SPAWNED.lock().map(|p| p.contains(&pid)).unwrap_or(false)
+}
+
 /// A unique directory under `std::env::temp_dir()`, removed on drop
 /// unless `DEPLOYER_KEEP_TEST_DIRS` is set (then its path is printed).
 pub struct TempDir(PathBuf);
@@ -183,6 +193,9 @@ impl Test {
             .stderr(Stdio::piped())
             .spawn()
             .unwrap_or_else(|e| panic!("spawning {BIN}: {e}"));
+        if let Ok(mut pids) = SPAWNED.lock() {
+            pids.push(child.id() as i32);
+        }
         if let Some(input) = self.stdin.clone() {
             let mut pipe = child.stdin.take().unwrap();
             std::thread::spawn(move || pipe.write_all(input.as_bytes()));
