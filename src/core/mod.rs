@@ -16,3 +16,4 @@ pub mod stats;
 pub mod suggest;
 pub mod thresholds;
 pub mod time;
+pub mod transport;

@@ -17,8 +17,9 @@ use std::time::Duration;
 use serde::Serialize;
 
 use crate::core::alert::{AlertState, Level, ScoreAccumulator, TickRecord};
-use crate::core::stats::{SampleStats, TransportKind};
+use crate::core::stats::SampleStats;
 use crate::core::thresholds::{Breach, Metric, Thresholds};
+use crate::core::transport::TransportKind;
 
 /// The default time a monitor watches.
 pub const DEFAULT_DURATION: Duration = Duration::from_secs(60);
