@@ -4,5 +4,6 @@ pub mod atomic;
 pub mod history;
 pub mod ids;
 pub mod lock;
+pub mod model;
 pub mod record;
 pub mod render;
