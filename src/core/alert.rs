@@ -282,17 +282,6 @@ pub struct MonitorScore {
     pub phase_score: f64,
 }
 
-impl MonitorScore {
-    /// Scores a series of ticks.
-    pub fn from_ticks(ticks: &[TickRecord]) -> MonitorScore {
-        let mut acc = ScoreAccumulator::default();
-        for t in ticks {
-            acc.add(t);
-        }
-        acc.score()
-    }
-}
-
 /// Builds a [`MonitorScore`] tick by tick, in constant memory.
 #[derive(Debug, Clone, Default)]
 pub struct ScoreAccumulator {
@@ -363,6 +352,14 @@ impl ScoreAccumulator {
 mod tests {
     use super::*;
     use crate::core::thresholds::Metric;
+
+    fn score_of(ticks: &[TickRecord]) -> MonitorScore {
+        let mut acc = ScoreAccumulator::default();
+        for t in ticks {
+            acc.add(t);
+        }
+        acc.score()
+    }
 
     fn breach(metric: Metric, value: f64, limit: f64) -> Breach {
         Breach {
@@ -539,7 +536,7 @@ mod tests {
                 level: Level::Ok,
             },
         ];
-        let sc = MonitorScore::from_ticks(&ticks);
+        let sc = score_of(&ticks);
         assert_eq!(sc.ticks, 4);
         assert!((sc.availability - 97.0).abs() < 1e-9);
         assert!((sc.performance - 75.0).abs() < 1e-9);
@@ -552,7 +549,7 @@ mod tests {
 
     #[test]
     fn score_extremes() {
-        let perfect = MonitorScore::from_ticks(&[TickRecord {
+        let perfect = score_of(&[TickRecord {
             requests: 10,
             ok: 10,
             within_warning: true,
@@ -560,7 +557,7 @@ mod tests {
         }]);
         assert_eq!(perfect.weighted, 100.0);
         assert_eq!(perfect.phase_score, 5.0);
-        let down = MonitorScore::from_ticks(&[TickRecord {
+        let down = score_of(&[TickRecord {
             requests: 10,
             ok: 0,
             within_warning: false,
@@ -569,7 +566,7 @@ mod tests {
         assert_eq!(down.stability, 25.0);
         assert_eq!(down.weighted, 5.0);
         assert_eq!(down.phase_score, 0.3);
-        let none = MonitorScore::from_ticks(&[]);
+        let none = score_of(&[]);
         assert_eq!(none.weighted, 0.0);
         assert_eq!(none.ticks, 0);
     }

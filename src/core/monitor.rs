@@ -308,7 +308,7 @@ impl Monitor {
         if let Some(c) = &change {
             self.alerts.push(c.clone());
         }
-        let rollback = (outcome.level == Level::Critical && self.config.rollback_on_critical)
+        let rollback = (outcome.level.rollback_recommended() && self.config.rollback_on_critical)
             .then(|| format!("monitoring reached critical: {}", outcome.reason));
         self.done += 1;
         MonitorTick {

@@ -329,15 +329,6 @@ impl Sampler {
         })
     }
 
-    /// Closes every idle plain-HTTP connection.
-    pub fn close_idle(&self) {
-        if let Some(l) = lock(&self.inner.lanes).clone() {
-            for p in &l.pools {
-                lock(p).clear();
-            }
-        }
-    }
-
     fn lanes(&self) -> Result<Arc<Lanes>, SampleError> {
         let mut slot = lock(&self.inner.lanes);
         if let Some(l) = slot.as_ref() {

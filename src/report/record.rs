@@ -6,8 +6,8 @@ use std::path::{Path, PathBuf};
 use super::history::{self, History, HistoryEntry};
 
 pub use super::model::{
-    phase_status_text, Comparison, ErrorRecord, GitInfo, Report, RollbackRecord,
-    RollbackStatus, RunStatus, SCHEMA,
+    phase_status_text, Comparison, ErrorRecord, GitInfo, Report, RollbackRecord, RollbackStatus,
+    RunStatus, SCHEMA,
 };
 
 /// Returns the SHA-256 of a script's text, in hex.
