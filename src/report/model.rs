@@ -9,6 +9,7 @@ use serde::Serialize;
 use crate::core::score::{Thresholds, Verdict};
 use crate::host::state::RetryEvent;
 use crate::pipeline::{PhaseRecord, RollbackRequest};
+pub use crate::sys::git::GitInfo;
 
 /// The version tag of `report.json` (see `schemas/report.schema.json`).
 /// v2 added `vars`, `recorded` and the rollback status `not_run`; older history lines are
@@ -109,14 +110,6 @@ pub struct ErrorRecord {
     pub message: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub location: Option<String>,
-}
-
-/// The git state of the script's folder.
-#[derive(Debug, Clone, Serialize)]
-pub struct GitInfo {
-    pub commit: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub branch: Option<String>,
 }
 
 /// How this run compares with the previous one of the same environment.

@@ -3,72 +3,20 @@
 
 use std::path::{Path, PathBuf};
 
-use super::history::{self, History, HistoryEntry};
+use crate::store::history::{self, History, HistoryEntry};
 
 pub use super::model::{
     phase_status_text, Comparison, ErrorRecord, GitInfo, Report, RollbackRecord, RollbackStatus,
     RunStatus, SCHEMA,
 };
+/// Kept here for callers of `record::git_info` during the restructuring.
+pub use crate::sys::git::git_info;
 
 /// Returns the SHA-256 of a script's text, in hex.
 pub fn sha256_hex(text: &str) -> String {
     use sha2::Digest;
     let digest = sha2::Sha256::digest(text.as_bytes());
     digest.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-/// Reads the git commit and branch of `dir` from the repository's files (no `git`
-/// process: it would cost more than the rest of a short run).
-pub fn git_info(dir: &Path) -> Option<GitInfo> {
-    let start = dir.canonicalize().ok()?;
-    let git_dir = start
-        .ancestors()
-        .map(|d| d.join(".git"))
-        .find(|g| g.exists())?;
-    // A worktree or submodule has a `.git` file pointing at the real folder.
-    let git_dir = if git_dir.is_file() {
-        let text = std::fs::read_to_string(&git_dir).ok()?;
-        let target = text.strip_prefix("gitdir:")?.trim();
-        git_dir.parent()?.join(target)
-    } else {
-        git_dir
-    };
-    let head = std::fs::read_to_string(git_dir.join("HEAD")).ok()?;
-    let head = head.trim();
-    let (commit, branch) = match head.strip_prefix("ref: ") {
-        Some(reference) => {
-            let branch = reference.strip_prefix("refs/heads/").map(str::to_string);
-            let loose = std::fs::read_to_string(git_dir.join(reference)).ok();
-            let commit = match loose {
-                Some(c) => c.trim().to_string(),
-                None => {
-                    // The ref may only be in packed-refs (or, in a worktree, the common dir).
-                    let common = std::fs::read_to_string(git_dir.join("commondir"))
-                        .ok()
-                        .map(|c| git_dir.join(c.trim()))
-                        .unwrap_or_else(|| git_dir.clone());
-                    let packed = std::fs::read_to_string(common.join("packed-refs"))
-                        .or_else(|_| std::fs::read_to_string(common.join(reference)))
-                        .ok()?;
-                    packed
-                        .lines()
-                        .find_map(|l| {
-                            let (hash, name) = l.split_once(' ')?;
-                            (name == reference).then(|| hash.to_string())
-                        })
-                        .or_else(|| {
-                            let t = packed.trim();
-                            (t.len() >= 40 && t.chars().all(|c| c.is_ascii_hexdigit()))
-                                .then(|| t.to_string())
-                        })?
-                }
-            };
-            (commit, branch)
-        }
-        None => (head.to_string(), None),
-    };
-    let valid = commit.len() >= 40 && commit.chars().all(|c| c.is_ascii_hexdigit());
-    valid.then_some(GitInfo { commit, branch })
 }
 
 /// Fills the comparison with the previous run and the trend, comparing like with like:
@@ -140,7 +88,7 @@ pub fn write(
     log: &[String],
     mask: &dyn Fn(&str) -> String,
 ) -> std::io::Result<Written> {
-    use super::atomic::{clean_stale_temps, open_nofollow, real_dir};
+    use crate::store::atomic::{clean_stale_temps, open_nofollow, real_dir};
     use std::io::Write;
     real_dir(state_dir)?;
     let runs = state_dir.join("runs");
@@ -160,7 +108,7 @@ pub fn write(
             path,
         )
         .and_then(|mut f| f.write_all(text))
-        .map_err(|e| super::atomic::context(e, "cannot write", path))
+        .map_err(|e| crate::store::atomic::context(e, "cannot write", path))
     };
     create(&pointer, b"")?;
     create(
@@ -177,7 +125,7 @@ pub fn write(
     let text = mask(&text);
     // report.json (and the history line) are the record and are fsynced; summary.md and
     // run.log are readable copies: renamed into place atomically, one folder fsync for all.
-    super::atomic::write_atomic_all(
+    crate::store::atomic::write_atomic_all(
         &dir,
         &[
             ("summary.md", summary.as_bytes(), false),
@@ -205,7 +153,7 @@ pub fn write(
     };
     history::append(&state_dir.join("history.jsonl"), &entry)?;
     std::fs::remove_file(&marker)
-        .map_err(|e| super::atomic::context(e, "cannot remove", &marker))?;
+        .map_err(|e| crate::store::atomic::context(e, "cannot remove", &marker))?;
     // Only a pointer left: a missing one is no loss.
     let _ = std::fs::remove_file(&pointer);
     Ok(Written {
@@ -237,7 +185,7 @@ fn clean_incomplete(runs: &Path) {
         };
         let dir = runs.join(run_id);
         if !run_id.contains('/') && std::fs::symlink_metadata(&dir).is_ok_and(|m| m.is_dir()) {
-            super::atomic::clean_stale_temps(&dir);
+            crate::store::atomic::clean_stale_temps(&dir);
         }
     }
 }
@@ -262,7 +210,7 @@ pub fn prune_runs(
             }
         }
     }
-    let gone = super::ids::runs_to_prune(&ids, env, keep, current);
+    let gone = crate::store::ids::runs_to_prune(&ids, env, keep, current);
     for id in &gone {
         std::fs::remove_dir_all(runs.join(id))?;
     }

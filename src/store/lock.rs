@@ -11,11 +11,12 @@ use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime};
 
-use crate::report::atomic::{
+use crate::core::time::rfc3339;
+use crate::store::atomic::{
     clean_stale_temps, open_nofollow, parent_dir, pid_is_dead, real_dir, symlink_refused, sync_dir,
     unique_sibling, write_temp,
 };
-use crate::report::ids::{hostname, rfc3339, username};
+use crate::sys::identity::{hostname, username};
 
 /// An unreadable lock file younger than this may still be being written: it counts as held.
 pub const DAMAGED_GRACE: Duration = Duration::from_secs(10);

@@ -6,7 +6,7 @@ use std::io::{self, Write};
 use std::os::unix::fs::FileExt;
 use std::path::Path;
 
-use crate::report::atomic::{context, open_nofollow, parent_dir, real_dir, sync_dir};
+use crate::store::atomic::{context, open_nofollow, parent_dir, real_dir, sync_dir};
 
 /// One finished (or interrupted) run, as one line of the history file.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
