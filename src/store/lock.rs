@@ -484,30 +484,12 @@ mod tests {
     use super::*;
     use std::cell::Cell;
     use std::fs::File;
-    use std::sync::atomic::{AtomicU64, Ordering};
 
-    /// A folder under the system temp dir, removed on drop.
-    struct TestDir(PathBuf);
+    use crate::sys::test_dir::TestDir;
 
     impl TestDir {
-        fn new(name: &str) -> Self {
-            static N: AtomicU64 = AtomicU64::new(0);
-            let n = N.fetch_add(1, Ordering::Relaxed);
-            let p =
-                std::env::temp_dir().join(format!("report-lock-{}-{n}-{name}", std::process::id()));
-            let _ = fs::remove_dir_all(&p);
-            fs::create_dir_all(&p).expect("create test dir");
-            TestDir(p)
-        }
-
         fn lock_dir(&self) -> PathBuf {
             self.0.join(".deployer").join("lock")
-        }
-    }
-
-    impl Drop for TestDir {
-        fn drop(&mut self) {
-            let _ = fs::remove_dir_all(&self.0);
         }
     }
 

@@ -65,3 +65,79 @@ pub fn git_info(dir: &Path) -> Option<GitInfo> {
     let valid = commit.len() >= 40 && commit.chars().all(|c| c.is_ascii_hexdigit());
     valid.then_some(GitInfo { commit, branch })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sys::test_dir::TestDir;
+    use std::fs;
+
+    const A: &str = "0123456789abcdef0123456789abcdef01234567";
+    const B: &str = "89abcdef0123456789abcdef0123456789abcdef";
+
+    fn repo(d: &TestDir) -> std::path::PathBuf {
+        let git = d.0.join(".git");
+        fs::create_dir_all(git.join("refs/heads")).expect("mkdir");
+        fs::create_dir_all(d.0.join("deploy/sub")).expect("mkdir");
+        git
+    }
+
+    #[test]
+    fn reads_a_branch_from_a_loose_ref_above_the_folder() {
+        let d = TestDir::new("git-loose");
+        let git = repo(&d);
+        fs::write(git.join("HEAD"), "ref: refs/heads/main\n").expect("write");
+        fs::write(git.join("refs/heads/main"), format!("{A}\n")).expect("write");
+        let info = git_info(&d.0.join("deploy/sub")).expect("git info");
+        assert_eq!(info.commit, A);
+        assert_eq!(info.branch.as_deref(), Some("main"));
+    }
+
+    #[test]
+    fn reads_packed_refs_and_a_detached_head() {
+        let d = TestDir::new("git-packed");
+        let git = repo(&d);
+        fs::write(git.join("HEAD"), "ref: refs/heads/release\n").expect("write");
+        fs::write(
+            git.join("packed-refs"),
+            format!("# pack-refs with: peeled\n{B} refs/heads/main\n{A} refs/heads/release\n"),
+        )
+        .expect("write");
+        let info = git_info(&d.0).expect("git info");
+        assert_eq!(
+            (info.commit.as_str(), info.branch.as_deref()),
+            (A, Some("release"))
+        );
+        fs::write(git.join("HEAD"), format!("{B}\n")).expect("write");
+        let info = git_info(&d.0).expect("git info");
+        assert_eq!((info.commit.as_str(), info.branch), (B, None));
+    }
+
+    #[test]
+    fn follows_a_worktree_git_file_and_refuses_garbage() {
+        let d = TestDir::new("git-worktree");
+        let real = d.0.join("main-repo/.git/worktrees/wt");
+        fs::create_dir_all(&real).expect("mkdir");
+        fs::create_dir_all(d.0.join("wt")).expect("mkdir");
+        fs::write(d.0.join("wt/.git"), format!("gitdir: {}\n", real.display())).expect("write");
+        fs::write(real.join("HEAD"), "ref: refs/heads/feature\n").expect("write");
+        fs::write(real.join("commondir"), "../..\n").expect("write");
+        fs::write(
+            d.0.join("main-repo/.git/packed-refs"),
+            format!("{A} refs/heads/feature\n"),
+        )
+        .expect("write");
+        let info = git_info(&d.0.join("wt")).expect("git info");
+        assert_eq!(
+            (info.commit.as_str(), info.branch.as_deref()),
+            (A, Some("feature"))
+        );
+        fs::write(real.join("HEAD"), "not a commit\n").expect("write");
+        assert!(
+            git_info(&d.0.join("wt")).is_none(),
+            "a HEAD that is no commit"
+        );
+        let none = TestDir::new("git-none");
+        assert!(git_info(&none.0).is_none(), "no repository above the temp dir");
+    }
+}

@@ -9,3 +9,6 @@ pub mod identity;
 pub mod process;
 pub mod reaper;
 pub mod spawn;
+
+#[cfg(test)]
+pub(crate) mod test_dir;
