@@ -641,6 +641,13 @@ fn prometheus_get(
     Ok(body["data"].clone())
 }
 
+/// Runs an instant query and converts its result; errors point at the script's call.
+fn instant_query(ctx: &NativeCallContext, base: &str, promql: &str) -> Result<Dynamic, Error> {
+    let data = prometheus_get(ctx, base, "/api/v1/query", &[("query", promql.to_string())])
+        .map_err(|e| at_call(ctx, e))?;
+    Ok(prometheus_result(&data))
+}
+
 fn sample_value(v: &serde_json::Value) -> f64 {
     v.get(1)
         .and_then(|x| x.as_str())
@@ -843,14 +850,7 @@ pub mod prometheus_api {
     /// ```
     #[rhai_fn(return_raw)]
     pub fn query(ctx: NativeCallContext, base_url: &str, promql: &str) -> Result<Dynamic, Error> {
-        let data = prometheus_get(
-            &ctx,
-            base_url,
-            "/api/v1/query",
-            &[("query", promql.to_string())],
-        )
-        .map_err(|e| at_call(&ctx, e))?;
-        Ok(prometheus_result(&data))
+        instant_query(&ctx, base_url, promql)
     }
 
     /// Runs a query that must give exactly one number (a scalar, or a vector of one series).
@@ -862,14 +862,7 @@ pub mod prometheus_api {
     /// ```
     #[rhai_fn(return_raw)]
     pub fn value(ctx: NativeCallContext, base_url: &str, promql: &str) -> Result<f64, Error> {
-        let data = prometheus_get(
-            &ctx,
-            base_url,
-            "/api/v1/query",
-            &[("query", promql.to_string())],
-        )
-        .map_err(|e| at_call(&ctx, e))?;
-        let v = prometheus_result(&data);
+        let v = instant_query(&ctx, base_url, promql)?;
         // NaN (0/0: an error ratio with no traffic, as when the service is down) or an
         // infinity compares false with every limit, so `value > 0.05` would pass: refuse it.
         let finite = |f: f64| -> Result<f64, Error> {

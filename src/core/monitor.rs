@@ -395,19 +395,13 @@ pub fn figures_stats(get: impl Fn(&str) -> Option<f64>, took: Duration) -> Sampl
     s
 }
 
+/// Samples for tests of the monitor and its console lines.
 #[cfg(test)]
-mod tests {
-    use super::*;
+pub(crate) mod fixtures {
+    use crate::core::stats::SampleStats;
 
-    fn s(n: u64) -> Duration {
-        Duration::from_secs(n)
-    }
-
-    fn limits(pairs: &[(&str, f64)]) -> Thresholds {
-        Thresholds::from_pairs(pairs.iter().map(|(k, v)| (k.to_string(), *v))).expect("limits")
-    }
-
-    fn healthy() -> SampleStats {
+    /// Ten requests, all answered fast.
+    pub(crate) fn healthy() -> SampleStats {
         let mut st = SampleStats::empty();
         st.count = 10;
         st.ok = 10;
@@ -418,14 +412,28 @@ mod tests {
         st
     }
 
-    /// Every request refused: no response, no latency, no 5xx.
-    fn down() -> SampleStats {
+    /// Ten requests, every one refused: no response, no latency, no 5xx.
+    pub(crate) fn down() -> SampleStats {
         let mut st = SampleStats::empty();
         st.count = 10;
         st.errors = 10;
         st.error_rate = 1.0;
         st.error_kinds.insert("connect".into(), 10);
         st
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::fixtures::{down, healthy};
+    use super::*;
+
+    fn s(n: u64) -> Duration {
+        Duration::from_secs(n)
+    }
+
+    fn limits(pairs: &[(&str, f64)]) -> Thresholds {
+        Thresholds::from_pairs(pairs.iter().map(|(k, v)| (k.to_string(), *v))).expect("limits")
     }
 
     fn slow() -> SampleStats {

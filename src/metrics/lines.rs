@@ -185,38 +185,19 @@ pub fn monitor_done(s: &MonitorSummary) -> Line {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::core::monitor::fixtures::{down, healthy};
     use crate::core::monitor::{default_warning, Monitor, MonitorConfig, Stopped};
     use crate::core::thresholds::Thresholds;
-
-    fn down() -> SampleStats {
-        let mut st = SampleStats::empty();
-        st.count = 4;
-        st.errors = 4;
-        st.error_rate = 1.0;
-        st.error_kinds.insert("connect".into(), 4);
-        st
-    }
-
-    fn healthy() -> SampleStats {
-        let mut st = SampleStats::empty();
-        st.count = 4;
-        st.ok = 4;
-        st.p50_ms = Some(1.25);
-        st.p95_ms = Some(2.0);
-        st.p99_ms = Some(3.0);
-        st.rps = 40.4;
-        st
-    }
 
     #[test]
     fn figures_say_unknown_and_name_the_failures() {
         assert_eq!(
             stats_line(&down()),
-            "4 req (4 failed: 4 connect), p50 unknown, p95 unknown, p99 unknown, errors 100.0 %, 5xx 0.0 %, 0 req/s"
+            "10 req (10 failed: 10 connect), p50 unknown, p95 unknown, p99 unknown, errors 100.0 %, 5xx 0.0 %, 0 req/s"
         );
         assert_eq!(
             stats_line(&healthy()),
-            "4 req, p50 1.2 ms, p95 2.0 ms, p99 3.0 ms, errors 0.0 %, 5xx 0.0 %, 40 req/s"
+            "10 req, p50 20.0 ms, p95 40.0 ms, p99 50.0 ms, errors 0.0 %, 5xx 0.0 %, 100 req/s"
         );
     }
 
@@ -250,7 +231,7 @@ mod tests {
         assert!(
             lines[0]
                 .text
-                .starts_with("  tick 1/3: 4 req (4 failed: 4 connect)"),
+                .starts_with("  tick 1/3: 10 req (10 failed: 10 connect)"),
             "{}",
             lines[0].text
         );

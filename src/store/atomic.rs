@@ -285,16 +285,7 @@ mod batch_tests {
 mod tests {
     use super::*;
 
-    use crate::sys::test_dir::TestDir;
-
-    fn names(dir: &Path) -> Vec<String> {
-        let mut v: Vec<String> = fs::read_dir(dir)
-            .expect("read dir")
-            .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
-            .collect();
-        v.sort();
-        v
-    }
+    use crate::sys::test_dir::{names, TestDir};
 
     #[test]
     fn writes_new_and_replaces_existing() {

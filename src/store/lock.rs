@@ -485,7 +485,7 @@ mod tests {
     use std::cell::Cell;
     use std::fs::File;
 
-    use crate::sys::test_dir::TestDir;
+    use crate::sys::test_dir::{names, TestDir};
 
     impl TestDir {
         fn lock_dir(&self) -> PathBuf {
@@ -502,15 +502,6 @@ mod tests {
             script: "deploy.rhai".into(),
             run_id: run_id.into(),
         }
-    }
-
-    fn names(dir: &Path) -> Vec<String> {
-        let mut v: Vec<String> = fs::read_dir(dir)
-            .expect("read dir")
-            .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
-            .collect();
-        v.sort();
-        v
     }
 
     fn dead_pid() -> u32 {

@@ -138,6 +138,9 @@ mod tests {
             "a HEAD that is no commit"
         );
         let none = TestDir::new("git-none");
-        assert!(git_info(&none.0).is_none(), "no repository above the temp dir");
+        assert!(
+            git_info(&none.0).is_none(),
+            "no repository above the temp dir"
+        );
     }
 }
