@@ -15,5 +15,6 @@ pub mod pipeline;
 pub mod remote;
 pub mod report;
 pub mod runner;
+pub mod store;
 pub mod sys;
 pub mod watch;

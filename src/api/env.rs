@@ -82,27 +82,32 @@ pub fn var_syntax(st: &std::sync::Arc<HostState>, args: Vec<Dynamic>) -> Result<
     }
 }
 
-/// Documentation of `var`, which is syntax rather than a registered function, written as
-/// the doc comments and signatures a registered function would have (the REPL reads it).
-pub const VAR_DOC: &str = r#"
-/// A script variable, first match wins: `--var NAME=VALUE`, then deployer.toml's
-/// `[env.E.scripts.S]`, `[env.E.vars]`, `[scripts.S]`, `[vars]`; an error naming the ones
-/// that were given if it was not. A `--var` that no `var()` reads is an error before the
-/// run (literal names are found in the script and its modules).
-///
-/// ```rhai
-/// let url = var("base_url");
-/// ```
-pub fn var(name: &str) -> String
-/// A script variable with a default; the value takes the default's type, so
-/// `--var break=true` reads as a bool when the default is `false`.
-///
-/// ```rhai
-/// let broken = var("break", false);
-/// let rounds = var("rounds", 3);
-/// ```
-pub fn var(name: &str, default: Dynamic) -> Dynamic
-"#;
+/// The documentation of `var`, which is syntax rather than a registered function: one
+/// `(signature, documentation)` row per form, documentation as doc comments would give it
+/// (the REPL's completion, hints and `:doc` read it).
+pub const VAR_DOC: &[(&str, &str)] = &[
+    (
+        "var(name: String) -> String",
+        r#"A script variable, first match wins: `--var NAME=VALUE`, then deployer.toml's
+`[env.E.scripts.S]`, `[env.E.vars]`, `[scripts.S]`, `[vars]`; an error naming the ones
+that were given if it was not. A `--var` that no `var()` reads is an error before the
+run (literal names are found in the script and its modules).
+
+```rhai
+let url = var("base_url");
+```"#,
+    ),
+    (
+        "var(name: String, default: Dynamic) -> Dynamic",
+        r#"A script variable with a default; the value takes the default's type, so
+`--var break=true` reads as a bool when the default is `false`.
+
+```rhai
+let broken = var("break", false);
+let rounds = var("rounds", 3);
+```"#,
+    ),
+];
 
 #[export_module]
 pub mod env_api {

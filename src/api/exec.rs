@@ -485,33 +485,38 @@ pub fn spawn_syntax(st: &std::sync::Arc<HostState>, args: Vec<Dynamic>) -> Resul
     spawn_impl(st, argv, opts).map(Dynamic::from)
 }
 
-/// Documentation of `spawn`, which is syntax rather than a registered function, written as
-/// the doc comments and signatures a registered function would have (the REPL reads it).
-pub const SPAWN_DOC: &str = r#"
-/// Starts a program in the background and returns its handle (`pid`, `log`, `alive()`,
-/// `stop()`, `stop(grace)`, `output(lines)`). Its output goes to a log file in a private
-/// folder (mode 0700) that is removed when the run ends. Every spawned process is stopped
-/// when the run ends, however it ends, unless started with `detach: true`. In a dry run
-/// nothing starts.
-///
-/// ```rhai
-/// let server = spawn(["python3", "-m", "http.server", "8080"]);
-/// http::wait_healthy("http://127.0.0.1:8080/", #{ attempts: 20, interval: "250ms" });
-/// server.stop();
-/// ```
-pub fn spawn(command: Array) -> Process
-/// Starts a program in the background with options: `cwd`, `env` (map), `log` (the
-/// path of its log file). `detach: true` starts a service that outlives the run on
-/// purpose: its own session, stdin from /dev/null, output appended to `log` (required),
-/// its pid written atomically to `pidfile`, listed under `detached` in report.json and
-/// never stopped by deployer; `name` names it in the record. Stop it in a later run with
-/// `process::stop(pidfile, grace)`.
-///
-/// ```rhai
-/// let app = spawn(["php", "artisan", "serve", "--port=8000"], #{ cwd: "app", log: "artisan.log" });
-/// process::stop("app.pid", "5s");
-/// let svc = spawn(["./server", "--port", "8080"],
-///                 #{ detach: true, name: "web", log: "web.log", pidfile: "web.pid" });
-/// ```
-pub fn spawn(command: Array, options: Map) -> Process
-"#;
+/// The documentation of `spawn`, which is syntax rather than a registered function: one
+/// `(signature, documentation)` row per form, documentation as doc comments would give it
+/// (the REPL's completion, hints and `:doc` read it).
+pub const SPAWN_DOC: &[(&str, &str)] = &[
+    (
+        "spawn(command: Array) -> Process",
+        r#"Starts a program in the background and returns its handle (`pid`, `log`, `alive()`,
+`stop()`, `stop(grace)`, `output(lines)`). Its output goes to a log file in a private
+folder (mode 0700) that is removed when the run ends. Every spawned process is stopped
+when the run ends, however it ends, unless started with `detach: true`. In a dry run
+nothing starts.
+
+```rhai
+let server = spawn(["python3", "-m", "http.server", "8080"]);
+http::wait_healthy("http://127.0.0.1:8080/", #{ attempts: 20, interval: "250ms" });
+server.stop();
+```"#,
+    ),
+    (
+        "spawn(command: Array, options: Map) -> Process",
+        r#"Starts a program in the background with options: `cwd`, `env` (map), `log` (the
+path of its log file). `detach: true` starts a service that outlives the run on
+purpose: its own session, stdin from /dev/null, output appended to `log` (required),
+its pid written atomically to `pidfile`, listed under `detached` in report.json and
+never stopped by deployer; `name` names it in the record. Stop it in a later run with
+`process::stop(pidfile, grace)`.
+
+```rhai
+let app = spawn(["php", "artisan", "serve", "--port=8000"], #{ cwd: "app", log: "artisan.log" });
+process::stop("app.pid", "5s");
+let svc = spawn(["./server", "--port", "8080"],
+                #{ detach: true, name: "web", log: "web.log", pidfile: "web.pid" });
+```"#,
+    ),
+];

@@ -13,12 +13,13 @@ use super::error::{
 };
 use super::opts::{duration, number, Opts};
 use super::phase::ROLLBACK_REQUESTED;
-use crate::core::alert::{AlertState, Level, ScoreAccumulator, TickRecord};
 use crate::core::duration::format_duration;
+use crate::core::monitor::{self, Monitor, MonitorConfig, MonitorPlan, MonitorTick, Stopped};
 use crate::core::stats::SampleStats;
-use crate::core::thresholds::{format_percent, Breach, Thresholds};
+use crate::core::thresholds::Thresholds;
 use crate::host::console::Style;
 use crate::host::state::HostState;
+use crate::metrics::lines::{self, Line, Tone};
 use crate::metrics::sampler::{self, Mode, SampleReport, SampleSpec};
 
 pub(crate) const SAMPLE_OPTS: &[&str] = &[
@@ -120,7 +121,7 @@ fn run_sample(st: &HostState, spec: &SampleSpec) -> Result<SampleReport, Error> 
         return Err(terminated(st));
     }
     if let Some(short) = &report.rate_shortfall {
-        st.console.warn(&format!("sample {}: {short}", spec.url));
+        show(st, [lines::rate_shortfall(&spec.url, short)]);
     }
     Ok(report)
 }
@@ -149,36 +150,6 @@ fn report_map(r: &SampleReport) -> Map {
     m
 }
 
-/// A latency for a one-line summary: `12.3 ms`, or `unknown` with no successful response.
-fn ms(v: Option<f64>) -> String {
-    v.map_or_else(|| "unknown".to_string(), |v| format!("{v:.1} ms"))
-}
-
-/// One line per sample or tick; rates as percentages, latencies over successful responses.
-fn stats_line(s: &SampleStats) -> String {
-    let failed = if s.errors > 0 {
-        let kinds: Vec<String> = s
-            .error_kinds
-            .iter()
-            .filter(|(_, n)| **n > 0)
-            .map(|(k, n)| format!("{n} {k}"))
-            .collect();
-        format!(" ({} failed: {})", s.errors, kinds.join(", "))
-    } else {
-        String::new()
-    };
-    format!(
-        "{} req{failed}, p50 {}, p95 {}, p99 {}, errors {}, 5xx {}, {:.0} req/s",
-        s.count,
-        ms(s.p50_ms),
-        ms(s.p95_ms),
-        ms(s.p99_ms),
-        format_percent(s.error_rate),
-        format_percent(s.rate_5xx),
-        s.rps
-    )
-}
-
 /// Parses a threshold map; `sustained` is taken out of a `critical` map.
 fn thresholds(func: &str, map: &Map) -> Result<(Thresholds, Option<Duration>), Error> {
     let mut pairs = Vec::new();
@@ -204,67 +175,21 @@ fn thresholds(func: &str, map: &Map) -> Result<(Thresholds, Option<Duration>), E
 /// Converts what a monitor closure returned into tick statistics: `true`/`false`, a
 /// sample-like map, or `()` (ran without throwing: healthy). Anything else is an error.
 fn closure_stats(v: &Dynamic, took: Duration) -> Result<SampleStats, String> {
-    let mut s = SampleStats::empty();
-    s.duration_ms = took.as_secs_f64() * 1000.0;
     if let Ok(b) = v.as_bool() {
-        s.count = 1;
-        s.ok = u64::from(b);
-        s.error_rate = if b { 0.0 } else { 1.0 };
-        // A failed check has no latency to speak of: unknown, like a request with no answer.
-        let latency = b.then_some(s.duration_ms);
-        s.p50_ms = latency;
-        s.p95_ms = latency;
-        s.p99_ms = latency;
-        return Ok(s);
+        return Ok(monitor::check_stats(b, took));
     }
     if let Some(m) = v.read_lock::<Map>() {
-        // A missing or `()` latency stays unknown (it breaches latency limits); a missing
-        // percentile falls back on the next lower one the closure gave.
-        let get = |k: &str| m.get(k).and_then(number);
-        s.count = get("count").unwrap_or(1.0) as u64;
-        s.ok = get("ok").unwrap_or(s.count as f64) as u64;
-        s.errors = get("errors").unwrap_or(0.0) as u64;
-        // Without an explicit error_rate, every request that was not ok failed.
-        let not_ok = s.count.saturating_sub(s.ok) as f64;
-        s.error_rate = get("error_rate").unwrap_or(if s.count == 0 {
-            0.0
-        } else {
-            not_ok / s.count as f64
-        });
-        s.rate_5xx = get("rate_5xx").unwrap_or(0.0);
-        s.p50_ms = get("p50_ms");
-        s.p90_ms = get("p90_ms").or(s.p50_ms);
-        s.p95_ms = get("p95_ms").or(s.p90_ms);
-        s.p99_ms = get("p99_ms").or(s.p95_ms);
-        s.max_ms = get("max_ms").or(s.p99_ms);
-        s.rps = get("rps").unwrap_or(0.0);
-        return Ok(s);
+        return Ok(monitor::figures_stats(|k| m.get(k).and_then(number), took));
     }
     if v.is_unit() {
         // The closure ran to its end without throwing: a healthy tick.
-        s.count = 1;
-        s.ok = 1;
-        s.p50_ms = Some(s.duration_ms);
-        s.p95_ms = Some(s.duration_ms);
-        s.p99_ms = Some(s.duration_ms);
-        return Ok(s);
+        return Ok(monitor::check_stats(true, took));
     }
     Err(format!(
         "the monitor closure returned {} `{v}`, which says neither healthy nor failing: \
          return true/false, a sample map (such as sample(url)), or nothing; counted as a failed tick",
         v.type_name()
     ))
-}
-
-/// A failed tick (the closure threw): one request, one error.
-fn failed_stats(took: Duration) -> SampleStats {
-    let mut s = SampleStats::empty();
-    s.count = 1;
-    s.errors = 1;
-    s.error_rate = 1.0;
-    s.error_kinds.insert("other".into(), 1);
-    s.duration_ms = took.as_secs_f64() * 1000.0;
-    s
 }
 
 /// Calls `name` in the latest version of the script (edits apply at the next tick), if the
@@ -290,6 +215,16 @@ enum Target {
     Closure(FnPtr),
 }
 
+impl Target {
+    /// The target as reports show it: the URL, or `closure NAME`.
+    fn label(&self) -> String {
+        match self {
+            Target::Url(u) => u.clone(),
+            Target::Closure(f) => format!("closure {}", f.fn_name()),
+        }
+    }
+}
+
 enum WarnSource {
     Fixed(Thresholds),
     /// A script function (`fn thresholds()`), looked up again at every tick.
@@ -297,35 +232,29 @@ enum WarnSource {
     Closure(FnPtr),
 }
 
-struct Summary {
-    series: Vec<serde_json::Value>,
-    alerts: Vec<serde_json::Value>,
-    acc: ScoreAccumulator,
-    max_level: Level,
-    started: Instant,
-}
-
-impl Summary {
-    fn to_json(&self, target: &str, stopped: &str) -> serde_json::Value {
-        let score = self.acc.score();
-        json!({
-            "target": target,
-            "ticks": self.series,
-            "alerts": self.alerts,
-            "max_level": self.max_level.as_u8(),
-            "max_level_name": self.max_level.name(),
-            "availability": score.availability,
-            "performance": score.performance,
-            "stability": score.stability,
-            "score": score.weighted,
-            "phase_score": score.phase_score,
-            "duration_ms": self.started.elapsed().as_millis() as u64,
-            "stopped": stopped,
-        })
+/// Shows presentation lines on the run's console; a tone's look is decided here.
+fn show(st: &HostState, lines: impl IntoIterator<Item = Line>) {
+    for line in lines {
+        let style = match line.tone {
+            Tone::Info => {
+                st.console.info(&line.text);
+                continue;
+            }
+            Tone::Warn => {
+                st.console.warn(&line.text);
+                continue;
+            }
+            Tone::Healthy => Style::Dim,
+            Tone::Degraded => Style::Yellow,
+            Tone::Critical => Style::Red,
+        };
+        st.console
+            .info_styled(&line.text, &st.console.paint(style, &line.text));
     }
 }
 
-/// Keeps the monitor's summary in the current phase's record (it goes into report.json).
+/// Keeps a result of `monitor` or `collect` in the current phase's record (it goes into
+/// report.json). The one place these functions write the run's pipeline.
 fn record_metrics(st: &HostState, key: &str, value: serde_json::Value) {
     if let Ok(mut p) = st.pipeline.lock() {
         if p.in_phase {
@@ -340,32 +269,30 @@ fn record_metrics(st: &HostState, key: &str, value: serde_json::Value) {
     }
 }
 
-fn monitor_impl(ctx: &NativeCallContext, target: Target, o: Opts) -> Result<Map, Error> {
-    let st = state(ctx)?;
-    let total = o.duration("duration")?.unwrap_or(Duration::from_secs(60));
-    let interval = o.duration("interval")?.unwrap_or(Duration::from_secs(10));
-    if total.is_zero() || interval.is_zero() {
-        return Err(throw(
-            "usage",
-            "monitor(): duration and interval must be more than 0s",
-        ));
+/// Asks the run to roll back (monitoring reached critical) and returns the error that
+/// stops the script.
+fn request_rollback(st: &HostState, reason: String) -> Error {
+    if let Ok(mut p) = st.pipeline.lock() {
+        p.request_rollback(&reason);
     }
-    // A dry run takes one sample of the unchanged service instead of watching it.
-    let total = if st.dry_run() && total > interval {
-        st.console.info(&format!(
-            "  dry run: one tick instead of monitoring for {}",
-            crate::core::duration::format_duration(total)
-        ));
-        interval
-    } else {
-        total
-    };
+    throw(ROLLBACK_REQUESTED, reason)
+}
+
+/// Reads the monitor's options: its settings, the sample of a URL target, and where the
+/// warning limits come from.
+fn monitor_options(
+    st: &HostState,
+    target: &Target,
+    o: &Opts,
+) -> Result<(MonitorConfig, Option<SampleSpec>, WarnSource), Error> {
+    let plan = MonitorPlan::new(
+        o.duration("duration")?.unwrap_or(monitor::DEFAULT_DURATION),
+        o.duration("interval")?.unwrap_or(monitor::DEFAULT_INTERVAL),
+        st.dry_run(),
+    )
+    .map_err(|e| throw("usage", e.to_string()))?;
     let requests = o.int("requests")?.unwrap_or(10);
-    let label = match &target {
-        Target::Url(u) => u.clone(),
-        Target::Closure(f) => format!("closure {}", f.fn_name()),
-    };
-    let spec = match &target {
+    let spec = match target {
         Target::Url(u) => {
             let mut sub = Map::new();
             for k in ["concurrency", "timeout", "method", "headers"] {
@@ -384,15 +311,15 @@ fn monitor_impl(ctx: &NativeCallContext, target: Target, o: Opts) -> Result<Map,
             // `timeout` a request gets at most the interval. A target that hangs then fails
             // each tick on schedule, like a 5xx storm, instead of stretching every tick to
             // `requests × 10 s`.
-            spec.start_within = Some(interval);
+            spec.start_within = Some(plan.interval);
             if o.get("timeout").is_none() {
-                spec.timeout = spec.timeout.min(interval);
+                spec.timeout = spec.timeout.min(plan.interval);
             }
             Some(spec)
         }
         Target::Closure(_) => None,
     };
-    let mut warn_is_default = false;
+    let mut default_warning = false;
     let warn = match o.get("thresholds") {
         Some(v) if v.is_fnptr() => {
             let f = v.clone().cast::<FnPtr>();
@@ -418,240 +345,188 @@ fn monitor_impl(ctx: &NativeCallContext, target: Target, o: Opts) -> Result<Map,
             if defines {
                 WarnSource::Named("thresholds".into())
             } else {
-                // Any failed request is worth a warning when nothing else is said.
-                warn_is_default = true;
-                WarnSource::Fixed(
-                    Thresholds::from_pairs([("error_rate", 0.0)])
-                        .map_err(|e| throw("internal", e.to_string()))?,
-                )
+                default_warning = true;
+                WarnSource::Fixed(monitor::default_warning())
             }
         }
     };
     let (critical, mut sustained) = match o.map("critical")? {
         Some(m) => thresholds("monitor", &m)?,
-        None => (
-            Thresholds::from_pairs(Vec::<(String, f64)>::new())
-                .map_err(|e| throw("internal", e.to_string()))?,
-            None,
-        ),
+        None => (Thresholds::default(), None),
     };
     if let Some(s) = o.duration("sustained")? {
         sustained = Some(s);
     }
     let in_phase = st.pipeline.lock().map(|p| p.in_phase).unwrap_or(false);
     let rollback_on_critical = o.boolean("rollback_on_critical")?.unwrap_or(in_phase);
-
-    let mut alert = AlertState::new(sustained);
-    let mut sum = Summary {
-        series: Vec::new(),
-        alerts: Vec::new(),
-        acc: ScoreAccumulator::default(),
-        max_level: Level::Ok,
-        started: Instant::now(),
+    let config = MonitorConfig {
+        plan,
+        critical,
+        sustained,
+        default_warning,
+        rollback_on_critical,
     };
-    let ticks = (total.as_secs_f64() / interval.as_secs_f64())
-        .ceil()
-        .max(1.0) as u64;
-    st.console.info(&format!(
-        "monitoring {label} for {} every {} ({ticks} ticks)",
-        format_duration(total),
-        format_duration(interval)
-    ));
-    for tick in 0..ticks {
-        let due = sum.started + interval.mul_f64(tick as f64);
-        let now = Instant::now();
-        if due > now && st.sleep(due - now).is_err() {
-            record_metrics(&st, "monitor", sum.to_json(&label, "interrupted"));
-            return Err(terminated(&st));
-        }
-        let t0 = Instant::now();
-        let stats = match (&target, &spec) {
-            (Target::Url(_), Some(spec)) => match run_sample(&st, spec) {
-                Ok(r) => r.stats,
-                Err(e) => {
-                    if is_terminated(&e) {
-                        record_metrics(&st, "monitor", sum.to_json(&label, "interrupted"));
-                    }
-                    return Err(e);
-                }
-            },
-            (Target::Closure(f), _) => match f.call_within_context::<Dynamic>(ctx, ()) {
-                Ok(v) => closure_stats(&v, t0.elapsed()).unwrap_or_else(|e| {
-                    st.console.warn(&format!("monitor tick {}: {e}", tick + 1));
-                    failed_stats(t0.elapsed())
-                }),
-                Err(e) if is_terminated(&e) => {
-                    record_metrics(&st, "monitor", sum.to_json(&label, "interrupted"));
-                    return Err(e);
-                }
-                // The closure called trigger_rollback(): stop watching and roll back now.
-                Err(e) if kind_of(&e).as_deref() == Some(ROLLBACK_REQUESTED) => {
-                    record_metrics(&st, "monitor", sum.to_json(&label, "rollback"));
-                    return Err(e);
+    Ok((config, spec, warn))
+}
+
+/// Takes one tick's sample: the URL's, or what the closure says. A closure that throws
+/// (or returns something unclear) makes a failed tick; stopping and rollback requests
+/// come back as errors.
+fn measure(
+    ctx: &NativeCallContext,
+    st: &HostState,
+    target: &Target,
+    spec: Option<&SampleSpec>,
+    number: u64,
+) -> Result<SampleStats, Error> {
+    match (target, spec) {
+        (Target::Url(_), Some(spec)) => Ok(run_sample(st, spec)?.stats),
+        (Target::Closure(f), _) => {
+            let t0 = Instant::now();
+            match f.call_within_context::<Dynamic>(ctx, ()) {
+                Ok(v) => Ok(closure_stats(&v, t0.elapsed()).unwrap_or_else(|e| {
+                    show(st, [lines::check_failed(number, &e)]);
+                    monitor::failed_stats(t0.elapsed())
+                })),
+                Err(e)
+                    if is_terminated(&e) || kind_of(&e).as_deref() == Some(ROLLBACK_REQUESTED) =>
+                {
+                    Err(e)
                 }
                 Err(e) => {
-                    st.console.warn(&format!(
-                        "monitor tick {}: {}",
-                        tick + 1,
-                        message_of(&e).lines().next().unwrap_or_default()
-                    ));
-                    failed_stats(t0.elapsed())
+                    let msg = message_of(&e);
+                    show(
+                        st,
+                        [lines::check_failed(
+                            number,
+                            msg.lines().next().unwrap_or_default(),
+                        )],
+                    );
+                    Ok(monitor::failed_stats(t0.elapsed()))
                 }
-            },
-            _ => return Err(throw("internal", "monitor target without a sample spec")),
-        };
-        let limits = match &warn {
-            WarnSource::Fixed(t) => t.clone(),
-            WarnSource::Named(name) => match call_latest(ctx, &st, name, vec![]) {
-                Some(Ok(v)) => thresholds("monitor", &v.try_cast::<Map>().unwrap_or_default())?.0,
-                Some(Err(e)) => {
-                    return Err(throw(
-                        "usage",
-                        format!("monitor(): fn {name}() failed: {}", message_of(&e)),
-                    ))
-                }
-                None => {
-                    return Err(throw(
-                        "usage",
-                        format!("monitor(): the script no longer defines fn {name}()"),
-                    ))
-                }
-            },
-            WarnSource::Closure(f) => {
-                let v = f.call_within_context::<Dynamic>(ctx, ())?;
-                thresholds("monitor", &v.try_cast::<Map>().unwrap_or_default())?.0
-            }
-        };
-        let user_warn = (!warn_is_default).then_some(&limits);
-        let crit_limits = critical.with_failure_limit(user_warn);
-        let warn_breaches: Vec<Breach> = limits.breaches(&stats);
-        let crit_breaches: Vec<Breach> = crit_limits.breaches(&stats);
-        let outcome = alert.tick(sum.started.elapsed(), &warn_breaches, &crit_breaches);
-        // A tick that broke only a critical limit is not "within the warning thresholds".
-        let any_breach: Vec<Breach> = warn_breaches
-            .iter()
-            .chain(crit_breaches.iter())
-            .copied()
-            .collect();
-        sum.acc
-            .add(&TickRecord::new(&stats, &any_breach, outcome.level));
-        sum.max_level = sum.max_level.max(outcome.level);
-        let breaches: Vec<String> = crit_breaches
-            .iter()
-            .map(|b| format!("{b} (critical limit)"))
-            .chain(warn_breaches.iter().map(|b| format!("{b} (warning limit)")))
-            .collect();
-        sum.series.push(json!({
-            "t_ms": sum.started.elapsed().as_millis() as u64,
-            "count": stats.count,
-            "p50_ms": stats.p50_ms,
-            "p95_ms": stats.p95_ms,
-            "p99_ms": stats.p99_ms,
-            "error_rate": stats.error_rate,
-            "rate_5xx": stats.rate_5xx,
-            "rps": stats.rps,
-            "level": outcome.level.as_u8(),
-            "breaches": breaches,
-        }));
-        // A failing tick says which limits it broke and why the level is what it is, so a
-        // level below critical never stands beside an unexplained critical breach.
-        let why = if outcome.level == Level::Ok {
-            String::new()
-        } else {
-            format!(": {}", outcome.reason)
-        };
-        let line = format!(
-            "  tick {}/{ticks}: {} — level {} ({}){why}",
-            tick + 1,
-            stats_line(&stats),
-            outcome.level.as_u8(),
-            outcome.level.name()
-        );
-        let style = match outcome.level {
-            Level::Ok => Style::Dim,
-            Level::Warning | Level::Elevated => Style::Yellow,
-            Level::Critical => Style::Red,
-        };
-        st.console
-            .info_styled(&line, &st.console.paint(style, &line));
-        if outcome.changed {
-            sum.alerts.push(json!({
-                "t_ms": sum.started.elapsed().as_millis() as u64,
-                "from": outcome.previous_level.as_u8(),
-                "level": outcome.level.as_u8(),
-                "reason": outcome.reason,
-            }));
-            let msg = format!(
-                "alert level {} ({}): {}",
-                outcome.level.as_u8(),
-                outcome.level.name(),
-                outcome.reason
-            );
-            if outcome.level > outcome.previous_level {
-                st.console.warn(&msg);
-            } else {
-                st.console.info(&msg);
-            }
-            let mut info = Map::new();
-            info.insert("level".into(), (outcome.level.as_u8() as i64).into());
-            info.insert("name".into(), outcome.level.name().into());
-            info.insert(
-                "previous".into(),
-                (outcome.previous_level.as_u8() as i64).into(),
-            );
-            info.insert("reason".into(), outcome.reason.clone().into());
-            // Hooks get what the terminal shows: a URL may carry a secret token.
-            info.insert("target".into(), st.console.mask(&label).into());
-            info.insert("stats".into(), to_map(&stats).into());
-            info.insert(
-                "breaches".into(),
-                breaches
-                    .iter()
-                    .cloned()
-                    .map(Dynamic::from)
-                    .collect::<Array>()
-                    .into(),
-            );
-            match call_latest(
-                ctx,
-                &st,
-                "on_alert",
-                vec![(outcome.level.as_u8() as i64).into(), info.into()],
-            ) {
-                Some(Err(e)) if is_terminated(&e) => return Err(e),
-                Some(Err(e)) => st.console.warn(&format!(
-                    "on_alert hook failed (monitoring goes on): {}",
-                    message_of(&e)
-                )),
-                _ => {}
             }
         }
-        if outcome.level == Level::Critical && rollback_on_critical {
-            record_metrics(&st, "monitor", sum.to_json(&label, "critical"));
-            let reason = format!("monitoring reached critical: {}", outcome.reason);
-            if let Ok(mut p) = st.pipeline.lock() {
-                p.request_rollback(&reason);
-            }
-            return Err(throw(ROLLBACK_REQUESTED, reason));
+        (Target::Url(_), None) => Err(throw("internal", "monitor target without a sample spec")),
+    }
+}
+
+/// The warning limits of this tick: fixed, or what the script's function returns now.
+fn warning_limits(
+    ctx: &NativeCallContext,
+    st: &HostState,
+    warn: &WarnSource,
+) -> Result<Thresholds, Error> {
+    match warn {
+        WarnSource::Fixed(t) => Ok(t.clone()),
+        WarnSource::Named(name) => match call_latest(ctx, st, name, vec![]) {
+            Some(Ok(v)) => Ok(thresholds("monitor", &v.try_cast::<Map>().unwrap_or_default())?.0),
+            Some(Err(e)) => Err(throw(
+                "usage",
+                format!("monitor(): fn {name}() failed: {}", message_of(&e)),
+            )),
+            None => Err(throw(
+                "usage",
+                format!("monitor(): the script no longer defines fn {name}()"),
+            )),
+        },
+        WarnSource::Closure(f) => {
+            let v = f.call_within_context::<Dynamic>(ctx, ())?;
+            Ok(thresholds("monitor", &v.try_cast::<Map>().unwrap_or_default())?.0)
         }
     }
-    let summary = sum.to_json(&label, "completed");
-    record_metrics(&st, "monitor", summary.clone());
-    let score = sum.acc.score();
-    st.console.info(&format!(
-        "monitoring done: highest level {} ({}), availability {:.1} %, performance {:.1} %, stability {:.0} %, score {:.1} ({:.1}/5)",
-        sum.max_level.as_u8(),
-        sum.max_level.name(),
-        score.availability,
-        score.performance,
-        score.stability,
-        score.weighted,
-        score.phase_score
-    ));
-    Ok(rhai::serde::to_dynamic(summary)
-        .ok()
-        .and_then(|d| d.try_cast::<Map>())
-        .unwrap_or_default())
+}
+
+/// Calls `fn on_alert(level, info)` for a change of level; a failing hook is reported and
+/// monitoring goes on, unless the run is stopping.
+fn call_on_alert(
+    ctx: &NativeCallContext,
+    st: &HostState,
+    target: &str,
+    t: &MonitorTick,
+) -> Result<(), Error> {
+    let mut info = Map::new();
+    info.insert("level".into(), (t.level.as_u8() as i64).into());
+    info.insert("name".into(), t.level.name().into());
+    info.insert("previous".into(), (t.previous_level.as_u8() as i64).into());
+    info.insert("reason".into(), t.reason.clone().into());
+    // Hooks get what the terminal shows: a URL may carry a secret token.
+    info.insert("target".into(), st.console.mask(target).into());
+    info.insert("stats".into(), to_map(&t.stats).into());
+    info.insert(
+        "breaches".into(),
+        t.breaches
+            .iter()
+            .cloned()
+            .map(Dynamic::from)
+            .collect::<Array>()
+            .into(),
+    );
+    match call_latest(
+        ctx,
+        st,
+        "on_alert",
+        vec![(t.level.as_u8() as i64).into(), info.into()],
+    ) {
+        Some(Err(e)) if is_terminated(&e) => Err(e),
+        Some(Err(e)) => {
+            show(st, [lines::hook_failed(&message_of(&e))]);
+            Ok(())
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Runs a monitor: the binding around [`Monitor`], which judges the ticks. This function
+/// sleeps to each tick, measures, renders what the tick did, calls `on_alert`, and records
+/// the summary however the monitor ends.
+fn monitor_impl(ctx: &NativeCallContext, target: Target, o: Opts) -> Result<Map, Error> {
+    let st = state(ctx)?;
+    let (config, spec, warn) = monitor_options(&st, &target, &o)?;
+    let mut m = Monitor::new(target.label(), config);
+    let started = Instant::now();
+    let record = |m: &Monitor, stopped: Stopped| {
+        let summary = m.summary(started.elapsed(), stopped);
+        record_metrics(
+            &st,
+            "monitor",
+            serde_json::to_value(&summary).unwrap_or_default(),
+        );
+        summary
+    };
+    show(&st, lines::monitor_start(m.target(), m.plan()));
+    for index in 0..m.plan().ticks {
+        let due = started + m.plan().due(index);
+        let now = Instant::now();
+        if due > now && st.sleep(due - now).is_err() {
+            record(&m, Stopped::Interrupted);
+            return Err(terminated(&st));
+        }
+        let stats = match measure(ctx, &st, &target, spec.as_ref(), index + 1) {
+            Ok(stats) => stats,
+            Err(e) => {
+                if is_terminated(&e) {
+                    record(&m, Stopped::Interrupted);
+                } else if kind_of(&e).as_deref() == Some(ROLLBACK_REQUESTED) {
+                    // The closure called trigger_rollback(): stop watching and roll back now.
+                    record(&m, Stopped::Rollback);
+                }
+                return Err(e);
+            }
+        };
+        let limits = warning_limits(ctx, &st, &warn)?;
+        let t = m.tick(started.elapsed(), stats, &limits);
+        show(&st, lines::monitor_tick(&t));
+        if t.change.is_some() {
+            call_on_alert(ctx, &st, m.target(), &t)?;
+        }
+        if let Some(reason) = t.rollback {
+            record(&m, Stopped::Critical);
+            return Err(request_rollback(&st, reason));
+        }
+    }
+    let summary = record(&m, Stopped::Completed);
+    show(&st, [lines::monitor_done(&summary)]);
+    Ok(to_map(&summary))
 }
 
 fn collect_impl(ctx: &NativeCallContext, url: &str, o: Opts) -> Result<Array, Error> {
@@ -690,13 +565,15 @@ fn collect_impl(ctx: &NativeCallContext, url: &str, o: Opts) -> Result<Array, Er
             st.sleep(due - now).map_err(|_| terminated(&st))?;
         }
         let report = run_sample(&st, &spec)?;
-        st.console.info(&format!(
-            "round {}/{} at +{}: {}",
-            i + 1,
-            offsets.len(),
-            format_duration(*offset),
-            stats_line(&report.stats)
-        ));
+        show(
+            &st,
+            [lines::collect_round(
+                i + 1,
+                offsets.len(),
+                *offset,
+                &report.stats,
+            )],
+        );
         let mut m = report_map(&report);
         m.insert("offset".into(), format_duration(*offset).into());
         m.insert("offset_ms".into(), (offset.as_millis() as i64).into());
@@ -762,6 +639,13 @@ fn prometheus_get(
         ));
     }
     Ok(body["data"].clone())
+}
+
+/// Runs an instant query and converts its result; errors point at the script's call.
+fn instant_query(ctx: &NativeCallContext, base: &str, promql: &str) -> Result<Dynamic, Error> {
+    let data = prometheus_get(ctx, base, "/api/v1/query", &[("query", promql.to_string())])
+        .map_err(|e| at_call(ctx, e))?;
+    Ok(prometheus_result(&data))
 }
 
 fn sample_value(v: &serde_json::Value) -> f64 {
@@ -856,8 +740,7 @@ pub mod metrics_api {
         let st = state(&ctx)?;
         let spec = super::spec("sample", url, &Opts::none("sample"), 20)?;
         let r = run_sample(&st, &spec)?;
-        st.console
-            .info(&format!("sample {url}: {}", stats_line(&r.stats)));
+        show(&st, [lines::sample(url, &r.stats)]);
         Ok(report_map(&r))
     }
 
@@ -876,8 +759,7 @@ pub mod metrics_api {
         let o = Opts::new("sample", options, SAMPLE_OPTS)?;
         let spec = super::spec("sample", url, &o, 20)?;
         let r = run_sample(&st, &spec)?;
-        st.console
-            .info(&format!("sample {url}: {}", stats_line(&r.stats)));
+        show(&st, [lines::sample(url, &r.stats)]);
         Ok(report_map(&r))
     }
 
@@ -968,14 +850,7 @@ pub mod prometheus_api {
     /// ```
     #[rhai_fn(return_raw)]
     pub fn query(ctx: NativeCallContext, base_url: &str, promql: &str) -> Result<Dynamic, Error> {
-        let data = prometheus_get(
-            &ctx,
-            base_url,
-            "/api/v1/query",
-            &[("query", promql.to_string())],
-        )
-        .map_err(|e| at_call(&ctx, e))?;
-        Ok(prometheus_result(&data))
+        instant_query(&ctx, base_url, promql)
     }
 
     /// Runs a query that must give exactly one number (a scalar, or a vector of one series).
@@ -987,14 +862,7 @@ pub mod prometheus_api {
     /// ```
     #[rhai_fn(return_raw)]
     pub fn value(ctx: NativeCallContext, base_url: &str, promql: &str) -> Result<f64, Error> {
-        let data = prometheus_get(
-            &ctx,
-            base_url,
-            "/api/v1/query",
-            &[("query", promql.to_string())],
-        )
-        .map_err(|e| at_call(&ctx, e))?;
-        let v = prometheus_result(&data);
+        let v = instant_query(&ctx, base_url, promql)?;
         // NaN (0/0: an error ratio with no traffic, as when the service is down) or an
         // infinity compares false with every limit, so `value > 0.05` would pass: refuse it.
         let finite = |f: f64| -> Result<f64, Error> {

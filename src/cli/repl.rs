@@ -17,6 +17,7 @@ use rustyline::error::ReadlineError;
 use rustyline::history::DefaultHistory;
 use rustyline::{CompletionType, Config, Editor, ExternalPrinter};
 
+use super::run::Setting;
 use crate::host::console::{ColorChoice, Console, Verbosity};
 use crate::watch::FileWatcher;
 use docs::Vocabulary;
@@ -39,18 +40,8 @@ In the REPL: :help, :functions [FILTER], :doc NAME, :scope, :load FILE, :reload,
 pub struct ReplArgs {
     /// A file to load first: it runs, its functions stay, and it reloads when it changes.
     pub file: Option<PathBuf>,
-    /// The environment ([env.NAME] in deployer.toml; scripts read env()).
-    #[arg(long, value_name = "NAME")]
-    pub env: Option<String>,
-    /// A script variable, read with var("KEY"); repeatable; overrides deployer.toml.
-    #[arg(long = "var", value_name = "KEY=VALUE", value_parser = super::var_arg)]
-    pub vars: Vec<(String, String)>,
-    /// Run no command and send no mutating request; print what would be done.
-    #[arg(long)]
-    pub dry_run: bool,
-    /// Answer yes to every confirmation.
-    #[arg(long, short = 'y')]
-    pub yes: bool,
+    #[command(flatten)]
+    pub setting: Setting,
 }
 
 /// Runs `deployer repl`; returns the exit code.
@@ -58,10 +49,10 @@ pub fn repl(args: ReplArgs, color: ColorChoice) -> i32 {
     let terminal = std::io::stdin().is_terminal() && std::io::stdout().is_terminal();
     let console = Console::new(Verbosity::Normal, color.enabled());
     let settings = Settings {
-        env: args.env.clone(),
-        vars: args.vars.clone(),
-        dry_run: args.dry_run,
-        yes: args.yes,
+        env: args.setting.env.clone(),
+        vars: args.setting.vars.clone(),
+        dry_run: args.setting.dry_run,
+        yes: args.setting.yes,
         config_from: args
             .file
             .clone()

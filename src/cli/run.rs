@@ -19,16 +19,15 @@ Examples:
   deployer run deploy.rhai --rollback-timeout 5m  # stop a rollback that hangs after 5 minutes
   deployer run deploy.rhai --watch          # run again on each save of it or its modules";
 
-/// Options shared by `run` and `rollback`.
+/// Where a script runs and with what: the options shared by `run`, `rollback` and `repl`.
 #[derive(Debug, Args)]
-pub struct Common {
-    /// The script to run.
-    pub script: PathBuf,
-    /// The environment to deploy to ([env.NAME] in deployer.toml; scripts read env()).
+pub struct Setting {
+    /// The environment ([env.NAME] in deployer.toml; scripts read env()).
     #[arg(long, value_name = "NAME")]
     pub env: Option<String>,
-    /// A script variable, read with var("KEY"); repeatable; overrides deployer.toml; a KEY
-    /// that no var("KEY") in the script or its modules reads is an error.
+    /// A script variable, read with var("KEY"); repeatable; overrides deployer.toml. In
+    /// `run` and `rollback`, a KEY that no var("KEY") in the script or its modules reads is
+    /// an error.
     #[arg(long = "var", value_name = "KEY=VALUE", value_parser = super::var_arg)]
     pub vars: Vec<(String, String)>,
     /// Run no command and send no mutating request; print what would be done.
@@ -37,6 +36,15 @@ pub struct Common {
     /// Answer yes to every confirmation.
     #[arg(long, short = 'y')]
     pub yes: bool,
+}
+
+/// Options shared by `run` and `rollback`.
+#[derive(Debug, Args)]
+pub struct Common {
+    /// The script to run.
+    pub script: PathBuf,
+    #[command(flatten)]
+    pub setting: Setting,
     /// Stop the run after this long, such as 20m or 1h30m.
     #[arg(long, value_name = "DURATION", value_parser = super::duration_arg)]
     pub timeout: Option<Duration>,
@@ -75,10 +83,10 @@ impl Common {
     pub fn request(&self) -> RunRequest {
         RunRequest {
             script: self.script.clone(),
-            env: self.env.clone(),
-            vars: self.vars.clone(),
-            dry_run: self.dry_run,
-            yes: self.yes,
+            env: self.setting.env.clone(),
+            vars: self.setting.vars.clone(),
+            dry_run: self.setting.dry_run,
+            yes: self.setting.yes,
             timeout: self.timeout,
             rollback_timeout: self.rollback_timeout,
             json: self.json,

@@ -282,17 +282,6 @@ pub struct MonitorScore {
     pub phase_score: f64,
 }
 
-impl MonitorScore {
-    /// Scores a series of ticks.
-    pub fn from_ticks(ticks: &[TickRecord]) -> MonitorScore {
-        let mut acc = ScoreAccumulator::default();
-        for t in ticks {
-            acc.add(t);
-        }
-        acc.score()
-    }
-}
-
 /// Builds a [`MonitorScore`] tick by tick, in constant memory.
 #[derive(Debug, Clone, Default)]
 pub struct ScoreAccumulator {
@@ -363,6 +352,23 @@ impl ScoreAccumulator {
 mod tests {
     use super::*;
     use crate::core::thresholds::Metric;
+
+    fn rec(requests: u64, ok: u64, within_warning: bool, level: Level) -> TickRecord {
+        TickRecord {
+            requests,
+            ok,
+            within_warning,
+            level,
+        }
+    }
+
+    fn score_of(ticks: &[TickRecord]) -> MonitorScore {
+        let mut acc = ScoreAccumulator::default();
+        for t in ticks {
+            acc.add(t);
+        }
+        acc.score()
+    }
 
     fn breach(metric: Metric, value: f64, limit: f64) -> Breach {
         Breach {
@@ -514,32 +520,12 @@ mod tests {
     #[test]
     fn score_of_a_series() {
         let ticks = [
-            TickRecord {
-                requests: 100,
-                ok: 100,
-                within_warning: true,
-                level: Level::Ok,
-            },
-            TickRecord {
-                requests: 100,
-                ok: 90,
-                within_warning: false,
-                level: Level::Warning,
-            },
-            TickRecord {
-                requests: 100,
-                ok: 100,
-                within_warning: true,
-                level: Level::Ok,
-            },
-            TickRecord {
-                requests: 100,
-                ok: 98,
-                within_warning: true,
-                level: Level::Ok,
-            },
+            rec(100, 100, true, Level::Ok),
+            rec(100, 90, false, Level::Warning),
+            rec(100, 100, true, Level::Ok),
+            rec(100, 98, true, Level::Ok),
         ];
-        let sc = MonitorScore::from_ticks(&ticks);
+        let sc = score_of(&ticks);
         assert_eq!(sc.ticks, 4);
         assert!((sc.availability - 97.0).abs() < 1e-9);
         assert!((sc.performance - 75.0).abs() < 1e-9);
@@ -552,24 +538,14 @@ mod tests {
 
     #[test]
     fn score_extremes() {
-        let perfect = MonitorScore::from_ticks(&[TickRecord {
-            requests: 10,
-            ok: 10,
-            within_warning: true,
-            level: Level::Ok,
-        }]);
+        let perfect = score_of(&[rec(10, 10, true, Level::Ok)]);
         assert_eq!(perfect.weighted, 100.0);
         assert_eq!(perfect.phase_score, 5.0);
-        let down = MonitorScore::from_ticks(&[TickRecord {
-            requests: 10,
-            ok: 0,
-            within_warning: false,
-            level: Level::Critical,
-        }]);
+        let down = score_of(&[rec(10, 0, false, Level::Critical)]);
         assert_eq!(down.stability, 25.0);
         assert_eq!(down.weighted, 5.0);
         assert_eq!(down.phase_score, 0.3);
-        let none = MonitorScore::from_ticks(&[]);
+        let none = score_of(&[]);
         assert_eq!(none.weighted, 0.0);
         assert_eq!(none.ticks, 0);
     }

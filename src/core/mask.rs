@@ -124,14 +124,6 @@ impl Masker {
         out
     }
 
-    /// Masks every string (and every key) inside a JSON value, in place: for records
-    /// that stay valid JSON once masked (report.json, `--json`, the hooks' report).
-    pub fn mask_json(&self, value: &mut serde_json::Value) {
-        if !self.is_empty() {
-            mask_json_with(value, &|s| self.mask(s));
-        }
-    }
-
     /// Returns true when no secret has been registered (masking is then free).
     pub fn is_empty(&self) -> bool {
         self.inner
@@ -141,7 +133,8 @@ impl Masker {
     }
 }
 
-/// Applies `mask` to every string and every key inside a JSON value, in place.
+/// Applies `mask` to every string and every key inside a JSON value, in place: for records
+/// that stay valid JSON once masked (report.json, `--json`, the hooks' report).
 pub fn mask_json_with(value: &mut serde_json::Value, mask: &dyn Fn(&str) -> String) {
     match value {
         serde_json::Value::String(s) => *s = mask(s),
@@ -600,7 +593,7 @@ mod tests {
     fn masks_strings_and_keys_in_json_values() {
         let m = masker(&["tab\there"]);
         let mut v = serde_json::json!({"a": ["x tab\there"], "tab\there": 1, "n": 2});
-        m.mask_json(&mut v);
+        mask_json_with(&mut v, &|s| m.mask(s));
         assert_eq!(v, serde_json::json!({"a": ["x ***"], "***": 1, "n": 2}));
     }
 }

@@ -167,14 +167,6 @@ pub fn total_score(phase_scores: &[f64]) -> f64 {
     ((pct * 1e6).round() / 1e6).round()
 }
 
-/// Returns the built-in weights as owned pairs, ready for [`weighted`].
-pub fn default_weights() -> Vec<(String, f64)> {
-    DEFAULT_WEIGHTS
-        .iter()
-        .map(|(n, w)| ((*n).to_string(), *w))
-        .collect()
-}
-
 /// Combines named parts (each 0-100) with named weights, normalised by the weights' sum.
 ///
 /// Every part needs exactly one weight and every weight exactly one part. Weights must be ≥ 0
@@ -245,6 +237,14 @@ pub fn weighted(parts: &[(String, f64)], weights: &[(String, f64)]) -> Result<f6
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The built-in weights as owned pairs, ready for [`weighted`].
+    fn default_weights() -> Vec<(String, f64)> {
+        DEFAULT_WEIGHTS
+            .iter()
+            .map(|(n, w)| ((*n).to_string(), *w))
+            .collect()
+    }
 
     fn pairs(v: &[(&str, f64)]) -> Vec<(String, f64)> {
         v.iter().map(|(n, x)| ((*n).to_string(), *x)).collect()

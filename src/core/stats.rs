@@ -6,6 +6,8 @@ use std::time::Duration;
 use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
 
+use crate::core::transport::{TransportKind, TRANSPORT_KINDS};
+
 /// The smallest latency the histogram tells apart, in microseconds.
 pub const LOWEST_US: u64 = 1;
 /// The largest latency the histogram records, in microseconds (120 s); larger values are
@@ -32,119 +34,6 @@ pub enum StatsError {
         /// What hdrhistogram said.
         reason: String,
     },
-}
-
-/// Why a request got no usable response: the one taxonomy of transport failures, shared by
-/// `http::*` probes (`sys::http`), the sampler (`metrics::sampler`) and sample statistics.
-///
-/// The kinds split on one question: *could the server have received the request?*
-/// - nothing was sent, so resending is always safe: `url`, `dns`, `connect`, `tls`;
-/// - the request was (or may have been) sent, so the server may have acted on it: `timeout`,
-///   `reset`, `protocol`, `body`, `other`. Resend only requests that are safe to repeat
-///   (GET, HEAD, or a POST the server deduplicates).
-///
-/// [`TransportKind::request_sent`] answers that question; scripts see it as `err.sent`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum TransportKind {
-    /// No complete response within the request's time limit (the request may have arrived).
-    Timeout,
-    /// No connection could be made (refused, unreachable, closed before the request was
-    /// written): nothing was sent.
-    Connect,
-    /// The host name did not resolve: nothing was sent.
-    Dns,
-    /// The TLS handshake or certificate check failed: nothing was sent.
-    Tls,
-    /// The connection was reset or closed after the request was sent, before a complete
-    /// response head arrived: the server may have processed the request.
-    Reset,
-    /// The reply was not valid HTTP: the server received the request.
-    Protocol,
-    /// The response head arrived but its body could not be read to its end (or was too large).
-    Body,
-    /// The URL or method is invalid: nothing was sent.
-    Url,
-    /// Anything else; counted as "may have been sent".
-    Other,
-}
-
-/// The number of transport error kinds.
-pub const TRANSPORT_KINDS: usize = 9;
-
-impl TransportKind {
-    /// Every kind, in the order they are reported.
-    pub const ALL: [TransportKind; TRANSPORT_KINDS] = [
-        TransportKind::Timeout,
-        TransportKind::Connect,
-        TransportKind::Dns,
-        TransportKind::Tls,
-        TransportKind::Reset,
-        TransportKind::Protocol,
-        TransportKind::Body,
-        TransportKind::Url,
-        TransportKind::Other,
-    ];
-
-    /// Returns the kind's name as reports and scripts see it (`timeout`, `connect`, ...).
-    pub fn as_str(self) -> &'static str {
-        match self {
-            TransportKind::Timeout => "timeout",
-            TransportKind::Connect => "connect",
-            TransportKind::Dns => "dns",
-            TransportKind::Tls => "tls",
-            TransportKind::Reset => "reset",
-            TransportKind::Protocol => "protocol",
-            TransportKind::Body => "body",
-            TransportKind::Url => "url",
-            TransportKind::Other => "other",
-        }
-    }
-
-    /// Returns false when the request never left deployer (`url`, `dns`, `connect`, `tls`),
-    /// so that sending it again cannot repeat an action; true when the server may have
-    /// received it (every other kind, `other` included).
-    pub fn request_sent(self) -> bool {
-        !matches!(
-            self,
-            TransportKind::Url | TransportKind::Dns | TransportKind::Connect | TransportKind::Tls
-        )
-    }
-
-    fn index(self) -> usize {
-        match self {
-            TransportKind::Timeout => 0,
-            TransportKind::Connect => 1,
-            TransportKind::Dns => 2,
-            TransportKind::Tls => 3,
-            TransportKind::Reset => 4,
-            TransportKind::Protocol => 5,
-            TransportKind::Body => 6,
-            TransportKind::Url => 7,
-            TransportKind::Other => 8,
-        }
-    }
-}
-
-impl std::fmt::Display for TransportKind {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-/// Sorts an I/O error met *after* the request was written (reading the response head).
-pub fn kind_after_sending(e: &std::io::Error) -> TransportKind {
-    use std::io::ErrorKind as Io;
-    match e.kind() {
-        Io::TimedOut | Io::WouldBlock => TransportKind::Timeout,
-        Io::ConnectionReset
-        | Io::ConnectionAborted
-        | Io::BrokenPipe
-        | Io::UnexpectedEof
-        | Io::NotConnected => TransportKind::Reset,
-        Io::InvalidData => TransportKind::Protocol,
-        _ => TransportKind::Other,
-    }
 }
 
 /// A latency histogram in microseconds (1 µs .. 120 s, 3 significant figures), with exact
@@ -623,36 +512,5 @@ mod tests {
         let s = c.finish(Duration::from_secs(1));
         assert_eq!(s.p50_ms, Some(900.0));
         assert_eq!(s.min_ms, Some(900.0));
-    }
-
-    #[test]
-    fn which_kinds_mean_the_request_was_sent() {
-        let unsent: Vec<&str> = TransportKind::ALL
-            .iter()
-            .filter(|k| !k.request_sent())
-            .map(|k| k.as_str())
-            .collect();
-        assert_eq!(unsent, ["connect", "dns", "tls", "url"]);
-        assert_eq!(
-            serde_json::to_string(&TransportKind::Protocol).expect("serialize"),
-            "\"protocol\""
-        );
-    }
-
-    #[test]
-    fn io_errors_after_sending_are_never_connect() {
-        use std::io::{Error, ErrorKind as Io};
-        for (io, kind) in [
-            (Io::ConnectionReset, TransportKind::Reset),
-            (Io::BrokenPipe, TransportKind::Reset),
-            (Io::UnexpectedEof, TransportKind::Reset),
-            (Io::TimedOut, TransportKind::Timeout),
-            (Io::InvalidData, TransportKind::Protocol),
-            (Io::PermissionDenied, TransportKind::Other),
-        ] {
-            let k = kind_after_sending(&Error::from(io));
-            assert_eq!(k, kind, "{io:?}");
-            assert!(k.request_sent(), "{io:?}");
-        }
     }
 }

@@ -26,8 +26,8 @@ use tokio::sync::Semaphore;
 use tokio::task::{AbortHandle, JoinSet};
 use tokio_util::sync::CancellationToken;
 
-use crate::core::stats::{SampleStats, StatsCollector, StatsError, TransportKind};
-use crate::sys::http::{classify_hyper, classify_reqwest};
+use crate::core::stats::{SampleStats, StatsCollector, StatsError};
+use crate::core::transport::{classify_hyper, classify_reqwest, TransportKind};
 
 /// Response bodies are read up to this many bytes, then the rest is dropped (the response
 /// still counts by its status, and its connection is closed rather than reused).
@@ -327,15 +327,6 @@ impl Sampler {
                 })
                 .sum()
         })
-    }
-
-    /// Closes every idle plain-HTTP connection.
-    pub fn close_idle(&self) {
-        if let Some(l) = lock(&self.inner.lanes).clone() {
-            for p in &l.pools {
-                lock(p).clear();
-            }
-        }
     }
 
     fn lanes(&self) -> Result<Arc<Lanes>, SampleError> {
@@ -1155,17 +1146,5 @@ mod tests {
             why.contains("40 of 50 requests started more than 10 ms late (worst 480.0 ms)"),
             "{why}"
         );
-    }
-
-    #[test]
-    fn only_errors_before_sending_are_connect() {
-        use std::io::{Error, ErrorKind as Io};
-        // Once the request is written, a reset is not `connect` (which means "safe to resend").
-        assert_eq!(
-            crate::core::stats::kind_after_sending(&Error::from(Io::ConnectionReset)),
-            TransportKind::Reset
-        );
-        assert!(!TransportKind::Connect.request_sent());
-        assert!(TransportKind::Reset.request_sent());
     }
 }

@@ -1,252 +1,22 @@
 //! The record of one run: `report.json`, `summary.md`, `run.log`, and its line in
 //! `history.jsonl`. Everything written is masked and written atomically.
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use serde::Serialize;
+use crate::store::history::{self, History, HistoryEntry};
 
-use super::history::{self, History, HistoryEntry};
-use crate::core::score::{Thresholds, Verdict};
-use crate::host::state::RetryEvent;
-use crate::pipeline::{PhaseRecord, RollbackRequest};
-
-/// The version tag of `report.json` (see `schemas/report.schema.json`).
-/// v2 added `vars`, `recorded` and the rollback status `not_run`; older history lines are
-/// still read.
-pub const SCHEMA: &str = "deployer/report/v2";
-
-/// How the run ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum RunStatus {
-    Completed,
-    Failed,
-    Interrupted,
-    Declined,
-}
-
-/// What happened about rolling back.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum RollbackStatus {
-    NotNeeded,
-    Ok,
-    Failed,
-    Declined,
-    Never,
-    Missing,
-    /// The run was interrupted after changes began: no rollback ran; a person decides.
-    NotRun,
-}
-
-impl RollbackStatus {
-    /// Returns the status as written in reports and history.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            RollbackStatus::NotNeeded => "not_needed",
-            RollbackStatus::Ok => "ok",
-            RollbackStatus::Failed => "failed",
-            RollbackStatus::Declined => "declined",
-            RollbackStatus::Never => "never",
-            RollbackStatus::Missing => "missing",
-            RollbackStatus::NotRun => "not_run",
-        }
-    }
-
-    /// True when the deployment may be left half-changed: a person must act.
-    pub fn needs_a_person(self) -> bool {
-        matches!(
-            self,
-            RollbackStatus::Failed
-                | RollbackStatus::Declined
-                | RollbackStatus::Never
-                | RollbackStatus::Missing
-                | RollbackStatus::NotRun
-        )
-    }
-}
-
-/// The rollback part of a report.
-#[derive(Debug, Clone, Serialize)]
-pub struct RollbackRecord {
-    pub status: RollbackStatus,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub reason: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub phase: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub error: Option<String>,
-    pub duration_ms: u64,
-    /// `ctx.hosts`: the remote hosts given to `fn rollback(ctx)`.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub hosts: Vec<String>,
-}
-
-impl RollbackRecord {
-    /// A rollback that was not needed.
-    pub fn not_needed() -> RollbackRecord {
-        RollbackRecord {
-            status: RollbackStatus::NotNeeded,
-            reason: None,
-            phase: None,
-            error: None,
-            duration_ms: 0,
-            hosts: Vec::new(),
-        }
-    }
-
-    /// A rollback with a status and the request that called for it.
-    pub fn for_request(status: RollbackStatus, req: &RollbackRequest) -> RollbackRecord {
-        RollbackRecord {
-            status,
-            reason: Some(req.reason.clone()),
-            phase: req.phase.clone(),
-            error: None,
-            duration_ms: 0,
-            hosts: Vec::new(),
-        }
-    }
-}
-
-/// The script's error, if the run ended with one.
-#[derive(Debug, Clone, Serialize)]
-pub struct ErrorRecord {
-    pub message: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub location: Option<String>,
-}
-
-/// The git state of the script's folder.
-#[derive(Debug, Clone, Serialize)]
-pub struct GitInfo {
-    pub commit: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub branch: Option<String>,
-}
-
-/// How this run compares with the previous one of the same environment.
-#[derive(Debug, Clone, Serialize)]
-pub struct Comparison {
-    pub previous_run_id: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub previous_score: Option<f64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub previous_verdict: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub score_delta: Option<f64>,
-}
-
-/// The whole record of a run (`report.json`).
-#[derive(Debug, Clone, Serialize)]
-pub struct Report {
-    pub schema: &'static str,
-    pub run_id: String,
-    pub mode: &'static str,
-    pub script: String,
-    pub script_sha256: String,
-    pub env: String,
-    pub dry_run: bool,
-    /// The `--var`s given on the command line, masked.
-    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
-    pub vars: BTreeMap<String, String>,
-    /// What the script recorded with `record::set`: `release` (live at the end),
-    /// `rolled_back_from`, `version`, ...; masked.
-    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
-    pub recorded: BTreeMap<String, String>,
-    pub started_at: String,
-    pub finished_at: String,
-    pub duration_ms: u64,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub git: Option<GitInfo>,
-    pub status: RunStatus,
-    pub phases: Vec<PhaseRecord>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub score: Option<f64>,
-    /// None for a dry run, which changes nothing and is not judged.
-    pub verdict: Option<Verdict>,
-    /// Why the verdict is not the one the score gives (`rolled back`, `interrupted`).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub verdict_reason: Option<String>,
-    pub thresholds: Thresholds,
-    pub rollback: RollbackRecord,
-    /// The remote hosts the run changed, in the order they changed.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub changed_hosts: Vec<String>,
-    pub retries: Vec<RetryEvent>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub error: Option<ErrorRecord>,
-    pub exit_code: i32,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub comparison: Option<Comparison>,
-    /// Scores of the last runs of this environment, oldest first, this run last.
-    pub trend: Vec<f64>,
-    pub user: String,
-    pub host: String,
-    /// Processes started with `detach: true`, left running on purpose.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub detached: Vec<crate::sys::spawn::Detached>,
-}
+pub use super::model::{
+    phase_status_text, Comparison, ErrorRecord, GitInfo, Report, RollbackRecord, RollbackStatus,
+    RunStatus, SCHEMA,
+};
+/// Kept here for callers of `record::git_info` during the restructuring.
+pub use crate::sys::git::git_info;
 
 /// Returns the SHA-256 of a script's text, in hex.
 pub fn sha256_hex(text: &str) -> String {
     use sha2::Digest;
     let digest = sha2::Sha256::digest(text.as_bytes());
     digest.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-/// Reads the git commit and branch of `dir` from the repository's files (no `git`
-/// process: it would cost more than the rest of a short run).
-pub fn git_info(dir: &Path) -> Option<GitInfo> {
-    let start = dir.canonicalize().ok()?;
-    let git_dir = start
-        .ancestors()
-        .map(|d| d.join(".git"))
-        .find(|g| g.exists())?;
-    // A worktree or submodule has a `.git` file pointing at the real folder.
-    let git_dir = if git_dir.is_file() {
-        let text = std::fs::read_to_string(&git_dir).ok()?;
-        let target = text.strip_prefix("gitdir:")?.trim();
-        git_dir.parent()?.join(target)
-    } else {
-        git_dir
-    };
-    let head = std::fs::read_to_string(git_dir.join("HEAD")).ok()?;
-    let head = head.trim();
-    let (commit, branch) = match head.strip_prefix("ref: ") {
-        Some(reference) => {
-            let branch = reference.strip_prefix("refs/heads/").map(str::to_string);
-            let loose = std::fs::read_to_string(git_dir.join(reference)).ok();
-            let commit = match loose {
-                Some(c) => c.trim().to_string(),
-                None => {
-                    // The ref may only be in packed-refs (or, in a worktree, the common dir).
-                    let common = std::fs::read_to_string(git_dir.join("commondir"))
-                        .ok()
-                        .map(|c| git_dir.join(c.trim()))
-                        .unwrap_or_else(|| git_dir.clone());
-                    let packed = std::fs::read_to_string(common.join("packed-refs"))
-                        .or_else(|_| std::fs::read_to_string(common.join(reference)))
-                        .ok()?;
-                    packed
-                        .lines()
-                        .find_map(|l| {
-                            let (hash, name) = l.split_once(' ')?;
-                            (name == reference).then(|| hash.to_string())
-                        })
-                        .or_else(|| {
-                            let t = packed.trim();
-                            (t.len() >= 40 && t.chars().all(|c| c.is_ascii_hexdigit()))
-                                .then(|| t.to_string())
-                        })?
-                }
-            };
-            (commit, branch)
-        }
-        None => (head.to_string(), None),
-    };
-    let valid = commit.len() >= 40 && commit.chars().all(|c| c.is_ascii_hexdigit());
-    valid.then_some(GitInfo { commit, branch })
 }
 
 /// Fills the comparison with the previous run and the trend, comparing like with like:
@@ -318,7 +88,7 @@ pub fn write(
     log: &[String],
     mask: &dyn Fn(&str) -> String,
 ) -> std::io::Result<Written> {
-    use super::atomic::{clean_stale_temps, open_nofollow, real_dir};
+    use crate::store::atomic::{clean_stale_temps, open_nofollow, real_dir};
     use std::io::Write;
     real_dir(state_dir)?;
     let runs = state_dir.join("runs");
@@ -338,7 +108,7 @@ pub fn write(
             path,
         )
         .and_then(|mut f| f.write_all(text))
-        .map_err(|e| super::atomic::context(e, "cannot write", path))
+        .map_err(|e| crate::store::atomic::context(e, "cannot write", path))
     };
     create(&pointer, b"")?;
     create(
@@ -355,7 +125,7 @@ pub fn write(
     let text = mask(&text);
     // report.json (and the history line) are the record and are fsynced; summary.md and
     // run.log are readable copies: renamed into place atomically, one folder fsync for all.
-    super::atomic::write_atomic_all(
+    crate::store::atomic::write_atomic_all(
         &dir,
         &[
             ("summary.md", summary.as_bytes(), false),
@@ -384,7 +154,7 @@ pub fn write(
     };
     history::append(&state_dir.join("history.jsonl"), &entry)?;
     std::fs::remove_file(&marker)
-        .map_err(|e| super::atomic::context(e, "cannot remove", &marker))?;
+        .map_err(|e| crate::store::atomic::context(e, "cannot remove", &marker))?;
     // Only a pointer left: a missing one is no loss.
     let _ = std::fs::remove_file(&pointer);
     Ok(Written {
@@ -416,14 +186,9 @@ fn clean_incomplete(runs: &Path) {
         };
         let dir = runs.join(run_id);
         if !run_id.contains('/') && std::fs::symlink_metadata(&dir).is_ok_and(|m| m.is_dir()) {
-            super::atomic::clean_stale_temps(&dir);
+            crate::store::atomic::clean_stale_temps(&dir);
         }
     }
-}
-
-/// Returns a phase's status as shown in tables.
-pub fn phase_status_text(p: &PhaseRecord, t: &Thresholds) -> String {
-    crate::pipeline::phase_label(p, t)
 }
 
 /// Removes the oldest run folders of `env` beyond `keep` (`keep_runs` in deployer.toml),
@@ -446,7 +211,7 @@ pub fn prune_runs(
             }
         }
     }
-    let gone = super::ids::runs_to_prune(&ids, env, keep, current);
+    let gone = crate::store::ids::runs_to_prune(&ids, env, keep, current);
     for id in &gone {
         std::fs::remove_dir_all(runs.join(id))?;
     }

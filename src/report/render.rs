@@ -1,6 +1,6 @@
 //! The score table: on the terminal at the end of a run and as `summary.md`.
 
-use super::record::{phase_status_text, Report, RollbackStatus};
+use super::model::{phase_status_text, Report, RollbackStatus};
 
 fn rollback_line(r: &Report) -> Option<String> {
     let rb = &r.rollback;

@@ -47,8 +47,8 @@ pub struct Response {
 }
 
 /// Why a request got no usable response: the program's one taxonomy of transport errors,
-/// defined in `core::stats` (see there which kinds mean "nothing was sent").
-pub use crate::core::stats::TransportKind;
+/// defined in `core::transport` (see there which kinds mean "nothing was sent").
+pub use crate::core::transport::TransportKind;
 
 /// A request that failed before a complete response arrived.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -190,7 +190,7 @@ fn classify(
     timeout: Duration,
     fail: &dyn Fn(TransportKind, String) -> HttpError,
 ) -> HttpError {
-    let kind = classify_reqwest(e);
+    let kind = crate::core::transport::classify_reqwest(e);
     let mut root = e.to_string();
     let mut source = std::error::Error::source(e);
     while let Some(s) = source {
@@ -215,90 +215,4 @@ fn classify(
         TransportKind::Url | TransportKind::Other => format!("request failed: {root}"),
     };
     fail(kind, message)
-}
-
-/// Sorts a reqwest error into a [`TransportKind`]. Used by `http::*` probes and by the
-/// sampler's HTTPS path, so that both report the same kinds.
-///
-/// Failures while connecting (reqwest's `is_connect`) are `dns`, `tls` or `connect`; once a
-/// connection carried the request, a failure is never `connect`: a parse error is
-/// `protocol`, a reset or early close is `reset`, a body error is `body`.
-pub fn classify_reqwest(e: &reqwest::Error) -> TransportKind {
-    let mut chain = String::new();
-    let mut after_sending: Option<TransportKind> = None;
-    let mut source: Option<&dyn std::error::Error> = Some(e);
-    while let Some(s) = source {
-        chain.push_str(&s.to_string().to_lowercase());
-        chain.push_str(": ");
-        if let Some(h) = s.downcast_ref::<hyper::Error>() {
-            after_sending.get_or_insert(classify_hyper(h));
-        } else if let Some(io) = s.downcast_ref::<std::io::Error>() {
-            if let Some(inner) = io.get_ref() {
-                // rustls reports its failures as io errors wrapping a rustls error.
-                chain.push_str(&format!("{inner:?}").to_lowercase());
-            }
-            after_sending.get_or_insert(crate::core::stats::kind_after_sending(io));
-        }
-        source = s.source();
-    }
-    if e.is_builder() {
-        return TransportKind::Url;
-    }
-    if e.is_connect() {
-        return if e.is_timeout() {
-            TransportKind::Connect
-        } else if chain.contains("dns error") || chain.contains("failed to lookup address") {
-            TransportKind::Dns
-        } else if chain.contains("certificate")
-            || chain.contains("tls")
-            || chain.contains("handshake")
-            || chain.contains("invalidcontenttype")
-            || chain.contains("corrupt message")
-            || chain.contains("invalidmessage")
-        {
-            TransportKind::Tls
-        } else {
-            TransportKind::Connect
-        };
-    }
-    if e.is_timeout() {
-        return TransportKind::Timeout;
-    }
-    if chain.contains("dns error") || chain.contains("failed to lookup address") {
-        return TransportKind::Dns;
-    }
-    if e.is_body() || e.is_decode() {
-        return TransportKind::Body;
-    }
-    after_sending.unwrap_or(TransportKind::Other)
-}
-
-/// Sorts a hyper error met on an open connection (sending the request or reading the
-/// response head) into a [`TransportKind`]: `connect` only when hyper says the request was
-/// never written (`is_canceled`), `protocol` for a reply that is not HTTP, `reset` for a
-/// connection closed or reset before a complete response.
-pub fn classify_hyper(e: &hyper::Error) -> TransportKind {
-    if e.is_timeout() {
-        return TransportKind::Timeout;
-    }
-    if e.is_canceled() {
-        return TransportKind::Connect;
-    }
-    if e.is_parse() || e.is_parse_status() {
-        return TransportKind::Protocol;
-    }
-    if e.is_incomplete_message() || e.is_closed() {
-        return TransportKind::Reset;
-    }
-    if e.is_user() {
-        return TransportKind::Other;
-    }
-    let mut source = std::error::Error::source(e);
-    while let Some(s) = source {
-        if let Some(io) = s.downcast_ref::<std::io::Error>() {
-            return crate::core::stats::kind_after_sending(io);
-        }
-        source = s.source();
-    }
-    TransportKind::Other
 }

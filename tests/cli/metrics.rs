@@ -217,6 +217,73 @@ fn a_monitor_closure_that_says_nothing_clear_fails_closed() {
         .assert_stderr_contains("error_rate 100.0 % > 5.0 % (critical limit)");
 }
 
+/// The ways a monitor ends that the other tests do not show, each with its console lines
+/// and the summary kept in report.json: a dry run cut to one tick, a failing `on_alert`
+/// hook that monitoring survives, and a closure that asks for a rollback.
+#[test]
+fn a_monitor_ends_as_its_record_says() {
+    let s = TestServer::start();
+    Test::new()
+        .script(&format!(
+            r#"phase("Monitoring", || {{
+                   let m = monitor("{}", #{{ duration: "10m", interval: "200ms", requests: 2 }});
+                   print(`ticks=${{m.ticks.len()}} stopped=${{m.stopped}}`);
+               }});"#,
+            s.url("/health")
+        ))
+        .args(["run", "deploy.rhai", "--dry-run"])
+        .run()
+        .assert_code(0)
+        .assert_stdout_contains("ticks=1 stopped=completed")
+        .assert_stderr_contains("  dry run: one tick instead of monitoring for 10m")
+        .assert_stderr_contains("monitoring http://")
+        .assert_stderr_contains("for 200ms every 200ms (1 ticks)")
+        .assert_stderr_contains("monitoring done: highest level 0 (ok), availability 100.0 %");
+
+    let out = Test::new()
+        .script(
+            r#"let n = 0;
+               let m = monitor(|| false, #{ duration: "300ms", interval: "100ms", rollback_on_critical: false });
+               print(`max=${m.max_level} alerts=${m.alerts.len()}`);
+               fn on_alert(level, info) { throw `pager down at level ${level}`; }"#,
+        )
+        .args(["run", "deploy.rhai"])
+        .run();
+    out.assert_code(0)
+        .assert_stdout_contains("max=3 alerts=3")
+        .assert_stderr_contains("on_alert hook failed (monitoring goes on): pager down at level 1")
+        .assert_stderr_contains("on_alert hook failed (monitoring goes on): pager down at level 3");
+
+    let out = Test::new()
+        .script(
+            r#"phase("Deploy", #{ changes: true }, || { exec(["true"]); });
+               phase("Monitoring", || {
+                   let n = 0;
+                   monitor(|| { n += 1; if n == 2 { trigger_rollback("canary says no"); } true },
+                           #{ duration: "2s", interval: "100ms" });
+               });
+               fn rollback(ctx) { print(`rolled back: ${ctx.reason}`); }"#,
+        )
+        .args(["run", "deploy.rhai"])
+        .run();
+    out.assert_code(1)
+        .assert_stdout_contains("rolled back: canary says no");
+    let report = crate::support::newest_report(out.path());
+    let monitor = &report["phases"][1]["metrics"]["monitor"];
+    assert_eq!(monitor["stopped"], "rollback", "{monitor}");
+    assert_eq!(
+        monitor["ticks"].as_array().map(Vec::len),
+        Some(1),
+        "{monitor}"
+    );
+    assert!(
+        monitor["target"]
+            .as_str()
+            .is_some_and(|t| t.starts_with("closure ")),
+        "{monitor}"
+    );
+}
+
 #[test]
 fn ctrl_c_during_a_monitor_keeps_the_summary_so_far() {
     let s = TestServer::start();

@@ -1,6 +1,6 @@
 //! What the REPL knows about callable names, for completion, hints, `:functions` and `:doc`:
 //! signatures and documentation from Rhai's metadata (the doc comments of `src/api/*.rs`),
-//! the call-like syntax (`spawn`, `var`), the session's own functions and imported modules,
+//! a table for the call-like syntax (`spawn`, `var`), the session's own functions and imported modules,
 //! and Rhai's standard library.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -197,80 +197,21 @@ fn doc_text<'a>(lines: impl Iterator<Item = &'a str>) -> String {
     out.join("\n")
 }
 
-/// Reads the documentation of functions written as Rust source with doc comments (the
-/// docs of call-like syntax: `api::exec::SPAWN_DOC`, `api::env::VAR_DOC`).
-pub fn from_rust_source(src: &str) -> Vec<FnInfo> {
-    let mut out = Vec::new();
-    let mut doc: Vec<&str> = Vec::new();
-    let mut rename: Option<String> = None;
-    for line in src.lines() {
-        let t = line.trim();
-        if t.starts_with("///") {
-            doc.push(t);
-        } else if let Some(attr) = t.strip_prefix("#[rhai_fn(") {
-            rename = attr
-                .split_once("name = \"")
-                .and_then(|(_, r)| r.split_once('"').map(|(n, _)| n.to_string()));
-        } else if let Some(rest) = t.strip_prefix("pub fn ") {
-            let Some((fname, after)) = rest.split_once('(') else {
-                continue;
-            };
-            let Some((params, ret)) = split_params(after) else {
-                continue;
-            };
-            let params: Vec<&str> = params
-                .iter()
-                .map(|p| p.trim())
-                .filter(|p| !p.is_empty() && !p.contains("NativeCallContext"))
-                .collect();
-            let ret = ret
-                .trim()
-                .strip_prefix("->")
-                .map(|r| r.trim_end_matches('{').trim())
-                .unwrap_or("");
-            let name = rename.take().unwrap_or_else(|| fname.trim().to_string());
-            let raw = if ret.is_empty() {
-                format!("{name}({})", params.join(", "))
-            } else {
-                format!("{name}({}) -> {ret}", params.join(", "))
-            };
-            let signature = tidy_signature(&raw)
-                .replace("-> ProcessHandle", "-> Process")
-                .replace("Result<ProcessHandle, Error>", "Process");
-            out.push(FnInfo {
-                name,
-                signature,
-                doc: doc_text(doc.drain(..)),
-                origin: Origin::Api,
-            });
-        } else if !t.starts_with("#[") {
-            doc.clear();
-        }
-    }
-    out
-}
-
-/// Splits `a: T, b: U) -> R {` into the parameters and what follows the `)`.
-fn split_params(s: &str) -> Option<(Vec<&str>, &str)> {
-    let mut depth = 0usize;
-    let mut start = 0;
-    let mut params = Vec::new();
-    for (i, c) in s.char_indices() {
-        match c {
-            '(' | '<' | '[' => depth += 1,
-            ')' if depth == 0 => {
-                params.push(&s[start..i]);
-                return Some((params, &s[i + 1..]));
-            }
-            ')' | '>' | ']' => depth = depth.saturating_sub(1),
-            ',' if depth == 0 => {
-                params.push(&s[start..i]);
-                start = i + 1;
-            }
-            _ => {}
-        }
-    }
-    None
+/// Reads a table of `(signature, documentation)` rows: the docs of call-like syntax that
+/// has no metadata (`api::exec::SPAWN_DOC`, `api::env::VAR_DOC`). The name is the
+/// signature up to its `(`.
+pub fn from_table(rows: &[(&str, &str)]) -> Vec<FnInfo> {
+    rows.iter()
+        .map(|(signature, doc)| FnInfo {
+            name: signature
+                .split_once('(')
+                .map_or(*signature, |(name, _)| name)
+                .to_string(),
+            signature: signature.to_string(),
+            doc: doc.to_string(),
+            origin: Origin::Api,
+        })
+        .collect()
 }
 
 /// Keywords that are called like functions and have no metadata.
@@ -375,7 +316,7 @@ mod tests {
 
     #[test]
     fn reads_call_like_syntax_docs() {
-        let fns = from_rust_source(crate::api::exec::SPAWN_DOC);
+        let fns = from_table(crate::api::exec::SPAWN_DOC);
         assert_eq!(fns.len(), 2, "{fns:?}");
         assert_eq!(fns[0].name, "spawn");
         assert_eq!(fns[0].signature, "spawn(command: Array) -> Process");
@@ -384,7 +325,13 @@ mod tests {
             "spawn(command: Array, options: Map) -> Process"
         );
         assert!(fns[0].doc.contains("```rhai"), "{}", fns[0].doc);
-        let vars = from_rust_source(crate::api::env::VAR_DOC);
+        assert!(fns[0].doc.starts_with("Starts a program"), "{}", fns[0].doc);
+        assert!(
+            render_doc(&[&fns[0]]).contains("  Example:\n      let server = spawn("),
+            "{}",
+            render_doc(&[&fns[0]])
+        );
+        let vars = from_table(crate::api::env::VAR_DOC);
         assert_eq!(vars[0].signature, "var(name: String) -> String");
         assert_eq!(
             vars[1].signature,

@@ -400,8 +400,8 @@ impl Session {
             .gen_fn_metadata_with_ast_to_json(&self.fns, false)
             .unwrap_or_default();
         let mut fns = docs::from_metadata(&json, Origin::Api, &self.api_modules);
-        fns.extend(docs::from_rust_source(crate::api::exec::SPAWN_DOC));
-        fns.extend(docs::from_rust_source(crate::api::env::VAR_DOC));
+        fns.extend(docs::from_table(crate::api::exec::SPAWN_DOC));
+        fns.extend(docs::from_table(crate::api::env::VAR_DOC));
         let mut modules: Vec<String> = self.api_modules.iter().cloned().collect();
         modules.extend(self.imports.iter().map(|i| i.alias.clone()));
         modules.sort();

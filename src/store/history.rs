@@ -6,7 +6,7 @@ use std::io::{self, Write};
 use std::os::unix::fs::FileExt;
 use std::path::Path;
 
-use crate::report::atomic::{context, open_nofollow, parent_dir, real_dir, sync_dir};
+use crate::store::atomic::{context, open_nofollow, parent_dir, real_dir, sync_dir};
 
 /// One finished (or interrupted) run, as one line of the history file.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -323,30 +323,12 @@ mod tests {
     use super::*;
     use std::fs;
     use std::path::PathBuf;
-    use std::sync::atomic::{AtomicU64, Ordering};
 
-    /// A folder under the system temp dir, removed on drop.
-    struct TestDir(PathBuf);
+    use crate::sys::test_dir::TestDir;
 
     impl TestDir {
-        fn new(name: &str) -> Self {
-            static N: AtomicU64 = AtomicU64::new(0);
-            let n = N.fetch_add(1, Ordering::Relaxed);
-            let p = std::env::temp_dir()
-                .join(format!("report-history-{}-{n}-{name}", std::process::id()));
-            let _ = fs::remove_dir_all(&p);
-            fs::create_dir_all(&p).expect("create test dir");
-            TestDir(p)
-        }
-
         fn file(&self) -> PathBuf {
             self.0.join(".deployer").join("history.jsonl")
-        }
-    }
-
-    impl Drop for TestDir {
-        fn drop(&mut self) {
-            let _ = fs::remove_dir_all(&self.0);
         }
     }
 

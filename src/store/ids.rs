@@ -1,4 +1,5 @@
-//! Run ids, UTC timestamps (RFC 3339) and who/where a run happens (host and user names).
+//! Run ids (`20250101T120000Z-staging-1a2b`): making them and choosing which run folders to
+//! prune. Host and user names live in `sys::identity`.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -8,6 +9,8 @@ const MAX_ENV_IN_ID: usize = 64;
 
 use crate::core::time::compact;
 pub use crate::core::time::rfc3339;
+/// Kept here for callers of `ids::hostname`/`ids::username` during the restructuring.
+pub use crate::sys::identity::{hostname, username};
 
 /// Mixes the bits of a 64-bit value (SplitMix64 finaliser).
 fn mix(mut z: u64) -> u64 {
@@ -54,38 +57,6 @@ pub fn run_id(now: SystemTime, env: &str) -> String {
     format!("{}-{}-{tag:04x}", compact(now), sanitize_env(env))
 }
 
-/// Returns this machine's host name, or `unknown-host` if it cannot be read.
-pub fn hostname() -> String {
-    let mut buf = [0u8; 256];
-    // SAFETY: `buf` is valid for writes of `buf.len() - 1` bytes; the last byte stays 0, so the
-    // name is NUL-terminated even if the kernel truncated it.
-    let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len() - 1) };
-    if rc != 0 {
-        return "unknown-host".to_string();
-    }
-    let len = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
-    let name = String::from_utf8_lossy(&buf[..len]).into_owned();
-    if name.is_empty() {
-        "unknown-host".to_string()
-    } else {
-        name
-    }
-}
-
-/// Returns the user running this process: `$USER`, else `$LOGNAME`, else the numeric uid.
-pub fn username() -> String {
-    for var in ["USER", "LOGNAME"] {
-        if let Ok(v) = std::env::var(var) {
-            if !v.is_empty() {
-                return v;
-            }
-        }
-    }
-    // SAFETY: getuid has no preconditions and cannot fail.
-    let uid = unsafe { libc::getuid() };
-    uid.to_string()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -121,13 +92,6 @@ mod tests {
         let t = at(1_795_461_120, 0);
         let ids: std::collections::BTreeSet<String> = (0..20).map(|_| run_id(t, "e")).collect();
         assert!(ids.len() >= 19, "{ids:?}");
-    }
-
-    #[test]
-    fn host_and_user_are_not_empty() {
-        assert!(!hostname().is_empty());
-        assert!(!hostname().contains('\0'));
-        assert!(!username().is_empty());
     }
 }
 

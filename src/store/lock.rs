@@ -11,11 +11,12 @@ use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime};
 
-use crate::report::atomic::{
+use crate::core::time::rfc3339;
+use crate::store::atomic::{
     clean_stale_temps, open_nofollow, parent_dir, pid_is_dead, real_dir, symlink_refused, sync_dir,
     unique_sibling, write_temp,
 };
-use crate::report::ids::{hostname, rfc3339, username};
+use crate::sys::identity::{hostname, username};
 
 /// An unreadable lock file younger than this may still be being written: it counts as held.
 pub const DAMAGED_GRACE: Duration = Duration::from_secs(10);
@@ -483,30 +484,12 @@ mod tests {
     use super::*;
     use std::cell::Cell;
     use std::fs::File;
-    use std::sync::atomic::{AtomicU64, Ordering};
 
-    /// A folder under the system temp dir, removed on drop.
-    struct TestDir(PathBuf);
+    use crate::sys::test_dir::{names, TestDir};
 
     impl TestDir {
-        fn new(name: &str) -> Self {
-            static N: AtomicU64 = AtomicU64::new(0);
-            let n = N.fetch_add(1, Ordering::Relaxed);
-            let p =
-                std::env::temp_dir().join(format!("report-lock-{}-{n}-{name}", std::process::id()));
-            let _ = fs::remove_dir_all(&p);
-            fs::create_dir_all(&p).expect("create test dir");
-            TestDir(p)
-        }
-
         fn lock_dir(&self) -> PathBuf {
             self.0.join(".deployer").join("lock")
-        }
-    }
-
-    impl Drop for TestDir {
-        fn drop(&mut self) {
-            let _ = fs::remove_dir_all(&self.0);
         }
     }
 
@@ -519,15 +502,6 @@ mod tests {
             script: "deploy.rhai".into(),
             run_id: run_id.into(),
         }
-    }
-
-    fn names(dir: &Path) -> Vec<String> {
-        let mut v: Vec<String> = fs::read_dir(dir)
-            .expect("read dir")
-            .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
-            .collect();
-        v.sort();
-        v
     }
 
     fn dead_pid() -> u32 {
