@@ -26,7 +26,10 @@ fn text_opt(opts: &Map, key: &str) -> Result<Option<String>, Error> {
         Some(v) if v.is_string() => Ok(Some(v.to_string())),
         Some(v) => Err(throw(
             "usage",
-            format!("history::runs(): {key} must be a string, got {v} ({})", v.type_name()),
+            format!(
+                "history::runs(): {key} must be a string, got {v} ({})",
+                v.type_name()
+            ),
         )),
     }
 }
@@ -141,8 +144,10 @@ pub mod history_api {
         let text = match std::fs::read_to_string(&path) {
             Ok(t) => t,
             Err(e) => {
-                st.console
-                    .warn(&format!("run {id} has no readable report ({}: {e})", path.display()));
+                st.console.warn(&format!(
+                    "run {id} has no readable report ({}: {e})",
+                    path.display()
+                ));
                 return Ok(Dynamic::UNIT);
             }
         };

@@ -235,8 +235,8 @@ mod tests {
 
     #[test]
     fn postgres_urls_parse_into_their_parts() {
-        let c = parse_pg_url("postgres://app:p%40ss@db.local:6432/my%20db?sslmode=require")
-            .unwrap();
+        let c =
+            parse_pg_url("postgres://app:p%40ss@db.local:6432/my%20db?sslmode=require").unwrap();
         assert_eq!(
             c,
             PgUrl {
