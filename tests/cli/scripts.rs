@@ -1151,3 +1151,30 @@ fn laravel_deploys_over_ssh_in_batches_and_rolls_back_the_hosts_that_changed() {
     let r = report(out.path());
     assert_eq!(r["rollback"]["status"], "ok");
 }
+
+#[test]
+fn the_bare_cloudflare_command_deploys_to_staging_and_stops_at_the_first_missing_tool() {
+    // The first command users are shown, in a copy of scripts/ on a machine without
+    // pnpm and wrangler: staging by default, and a pre-flight message before anything ran.
+    let t = Test::new()
+        .file(
+            "scripts/cloudflare.rhai",
+            shipped("scripts/cloudflare.rhai"),
+        )
+        .file("scripts/deployer.toml", shipped("scripts/deployer.toml"));
+    let empty = bin_dir(&t);
+    let out = t
+        .env("PATH", empty.display().to_string())
+        .args(["run", "scripts/cloudflare.rhai"])
+        .run();
+    out.assert_code(1)
+        .assert_stderr_contains("to staging")
+        .assert_stderr_contains(
+            "pnpm is not on PATH: install it (see scripts/README.md) or add its folder to PATH; nothing was run or deployed",
+        )
+        .assert_stderr_not_contains("$ pnpm")
+        .assert_stderr_not_contains("wrangler is not on PATH");
+    let r = report(&out.path().join("scripts"));
+    assert_eq!(checks(&r, 0), ["Tools installed failed"]);
+    assert_eq!(r["rollback"]["status"], "not_needed");
+}
