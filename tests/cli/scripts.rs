@@ -916,28 +916,28 @@ fn the_example_deployer_toml_of_the_scripts_is_valid() {
         .assert_stdout_contains("no runs recorded");
     // Its environments and per-script variables, read by stand-ins named like the scripts
     // (the real ones would reach the placeholder URLs): no --env means staging.
-    let probe = r#"print(`${env()} ${var("wrangler_env", "-")} ${var("base_url", "-")} ${var("url", "-")}`);"#;
+    let probe = r#"print(`${env()} ${var("api_url", "-")} ${var("base_url", "-")} ${var("url", "-")} ${var("project_dir", "-")}`);"#;
     for (script, env, expected) in [
-        ("cloudflare.rhai", None, "staging staging - -"),
+        (
+            "cloudflare.rhai",
+            None,
+            "staging https://api-staging.example.com - - -",
+        ),
         (
             "cloudflare.rhai",
             Some("production"),
-            "production production - -",
+            "production https://api.example.com - - -",
         ),
         (
             "laravel.rhai",
             Some("production"),
-            "production - https://example.com -",
+            "production - https://example.com - -",
         ),
-        (
-            "docker-compose.rhai",
-            None,
-            "staging - http://127.0.0.1:8080 -",
-        ),
+        ("docker-compose.rhai", None, "staging - - - /srv/app"),
         (
             "monitor.rhai",
             Some("production"),
-            "production - - https://api.example.com/health",
+            "production - - https://api.example.com/health -",
         ),
     ] {
         let mut args = vec!["run", script];
