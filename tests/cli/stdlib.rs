@@ -1158,7 +1158,8 @@ fn history_runs_and_reports_come_from_the_run_records() {
                print(`all=${history::runs(#{ env: "", dry_runs: true }).len()}`);
                print(`prod=${history::runs(#{ env: "production", script: "first" }).len()}`);
                print(`none=${history::runs(#{ script: "other.rhai" }).len()}`);
-               try { history::runs(#{ limt: 1 }); } catch (e) { print(`typo=${e.message}`); }
+               let typo = #{ limt: 1 };
+               try { history::runs(typo); } catch (e) { print(`typo=${e.message}`); }
                try { history::report("../x"); } catch (e) { print(`bad=${e.message}`); }"#,
         );
     // Runs of two environments and a dry run, recorded by deployer itself.
@@ -1192,4 +1193,11 @@ fn history_runs_and_reports_come_from_the_run_records() {
         .assert_stdout_contains("typo=history::runs(): unknown option")
         .assert_stdout_contains("bad=history::report(): `../x` is not a run id")
         .assert_stderr_contains("history.jsonl line 4 is damaged and was skipped");
+    // A literal option map is checked before the run.
+    t.clone()
+        .file("typo.rhai", "history::runs(#{ limt: 1 });")
+        .args(["check", "typo.rhai"])
+        .run()
+        .assert_code(2)
+        .assert_stderr_contains("unknown option `limt`; did you mean `limit`?");
 }
