@@ -1178,3 +1178,43 @@ fn the_bare_cloudflare_command_deploys_to_staging_and_stops_at_the_first_missing
     assert_eq!(checks(&r, 0), ["Tools installed failed"]);
     assert_eq!(r["rollback"]["status"], "not_needed");
 }
+
+#[test]
+fn the_ready_scripts_open_with_their_phases_stay_short_and_readme_says_so() {
+    let readme = shipped("scripts/README.md");
+    let code = |line: &str| {
+        let t = line.trim();
+        !t.is_empty() && !t.starts_with("//")
+    };
+    for name in [
+        "cloudflare.rhai",
+        "docker-compose.rhai",
+        "laravel.rhai",
+        "monitor.rhai",
+    ] {
+        let text = shipped(&format!("scripts/{name}"));
+        let lines = text.lines().filter(|l| code(l)).count();
+        let first_phase = text
+            .lines()
+            .filter(|l| code(l))
+            .position(|l| l.starts_with("phase("))
+            .unwrap_or_else(|| panic!("{name} has no phase"))
+            + 1;
+        assert!(lines <= 150, "{name}: {lines} lines without comments");
+        assert!(
+            first_phase <= 30,
+            "{name}: first phase( at code line {first_phase}"
+        );
+        let row = format!("| {name} | {lines} | {first_phase} |");
+        assert!(readme.contains(&row), "scripts/README.md lacks {row:?}");
+        // Defaults have one home: one vars() call, no var() with a default elsewhere.
+        assert_eq!(text.matches("vars(#{").count(), 1, "{name}");
+        let plain_var = text.match_indices("var(\"").any(|(i, _)| {
+            !text[..i]
+                .chars()
+                .next_back()
+                .is_some_and(|c| c.is_alphanumeric() || c == '_')
+        });
+        assert!(!plain_var, "{name} reads a var() outside vars()");
+    }
+}
