@@ -166,6 +166,7 @@ pub mod history_api {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

@@ -216,6 +216,7 @@ pub mod text_api {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
