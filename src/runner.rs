@@ -90,6 +90,7 @@ pub fn execute(req: &RunRequest, console: Console) -> i32 {
         dry_run: req.dry_run,
         yes: req.yes,
         timeout: req.timeout,
+        state_dir: Some(config.state_dir.clone()),
     };
     let host = match Host::new(options, console.clone()) {
         Ok(h) => h,

@@ -31,6 +31,14 @@ fn typed_like(name: &str, value: &str, default: &Dynamic) -> Result<Dynamic, Err
             .map(Dynamic::from)
             .map_err(|_| bad("a whole number"));
     }
+    if default.is_array() {
+        // A list setting: `--var paths=/,/login` gives ["/", "/login"].
+        return Ok(crate::api::text::split_list(value)
+            .into_iter()
+            .map(Dynamic::from)
+            .collect::<rhai::Array>()
+            .into());
+    }
     if default.is_float() {
         return value
             .trim()
@@ -237,6 +245,37 @@ pub mod env_api {
         let refs: Vec<&str> = names.iter().map(String::as_str).collect();
         crate::api::opts::check_keys(func, &map, &refs)?;
         Ok(map)
+    }
+
+    /// The script's variables in one call, with their defaults: a map of the same keys,
+    /// each value found as `var(name, default)` finds it (first match: `--var`, then
+    /// deployer.toml's `[env.E.scripts.S]`, `[env.E.vars]`, `[scripts.S]`, `[vars]`) and
+    /// typed like its default (a list default splits `a,b,c`). `()` as the default makes a
+    /// variable required. The one home of a script's defaults: `deployer check` knows the
+    /// names, so a misspelt `--var` is an error before the run.
+    ///
+    /// ```rhai
+    /// let s = vars(#{ base_url: "http://127.0.0.1:8080", attempts: 20, paths: ["/", "/login"] });
+    /// log::info(`${s.base_url}: ${s.attempts} attempts on ${s.paths.len()} paths`);
+    /// ```
+    #[rhai_fn(return_raw)]
+    pub fn vars(ctx: NativeCallContext, defaults: rhai::Map) -> Result<rhai::Map, Error> {
+        let st = state(&ctx)?;
+        let mut out = rhai::Map::new();
+        for (name, default) in defaults {
+            let mut args = vec![Dynamic::from(name.to_string())];
+            if !default.is_unit() {
+                args.push(default);
+            }
+            let v = var_syntax(&st, args).map_err(|mut e| {
+                if e.position().is_none() {
+                    e.set_position(ctx.call_position());
+                }
+                e
+            })?;
+            out.insert(name, v);
+        }
+        Ok(out)
     }
 
     /// The current time in UTC, RFC 3339 (`2026-11-23T19:12:00.123Z`).

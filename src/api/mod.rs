@@ -5,6 +5,7 @@ pub mod env;
 pub mod error;
 pub mod exec;
 pub mod fs;
+pub mod history;
 pub mod http;
 pub mod metrics;
 pub mod opts;
@@ -14,6 +15,7 @@ pub mod releases;
 pub mod remote;
 pub mod retry;
 pub mod syntax;
+pub mod text;
 
 use rhai::{exported_module, Engine};
 
@@ -43,4 +45,6 @@ pub fn register(engine: &mut Engine) {
     engine.register_static_module("record", exported_module!(releases::record_api).into());
     engine.register_static_module("backups", exported_module!(backups::backups_api).into());
     engine.register_static_module("process", exported_module!(process::process_api).into());
+    engine.register_global_module(exported_module!(text::text_api).into());
+    engine.register_static_module("history", exported_module!(history::history_api).into());
 }

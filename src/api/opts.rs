@@ -257,6 +257,7 @@ pub const OPTION_LISTS: &[OptionList] = &[
     list("collect", 2, 1, super::metrics::COLLECT_OPTS),
     list("phase", 3, 1, super::phase::PHASE_OPTS),
     list("on", 3, 1, super::remote::ON_OPTS),
+    list("history::runs", 1, 0, super::history::RUNS_OPTIONS),
 ];
 
 /// Returns the option list of a call of `func` with `argc` arguments, if it takes one.

@@ -497,6 +497,19 @@ impl Checker<'_> {
                                 ));
                             }
                         }
+                    } else if ns.is_none() && call.name == "vars" && call.args.len() == 1 {
+                        // `vars(#{ name: default, ... })` reads each key like var().
+                        match &call.args[0] {
+                            Expr::Map(m, ..) => vars_read
+                                .extend(m.0.iter().map(|(k, _)| (Some(k.name.to_string()), k.pos))),
+                            Expr::DynamicConstant(d, ..) => match d.read_lock::<rhai::Map>() {
+                                Some(m) => {
+                                    vars_read.extend(m.keys().map(|k| (Some(k.to_string()), *pos)))
+                                }
+                                None => vars_read.push((None, *pos)),
+                            },
+                            _ => vars_read.push((None, *pos)),
+                        }
                     } else if call.name == "check_options" && call.args.len() == 3 {
                         if let (
                             Expr::StringConstant(func, ..),

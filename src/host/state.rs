@@ -25,6 +25,8 @@ pub struct HostOptions {
     pub yes: bool,
     /// Stop the run after this long (`--timeout`).
     pub timeout: Option<Duration>,
+    /// The state folder (history, run records), for `history::*`.
+    pub state_dir: Option<PathBuf>,
 }
 
 /// A retry that happened, for reports.

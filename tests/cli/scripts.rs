@@ -916,28 +916,28 @@ fn the_example_deployer_toml_of_the_scripts_is_valid() {
         .assert_stdout_contains("no runs recorded");
     // Its environments and per-script variables, read by stand-ins named like the scripts
     // (the real ones would reach the placeholder URLs): no --env means staging.
-    let probe = r#"print(`${env()} ${var("wrangler_env", "-")} ${var("base_url", "-")} ${var("url", "-")}`);"#;
+    let probe = r#"print(`${env()} ${var("api_url", "-")} ${var("base_url", "-")} ${var("url", "-")} ${var("project_dir", "-")}`);"#;
     for (script, env, expected) in [
-        ("cloudflare.rhai", None, "staging staging - -"),
+        (
+            "cloudflare.rhai",
+            None,
+            "staging https://api-staging.example.com - - -",
+        ),
         (
             "cloudflare.rhai",
             Some("production"),
-            "production production - -",
+            "production https://api.example.com - - -",
         ),
         (
             "laravel.rhai",
             Some("production"),
-            "production - https://example.com -",
+            "production - https://example.com - -",
         ),
-        (
-            "docker-compose.rhai",
-            None,
-            "staging - http://127.0.0.1:8080 -",
-        ),
+        ("docker-compose.rhai", None, "staging - - - /srv/app"),
         (
             "monitor.rhai",
             Some("production"),
-            "production - - https://api.example.com/health",
+            "production - - https://api.example.com/health -",
         ),
     ] {
         let mut args = vec!["run", script];
@@ -987,4 +987,234 @@ cloudflare_api = "{dead}/client/v4"
     // Nothing ran: no fake tool was called.
     assert!(calls(out.path()).is_empty(), "{:?}", calls(out.path()));
     assert!(report(out.path())["verdict"].is_null());
+}
+
+// ---------------------------------------------------------------- laravel.rhai over SSH
+
+/// Installs a fake `name` in `bin` for the test hosts: it appends `IP name ARGS (in DIR)`
+/// to `log` (`hostname -I` tells which namespace, so which host, ran it), and fails when
+/// the file `fail` exists and its arguments contain `fail_on`.
+fn host_fake(bin: &Path, name: &str, log: &Path, then: &str) {
+    write_executable(
+        bin,
+        name,
+        &format!(
+            "echo \"$(hostname -I | tr -d ' ') {name} $* (in $(pwd))\" >> '{}'\n{then}\n",
+            log.display()
+        ),
+    );
+}
+
+/// A Laravel app (tags v1, v2) deployed over SSH to `net`'s two hosts, role `web`: each
+/// host has its own deploy folder (`deploy_path` host variable) already running release
+/// `old`, its own health URL on `server`, and recording fake php, pm2, pg_dump and
+/// pg_restore on the PATH the script gives remote commands (`server_path`).
+fn laravel_fleet(net: &crate::support::sshnet::SshNet, server: &TestServer) -> Test {
+    let ips = net.ips();
+    let t = Test::new().file("laravel.rhai", shipped("scripts/laravel.rhai"));
+    let root = t.path().to_path_buf();
+    let mut host_vars = String::new();
+    for (i, ip) in ips.iter().enumerate() {
+        let d = root.join(format!("srv-{i}"));
+        std::fs::create_dir_all(d.join("releases/old")).unwrap();
+        std::os::unix::fs::symlink("releases/old", d.join("current")).unwrap();
+        host_vars.push_str(&format!(
+            "[env.test.host_vars.\"{ip}\"]\ndeploy_path = \"{}\"\nurl = \"{}\"\n",
+            d.display(),
+            server.url(&format!("/host{i}")).trim_end_matches('/')
+        ));
+        server.set(&format!("/host{i}/up"), Behaviour::Status(200));
+    }
+    server.set("/up", Behaviour::Status(200));
+    let rbin = root.join("rbin");
+    std::fs::create_dir_all(&rbin).unwrap();
+    let remote_log = root.join("remote.log");
+    host_fake(&rbin, "php", &remote_log, "echo ok");
+    host_fake(&rbin, "pm2", &remote_log, "echo ok");
+    host_fake(
+        &rbin,
+        "pg_dump",
+        &remote_log,
+        r#"prev=""
+for a in "$@"; do
+  if [ "$prev" = "-f" ]; then head -c 4096 /dev/zero > "$a"; fi
+  prev="$a"
+done"#,
+    );
+    host_fake(&rbin, "pg_restore", &remote_log, "echo ok");
+    let toml = net.toml(
+        "",
+        &format!(
+            "[env.test.roles]\nweb = [{}]\n[env.test.vars]\napp_dir = \"app\"\nbase_url = \"{}\"\nbatch = 1\nbackup_dir = \"{}\"\nserver_path = \"{}\"\nhealth_attempts = 2\nhealth_interval = \"50ms\"\nretry_backoff = \"0s\"\nendpoints = \"/up\"\nrequire_tag = true\n{host_vars}",
+            ips.iter().map(|ip| format!("\"{ip}\"")).collect::<Vec<_>>().join(", "),
+            server.url("").trim_end_matches('/'),
+            root.join("backups").display(),
+            rbin.display(),
+        ),
+    );
+    let t = t.file("deployer.toml", toml);
+    laravel_repo(&t.path().join("app"), &[Some("v1"), Some("v2")]);
+    let bin = bin_dir(&t);
+    for tool in ["php", "composer", "npm"] {
+        fake(&bin, tool, "\u{0}", 0, "echo ok");
+    }
+    t.path_prepend(bin)
+}
+
+/// The lines of the test hosts' log.
+fn remote_calls(t: &Path) -> Vec<String> {
+    std::fs::read_to_string(t.join("remote.log"))
+        .unwrap_or_default()
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+#[test]
+fn laravel_deploys_over_ssh_in_batches_and_rolls_back_the_hosts_that_changed() {
+    let Some(net) = crate::support::sshnet::SshNet::start(2) else {
+        return;
+    };
+    let ips = net.ips();
+    let server = TestServer::start();
+    let out = laravel_fleet(&net, &server)
+        .args(["run", "laravel.rhai", "--yes"])
+        .run();
+    out.assert_code(0)
+        .assert_stderr_contains("deploying v2")
+        .assert_stderr_contains(&format!("batch 2/2: {}", ips[1]));
+    // Checks and build ran here, never on the hosts.
+    assert_eq!(
+        calls(out.path())[..3],
+        [
+            "php artisan test",
+            "composer audit --no-interaction",
+            "npm audit --audit-level=high"
+        ]
+    );
+    let remote = remote_calls(out.path());
+    let on = |ip: &str, what: &str| {
+        remote
+            .iter()
+            .filter(|l| l.starts_with(&format!("{ip} ")) && l.contains(what))
+            .count()
+    };
+    // The backup and the migration ran once, on the first host; the reload on both.
+    assert_eq!(on(&ips[0], "pg_dump --no-password -Fc"), 1, "{remote:#?}");
+    assert_eq!(on(&ips[0], "pg_restore --list"), 1, "{remote:#?}");
+    assert_eq!(on(&ips[0], "php artisan migrate --force"), 1, "{remote:#?}");
+    assert_eq!(on(&ips[1], "migrate"), 0, "{remote:#?}");
+    assert_eq!(on(&ips[1], "pg_dump"), 0, "{remote:#?}");
+    for (i, ip) in ips.iter().enumerate() {
+        assert_eq!(on(ip, "php artisan queue:restart"), 1, "{remote:#?}");
+        assert_eq!(on(ip, "pm2 reload laravel-queue"), 1, "{remote:#?}");
+        let d = out.path().join(format!("srv-{i}"));
+        let current = std::fs::read_link(d.join("current")).unwrap();
+        assert!(current.starts_with("releases/") && current != Path::new("releases/old"));
+        // The uploaded release is the checked-out app, and PM2 reloaded in it.
+        assert_eq!(
+            std::fs::read_to_string(d.join(&current).join("VERSION")).unwrap(),
+            "1\n"
+        );
+        assert!(on(ip, &format!("(in {})", d.join("current").display())) >= 1);
+        assert_eq!(server.hits(&format!("/host{i}/up")), 1);
+        assert_eq!(net.logins(i), 1, "one connection to host {i}");
+    }
+    let dumps: Vec<_> = std::fs::read_dir(out.path().join("backups"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().to_string())
+        .collect();
+    assert_eq!(
+        dumps.len(),
+        2,
+        "the dump and its .verified marker: {dumps:?}"
+    );
+
+    // The second host's health fails: the rollout stops (no failure budget) and both
+    // hosts, which changed, go back to the release they ran before.
+    let server = TestServer::start();
+    let t = laravel_fleet(&net, &server);
+    server.set("/host1/up", Behaviour::Status(503));
+    let out = t.args(["run", "laravel.rhai", "--yes"]).run();
+    out.assert_code(1)
+        .assert_stderr_contains("rollback succeeded");
+    for i in 0..2 {
+        let d = out.path().join(format!("srv-{i}"));
+        assert_eq!(
+            std::fs::read_link(d.join("current")).unwrap(),
+            Path::new("releases/old"),
+            "host {i}"
+        );
+        assert!(!d.join("previous").exists());
+    }
+    let r = report(out.path());
+    assert_eq!(r["rollback"]["status"], "ok");
+}
+
+#[test]
+fn the_bare_cloudflare_command_deploys_to_staging_and_stops_at_the_first_missing_tool() {
+    // The first command users are shown, in a copy of scripts/ on a machine without
+    // pnpm and wrangler: staging by default, and a pre-flight message before anything ran.
+    let t = Test::new()
+        .file(
+            "scripts/cloudflare.rhai",
+            shipped("scripts/cloudflare.rhai"),
+        )
+        .file("scripts/deployer.toml", shipped("scripts/deployer.toml"));
+    let empty = bin_dir(&t);
+    let out = t
+        .env("PATH", empty.display().to_string())
+        .args(["run", "scripts/cloudflare.rhai"])
+        .run();
+    out.assert_code(1)
+        .assert_stderr_contains("to staging")
+        .assert_stderr_contains(
+            "pnpm is not on PATH: install it (see scripts/README.md) or add its folder to PATH; nothing was run or deployed",
+        )
+        .assert_stderr_not_contains("$ pnpm")
+        .assert_stderr_not_contains("wrangler is not on PATH");
+    let r = report(&out.path().join("scripts"));
+    assert_eq!(checks(&r, 0), ["Tools installed failed"]);
+    assert_eq!(r["rollback"]["status"], "not_needed");
+}
+
+#[test]
+fn the_ready_scripts_open_with_their_phases_stay_short_and_readme_says_so() {
+    let readme = shipped("scripts/README.md");
+    let code = |line: &str| {
+        let t = line.trim();
+        !t.is_empty() && !t.starts_with("//")
+    };
+    for name in [
+        "cloudflare.rhai",
+        "docker-compose.rhai",
+        "laravel.rhai",
+        "monitor.rhai",
+    ] {
+        let text = shipped(&format!("scripts/{name}"));
+        let lines = text.lines().filter(|l| code(l)).count();
+        let first_phase = text
+            .lines()
+            .filter(|l| code(l))
+            .position(|l| l.starts_with("phase("))
+            .unwrap_or_else(|| panic!("{name} has no phase"))
+            + 1;
+        assert!(lines <= 150, "{name}: {lines} lines without comments");
+        assert!(
+            first_phase <= 30,
+            "{name}: first phase( at code line {first_phase}"
+        );
+        let row = format!("| {name} | {lines} | {first_phase} |");
+        assert!(readme.contains(&row), "scripts/README.md lacks {row:?}");
+        // Defaults have one home: one vars() call, no var() with a default elsewhere.
+        assert_eq!(text.matches("vars(#{").count(), 1, "{name}");
+        let plain_var = text.match_indices("var(\"").any(|(i, _)| {
+            !text[..i]
+                .chars()
+                .next_back()
+                .is_some_and(|c| c.is_alphanumeric() || c == '_')
+        });
+        assert!(!plain_var, "{name} reads a var() outside vars()");
+    }
 }

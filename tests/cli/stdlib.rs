@@ -1065,3 +1065,139 @@ print(`plain=${{notify::webhook("{plain}", #{{ n: 1 }})}} slack=${{notify::slack
         .assert_stderr_not_contains("/hook");
     assert_eq!(server.requests().len(), 3, "a dry run sends nothing");
 }
+
+// ---------------------------------------------------------------- vars, text, history
+
+#[test]
+fn vars_gives_typed_values_with_the_precedence_of_var_and_check_knows_the_names() {
+    let t = Test::new().file(
+        "deployer.toml",
+        "[vars]\nattempts = 7\n[scripts.deploy]\nurl = \"http://from-toml\"\n",
+    );
+    let script = r#"let s = vars(#{ url: "http://default", attempts: 3, strict: false, paths: ["/"], rate: 0.5, token: () });
+        print(`url=${s.url} attempts=${s.attempts + 1} strict=${!s.strict} paths=${s.paths.len()}:${s.paths} rate=${s.rate * 2.0} token=${s.token}`);"#;
+    run_in(
+        t,
+        script,
+        &[
+            "--var",
+            "strict=yes",
+            "--var",
+            "paths=/a, /b,",
+            "--var",
+            "token=t",
+        ],
+    )
+    .assert_code(0)
+    .assert_stdout_contains(
+        r#"url=http://from-toml attempts=8 strict=false paths=2:["/a", "/b"] rate=1.0 token=t"#,
+    );
+    // A required one (default ()) that is missing, a value of the wrong type (both at the
+    // call, like var()), a misspelt name (before the run): each names the variable.
+    run_in(Test::new(), script, &[])
+        .assert_code(1)
+        .assert_stderr_contains("variable `token` is not set: pass --var token=VALUE");
+    run_in(
+        Test::new(),
+        script,
+        &["--var", "token=t", "--var", "attempts=many"],
+    )
+    .assert_code(1)
+    .assert_stderr_contains("--var attempts=many: expected a whole number");
+    run_in(
+        Test::new(),
+        script,
+        &["--var", "token=t", "--var", "atempts=4"],
+    )
+    .assert_code(2)
+    .assert_stderr_contains("did you mean `attempts`?");
+}
+
+#[test]
+fn text_natives_join_split_trim_and_parse() {
+    let script = r#"
+        print(`join=${join(["a", 1, true], ", ")}|${["x", "y"].join("-")}`);
+        print(`list=${list(" a, b ,,c,")}|${list(["k"])}`);
+        print(`lines=${lines("one\n\n  two \r\n")}`);
+        print(`trimmed=[${trimmed("  v1.2.3\n")}]`);
+        try { abort("stop here"); } catch (e) { print(`map=${error_message(e)}`); }
+        try { throw "plain"; } catch (e) { print(`string=${error_message(e)}`); }
+        let c = parse_postgres_url("postgresql://app:p%40ss@db.local:6432/my%20db?sslmode=require");
+        print(`pg=${c.user}|${c.password}|${c.host}|${c.port}|${c.database}|${c.sslmode}`);
+        print(`bare=${parse_postgres_url("postgres:///app")}`);
+        try { parse_postgres_url("mysql://root:hunter22@x/db"); } catch (e) { print(`bad=${e.message}`); }
+    "#;
+    let out = run_in(Test::new(), script, &[]);
+    out.assert_code(0)
+        .assert_stdout_contains("join=a, 1, true|x-y")
+        .assert_stdout_contains(r#"list=["a", "b", "c"]|["k"]"#)
+        .assert_stdout_contains(r#"lines=["one", "two"]"#)
+        .assert_stdout_contains("trimmed=[v1.2.3]")
+        .assert_stdout_contains("map=aborted: stop here")
+        .assert_stdout_contains("string=plain")
+        .assert_stdout_contains("pg=app|p@ss|db.local|6432|my db|require")
+        .assert_stdout_contains(r#"bare=#{"database": "app"}"#)
+        .assert_stdout_contains("bad=pg: the connection URL must start with postgres://");
+    assert!(!out.stdout.contains("hunter22"), "{}", out.stdout);
+}
+
+#[test]
+fn history_runs_and_reports_come_from_the_run_records() {
+    let t = Test::new()
+        .file(
+            "first.rhai",
+            r#"phase("Only", || check("works", || true));"#,
+        )
+        .file(
+            "reader.rhai",
+            r#"let runs = history::runs(#{ limit: 5 });
+               print(`staging=${runs.len()} ${runs[0].env} ${runs[0].verdict} ${runs[0].script}`);
+               let r = history::report(runs[0]);
+               print(`report=${r.phases[0].name} ${r.phases[0].checks[0].name} ${r.score}`);
+               print(`same=${history::report(runs[0].run_id).run_id == runs[0].run_id}`);
+               print(`all=${history::runs(#{ env: "", dry_runs: true }).len()}`);
+               print(`prod=${history::runs(#{ env: "production", script: "first" }).len()}`);
+               print(`none=${history::runs(#{ script: "other.rhai" }).len()}`);
+               let typo = #{ limt: 1 };
+               try { history::runs(typo); } catch (e) { print(`typo=${e.message}`); }
+               try { history::report("../x"); } catch (e) { print(`bad=${e.message}`); }"#,
+        );
+    // Runs of two environments and a dry run, recorded by deployer itself.
+    for args in [
+        &["--env", "staging"][..],
+        &["--env", "production"],
+        &["--env", "staging", "--dry-run"],
+    ] {
+        t.clone()
+            .args(["run", "first.rhai"])
+            .args(args)
+            .run()
+            .assert_code(0);
+    }
+    // A damaged line is skipped with a warning, never fatal.
+    let history = t.path().join(".deployer/history.jsonl");
+    let mut text = std::fs::read_to_string(&history).unwrap();
+    text.push_str("{not json\n");
+    std::fs::write(&history, text).unwrap();
+    let out = t
+        .clone()
+        .args(["run", "reader.rhai", "--env", "staging"])
+        .run();
+    out.assert_code(0)
+        .assert_stdout_contains("staging=1 staging PASS first.rhai")
+        .assert_stdout_contains("report=Only works 100")
+        .assert_stdout_contains("same=true")
+        .assert_stdout_contains("all=3")
+        .assert_stdout_contains("prod=1")
+        .assert_stdout_contains("none=0")
+        .assert_stdout_contains("typo=history::runs(): unknown option")
+        .assert_stdout_contains("bad=history::report(): `../x` is not a run id")
+        .assert_stderr_contains("history.jsonl line 4 is damaged and was skipped");
+    // A literal option map is checked before the run.
+    t.clone()
+        .file("typo.rhai", "history::runs(#{ limt: 1 });")
+        .args(["check", "typo.rhai"])
+        .run()
+        .assert_code(2)
+        .assert_stderr_contains("unknown option `limt`; did you mean `limit`?");
+}

@@ -64,7 +64,9 @@ impl Drop for TempDir {
     }
 }
 
-/// Builder for one run of the binary, in the style of casey/just's `tests/test.rs`.
+/// Builder for one run of the binary, in the style of casey/just's `tests/test.rs`. A
+/// clone shares the temp dir (several runs in one project).
+#[derive(Clone)]
 pub struct Test {
     dir: Arc<TempDir>,
     args: Vec<OsString>,

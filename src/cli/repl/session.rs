@@ -135,6 +135,7 @@ impl Session {
             dry_run: settings.dry_run,
             yes: settings.yes,
             timeout: None,
+            state_dir: Some(config.state_dir.clone()),
         };
         let host = new_host(options, &console).map_err(|e| e.to_string())?;
         let api_modules = host.catalog().modules.keys().cloned().collect();
