@@ -30,6 +30,36 @@ pub struct SshNet {
     pub started: std::time::SystemTime,
     pub hosts: Vec<NetHost>,
     bridge: String,
+    /// Holds the subnet for this net (see [`claim_subnet`]); released on drop, last.
+    _claim: std::fs::File,
+}
+
+/// Claims a free 10.231.N.0/24 for this process with an exclusive `flock` on
+/// /tmp/deployer-sshnet-N.lock, so test binaries running at the same time (two checkouts,
+/// two CI jobs) never share a subnet or remove each other's bridge; a lock dies with its
+/// process, so a killed run frees its subnet.
+pub fn claim_subnet() -> Option<(u32, std::fs::File)> {
+    use std::os::fd::AsRawFd;
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let base = std::process::id() * 7;
+    for _ in 0..250 {
+        let k = NEXT.fetch_add(1, Ordering::SeqCst);
+        let subnet = 1 + (base + k) % 250;
+        let path = format!("/tmp/deployer-sshnet-{subnet}.lock");
+        let Ok(file) = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+        else {
+            continue;
+        };
+        // SAFETY: flock on a descriptor we own; no memory is shared.
+        if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0 {
+            return Some((subnet, file));
+        }
+    }
+    None
 }
 
 fn sh(args: &[&str]) -> Result<(), String> {
@@ -72,14 +102,15 @@ impl SshNet {
                 ));
             }
         }
-        static NEXT: AtomicU32 = AtomicU32::new(0);
-        let k = NEXT.fetch_add(1, Ordering::SeqCst);
-        let subnet = 1 + (std::process::id() * 7 + k) % 250;
+        let Some((subnet, claim)) = claim_subnet() else {
+            return skip("no free subnet 10.231.N.0/24: every /tmp/deployer-sshnet-N.lock is held");
+        };
         let mut net = SshNet {
             dir: TempDir::new(),
             started: std::time::SystemTime::now(),
             hosts: Vec::new(),
             bridge: format!("dbr{subnet}"),
+            _claim: claim,
         };
         match net.build(n, subnet) {
             Ok(()) => Some(net),
@@ -93,7 +124,8 @@ impl SshNet {
     fn build(&mut self, n: usize, subnet: u32) -> Result<(), String> {
         let d = self.dir.path().to_path_buf();
         let p = |f: &str| d.join(f).display().to_string();
-        // A leftover of an earlier, killed run with the same subnet.
+        // A leftover of an earlier, killed run with the same subnet (claimed: no live
+        // net of another process uses it).
         let _ = sh(&["ip", "link", "del", &self.bridge]);
         sh(&["ip", "link", "add", &self.bridge, "type", "bridge"])?;
         sh(&[
