@@ -13,7 +13,7 @@ use super::opts::Opts;
 use crate::config::RollbackPolicy;
 use crate::host::state::HostState;
 use crate::remote::ssh::{self, ConnectError};
-use crate::remote::{marked_script, split_noise, valid_env_name, Plan, Share};
+use crate::remote::{marked_script, rsync_paths, split_noise, valid_env_name, Plan, Share};
 use crate::sys::process::{CommandOutput, CommandSpec, LineSink, ProcessError};
 use tokio_util::sync::CancellationToken;
 
@@ -64,6 +64,19 @@ pub(crate) fn exec_on(
     token: &tokio_util::sync::CancellationToken,
     live: Option<LineSink>,
 ) -> Result<Result<CommandOutput, ProcessError>, Error> {
+    run_on(st, host, spec, token, live, true)
+}
+
+/// [`exec_on`]; `changes`: whether running it counts as changing the host (a probe that
+/// only looks does not).
+fn run_on(
+    st: &HostState,
+    host: &str,
+    spec: &CommandSpec,
+    token: &tokio_util::sync::CancellationToken,
+    live: Option<LineSink>,
+    changes: bool,
+) -> Result<Result<CommandOutput, ProcessError>, Error> {
     if spec.stdin.is_some() {
         return Err(throw(
             "usage",
@@ -85,7 +98,9 @@ pub(crate) fn exec_on(
         }
     }
     connect(st, host)?;
-    note_change(st, host);
+    if changes {
+        note_change(st, host);
+    }
     let argv = st
         .remote
         .shell_argv(host)
@@ -643,6 +658,50 @@ fn current(st: &HostState, func: &str) -> Result<String, Error> {
     })
 }
 
+/// True when rsync is on this machine's PATH.
+fn local_rsync() -> bool {
+    std::env::var_os("PATH").is_some_and(|path| {
+        std::env::split_paths(&path).any(|d| {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::metadata(d.join("rsync"))
+                .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+        })
+    })
+}
+
+/// One round trip before a copy: whether `path` is a folder on `host`, and (asked once per
+/// host) whether the host has rsync.
+fn probe(st: &HostState, host: &str, path: &str) -> Result<(bool, bool), Error> {
+    let ask_rsync = st.remote.has_rsync(host).is_none();
+    let mut script = format!(
+        "if [ -d {} ]; then echo dir; fi",
+        crate::remote::sh_quote(path)
+    );
+    if ask_rsync {
+        script.push_str("; if command -v rsync >/dev/null 2>&1; then echo rsync; fi");
+    }
+    let spec = CommandSpec {
+        argv: vec!["sh".into(), "-c".into(), script],
+        ..CommandSpec::default()
+    };
+    let token = st.remote.token(&st.cancel.token());
+    let out = match run_on(st, host, &spec, &token, None, false)? {
+        Ok(o) => o,
+        Err(ProcessError::Cancelled { .. }) => return Err(terminated(st)),
+        Err(e) => {
+            return Err(throw(
+                "copy",
+                format!("cannot look at {path} on {host}: {e}"),
+            ))
+        }
+    };
+    let said = |w: &str| out.stdout.lines().any(|l| l.trim() == w);
+    if ask_rsync {
+        st.remote.set_rsync(host, said("rsync"));
+    }
+    Ok((said("dir"), st.remote.has_rsync(host).unwrap_or(false)))
+}
+
 fn copy(ctx: &NativeCallContext, up: bool, from: &str, to: &str) -> Result<(), Error> {
     let st = state(ctx)?;
     let func = if up { "upload()" } else { "download()" };
@@ -665,11 +724,28 @@ fn copy(ctx: &NativeCallContext, up: bool, from: &str, to: &str) -> Result<(), E
         ));
     }
     connect(&st, &host)?;
-    let argv = st
-        .remote
-        .copy_argv(&src, &dst)
-        .map_err(|e| throw("connect", e))?;
-    st.console.command(&format!("{host} | scp {src} {dst}"));
+    let (remote_dir, remote_rsync) = probe(&st, &host, if up { to } else { from })?;
+    // rsync when both ends have it (only what changed is sent), else scp; both land the
+    // copy in the same place (see rsync_paths).
+    let rsync = remote_rsync && local_rsync();
+    let (tool, argv) = if rsync {
+        let local_dir = std::path::Path::new(if up { from } else { to }).is_dir();
+        let (s, d) = if up {
+            let (s, d) = rsync_paths(from, local_dir, to, remote_dir);
+            (s, format!("{host}:{d}"))
+        } else {
+            let (s, d) = rsync_paths(from, remote_dir, to, local_dir);
+            (format!("{host}:{s}"), d)
+        };
+        ("rsync", st.remote.rsync_argv(&s, &d))
+    } else {
+        ("scp", st.remote.copy_argv(&src, &dst))
+    };
+    let argv = argv.map_err(|e| throw("connect", e))?;
+    if up {
+        note_change(&st, &host);
+    }
+    st.console.command(&format!("{host} | {tool} {src} {dst}"));
     let token = st.remote.token(&st.cancel.token());
     match st
         .runtime
@@ -678,16 +754,22 @@ fn copy(ctx: &NativeCallContext, up: bool, from: &str, to: &str) -> Result<(), E
         Ok(out) if out.code == Some(0) => Ok(()),
         Ok(out) => {
             let mut msg = format!(
-                "{func} of {src} to {dst} failed (scp exit code {}): {}",
+                "{func} of {src} to {dst} failed ({tool} exit code {}): {}",
                 out.code
                     .map(|c| c.to_string())
                     .unwrap_or_else(|| "none".into()),
                 crate::sys::process::last_lines(out.stderr.trim(), 5)
             );
-            if out.stderr.contains("Received message too long")
-                || out.stderr.contains("protocol error")
+            if [
+                "Received message too long",
+                "protocol error",
+                "protocol version mismatch",
+                "is your shell clean",
+            ]
+            .iter()
+            .any(|m| out.stderr.contains(m))
             {
-                msg.push_str("; a shell start-up file on the host that prints text (~/.bashrc, ~/.profile) breaks scp/sftp: make it silent for non-interactive shells");
+                msg.push_str(&format!("; a shell start-up file on {host} that prints text (~/.bashrc, ~/.zshenv; ~/.profile or /etc/profile for login shells) breaks scp, sftp and rsync: make it silent for non-interactive shells"));
             }
             Err(throw("copy", msg))
         }
@@ -843,7 +925,9 @@ pub mod remote_api {
         body.call_within_context::<Dynamic>(&ctx, ())
     }
 
-    /// Copies a local file or folder to the current host (scp over its connection).
+    /// Copies a local file or folder to the current host over its connection: with rsync
+    /// when both ends have it (only what changed is sent), else scp. A folder copied to a
+    /// path that is not a folder becomes that path; to an existing folder, it goes inside.
     ///
     /// ```rhai
     /// on("web", || upload("build/app.tar.gz", "/tmp/app.tar.gz"));

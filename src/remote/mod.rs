@@ -387,6 +387,27 @@ pub fn split_noise(text: &str) -> (&str, &str) {
     }
 }
 
+/// The source and destination rsync is given so that a copy lands where `scp -r -p` would
+/// put it: a folder copied to a path that is not a folder becomes that path; copied to a
+/// folder, it goes inside it under its own name; a file goes to the path, or inside the
+/// folder the path names.
+pub fn rsync_paths(src: &str, src_is_dir: bool, dst: &str, dst_is_dir: bool) -> (String, String) {
+    let bare = |p: &str| {
+        let t = p.trim_end_matches('/');
+        if t.is_empty() {
+            "/".to_string()
+        } else {
+            t.to_string()
+        }
+    };
+    match (src_is_dir, dst_is_dir) {
+        (true, true) => (bare(src), format!("{}/", bare(dst))),
+        (true, false) => (format!("{}/", bare(src)), bare(dst)),
+        (false, true) => (src.to_string(), format!("{}/", bare(dst))),
+        (false, false) => (src.to_string(), dst.to_string()),
+    }
+}
+
 /// Checks an environment variable name for `export`.
 pub fn valid_env_name(name: &str) -> bool {
     let mut chars = name.chars();
@@ -536,6 +557,27 @@ mod tests {
         assert_eq!(s.to_roll_back(), ["a"]);
         assert_eq!(s.label(), "3: 2 changed, 2 failed, 1 rolled back alone");
         assert_eq!(HostsSummary::of(&[], &[]), None);
+    }
+
+    #[test]
+    fn rsync_lands_where_scp_would() {
+        assert_eq!(
+            rsync_paths("art", true, "/srv/up", false),
+            ("art/".into(), "/srv/up".into())
+        );
+        assert_eq!(
+            rsync_paths("art/", true, "/srv/up/", true),
+            ("art".into(), "/srv/up/".into())
+        );
+        assert_eq!(
+            rsync_paths("a.txt", false, "/srv", true),
+            ("a.txt".into(), "/srv/".into())
+        );
+        assert_eq!(
+            rsync_paths("a.txt", false, "/srv/b.txt", false),
+            ("a.txt".into(), "/srv/b.txt".into())
+        );
+        assert_eq!(rsync_paths("/", true, "/", true), ("/".into(), "//".into()));
     }
 
     #[test]

@@ -50,6 +50,8 @@ struct Inner {
     rolled_back: Vec<String>,
     /// Numbers the masters' log files (hosts connect from several threads at once).
     logs: usize,
+    /// Hosts found with (true) or without rsync.
+    rsync: BTreeMap<String, bool>,
     /// Hosts whose shell was found printing text before commands (warned about once).
     noisy: Vec<String>,
     /// A rollback is running: hosts failing in it are not rolled back on their own (that
@@ -394,6 +396,33 @@ impl Fleet {
         // No terminal: a pty would echo the script (and the secrets in it) back.
         argv.extend(["-T", "-o", "ControlMaster=no", "--", host, "sh -s"].map(String::from));
         Ok(argv)
+    }
+
+    /// The rsync argv that copies `from` to `to` (one of them `host:path`) over the master
+    /// (`-a`: times, modes and links kept, like scp's `-p`).
+    pub fn rsync_argv(&self, from: &str, to: &str) -> Result<Vec<String>, String> {
+        let mut ssh: Vec<String> = vec!["ssh".into()];
+        ssh.extend(self.options()?.iter().map(|o| super::sh_quote(o)));
+        ssh.extend(["-T", "-o", "ControlMaster=no"].map(String::from));
+        Ok(vec![
+            "rsync".into(),
+            "-a".into(),
+            "-e".into(),
+            ssh.join(" "),
+            "--".into(),
+            from.into(),
+            to.into(),
+        ])
+    }
+
+    /// Whether `host` has rsync, as found before (`None`: not asked yet).
+    pub fn has_rsync(&self, host: &str) -> Option<bool> {
+        self.lock().rsync.get(host).copied()
+    }
+
+    /// Remembers whether `host` has rsync.
+    pub fn set_rsync(&self, host: &str, has: bool) {
+        self.lock().rsync.insert(host.to_string(), has);
     }
 
     /// The scp argv that copies `from` to `to` (one of them `host:path`) over the master.

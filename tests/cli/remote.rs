@@ -836,3 +836,66 @@ fn a_noisy_remote_shell_is_left_out_of_the_output_and_named_once() {
         .assert_stderr_contains("start-up file");
     assert_no_masters(&net);
 }
+
+#[test]
+fn copies_use_rsync_when_both_ends_have_it_and_land_where_scp_would() {
+    let Some(net) = SshNet::start(1) else { return };
+    if !std::path::Path::new("/usr/bin/rsync").exists() {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "rsync is missing (apt-get install rsync); CI=true requires it"
+        );
+        eprintln!("SKIPPED copies_use_rsync_when_both_ends_have_it: rsync is missing");
+        return;
+    }
+    let ip = net.ips()[0].clone();
+    // A PATH with ssh and scp but no rsync: the copy falls back to scp.
+    let t = Test::new();
+    let bin = t.path().join("no-rsync-bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    for tool in ["ssh", "scp"] {
+        std::os::unix::fs::symlink(format!("/usr/bin/{tool}"), bin.join(tool)).unwrap();
+    }
+    let dir = t.path().display().to_string();
+    let script = format!(
+        r#"on(hosts(), || {{
+               upload("art", "{dir}/first");
+               upload("art", "{dir}/first");
+               upload("art/app.txt", "{dir}/one.txt");
+               download("{dir}/first", "back");
+           }});"#
+    );
+    let t = t
+        .file("deployer.toml", net.toml("", ""))
+        .file("art/app.txt", "release 42\n")
+        .file("art/sub/x.txt", "x\n")
+        .script(&script)
+        .args(["run", "deploy.rhai"]);
+    let out = t.run();
+    out.assert_code(0)
+        .assert_stderr_contains(&format!("$ {ip} | rsync art {ip}:{dir}/first"))
+        .assert_stderr_not_contains("| scp ");
+    let d = out.path();
+    let read = |p: &str| std::fs::read_to_string(d.join(p)).unwrap_or_else(|e| panic!("{p}: {e}"));
+    // A folder copied to a new path becomes it; copied again, it goes inside (as scp -r).
+    assert_eq!(read("first/app.txt"), "release 42\n");
+    assert_eq!(read("first/sub/x.txt"), "x\n");
+    assert_eq!(read("first/art/app.txt"), "release 42\n");
+    assert_eq!(read("one.txt"), "release 42\n");
+    assert_eq!(read("back/art/sub/x.txt"), "x\n");
+    assert_eq!(net.logins(0), 1, "rsync opened a second connection");
+    // Without rsync here, the same script copies with scp, to the same places.
+    for p in ["first", "one.txt", "back"] {
+        let p = d.join(p);
+        let _ = std::fs::remove_dir_all(&p);
+        let _ = std::fs::remove_file(&p);
+    }
+    let out = t.env("PATH", bin.display().to_string()).run();
+    out.assert_code(0)
+        .assert_stderr_contains(&format!("$ {ip} | scp art {ip}:{dir}/first"))
+        .assert_stderr_not_contains("| rsync ");
+    assert_eq!(read("first/app.txt"), "release 42\n");
+    assert_eq!(read("first/art/app.txt"), "release 42\n");
+    assert_eq!(read("back/art/sub/x.txt"), "x\n");
+    assert_no_masters(&net);
+}
