@@ -638,11 +638,10 @@ fn prometheus_binary() -> Option<PathBuf> {
 /// Starts a real Prometheus that scrapes itself every second, or says why it cannot.
 fn start_prometheus() -> Option<Prometheus> {
     let Some(bin) = prometheus_binary() else {
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "CI=true but prometheus is not installed (.ci/run installs Debian's prometheus)"
+        crate::support::skip(
+            "prometheus tests",
+            "prometheus is not installed (apt-get install prometheus)",
         );
-        eprintln!("SKIPPED: prometheus is not installed (apt-get install prometheus); this test runs in CI");
         return None;
     };
     let dir = crate::support::TempDir::new();

@@ -423,6 +423,22 @@ impl Output {
     }
 }
 
+/// Whether missing tools fail the tests that need them rather than skip them (`CI=true`).
+pub fn ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| v == "true")
+}
+
+/// Says `test` was skipped because `why` (a missing tool, no root); under `CI=true` it
+/// panics instead, so a machine without what the test needs cannot pass in CI.
+#[track_caller]
+pub fn skip(test: &str, why: &str) {
+    assert!(
+        !ci(),
+        "{test}: {why}; CI=true requires it (.ci/run installs it)"
+    );
+    eprintln!("SKIPPED {test}: {why} (set CI=true to make this a failure)");
+}
+
 /// Writes `#!/bin/sh` + `body` to `dir/name` with mode 0755 and returns its path.
 pub fn write_executable(dir: &Path, name: &str, body: &str) -> PathBuf {
     let path = dir.join(name);
