@@ -917,6 +917,9 @@ mod scripts;
 #[path = "cli/gates.rs"]
 mod gates;
 
+#[path = "cli/golden.rs"]
+mod golden;
+
 #[path = "cli/config.rs"]
 mod config;
 
