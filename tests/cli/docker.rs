@@ -11,7 +11,7 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use crate::support::server::TestServer;
-use crate::support::{skip, TempDir, Test};
+use crate::support::{free_port, is_root, skip, TempDir, Test};
 
 /// The reference Compose flow, copied into each test's folder.
 const SCRIPT: &str = include_str!("../../scripts/docker-compose.rhai");
@@ -42,18 +42,6 @@ fn output(program: &str, args: &[&str]) -> Result<String, String> {
 #[track_caller]
 fn must(program: &str, args: &[&str]) -> String {
     output(program, args).unwrap_or_else(|e| panic!("{e}"))
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .unwrap()
-}
-
-fn is_root() -> bool {
-    // SAFETY: geteuid has no preconditions.
-    unsafe { libc::geteuid() == 0 }
 }
 
 // ------------------------------------------------------------------ PostgreSQL

@@ -61,8 +61,7 @@ impl SshNet {
     /// Starts `n` hosts, or returns `None` (after printing SKIPPED) where that is not
     /// possible.
     pub fn start(n: usize) -> Option<SshNet> {
-        // SAFETY: geteuid has no preconditions.
-        if unsafe { libc::geteuid() } != 0 {
+        if !super::is_root() {
             return skip("not running as root");
         }
         for tool in ["/usr/sbin/sshd", "/usr/bin/ssh-keygen", "/usr/bin/ssh"] {
