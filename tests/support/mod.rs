@@ -456,13 +456,25 @@ pub fn walk(dir: &Path) -> Vec<PathBuf> {
     found
 }
 
+/// The binary as a command in `dir` with `args`, `NO_COLOR=1`, no stdin and piped stdout and
+/// stderr, for tests that read its output their own way.
+pub fn deployer_command(dir: &Path, args: &[&str]) -> Command {
+    let mut cmd = Command::new(BIN);
+    cmd.args(args)
+        .current_dir(dir)
+        .env("NO_COLOR", "1")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    cmd
+}
+
 /// Runs the binary in `dir` (any folder, not only a [`Test`]'s) with `args` and `NO_COLOR=1`;
 /// `env` adds variables (an empty value removes one). Returns the exit code, stdout and
 /// stderr; kills the child and panics after 300 s.
 #[track_caller]
 pub fn deployer_in(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
-    let mut cmd = Command::new(BIN);
-    cmd.args(args).current_dir(dir).env("NO_COLOR", "1");
+    let mut cmd = deployer_command(dir, args);
     for (k, v) in env {
         if v.is_empty() {
             cmd.env_remove(k);
@@ -471,9 +483,6 @@ pub fn deployer_in(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> (i32, Str
         }
     }
     let mut child = cmd
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
         .spawn()
         .unwrap_or_else(|e| panic!("spawning {BIN}: {e}"));
     let stdout = Capture::start(child.stdout.take().unwrap());

@@ -105,26 +105,9 @@ impl SshNet {
         ])?;
         sh(&["ip", "link", "set", &self.bridge, "up"])?;
         std::fs::create_dir_all("/run/sshd").map_err(|e| format!("/run/sshd: {e}"))?;
-        sh(&[
-            "ssh-keygen",
-            "-q",
-            "-t",
-            "ed25519",
-            "-N",
-            "",
-            "-f",
-            &p("client_key"),
-        ])?;
-        sh(&[
-            "ssh-keygen",
-            "-q",
-            "-t",
-            "ed25519",
-            "-N",
-            "",
-            "-f",
-            &p("other_key"),
-        ])?;
+        for key in ["client_key", "other_key"] {
+            sh(&["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", &p(key)])?;
+        }
         std::fs::copy(p("client_key.pub"), p("authorized_keys")).map_err(|e| e.to_string())?;
         let mut known = String::new();
         for i in 0..n {
