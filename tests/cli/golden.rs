@@ -33,7 +33,8 @@ struct Case {
     args: Vec<String>,
     /// The expected exit code.
     code: i32,
-    /// Environment variables for the run (`NO_COLOR=1` is set unless given here as "").
+    /// Environment variables for the run: `NO_COLOR=1` is set and the caller's `DEPLOYER_*`
+    /// variables are removed, unless given here ("" removes a variable).
     #[serde(default)]
     env: std::collections::BTreeMap<String, String>,
     /// Sends SIGINT to the binary once its stderr shows this text.
@@ -68,6 +69,12 @@ fn case(name: &str) {
         }
     }
     test = test.args(case.args.iter().map(|a| a.replace("[URL]", &url)));
+    // The caller's DEPLOYER_LOG, timeouts or trusted folders must not change the output.
+    for (k, _) in std::env::vars_os() {
+        if k.to_string_lossy().starts_with("DEPLOYER_") {
+            test = test.env_remove(k);
+        }
+    }
     for (k, v) in &case.env {
         test = if v.is_empty() {
             test.env_remove(k)
