@@ -1,6 +1,7 @@
 //! Integration-test support: run the real `deployer` binary in a temp dir and check its output.
 #![allow(dead_code, clippy::unwrap_used)] // test code: panicking is the error report
 
+pub mod fake;
 pub mod golden;
 pub mod server;
 pub mod sshnet;
