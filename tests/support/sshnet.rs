@@ -30,6 +30,63 @@ pub struct SshNet {
     pub started: std::time::SystemTime,
     pub hosts: Vec<NetHost>,
     bridge: String,
+    /// Dropped after `Drop for SshNet` has removed the namespaces and the bridge, so the
+    /// subnet is free again only once they are gone.
+    _claim: Claim,
+}
+
+/// A subnet (10.231.N.0/24, bridge `dbrN`, namespaces `dplNh*`) that no other test process
+/// on this machine uses: tests of several checkouts may run at once, and each removes a
+/// leftover bridge of its subnet before building its own. The claim is a file
+/// `$TMPDIR/deployer-sshnet/N` created exclusively, holding the owner's pid; a file whose
+/// owner is dead is a leftover of a killed run and is taken over. Removed on drop.
+struct Claim {
+    subnet: u32,
+    file: PathBuf,
+}
+
+impl Claim {
+    fn subnet() -> Result<Claim, String> {
+        static NEXT: AtomicU32 = AtomicU32::new(0);
+        let dir = std::env::temp_dir().join("deployer-sshnet");
+        std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        let me = std::process::id();
+        for _ in 0..250 {
+            let k = NEXT.fetch_add(1, Ordering::SeqCst);
+            let subnet = 1 + me.wrapping_mul(7).wrapping_add(k) % 250;
+            let file = dir.join(subnet.to_string());
+            let owner = std::fs::read_to_string(&file)
+                .ok()
+                .and_then(|s| s.trim().parse::<i32>().ok());
+            if owner.is_some_and(super::pid_alive) {
+                continue;
+            }
+            if owner.is_some() {
+                // Its owner died without removing it.
+                let _ = std::fs::remove_file(&file);
+            }
+            let created = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(&file);
+            if let Ok(mut f) = created {
+                use std::io::Write;
+                f.write_all(me.to_string().as_bytes())
+                    .map_err(|e| format!("{}: {e}", file.display()))?;
+                return Ok(Claim { subnet, file });
+            }
+        }
+        Err(format!(
+            "all 250 test subnets are claimed by running tests (see {})",
+            dir.display()
+        ))
+    }
+}
+
+impl Drop for Claim {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.file);
+    }
 }
 
 fn sh(args: &[&str]) -> Result<(), String> {
@@ -71,14 +128,17 @@ impl SshNet {
                 ));
             }
         }
-        static NEXT: AtomicU32 = AtomicU32::new(0);
-        let k = NEXT.fetch_add(1, Ordering::SeqCst);
-        let subnet = 1 + (std::process::id() * 7 + k) % 250;
+        let claim = match Claim::subnet() {
+            Ok(claim) => claim,
+            Err(e) => return skip(&e),
+        };
+        let subnet = claim.subnet;
         let mut net = SshNet {
             dir: TempDir::new(),
             started: std::time::SystemTime::now(),
             hosts: Vec::new(),
             bridge: format!("dbr{subnet}"),
+            _claim: claim,
         };
         match net.build(n, subnet) {
             Ok(()) => Some(net),
