@@ -829,23 +829,11 @@ fn check_reports_every_problem_in_every_file() {
 #[test]
 fn every_shipped_script_passes_check() {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
-    let mut files = Vec::new();
-    for dir in ["examples", "scripts", "stdlib"] {
-        let mut stack = vec![root.join(dir)];
-        while let Some(d) = stack.pop() {
-            let Ok(entries) = std::fs::read_dir(&d) else {
-                continue;
-            };
-            for e in entries.flatten() {
-                let p = e.path();
-                if p.is_dir() {
-                    stack.push(p);
-                } else if p.extension().is_some_and(|x| x == "rhai") {
-                    files.push(p);
-                }
-            }
-        }
-    }
+    let files: Vec<_> = ["examples", "scripts", "stdlib"]
+        .iter()
+        .flat_map(|dir| support::walk(&root.join(dir)))
+        .filter(|p| p.extension().is_some_and(|x| x == "rhai"))
+        .collect();
     assert!(files.len() >= 2, "found only {files:?}");
     // The checkout may belong to another user than the one running the tests (CI).
     let out = Test::new()
@@ -916,6 +904,9 @@ mod scripts;
 
 #[path = "cli/gates.rs"]
 mod gates;
+
+#[path = "cli/golden.rs"]
+mod golden;
 
 #[path = "cli/config.rs"]
 mod config;

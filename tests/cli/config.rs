@@ -3,7 +3,6 @@
 //! configuration whatever the spelling of the script's path.
 
 use std::path::Path;
-use std::process::Command;
 
 use crate::support::Test;
 
@@ -296,22 +295,12 @@ fn import_cycles_are_errors_naming_the_chain() {
         .assert_stdout_contains("still here");
 }
 
-/// Runs the binary in `dir` with extra environment variables (tests/support's builder
-/// always runs in its own temp dir's root, once per builder).
+/// Runs the binary in `dir` (tests/support's builder always runs in its own temp dir's
+/// root), with no trusted folders unless `env` names some.
 fn deployer_in(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_deployer"))
-        .args(args)
-        .current_dir(dir)
-        .env("NO_COLOR", "1")
-        .env_remove("DEPLOYER_TRUSTED_DIRS")
-        .envs(env.iter().copied())
-        .output()
-        .unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    let mut env = env.to_vec();
+    env.insert(0, ("DEPLOYER_TRUSTED_DIRS", ""));
+    crate::support::deployer_in(dir, args, &env)
 }
 
 #[test]
@@ -387,9 +376,11 @@ fn a_deployer_toml_someone_else_could_have_written_is_refused() {
 #[test]
 fn a_deployer_toml_or_state_folder_owned_by_another_user_is_refused() {
     use std::os::unix::fs::PermissionsExt;
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
-        eprintln!("skipped: changing a file's owner needs root");
+    if !crate::support::is_root() {
+        crate::support::skip(
+            "a_deployer_toml_or_state_folder_owned_by_another_user_is_refused",
+            "changing a file's owner needs root",
+        );
         return;
     }
     let t = Test::new()

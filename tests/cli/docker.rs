@@ -11,29 +11,13 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use crate::support::server::TestServer;
-use crate::support::{TempDir, Test};
+use crate::support::{free_port, is_root, skip, TempDir, Test};
 
 /// The reference Compose flow, copied into each test's folder.
 const SCRIPT: &str = include_str!("../../scripts/docker-compose.rhai");
 
 /// The password of the test clusters: it must never show in any output.
 const PASSWORD: &str = "pw-Zk81-never-printed";
-
-// ------------------------------------------------------------------ skipping
-
-/// Whether missing parts fail the test rather than skip it.
-fn ci() -> bool {
-    std::env::var("CI").is_ok_and(|v| v == "true")
-}
-
-/// Says a test was skipped because `why`; under `CI=true` fails it instead.
-fn skip(test: &str, why: &str) {
-    assert!(
-        !ci(),
-        "{test}: {why}; CI=true requires it (.ci/run installs it)"
-    );
-    eprintln!("SKIPPED {test}: {why} (set CI=true to make this a failure)");
-}
 
 /// Runs a command; returns its stdout when it succeeds.
 fn output(program: &str, args: &[&str]) -> Result<String, String> {
@@ -58,18 +42,6 @@ fn output(program: &str, args: &[&str]) -> Result<String, String> {
 #[track_caller]
 fn must(program: &str, args: &[&str]) -> String {
     output(program, args).unwrap_or_else(|e| panic!("{e}"))
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .unwrap()
-}
-
-fn is_root() -> bool {
-    // SAFETY: geteuid has no preconditions.
-    unsafe { libc::geteuid() == 0 }
 }
 
 // ------------------------------------------------------------------ PostgreSQL

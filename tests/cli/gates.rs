@@ -324,7 +324,7 @@ fn keep_runs_removes_the_oldest_run_folders_of_the_environment_only() {
     let dir = t.path().to_path_buf();
     let deploy = |env: &str| {
         let (code, _, err) =
-            crate::scripts::deployer_in(&dir, &["run", "deploy.rhai", "--env", env]);
+            crate::support::deployer_in(&dir, &["run", "deploy.rhai", "--env", env], &[]);
         assert_eq!(code, 0, "{err}");
         err
     };

@@ -5,23 +5,15 @@
 use std::path::Path;
 use std::time::{Duration, SystemTime};
 
-use crate::support::{newest_report, Test};
+use crate::support::{newest_report, walk, Test};
 
 /// Every file and folder under `dir` (relative paths, sorted), to prove nothing was deleted.
 fn tree(dir: &Path) -> Vec<String> {
-    let mut out = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).unwrap().flatten() {
-            let p = e.path();
-            out.push(p.strip_prefix(dir).unwrap().display().to_string());
-            if e.file_type().unwrap().is_dir() {
-                stack.push(p);
-            }
-        }
-    }
-    out.sort();
-    out
+    assert!(dir.is_dir(), "{} is gone", dir.display());
+    walk(dir)
+        .iter()
+        .map(|p| p.strip_prefix(dir).unwrap().display().to_string())
+        .collect()
 }
 
 // ------------------------------------------------------------------ fs::remove

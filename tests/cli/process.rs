@@ -8,7 +8,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use crate::support::server::TestServer;
-use crate::support::{newest_report, pid_alive, wait_until, Output, Test, BIN};
+use crate::support::{newest_report, pid_alive, wait_until, Output, Test};
 
 /// Kills a pid when dropped, so a failed test leaves no `sleep 300` behind.
 struct KillPid(i32);
@@ -197,13 +197,7 @@ fn a_rollback_that_never_ends_is_stopped_at_its_bound_with_exit_3() {
 /// returns (exit code, stdout, bytes of stderr, the last 64 KiB of stderr).
 fn run_counting_stderr(dir: &Path, script: &str) -> (i32, String, u64, String) {
     std::fs::write(dir.join("deploy.rhai"), script).unwrap();
-    let mut child = std::process::Command::new(BIN)
-        .args(["run", "deploy.rhai", "-v"])
-        .current_dir(dir)
-        .env("NO_COLOR", "1")
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
+    let mut child = crate::support::deployer_command(dir, &["run", "deploy.rhai", "-v"])
         .spawn()
         .unwrap();
     let mut err = child.stderr.take().unwrap();

@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::support::server::TestServer;
-use crate::support::{pid_alive, wait_until, TempDir, Test, BIN};
+use crate::support::{pid_alive, skip, wait_until, TempDir, Test, BIN};
 
 /// How long a test waits for something that should take well under a second.
 const PATIENCE: Duration = Duration::from_secs(10);
@@ -532,12 +532,12 @@ struct Tmux {
 }
 
 impl Tmux {
-    /// Starts `deployer ARGS` in a 160x30 pane; `None` (test skipped) when tmux is missing.
-    fn start(args: &str) -> Option<Tmux> {
+    /// Starts `deployer ARGS` in a 160x30 pane for `test`; `None` (test skipped, or failed
+    /// with `CI=true`) when tmux is missing.
+    #[track_caller]
+    fn start(test: &str, args: &str) -> Option<Tmux> {
         if Command::new("tmux").arg("-V").output().is_err() {
-            eprintln!(
-                "note: tmux is not installed; skipping the terminal test (.ci/run installs it)"
-            );
+            skip(test, "tmux is not installed (apt-get install tmux)");
             return None;
         }
         let dir = TempDir::new();
@@ -664,7 +664,9 @@ impl Drop for Tmux {
 
 #[test]
 fn terminal_completion_hints_multi_line_and_history() {
-    let Some(t) = Tmux::start("repl") else { return };
+    let Some(t) = Tmux::start("terminal_completion_hints_multi_line_and_history", "repl") else {
+        return;
+    };
     t.wait_for("deployer>");
     t.type_text("http::wai");
     t.keys(&["Tab"]);
@@ -706,7 +708,9 @@ fn terminal_completion_hints_multi_line_and_history() {
 
 #[test]
 fn terminal_ctrl_c_cancels_a_running_sleep() {
-    let Some(t) = Tmux::start("repl") else { return };
+    let Some(t) = Tmux::start("terminal_ctrl_c_cancels_a_running_sleep", "repl") else {
+        return;
+    };
     t.wait_for("deployer>");
     t.type_text("sleep(\"30s\")");
     t.keys(&["Enter"]);

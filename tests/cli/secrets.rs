@@ -80,26 +80,15 @@ fn forms(secret: &str) -> Vec<String> {
 
 /// Every file under `dir`, recursively, with its text.
 fn files_under(dir: &Path) -> Vec<(String, String)> {
-    let mut found = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        let Ok(entries) = std::fs::read_dir(&d) else {
-            continue;
-        };
-        for e in entries.flatten() {
-            let path = e.path();
-            if path.is_dir() {
-                stack.push(path);
-            } else {
-                let bytes = std::fs::read(&path).unwrap_or_default();
-                found.push((
-                    path.display().to_string(),
-                    String::from_utf8_lossy(&bytes).into_owned(),
-                ));
-            }
-        }
-    }
-    found
+    crate::support::walk(dir)
+        .into_iter()
+        .filter(|path| !path.is_dir())
+        .map(|path| {
+            let bytes = std::fs::read(&path).unwrap_or_default();
+            let text = String::from_utf8_lossy(&bytes).into_owned();
+            (path.display().to_string(), text)
+        })
+        .collect()
 }
 
 /// Panics if stdout, stderr or any file of the run's record folder holds a form of

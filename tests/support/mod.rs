@@ -1,6 +1,8 @@
 //! Integration-test support: run the real `deployer` binary in a temp dir and check its output.
 #![allow(dead_code, clippy::unwrap_used)] // test code: panicking is the error report
 
+pub mod fake;
+pub mod golden;
 pub mod server;
 pub mod sshnet;
 
@@ -436,6 +438,105 @@ impl Output {
             &format!("stderr contains {text:?}"),
         )
     }
+}
+
+/// A 127.0.0.1 port that nothing listened on a moment ago (bound to port 0, then closed).
+pub fn free_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+    listener.local_addr().expect("local address").port()
+}
+
+/// Whether the tests run as root (some need it: file owners, containers, namespaces).
+pub fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    unsafe { libc::geteuid() == 0 }
+}
+
+/// Every file and folder under `dir`, recursively, sorted (nothing when `dir` is missing).
+pub fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if entry.file_type().is_ok_and(|t| t.is_dir()) {
+                stack.push(path.clone());
+            }
+            found.push(path);
+        }
+    }
+    found.sort();
+    found
+}
+
+/// The binary as a command in `dir` with `args`, `NO_COLOR=1`, no stdin and piped stdout and
+/// stderr, for tests that read its output their own way.
+pub fn deployer_command(dir: &Path, args: &[&str]) -> Command {
+    let mut cmd = Command::new(BIN);
+    cmd.args(args)
+        .current_dir(dir)
+        .env("NO_COLOR", "1")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    cmd
+}
+
+/// Runs the binary in `dir` (any folder, not only a [`Test`]'s) with `args` and `NO_COLOR=1`;
+/// `env` adds variables (an empty value removes one). Returns the exit code, stdout and
+/// stderr; kills the child and panics after 300 s.
+#[track_caller]
+pub fn deployer_in(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
+    let mut cmd = deployer_command(dir, args);
+    for (k, v) in env {
+        if v.is_empty() {
+            cmd.env_remove(k);
+        } else {
+            cmd.env(k, v);
+        }
+    }
+    let mut child = cmd
+        .spawn()
+        .unwrap_or_else(|e| panic!("spawning {BIN}: {e}"));
+    let stdout = Capture::start(child.stdout.take().unwrap());
+    let stderr = Capture::start(child.stderr.take().unwrap());
+    let mut child = KillOnDrop(child);
+    let timeout = Duration::from_secs(300);
+    if !wait_until(timeout, || matches!(child.0.try_wait(), Ok(Some(_)))) {
+        panic!(
+            "deployer {args:?} in {} did not finish in {timeout:?}\n--- stderr ---\n{}",
+            dir.display(),
+            stderr.text()
+        );
+    }
+    let status = child.0.wait().unwrap();
+    let grace = Duration::from_secs(1);
+    (
+        status
+            .code()
+            .unwrap_or_else(|| 128 + status.signal().unwrap_or(0)),
+        stdout.finish(grace, "stdout"),
+        stderr.finish(grace, "stderr"),
+    )
+}
+
+/// Whether missing tools fail the tests that need them rather than skip them (`CI=true`).
+pub fn ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| v == "true")
+}
+
+/// Says `test` was skipped because `why` (a missing tool, no root); under `CI=true` it
+/// panics instead, so a machine without what the test needs cannot pass in CI.
+#[track_caller]
+pub fn skip(test: &str, why: &str) {
+    assert!(
+        !ci(),
+        "{test}: {why}; CI=true requires it (.ci/run installs it)"
+    );
+    eprintln!("SKIPPED {test}: {why} (set CI=true to make this a failure)");
 }
 
 /// Writes `#!/bin/sh` + `body` to `dir/name` with mode 0755 and returns its path.
