@@ -296,8 +296,7 @@ fn releases_need_their_shared_files_and_a_run_interrupted_after_cutover_says_wha
 /// appended to `DIR/calls.log`; `bad.service` fails to restart, `flaky.service` restarts
 /// but is not active afterwards.
 fn fake_systemd(t: &Test) -> std::path::PathBuf {
-    let bin = t.path().join("bin");
-    std::fs::create_dir_all(&bin).unwrap();
+    let bin = crate::support::fake::bin_dir(t.path());
     let log = t.path().join("calls.log");
     crate::support::write_executable(
         &bin,

@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
+use crate::support::fake::Fake;
 use crate::support::server::{Behaviour, TestServer};
 use crate::support::{git, newest_report as report, write_executable, Running, Test};
 
@@ -21,44 +22,22 @@ fn shipped(rel: &str) -> String {
 
 /// Creates `DIR/bin` and returns it.
 fn bin_dir(t: &Test) -> PathBuf {
-    let bin = t.path().join("bin");
-    std::fs::create_dir_all(&bin).unwrap();
-    bin
+    crate::support::fake::bin_dir(t.path())
 }
 
 /// Installs a fake `name` in `bin` that appends `name ARGS` to `calls.log` beside `bin`,
 /// fails (exit 1) its first `fail` calls whose arguments contain `fail_on` ("" for any),
 /// and otherwise runs the shell code `then`.
 fn fake(bin: &Path, name: &str, fail_on: &str, fail: usize, then: &str) {
-    let dir = bin.parent().unwrap().display().to_string();
-    write_executable(
-        bin,
-        name,
-        &format!(
-            r#"dir='{dir}'
-echo "{name} $*" >> "$dir/calls.log"
-case "$*" in
-  *'{fail_on}'*)
-    n=$(cat "$dir/{name}.failures" 2>/dev/null || echo 0)
-    if [ "$n" -lt {fail} ]; then
-      echo $((n + 1)) > "$dir/{name}.failures"
-      echo "{name}: simulated failure $((n + 1))" >&2
-      exit 1
-    fi ;;
-esac
-{then}
-"#
-        ),
-    );
+    Fake::new(name)
+        .fail_on(fail_on, fail)
+        .then(then)
+        .install(bin);
 }
 
 /// The commands the fakes saw, in order.
 fn calls(dir: &Path) -> Vec<String> {
-    std::fs::read_to_string(dir.join("calls.log"))
-        .unwrap_or_default()
-        .lines()
-        .map(str::to_string)
-        .collect()
+    crate::support::fake::calls(dir)
 }
 
 /// The calls of one program.

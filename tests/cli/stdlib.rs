@@ -4,6 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
+use crate::support::fake::Fake;
 use crate::support::server::{Behaviour, TestServer};
 use crate::support::{git, write_executable, Output, Test};
 
@@ -17,40 +18,22 @@ fn run_in(t: Test, script: &str, extra: &[&str]) -> Output {
 
 /// Creates `DIR/bin` and returns it.
 fn bin_dir(t: &Test) -> PathBuf {
-    let bin = t.path().join("bin");
-    std::fs::create_dir_all(&bin).unwrap();
-    bin
+    crate::support::fake::bin_dir(t.path())
 }
 
 /// Installs a fake `name` in `bin` that appends `name ARGS (in FOLDER)` to `calls.log`
 /// beside `bin`, fails its first `fail_first` calls (exit 1), then prints `stdout`.
 fn recorder(bin: &Path, name: &str, fail_first: usize, stdout: &str) {
-    let dir = bin.parent().unwrap().display().to_string();
-    write_executable(
-        bin,
-        name,
-        &format!(
-            r#"dir='{dir}'
-echo "{name} $* (in $(basename "$PWD"))" >> "$dir/calls.log"
-n=$(cat "$dir/{name}.count" 2>/dev/null || echo 0)
-n=$((n + 1))
-echo "$n" > "$dir/{name}.count"
-if [ "$n" -le {fail_first} ]; then echo "{name}: simulated failure $n" >&2; exit 1; fi
-cat <<'OUT'
-{stdout}
-OUT
-"#
-        ),
-    );
+    Fake::new(name)
+        .in_folder()
+        .fail_first(fail_first)
+        .prints(stdout)
+        .install(bin);
 }
 
 /// The commands the recorders saw, in order.
 fn calls(dir: &Path) -> Vec<String> {
-    std::fs::read_to_string(dir.join("calls.log"))
-        .unwrap_or_default()
-        .lines()
-        .map(str::to_string)
-        .collect()
+    crate::support::fake::calls(dir)
 }
 
 /// A repository in `dir` on branch main with commits tagged v1 and v2, and one more commit.
