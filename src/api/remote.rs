@@ -77,12 +77,6 @@ fn run_on(
     live: Option<LineSink>,
     changes: bool,
 ) -> Result<Result<CommandOutput, ProcessError>, Error> {
-    if spec.stdin.is_some() {
-        return Err(throw(
-            "usage",
-            format!("the `stdin` option is not supported on remote hosts yet (on {host}): upload() the input and redirect it, such as sh(\"psql < /tmp/input.sql\")"),
-        ));
-    }
     if let Some((k, _)) = spec.env.iter().find(|(k, _)| !valid_env_name(k)) {
         return Err(throw(
             "usage",
@@ -106,7 +100,7 @@ fn run_on(
         .shell_argv(host)
         .map_err(|e| throw("connect", e))?;
     let cwd = spec.cwd.as_ref().map(|p| p.display().to_string());
-    let script = marked_script(&spec.argv, &spec.env, cwd.as_deref());
+    let script = marked_script(&spec.argv, &spec.env, cwd.as_deref(), spec.stdin.as_deref());
     let live = live.map(|sink| {
         let h = host.to_string();
         // Lines before the BEGIN line are the remote shell's, not the command's.

@@ -263,7 +263,23 @@ pub fn sh_quote(s: &str) -> String {
 /// connection closes (Ctrl-C, `--timeout`, a cut connection), since without a terminal
 /// sshd does not signal the command.
 pub fn remote_script(argv: &[String], env: &[(String, String)], cwd: Option<&str>) -> String {
-    let mut s = String::from("{\nexec 3<&0\n(\n");
+    remote_script_with_input(argv, env, cwd, None)
+}
+
+/// [`remote_script`] with what the command reads on stdin (`exec`'s `stdin` option): the
+/// bytes travel inside the script, base64-encoded, decoded on the host by `base64 -d` into
+/// the command's stdin, so they are in no argv either.
+pub fn remote_script_with_input(
+    argv: &[String],
+    env: &[(String, String)],
+    cwd: Option<&str>,
+    input: Option<&[u8]>,
+) -> String {
+    let mut s = String::from("{\nexec 3<&0\n");
+    if let Some(bytes) = input {
+        s.push_str(&format!("printf '%s' '{}' | base64 -d | ", base64(bytes)));
+    }
+    s.push_str("(\n");
     for (k, v) in env {
         s.push_str(&format!("export {k}={}\n", sh_quote(v)));
     }
@@ -276,10 +292,36 @@ pub fn remote_script(argv: &[String], env: &[(String, String)], cwd: Option<&str
     }
     let words: Vec<String> = argv.iter().map(|a| sh_quote(a)).collect();
     s.push_str(&words.join(" "));
-    s.push_str("\n) </dev/null 3<&- &\nc=$!\n");
+    s.push_str(if input.is_some() {
+        "\n) 3<&- &\nc=$!\n"
+    } else {
+        "\n) </dev/null 3<&- &\nc=$!\n"
+    });
     s.push_str("{ while read -r _ <&3; do :; done; kill -TERM 0; } >/dev/null 2>&1 &\nw=$!\n");
     s.push_str("wait \"$c\"\nr=$?\nkill \"$w\" 2>/dev/null\nexit \"$r\"\n}\n");
     s
+}
+
+/// Standard base64 with padding (RFC 4648), as `base64 -d` reads it.
+pub fn base64(bytes: &[u8]) -> String {
+    const ABC: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
+    for chunk in bytes.chunks(3) {
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(char::from(ABC[((n >> (18 - 6 * i)) & 63) as usize]));
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
 }
 
 /// What a run did to its remote hosts, as its history line keeps it: `deployer history`
@@ -366,10 +408,15 @@ impl HostsSummary {
 pub const BEGIN: &str = "::deployer-output-begins::";
 
 /// [`remote_script`] preceded by the [`BEGIN`] lines.
-pub fn marked_script(argv: &[String], env: &[(String, String)], cwd: Option<&str>) -> String {
+pub fn marked_script(
+    argv: &[String],
+    env: &[(String, String)],
+    cwd: Option<&str>,
+    input: Option<&[u8]>,
+) -> String {
     format!(
         "printf '%s\\n' '{BEGIN}'; printf '%s\\n' '{BEGIN}' >&2\n{}",
-        remote_script(argv, env, cwd)
+        remote_script_with_input(argv, env, cwd, input)
     )
 }
 
@@ -560,6 +607,21 @@ mod tests {
     }
 
     #[test]
+    fn base64_is_rfc_4648() {
+        assert_eq!(base64(b""), "");
+        assert_eq!(base64(b"f"), "Zg==");
+        assert_eq!(base64(b"fo"), "Zm8=");
+        assert_eq!(base64(b"foo"), "Zm9v");
+        assert_eq!(base64(b"foobar"), "Zm9vYmFy");
+        assert_eq!(base64(&[0, 255, 10]), "AP8K");
+        let s = remote_script_with_input(&["cat".into()], &[], None, Some(b"hi"));
+        assert!(
+            s.contains("printf '%s' 'aGk=' | base64 -d | (\ncat\n) 3<&- &"),
+            "{s}"
+        );
+    }
+
+    #[test]
     fn rsync_lands_where_scp_would() {
         assert_eq!(
             rsync_paths("art", true, "/srv/up", false),
@@ -594,7 +656,7 @@ mod tests {
             split_noise(&format!("{b}\nx\n{b}\n")),
             ("", &*format!("x\n{b}\n"))
         );
-        assert!(marked_script(&["true".into()], &[], None).starts_with("printf '%s\\n'"));
+        assert!(marked_script(&["true".into()], &[], None, None).starts_with("printf '%s\\n'"));
     }
 
     #[test]

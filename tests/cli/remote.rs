@@ -899,3 +899,26 @@ fn copies_use_rsync_when_both_ends_have_it_and_land_where_scp_would() {
     assert_eq!(read("back/art/sub/x.txt"), "x\n");
     assert_no_masters(&net);
 }
+
+#[test]
+fn stdin_reaches_a_remote_command_byte_for_byte() {
+    let Some(net) = SshNet::start(1) else { return };
+    Test::new()
+        .file("deployer.toml", net.toml("", ""))
+        .script(
+            r#"on(hosts(), || {
+                   let input = "it's \"quoted\" $HOME `x` %s\n\\ second line\n";
+                   let r = exec(["cat"], #{ stdin: input });
+                   print(`same=${r.stdout == input}`);
+                   let n = sh("wc -l", #{ stdin: "a\nb\nc\n" }).stdout;
+                   n.trim();
+                   print(`lines=${n}`);
+               });"#,
+        )
+        .args(["run", "deploy.rhai"])
+        .run()
+        .assert_code(0)
+        .assert_stdout_contains("same=true")
+        .assert_stdout_contains("lines=3");
+    assert_no_masters(&net);
+}
