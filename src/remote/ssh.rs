@@ -161,7 +161,10 @@ impl Fleet {
         let fail = ConnectError::Failed;
         let opts = self.options().map_err(fail)?;
         let dir = self.dir().map_err(fail)?;
-        let log_path = dir.join(format!("{}.log", self.lock().masters.len()));
+        // Unique: hosts may be connected from several threads at once (the remote lock).
+        static LOGS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = LOGS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let log_path = dir.join(format!("{n}.log"));
         let log = std::fs::File::create(&log_path)
             .map_err(|e| fail(format!("cannot create {}: {e}", log_path.display())))?;
         let mut cmd = Command::new("ssh");
