@@ -454,8 +454,9 @@ fn per_host_results_go_to_the_report_and_changed_hosts_to_the_rollback() {
 }
 
 #[test]
-fn a_dry_run_connects_to_no_host() {
-    // The hosts do not exist: a dry run must not try to reach them.
+fn a_dry_run_runs_nothing_on_the_hosts() {
+    // The hosts do not exist: a dry run runs nothing there; it only tries to read the
+    // remote lock (read-only), and says it could not.
     let toml = "default_env = \"test\"\n[env.test]\nhosts = [\"10.231.0.11\", \"10.231.0.12\"]\n[env.test.ssh]\nconnect_timeout = \"1s\"\n";
     Test::new()
         .file("deployer.toml", toml)
@@ -465,7 +466,7 @@ fn a_dry_run_connects_to_no_host() {
         .assert_code(0)
         .assert_stderr_contains("10.231.0.11 | systemctl reload app")
         .assert_stderr_contains("copy a to 10.231.0.12:/srv/a")
-        .assert_stderr_not_contains("cannot connect");
+        .assert_stderr_contains("dry run: the remote lock on 10.231.0.11 was not checked");
 }
 
 #[test]

@@ -30,6 +30,9 @@ pub struct SshNet {
     pub started: std::time::SystemTime,
     pub hosts: Vec<NetHost>,
     bridge: String,
+    /// Names this net's interfaces and namespaces apart from other test modules' nets.
+    tag: &'static str,
+    subnet: u32,
 }
 
 fn sh(args: &[&str]) -> Result<(), String> {
@@ -61,6 +64,13 @@ impl SshNet {
     /// Starts `n` hosts, or returns `None` (after printing SKIPPED) where that is not
     /// possible.
     pub fn start(n: usize) -> Option<SshNet> {
+        SshNet::start_in(n, "", 231)
+    }
+
+    /// [`SshNet::start`] in `10.OCTET.N.0/24` with interface and namespace names marked by
+    /// `tag`, so test modules with nets of their own never meet (other test binaries may
+    /// run at the same time).
+    pub fn start_in(n: usize, tag: &'static str, octet: u32) -> Option<SshNet> {
         // SAFETY: geteuid has no preconditions.
         if unsafe { libc::geteuid() } != 0 {
             return skip("not running as root");
@@ -79,9 +89,11 @@ impl SshNet {
             dir: TempDir::new(),
             started: std::time::SystemTime::now(),
             hosts: Vec::new(),
-            bridge: format!("dbr{subnet}"),
+            bridge: format!("d{tag}br{subnet}"),
+            tag,
+            subnet,
         };
-        match net.build(n, subnet) {
+        match net.build(n, subnet, octet) {
             Ok(()) => Some(net),
             Err(e) => {
                 drop(net);
@@ -90,7 +102,8 @@ impl SshNet {
         }
     }
 
-    fn build(&mut self, n: usize, subnet: u32) -> Result<(), String> {
+    fn build(&mut self, n: usize, subnet: u32, octet: u32) -> Result<(), String> {
+        let tag = self.tag;
         let d = self.dir.path().to_path_buf();
         let p = |f: &str| d.join(f).display().to_string();
         // A leftover of an earlier, killed run with the same subnet.
@@ -100,7 +113,7 @@ impl SshNet {
             "ip",
             "addr",
             "add",
-            &format!("10.231.{subnet}.1/24"),
+            &format!("10.{octet}.{subnet}.1/24"),
             "dev",
             &self.bridge,
         ])?;
@@ -129,9 +142,12 @@ impl SshNet {
         std::fs::copy(p("client_key.pub"), p("authorized_keys")).map_err(|e| e.to_string())?;
         let mut known = String::new();
         for i in 0..n {
-            let ns = format!("dpl{subnet}h{i}");
-            let ip = format!("10.231.{subnet}.{}", 11 + i);
-            let (vh, vn) = (format!("dv{subnet}h{i}"), format!("dv{subnet}n{i}"));
+            let ns = format!("d{tag}pl{subnet}h{i}");
+            let ip = format!("10.{octet}.{subnet}.{}", 11 + i);
+            let (vh, vn) = (
+                format!("d{tag}v{subnet}h{i}"),
+                format!("d{tag}v{subnet}n{i}"),
+            );
             let _ = sh(&["ip", "netns", "del", &ns]);
             sh(&["ip", "netns", "add", &ns])?;
             self.hosts.push(NetHost {
@@ -213,7 +229,7 @@ impl SshNet {
     /// Cuts host `i` off the network (packets are dropped: connections time out).
     pub fn cut(&self, i: usize) {
         let h = &self.hosts[i];
-        let vn = format!("dv{}n{i}", &self.bridge[3..]);
+        let vn = format!("d{}v{}n{i}", self.tag, self.subnet);
         sh(&[
             "ip", "netns", "exec", &h.ns, "ip", "link", "set", &vn, "down",
         ])
@@ -253,9 +269,16 @@ impl SshNet {
             format!("known_hosts = \"{}\"\n{ssh}", self.file("known_hosts"))
         };
         format!(
-            "default_env = \"test\"\n[env.test]\nhosts = [{}]\n[env.test.ssh]\nuser = \"root\"\nconnect_timeout = \"2s\"\n{ssh}\n{extra}",
-            hosts.join(", ")
+            "default_env = \"test\"\n[env.test]\nhosts = [{}]\nlock_path = \"{}\"\n[env.test.ssh]\nuser = \"root\"\nconnect_timeout = \"2s\"\n{ssh}\n{extra}",
+            hosts.join(", "),
+            self.lock_path()
         )
+    }
+
+    /// The remote lock folder of [`SshNet::toml`]'s environment: one per net, since the
+    /// hosts share the filesystem with each other and with other tests' hosts.
+    pub fn lock_path(&self) -> String {
+        self.file("remote-lock")
     }
 }
 
