@@ -161,7 +161,7 @@ pub fn unlock(args: UnlockArgs, color: ColorChoice) -> i32 {
         Vec::new()
     } else {
         fleet.configure(inventory);
-        let (seen, _) = remote_lock::show_all(&fleet, &settings, &|| false);
+        let seen = remote_lock::show_all(&fleet, &settings, &|| false);
         console.info(&format!(
             "remote lock of {name} ({} on each host, lease {}):",
             settings.path,

@@ -479,41 +479,28 @@ impl Settings {
 /// Prints a line (a warning or a note) for the person running deployer.
 pub type Say = Arc<dyn Fn(&str) + Send + Sync>;
 
-/// Opens the master connection of every host at once; returns the shell argv of each host
-/// reached and the error of each one not reached, in inventory order.
-pub fn connect_all(
+/// Opens the master connection of each host in turn, from this thread: OpenSSH masters
+/// are started with a parent-death signal tied to the thread that starts them, so a
+/// master opened from a short-lived thread would die with it. Returns the shell argv of
+/// each host reached, the error of each one not reached (in inventory order), and whether
+/// the run was cancelled meanwhile.
+pub fn connect_each(
     fleet: &Fleet,
     hosts: &[String],
     cancelled: &(dyn Fn() -> bool + Sync),
 ) -> (Vec<(String, Vec<String>)>, Vec<(String, String)>, bool) {
-    let results: Vec<Result<Vec<String>, (String, bool)>> = std::thread::scope(|s| {
-        let handles: Vec<_> = hosts
-            .iter()
-            .map(|h| {
-                s.spawn(move || match fleet.connect(h, cancelled) {
-                    Ok(()) => fleet.shell_argv(h).map_err(|e| (e, false)),
-                    Err(super::ssh::ConnectError::Cancelled(_)) => Err((String::new(), true)),
-                    Err(super::ssh::ConnectError::Failed(e)) => Err((e, false)),
-                })
-            })
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| {
-                h.join()
-                    .unwrap_or_else(|_| Err(("the connection thread failed".into(), false)))
-            })
-            .collect()
-    });
-    let (mut up, mut down, mut cancel) = (Vec::new(), Vec::new(), false);
-    for (host, r) in hosts.iter().zip(results) {
-        match r {
-            Ok(argv) => up.push((host.clone(), argv)),
-            Err((_, true)) => cancel = true,
-            Err((e, false)) => down.push((host.clone(), e)),
+    let (mut up, mut down) = (Vec::new(), Vec::new());
+    for h in hosts {
+        match fleet.connect(h, cancelled) {
+            Ok(()) => match fleet.shell_argv(h) {
+                Ok(argv) => up.push((h.clone(), argv)),
+                Err(e) => down.push((h.clone(), e)),
+            },
+            Err(super::ssh::ConnectError::Cancelled(_)) => return (up, down, true),
+            Err(super::ssh::ConnectError::Failed(e)) => down.push((h.clone(), e)),
         }
     }
-    (up, down, cancel)
+    (up, down, false)
 }
 
 /// The remote lock of a run: held on the hosts in `hosts`, renewed by a background thread
@@ -552,7 +539,7 @@ pub fn acquire(
     say: Say,
 ) -> Result<RemoteLock, RemoteLockError> {
     let hosts = fleet.inventory().hosts;
-    let (up, down, cancel) = connect_all(fleet, &hosts, cancelled);
+    let (up, down, cancel) = connect_each(fleet, &hosts, cancelled);
     if cancel {
         return Err(RemoteLockError::Cancelled);
     }
@@ -580,8 +567,14 @@ pub fn acquire(
         if cancelled() {
             return Err(RemoteLockError::Cancelled);
         }
-        let reply = ask(&host, &argv, &settings.path, &Op::Acquire(holder.clone()))
-            .map_err(RemoteLockError::Failed)?;
+        let reply = match ask(&host, &argv, &settings.path, &Op::Acquire(holder.clone())) {
+            Ok(r) => r,
+            Err(e) => {
+                // The script may still take the lock after we gave up on its answer.
+                lock.hosts.push((host, argv));
+                return Err(RemoteLockError::Failed(e));
+            }
+        };
         if reply.has("held") {
             return Err(RemoteLockError::Held {
                 env: settings.env.clone(),
@@ -740,7 +733,12 @@ pub fn for_run(
         return Ok(None);
     }
     let holder = Holder::for_this_process(info, settings.lease);
-    acquire(fleet, &settings, holder, cancelled, warn).map(Some)
+    acquire(fleet, &settings, holder, cancelled, warn)
+        .map(Some)
+        .inspect_err(|_| {
+            // The run ends here: its masters must not outlive it.
+            fleet.close_all();
+        })
 }
 
 /// One host's lock as read (`deployer unlock`, dry runs).
@@ -779,43 +777,51 @@ impl Seen {
     }
 }
 
-/// Reads the lock on every host (connecting as needed, all hosts at once), in inventory order.
+/// Reads the lock on every host, all hosts at once, in inventory order. Each host's
+/// connection is opened by the thread that reads it and ends with it (see
+/// [`connect_each`]), so a later command to the host (`deployer unlock`'s removal) opens
+/// one of its own.
 pub fn show_all(
     fleet: &Fleet,
     settings: &Settings,
     cancelled: &(dyn Fn() -> bool + Sync),
-) -> (Vec<(String, Seen, Option<Vec<String>>)>, bool) {
+) -> Vec<(String, Seen, Option<Vec<String>>)> {
     let hosts = fleet.inventory().hosts;
-    let (up, down, cancel) = connect_all(fleet, &hosts, cancelled);
-    let mut out: Vec<(String, Seen, Option<Vec<String>>)> = std::thread::scope(|s| {
-        let handles: Vec<_> = up
+    std::thread::scope(|s| {
+        let handles: Vec<_> = hosts
             .iter()
-            .map(|(host, argv)| {
+            .map(|host| {
                 s.spawn(move || {
-                    let seen = match ask(host, argv, &settings.path, &Op::Show) {
-                        Ok(r) if r.has("free") => Seen::Free,
-                        Ok(r) => Seen::Held {
-                            holder: r.holder,
-                            now: r.now,
-                            age: r.age,
-                        },
-                        Err(e) => Seen::Unknown(e),
-                    };
-                    (host.clone(), seen, Some(argv.clone()))
+                    let (up, down, _) = connect_each(fleet, std::slice::from_ref(host), cancelled);
+                    match (up.into_iter().next(), down.into_iter().next()) {
+                        (Some((_, argv)), _) => {
+                            let seen = match ask(host, &argv, &settings.path, &Op::Show) {
+                                Ok(r) if r.has("free") => Seen::Free,
+                                Ok(r) => Seen::Held {
+                                    holder: r.holder,
+                                    now: r.now,
+                                    age: r.age,
+                                },
+                                Err(e) => Seen::Unknown(e),
+                            };
+                            (host.clone(), seen, Some(argv))
+                        }
+                        (None, Some((_, e))) => (host.clone(), Seen::Unknown(e), None),
+                        (None, None) => (host.clone(), Seen::Unknown("interrupted".into()), None),
+                    }
                 })
             })
             .collect();
         handles
             .into_iter()
-            .filter_map(|h| h.join().ok())
+            .zip(&hosts)
+            .map(|(h, host)| {
+                h.join().unwrap_or_else(|_| {
+                    (host.clone(), Seen::Unknown("the reading thread failed".into()), None)
+                })
+            })
             .collect()
-    });
-    out.extend(
-        down.into_iter()
-            .map(|(h, e)| (h, Seen::Unknown(e), None)),
-    );
-    out.sort_by_key(|(h, _, _)| hosts.iter().position(|x| x == h));
-    (out, cancel)
+    })
 }
 
 /// Removes the lock on `host` if it is still held by `run_id` (`""`: a lock without a
@@ -849,7 +855,9 @@ pub fn check_for_dry_run(
     my_run_id: &str,
     cancelled: &(dyn Fn() -> bool + Sync),
 ) -> Vec<(bool, String)> {
-    let (seen, _) = show_all(fleet, settings, cancelled);
+    let seen = show_all(fleet, settings, cancelled);
+    // Their masters ended with the reading threads: start the run with none.
+    fleet.close_all();
     let mut out = Vec::new();
     for (host, s, _) in seen {
         match &s {
