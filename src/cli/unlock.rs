@@ -188,18 +188,19 @@ pub fn unlock(args: UnlockArgs, color: ColorChoice) -> i32 {
         console.success(&format!("{name} is not locked: nothing to remove"));
         return exit::OK;
     }
-    let yes = args.yes || {
-        let q = format!("Remove {held} lock(s) of {}?", name.to_uppercase());
-        match asks_yes(&q) {
-            Some(answer) => answer,
-            None => {
-                console.error(
+    let yes = args.yes
+        || {
+            let q = format!("Remove {held} lock(s) of {}?", name.to_uppercase());
+            match asks_yes(&q) {
+                Some(answer) => answer,
+                None => {
+                    console.error(
                     "not removed: no terminal to ask on and --yes was not given; pass --yes to remove them",
                 );
-                return exit::FAILED;
+                    return exit::FAILED;
+                }
             }
-        }
-    };
+        };
     if !yes {
         console.error("not removed: not confirmed");
         return exit::FAILED;
@@ -217,10 +218,7 @@ pub fn unlock(args: UnlockArgs, color: ColorChoice) -> i32 {
                     )),
                     Err(e) => {
                         failed += 1;
-                        console.error(&format!(
-                            "cannot remove {}: {e}",
-                            local_path.display()
-                        ));
+                        console.error(&format!("cannot remove {}: {e}", local_path.display()));
                     }
                 }
             }

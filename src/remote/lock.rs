@@ -365,8 +365,18 @@ fn run_script(argv: &[String], script: &str, limit: Duration) -> Result<String, 
             text
         })
     };
-    let out = reader(child.stdout.take().map(|p| Box::new(p) as Box<dyn Read + Send>));
-    let err = reader(child.stderr.take().map(|p| Box::new(p) as Box<dyn Read + Send>));
+    let out = reader(
+        child
+            .stdout
+            .take()
+            .map(|p| Box::new(p) as Box<dyn Read + Send>),
+    );
+    let err = reader(
+        child
+            .stderr
+            .take()
+            .map(|p| Box::new(p) as Box<dyn Read + Send>),
+    );
     let start = Instant::now();
     let status = loop {
         match child.try_wait() {
@@ -395,7 +405,10 @@ fn run_script(argv: &[String], script: &str, limit: Duration) -> Result<String, 
         .unwrap_or("(nothing on stderr)");
     Err(format!(
         "the lock script gave no answer (ssh exit {}): {said}",
-        status.code().map(|c| c.to_string()).unwrap_or("by signal".into())
+        status
+            .code()
+            .map(|c| c.to_string())
+            .unwrap_or("by signal".into())
     ))
 }
 
@@ -423,13 +436,14 @@ fn ask(host: &str, argv: &[String], path: &str, op: &Op) -> Result<Reply, String
 pub enum RemoteLockError {
     #[error(
         "another deployment holds the remote lock of environment {env} on host {host} ({path}): {}. Wait for it to finish; if it is no longer running (its machine or CI job died), run `deployer unlock --env {env}` to remove the lock after checking, or wait for its lease to expire",
-        .holder.as_ref().map(|h| h.describe(*.now)).unwrap_or_else(|| "its holder file cannot be read".into())
+        .holder.as_ref().as_ref().map(|h| h.describe(*.now)).unwrap_or_else(|| "its holder file cannot be read".into())
     )]
     Held {
         env: String,
         host: String,
         path: String,
-        holder: Option<Holder>,
+        /// Boxed to keep `Result<_, RemoteLockError>` small.
+        holder: Box<Option<Holder>>,
         now: u64,
     },
     /// No host of the environment could be reached (each error names its host).
@@ -447,9 +461,7 @@ impl RemoteLockError {
         match self {
             RemoteLockError::Held { .. } => crate::exit::LOCKED,
             RemoteLockError::Cancelled => crate::exit::INTERRUPTED,
-            RemoteLockError::Unreachable { .. } | RemoteLockError::Failed(_) => {
-                crate::exit::FAILED
-            }
+            RemoteLockError::Unreachable { .. } | RemoteLockError::Failed(_) => crate::exit::FAILED,
         }
     }
 }
@@ -479,6 +491,10 @@ impl Settings {
 /// Prints a line (a warning or a note) for the person running deployer.
 pub type Say = Arc<dyn Fn(&str) + Send + Sync>;
 
+/// Hosts reached (with the argv that runs `sh -s` there), hosts not reached (with the
+/// error), and whether the run was cancelled meanwhile.
+pub type Connected = (Vec<(String, Vec<String>)>, Vec<(String, String)>, bool);
+
 /// Opens the master connection of each host in turn, from this thread: OpenSSH masters
 /// are started with a parent-death signal tied to the thread that starts them, so a
 /// master opened from a short-lived thread would die with it. Returns the shell argv of
@@ -488,7 +504,7 @@ pub fn connect_each(
     fleet: &Fleet,
     hosts: &[String],
     cancelled: &(dyn Fn() -> bool + Sync),
-) -> (Vec<(String, Vec<String>)>, Vec<(String, String)>, bool) {
+) -> Connected {
     let (mut up, mut down) = (Vec::new(), Vec::new());
     for h in hosts {
         match fleet.connect(h, cancelled) {
@@ -518,7 +534,10 @@ impl std::fmt::Debug for RemoteLock {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RemoteLock")
             .field("settings", &self.settings)
-            .field("hosts", &self.hosts.iter().map(|h| &h.0).collect::<Vec<_>>())
+            .field(
+                "hosts",
+                &self.hosts.iter().map(|h| &h.0).collect::<Vec<_>>(),
+            )
             .finish()
     }
 }
@@ -580,7 +599,7 @@ pub fn acquire(
                 env: settings.env.clone(),
                 host,
                 path: settings.path.clone(),
-                holder: reply.holder,
+                holder: Box::new(reply.holder),
                 now: reply.now,
             });
         }
@@ -652,7 +671,10 @@ impl RemoteLock {
                             failing.insert(host.clone(), true);
                         }
                         None if was => {
-                            say(&format!("renewed the remote lock of {} on {host} again", settings.env));
+                            say(&format!(
+                                "renewed the remote lock of {} on {host} again",
+                                settings.env
+                            ));
                             failing.insert(host.clone(), false);
                         }
                         _ => {}
@@ -817,7 +839,11 @@ pub fn show_all(
             .zip(&hosts)
             .map(|(h, host)| {
                 h.join().unwrap_or_else(|_| {
-                    (host.clone(), Seen::Unknown("the reading thread failed".into()), None)
+                    (
+                        host.clone(),
+                        Seen::Unknown("the reading thread failed".into()),
+                        None,
+                    )
                 })
             })
             .collect()
@@ -912,7 +938,10 @@ mod tests {
         lines.push("noise without equals".into());
         let back = Holder::parse(lines.iter().map(String::as_str)).unwrap();
         assert_eq!(back.script, "deploy it's.rhai x");
-        assert_eq!((back.expires, back.renewed, back.lease_secs), (1000, 900, 120));
+        assert_eq!(
+            (back.expires, back.renewed, back.lease_secs),
+            (1000, 900, 120)
+        );
         assert_eq!((back.pid, back.run_id.as_str()), (42, "r1"));
         assert!(Holder::parse(["user=x"]).is_none());
     }
@@ -944,8 +973,12 @@ mod tests {
         assert_eq!(r.now, 1234);
         assert_eq!(r.holder.unwrap().expires, 1200);
         assert!(Reply::parse("motd only\n").is_none());
-        let r = Reply::parse("@@deployer-lock error cannot create /x: Permission denied\n").unwrap();
-        assert_eq!(r.error.as_deref(), Some("cannot create /x: Permission denied"));
+        let r =
+            Reply::parse("@@deployer-lock error cannot create /x: Permission denied\n").unwrap();
+        assert_eq!(
+            r.error.as_deref(),
+            Some("cannot create /x: Permission denied")
+        );
     }
 
     /// Runs a lock script with the local `sh`, as a host would.
@@ -979,7 +1012,13 @@ mod tests {
         // An expired lease is taken over and the old holder is named.
         let expired = text
             .lines()
-            .map(|l| if l.starts_with("expires=") { "expires=5" } else { l })
+            .map(|l| {
+                if l.starts_with("expires=") {
+                    "expires=5"
+                } else {
+                    l
+                }
+            })
             .collect::<Vec<_>>()
             .join("\n");
         std::fs::write(format!("{path}/holder"), expired).unwrap();

@@ -373,7 +373,8 @@ fn a_remote_timeout_kills_the_remote_command() {
         .assert_stdout_contains("command timed out after 1s")
         .assert_stdout_contains("after=none-left")
         .assert_stderr_contains("command timed out after 1s");
-    assert!(started.elapsed() < Duration::from_secs(10));
+    // Far below the 29 s of the sleeps (the run also takes and releases the remote lock).
+    assert!(started.elapsed() < Duration::from_secs(15));
     assert!(
         wait_until(Duration::from_secs(3), || processes_with("sleep 29.25")
             .is_empty()),

@@ -149,7 +149,11 @@ fn a_lease_is_renewed_while_the_run_lives_and_taken_over_after_a_kill() {
     // A killed run cannot release: its lease stays until it expires.
     first.signal(libc::SIGKILL);
     let killed = first.wait(Duration::from_secs(5));
-    assert_eq!(killed.code(), 128 + libc::SIGKILL, "not killed by the signal");
+    assert_eq!(
+        killed.code(),
+        128 + libc::SIGKILL,
+        "not killed by the signal"
+    );
     assert_eq!(holder_field(&lock, "run_id").as_deref(), Some(id.as_str()));
     let expires: u64 = holder_field(&lock, "expires").unwrap().parse().unwrap();
     assert!(
@@ -191,7 +195,7 @@ fn unlock_shows_the_holders_and_removes_them() {
     // No terminal and no --yes: shown, not removed.
     let out = unlock(&[]);
     out.assert_code(1)
-        .assert_stderr_contains(&format!("local lock of test ("))
+        .assert_stderr_contains("local lock of test (")
         .assert_stderr_contains(&format!("held by run {id} ("))
         .assert_stderr_contains(&format!("pid {pid}, script deploy.rhai"))
         .assert_stderr_not_contains("STILL RUNNING")
@@ -314,21 +318,26 @@ fn unreachable_hosts_and_bad_settings() {
         .args(["run", "deploy.rhai"])
         .run();
     out.assert_code(1)
-        .assert_stderr_contains("cannot take the remote lock of environment test: no host could be reached")
+        .assert_stderr_contains(
+            "cannot take the remote lock of environment test: no host could be reached",
+        )
         .assert_stderr_contains(&format!("cannot connect to {}: host down", ips[0]))
         .assert_stderr_contains(&format!("cannot connect to {}: host down", ips[1]))
         .assert_stdout_not_contains("ran");
     // One host down: the lock is taken on the other; on(...) counts the down host.
     net.start_sshd(1).unwrap();
-    project(&toml(&net, ""), r#"on(hosts(), #{ max_fail: 1 }, || sh("true")); print("ran");"#)
-        .args(["run", "deploy.rhai"])
-        .run()
-        .assert_code(0)
-        .assert_stdout_contains("ran")
-        .assert_stderr_contains(&format!(
-            "the remote lock of test is not taken on {}, which cannot be reached",
-            ips[0]
-        ));
+    project(
+        &toml(&net, ""),
+        r#"on(hosts(), #{ max_fail: 1 }, || sh("true")); print("ran");"#,
+    )
+    .args(["run", "deploy.rhai"])
+    .run()
+    .assert_code(0)
+    .assert_stdout_contains("ran")
+    .assert_stderr_contains(&format!(
+        "the remote lock of test is not taken on {}, which cannot be reached",
+        ips[0]
+    ));
     assert_unlocked(&net);
     // A lock folder that is not a lock is refused and left alone.
     let odd = net.file("odd");
@@ -341,7 +350,10 @@ fn unreachable_hosts_and_bad_settings() {
     .args(["run", "deploy.rhai"])
     .run()
     .assert_code(1)
-    .assert_stderr_contains(&format!("remote lock on {}: {odd} exists and is not a deployer lock folder", ips[1]))
+    .assert_stderr_contains(&format!(
+        "remote lock on {}: {odd} exists and is not a deployer lock folder",
+        ips[1]
+    ))
     .assert_stdout_not_contains("ran");
     assert!(Path::new(&format!("{odd}/keep")).exists());
     project(&toml(&net, "lock_lease = \"0s\""), "print(1);")
