@@ -362,3 +362,50 @@ fn unreachable_hosts_and_bad_settings() {
         .assert_code(2)
         .assert_stderr_contains("[env.test] lock_lease = \"0s\" is too short");
 }
+
+#[test]
+fn unlock_removes_a_local_lock_and_documents_its_exit_codes() {
+    // No hosts, no root needed: the local lock file of a run that died on this machine.
+    let t = Test::new()
+        .file("deployer.toml", "[env.staging]\n")
+        .file(
+            ".deployer/lock/staging",
+            r#"{"pid": 999999999, "host": "ci-runner-7", "user": "deploy", "started_at": "2026-01-01T00:00:00Z", "script": "deploy.rhai", "run_id": "20260101T000000Z-staging-dead"}"#,
+        )
+        .script("print(1);");
+    // The run is locked out (and writes the project's files).
+    let locked = t.args(["run", "deploy.rhai", "--env", "staging"]).run();
+    locked.assert_code(5);
+    let lock = locked.path().join(".deployer/lock/staging");
+    let config = locked.path().join("deployer.toml");
+    let unlock = |extra: &[&str]| {
+        Test::new()
+            .args(["unlock", "--env", "staging", "--config"])
+            .arg(&config)
+            .args(extra)
+            .run()
+    };
+    unlock(&[])
+        .assert_code(1)
+        .assert_stderr_contains(
+            "held by run 20260101T000000Z-staging-dead (deploy@ci-runner-7, pid 999999999, script deploy.rhai",
+        )
+        .assert_stderr_contains("pass --yes");
+    assert!(lock.exists());
+    unlock(&["--yes"]).assert_code(0).assert_stderr_contains(
+        "removed the local lock of staging (run 20260101T000000Z-staging-dead)",
+    );
+    assert!(!lock.exists());
+    Test::new()
+        .args(["unlock", "--env", "stagign", "--config"])
+        .arg(&config)
+        .run()
+        .assert_code(2)
+        .assert_stderr_contains("did you mean \"staging\"?")
+        .assert_stderr_contains("nothing was removed");
+    Test::new()
+        .args(["unlock", "--help"])
+        .run()
+        .assert_code(0)
+        .assert_stdout_contains("Exit codes: 0 removed");
+}
