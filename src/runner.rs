@@ -333,6 +333,7 @@ impl Run<'_> {
             &self.env,
             &LockInfo::for_this_process(&self.name, run_id),
             self.req.dry_run,
+            self.req.lock_wait,
             &|| cancel.is_cancelled(),
             std::sync::Arc::new(move |m: &str| console.warn(m)),
         )

@@ -435,7 +435,7 @@ fn ask(host: &str, argv: &[String], path: &str, op: &Op) -> Result<Reply, String
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum RemoteLockError {
     #[error(
-        "another deployment holds the remote lock of environment {env} on host {host} ({path}): {}. Wait for it to finish; if it is no longer running (its machine or CI job died), run `deployer unlock --env {env}` to remove the lock after checking, or wait for its lease to expire",
+        "another deployment holds the remote lock of environment {env} on host {host} ({path}): {}. Wait for it to finish (or pass --lock-wait <duration>); if it is no longer running (its machine or CI job died), run `deployer unlock --env {env}` to remove the lock after checking, or wait for its lease to expire",
         .holder.as_ref().as_ref().map(|h| h.describe(*.now)).unwrap_or_else(|| "its holder file cannot be read".into())
     )]
     Held {
@@ -741,6 +741,7 @@ pub fn for_run(
     env: &crate::config::EnvConfig,
     info: &crate::report::lock::LockInfo,
     dry_run: bool,
+    wait: Option<Duration>,
     cancelled: &(dyn Fn() -> bool + Sync),
     warn: Say,
 ) -> Result<Option<RemoteLock>, RemoteLockError> {
@@ -755,12 +756,40 @@ pub fn for_run(
         return Ok(None);
     }
     let holder = Holder::for_this_process(info, settings.lease);
-    acquire(fleet, &settings, holder, cancelled, warn)
-        .map(Some)
-        .inspect_err(|_| {
-            // The run ends here: its masters must not outlive it.
-            fleet.close_all();
-        })
+    // Each warning once, however many times `--lock-wait` tries again.
+    let said = std::sync::Mutex::new(std::collections::BTreeSet::new());
+    let once: Say = Arc::new(move |m: &str| {
+        let new = said
+            .lock()
+            .map(|mut s| s.insert(m.to_string()))
+            .unwrap_or(true);
+        if new {
+            warn(m);
+        }
+    });
+    let start = Instant::now();
+    let result = loop {
+        match acquire(fleet, &settings, holder.clone(), cancelled, once.clone()) {
+            Err(RemoteLockError::Held { .. }) if wait.is_some_and(|w| start.elapsed() < w) => {
+                // Poll once a second; Ctrl-C stops the wait at once.
+                let pause = Instant::now();
+                while pause.elapsed() < Duration::from_secs(1) {
+                    if cancelled() {
+                        break;
+                    }
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+                if cancelled() {
+                    break Err(RemoteLockError::Cancelled);
+                }
+            }
+            r => break r,
+        }
+    };
+    result.map(Some).inspect_err(|_| {
+        // The run ends here: its masters must not outlive it.
+        fleet.close_all();
+    })
 }
 
 /// One host's lock as read (`deployer unlock`, dry runs).

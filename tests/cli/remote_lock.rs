@@ -409,3 +409,29 @@ fn unlock_removes_a_local_lock_and_documents_its_exit_codes() {
         .assert_code(0)
         .assert_stdout_contains("Exit codes: 0 removed");
 }
+
+#[test]
+fn lock_wait_waits_for_the_remote_holder_to_finish() {
+    let Some(net) = net(1) else { return };
+    let toml = toml(&net, "");
+    let done = net.file("first-done");
+    let first = project(
+        &toml,
+        &format!(r#"log::info("holding"); sleep("3s"); fs::write("{done}", "yes");"#),
+    )
+    .args(["run", "deploy.rhai"])
+    .spawn();
+    first.wait_for_stderr("holding", Duration::from_secs(20));
+    // Its script runs only once the first run has finished and released the lock.
+    let second = project(
+        &toml,
+        &format!(r#"print(`first done: ${{fs::exists("{done}")}}`);"#),
+    )
+    .args(["run", "deploy.rhai", "--lock-wait", "30s"])
+    .run();
+    second
+        .assert_code(0)
+        .assert_stdout_contains("first done: true");
+    first.wait(Duration::from_secs(15)).assert_code(0);
+    assert_unlocked(&net);
+}
