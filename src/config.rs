@@ -35,6 +35,8 @@ pub const ENV_KEYS: &[&str] = &[
     "roles",
     "ssh",
     "host_vars",
+    "lock_lease",
+    "lock_path",
 ];
 /// Keys of `[score]`.
 pub const SCORE_KEYS: &[&str] = &["pass", "warn"];
@@ -104,6 +106,11 @@ pub struct EnvConfig {
     pub ssh: SshConfig,
     /// Per-host variables, read with `host_var()` inside `on(...)`.
     pub host_vars: BTreeMap<String, Vars>,
+    /// How long a run's remote lock lasts without renewal (`lock_lease = "120s"`; none:
+    /// `remote::lock::DEFAULT_LEASE`).
+    pub lock_lease: Option<std::time::Duration>,
+    /// The lock folder on each host (`lock_path`; none: `/tmp/deployer-lock-NAME`).
+    pub lock_path: Option<String>,
 }
 
 /// The whole file (or the defaults when there is none).
@@ -645,6 +652,34 @@ fn env_config(doc: &Doc, name: &str, table: &toml::Table) -> Result<EnvConfig, C
                 }
             }
             ("ssh", toml::Value::Table(t)) => env.ssh = ssh(doc, name, t)?,
+            ("lock_lease", toml::Value::String(t)) => {
+                let d = crate::core::duration::parse_duration(t)
+                    .map_err(|e| doc.error(&at, format!("{shown}: {e}")))?;
+                if d < crate::remote::lock::MIN_LEASE {
+                    return Err(doc.error(
+                        &at,
+                        format!("{shown} = \"{t}\" is too short: a lease is renewed every third of it; use at least 1s (the default is 120s)"),
+                    ));
+                }
+                env.lock_lease = Some(d);
+            }
+            ("lock_path", toml::Value::String(p)) => {
+                let ok = p.starts_with('/')
+                    && p.len() > 1
+                    && !p.ends_with('/')
+                    && !p.split('/').any(|part| part == "..")
+                    && !p.chars().any(char::is_control);
+                if !ok {
+                    return Err(doc.error(
+                        &at,
+                        format!("{shown} = \"{p}\" must be an absolute path of a folder of its own on the hosts, such as \"/tmp/deployer-lock-{name}\" (not /, no trailing /, no ..)"),
+                    ));
+                }
+                env.lock_path = Some(p.clone());
+            }
+            ("lock_lease" | "lock_path", v) => {
+                return Err(doc.error(&at, format!("{shown} must be a string, got {}", show(v))))
+            }
             ("vars" | "scripts" | "host_vars" | "roles" | "ssh", v) => {
                 return Err(doc.error(
                     &at,
@@ -1010,6 +1045,12 @@ base_url = "https://deploy.example.com"
                 "[env.a.ssh]\nhost_key_checking = \"no\"\n",
                 "must be \"strict\" (the default) or \"accept-new\"",
             ),
+            ("[env.a]\nlock_lease = \"soon\"\n", "deployer.toml:2:1: [env.a] lock_lease"),
+            ("[env.a]\nlock_lease = \"500ms\"\n", "is too short"),
+            ("[env.a]\nlock_lease = 120\n", "lock_lease must be a string, got 120"),
+            ("[env.a]\nlock_path = \"locks/x\"\n", "must be an absolute path"),
+            ("[env.a]\nlock_path = \"/\"\n", "must be an absolute path"),
+            ("[env.a]\nlock_leas = \"1m\"\n", "did you mean `lock_lease`?"),
         ] {
             let e = parse(text, Path::new("deployer.toml"))
                 .expect_err(text)

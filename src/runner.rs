@@ -243,6 +243,11 @@ impl Run<'_> {
                 Err(code) => return code,
             }
         };
+        // The hosts' lock, renewed while the run lives (a dry run only reads it).
+        let remote_lock = match self.remote_lock(&run_id) {
+            Ok(l) => l,
+            Err(code) => return code,
+        };
         if let Some(limit) = self.req.timeout {
             self.host.start_timeout(limit);
         }
@@ -267,6 +272,8 @@ impl Run<'_> {
         } else {
             self.deploy()
         };
+        // After the rollback, before the masters close.
+        drop(remote_lock);
         self.host.stop_processes();
         self.finish(run_id, ended, rollback)
     }
@@ -317,6 +324,24 @@ impl Run<'_> {
                 Err(exit::USAGE)
             }
         }
+    }
+
+    fn remote_lock(&self, run_id: &str) -> Result<Option<crate::remote::lock::RemoteLock>, i32> {
+        let console = self.console().clone();
+        let cancel = self.host.state.cancel.clone();
+        crate::remote::lock::for_run(
+            &self.host.state.remote,
+            &self.env,
+            &LockInfo::for_this_process(&self.name, run_id),
+            self.req.dry_run,
+            self.req.lock_wait,
+            &|| cancel.is_cancelled(),
+            std::sync::Arc::new(move |m: &str| console.warn(m)),
+        )
+        .map_err(|e| {
+            self.console().error(&format!("{e}; nothing was run"));
+            e.exit_code()
+        })
     }
 
     fn deploy(&self) -> (Ended, RollbackRecord) {

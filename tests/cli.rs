@@ -925,3 +925,6 @@ mod process;
 
 #[path = "cli/remote.rs"]
 mod remote;
+
+#[path = "cli/remote_lock.rs"]
+mod remote_lock;

@@ -6,6 +6,7 @@ mod history;
 mod repl;
 mod rollback;
 mod run;
+mod unlock;
 
 use std::time::Duration;
 
@@ -25,6 +26,7 @@ Examples:
   deployer check deploy.rhai lib/*.rhai
   deployer rollback deploy.rhai --env production
   deployer history --env staging
+  deployer unlock --env production
   deployer repl --env staging
   deployer run deploy.rhai --watch
 
@@ -55,6 +57,9 @@ pub enum Command {
     /// Run only the script's fn rollback(ctx), after confirmation.
     #[command(after_help = rollback::EXAMPLES)]
     Rollback(rollback::RollbackArgs),
+    /// Show who holds an environment's locks (local and on its hosts) and remove them.
+    #[command(after_help = unlock::EXAMPLES)]
+    Unlock(unlock::UnlockArgs),
     /// Try the script API interactively: completion, signatures, :doc, reload on save.
     #[command(after_help = repl::EXAMPLES)]
     Repl(repl::ReplArgs),
@@ -111,6 +116,7 @@ pub fn main() -> i32 {
         Command::Check(args) => check::check(args, cli.color),
         Command::Rollback(args) => rollback::rollback(args, cli.color),
         Command::History(args) => history::history(args, cli.color),
+        Command::Unlock(args) => unlock::unlock(args, cli.color),
         Command::Repl(args) => repl::repl(args, cli.color),
         Command::DemoServer(args) => demo_server::serve(args),
     }

@@ -1,6 +1,7 @@
 //! Remote hosts over the system's OpenSSH client: the inventory of an environment, the
 //! plan of a rollout (batches, failure budget) and one master connection per host.
 
+pub mod lock;
 pub mod ssh;
 
 use std::collections::{BTreeMap, BTreeSet};

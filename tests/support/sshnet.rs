@@ -30,6 +30,9 @@ pub struct SshNet {
     pub started: std::time::SystemTime,
     pub hosts: Vec<NetHost>,
     bridge: String,
+    /// Names this net's interfaces and namespaces apart from other test modules' nets.
+    tag: &'static str,
+    subnet: u32,
     /// Holds the subnet for this net (see [`claim_subnet`]); released on drop, last.
     _claim: std::fs::File,
 }
@@ -38,14 +41,14 @@ pub struct SshNet {
 /// /tmp/deployer-sshnet-N.lock, so test binaries running at the same time (two checkouts,
 /// two CI jobs) never share a subnet or remove each other's bridge; a lock dies with its
 /// process, so a killed run frees its subnet.
-pub fn claim_subnet() -> Option<(u32, std::fs::File)> {
+pub fn claim_subnet(octet: u32) -> Option<(u32, std::fs::File)> {
     use std::os::fd::AsRawFd;
     static NEXT: AtomicU32 = AtomicU32::new(0);
     let base = std::process::id() * 7;
     for _ in 0..250 {
         let k = NEXT.fetch_add(1, Ordering::SeqCst);
         let subnet = 1 + (base + k) % 250;
-        let path = format!("/tmp/deployer-sshnet-{subnet}.lock");
+        let path = format!("/tmp/deployer-sshnet-{octet}-{subnet}.lock");
         let Ok(file) = std::fs::OpenOptions::new()
             .create(true)
             .truncate(false)
@@ -91,6 +94,13 @@ impl SshNet {
     /// Starts `n` hosts, or returns `None` (after printing SKIPPED) where that is not
     /// possible.
     pub fn start(n: usize) -> Option<SshNet> {
+        SshNet::start_in(n, "", 231)
+    }
+
+    /// [`SshNet::start`] in `10.OCTET.N.0/24` with interface and namespace names marked by
+    /// `tag`, so test modules with nets of their own never meet (other test binaries may
+    /// run at the same time).
+    pub fn start_in(n: usize, tag: &'static str, octet: u32) -> Option<SshNet> {
         if !super::is_root() {
             return skip("not running as root");
         }
@@ -101,17 +111,21 @@ impl SshNet {
                 ));
             }
         }
-        let Some((subnet, claim)) = claim_subnet() else {
-            return skip("no free subnet 10.231.N.0/24: every /tmp/deployer-sshnet-N.lock is held");
+        let Some((subnet, claim)) = claim_subnet(octet) else {
+            return skip(&format!(
+                "no free subnet 10.{octet}.N.0/24: every /tmp/deployer-sshnet-{octet}-N.lock is held"
+            ));
         };
         let mut net = SshNet {
             dir: TempDir::new(),
             started: std::time::SystemTime::now(),
             hosts: Vec::new(),
-            bridge: format!("dbr{subnet}"),
+            bridge: format!("d{tag}br{subnet}"),
+            tag,
+            subnet,
             _claim: claim,
         };
-        match net.build(n, subnet) {
+        match net.build(n, subnet, octet) {
             Ok(()) => Some(net),
             Err(e) => {
                 drop(net);
@@ -120,7 +134,8 @@ impl SshNet {
         }
     }
 
-    fn build(&mut self, n: usize, subnet: u32) -> Result<(), String> {
+    fn build(&mut self, n: usize, subnet: u32, octet: u32) -> Result<(), String> {
+        let tag = self.tag;
         let d = self.dir.path().to_path_buf();
         let p = |f: &str| d.join(f).display().to_string();
         // A leftover of an earlier, killed run with the same subnet (claimed: no live
@@ -131,7 +146,7 @@ impl SshNet {
             "ip",
             "addr",
             "add",
-            &format!("10.231.{subnet}.1/24"),
+            &format!("10.{octet}.{subnet}.1/24"),
             "dev",
             &self.bridge,
         ])?;
@@ -143,9 +158,12 @@ impl SshNet {
         std::fs::copy(p("client_key.pub"), p("authorized_keys")).map_err(|e| e.to_string())?;
         let mut known = String::new();
         for i in 0..n {
-            let ns = format!("dpl{subnet}h{i}");
-            let ip = format!("10.231.{subnet}.{}", 11 + i);
-            let (vh, vn) = (format!("dv{subnet}h{i}"), format!("dv{subnet}n{i}"));
+            let ns = format!("d{tag}pl{subnet}h{i}");
+            let ip = format!("10.{octet}.{subnet}.{}", 11 + i);
+            let (vh, vn) = (
+                format!("d{tag}v{subnet}h{i}"),
+                format!("d{tag}v{subnet}n{i}"),
+            );
             let _ = sh(&["ip", "netns", "del", &ns]);
             sh(&["ip", "netns", "add", &ns])?;
             self.hosts.push(NetHost {
@@ -227,7 +245,7 @@ impl SshNet {
     /// Cuts host `i` off the network (packets are dropped: connections time out).
     pub fn cut(&self, i: usize) {
         let h = &self.hosts[i];
-        let vn = format!("dv{}n{i}", &self.bridge[3..]);
+        let vn = format!("d{}v{}n{i}", self.tag, self.subnet);
         sh(&[
             "ip", "netns", "exec", &h.ns, "ip", "link", "set", &vn, "down",
         ])
@@ -267,9 +285,16 @@ impl SshNet {
             format!("known_hosts = \"{}\"\n{ssh}", self.file("known_hosts"))
         };
         format!(
-            "default_env = \"test\"\n[env.test]\nhosts = [{}]\n[env.test.ssh]\nuser = \"root\"\nconnect_timeout = \"2s\"\n{ssh}\n{extra}",
-            hosts.join(", ")
+            "default_env = \"test\"\n[env.test]\nhosts = [{}]\nlock_path = \"{}\"\n[env.test.ssh]\nuser = \"root\"\nconnect_timeout = \"2s\"\n{ssh}\n{extra}",
+            hosts.join(", "),
+            self.lock_path()
         )
+    }
+
+    /// The remote lock folder of [`SshNet::toml`]'s environment: one per net, since the
+    /// hosts share the filesystem with each other and with other tests' hosts.
+    pub fn lock_path(&self) -> String {
+        self.file("remote-lock")
     }
 }
 
