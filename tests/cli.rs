@@ -934,3 +934,6 @@ mod process;
 
 #[path = "cli/remote.rs"]
 mod remote;
+
+#[path = "cli/remote_files.rs"]
+mod remote_files;

@@ -118,6 +118,43 @@ pub(crate) fn exec_on(
     Ok(out)
 }
 
+/// Runs a file operation (`crate::remote::files`) on `host` over its master connection:
+/// the text, with any file content in it, goes on stdin, never into an argv. Returns the
+/// operation's output; a lost connection is an error of kind `connect` naming the host.
+pub(crate) fn script_on(
+    st: &HostState,
+    host: &str,
+    body: &str,
+    changes: bool,
+    what: &str,
+) -> Result<CommandOutput, Error> {
+    connect(st, host)?;
+    if changes {
+        note_change(st, host);
+    }
+    let argv = st
+        .remote
+        .shell_argv(host)
+        .map_err(|e| throw("connect", e))?;
+    let script = crate::remote::remote_shell(body);
+    let token = st.cancel.token();
+    match st
+        .runtime
+        .block_on(ssh::run(&argv, Some(script.into_bytes()), None, &token, None))
+    {
+        Ok(o) if o.code == Some(255) && ssh::lost_connection(&o.stderr).is_some() || o.code == Some(255) && !st.remote.alive(host) => Err(throw(
+            "connect",
+            format!(
+                "lost the connection to {host} during {what}: {}; the host went down or off the network",
+                ssh::lost_connection(&o.stderr).unwrap_or_else(|| "the ssh connection closed".into())
+            ),
+        )),
+        Ok(o) => Ok(o),
+        Err(ProcessError::Cancelled { .. }) => Err(terminated(st)),
+        Err(e) => Err(throw("connect", format!("{what} on {host}: {e}"))),
+    }
+}
+
 /// Refuses a change to this machine's files inside `on(...)`, where the script most likely
 /// meant the host: `fs::` functions act only locally in this version.
 pub(crate) fn local_only(st: &HostState, module: &str, what: &str) -> Result<(), Error> {

@@ -1,6 +1,7 @@
 //! Remote hosts over the system's OpenSSH client: the inventory of an environment, the
 //! plan of a rollout (batches, failure budget) and one master connection per host.
 
+pub mod files;
 pub mod ssh;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -273,6 +274,16 @@ pub fn remote_script(argv: &[String], env: &[(String, String)], cwd: Option<&str
     }
     let words: Vec<String> = argv.iter().map(|a| sh_quote(a)).collect();
     s.push_str(&words.join(" "));
+    watched(s)
+}
+
+/// Wraps shell text (a command, or a file operation of [`files`]) in the watcher that
+/// kills the whole remote session when the connection closes; see [`remote_script`].
+pub fn remote_shell(body: &str) -> String {
+    watched(format!("{{\nexec 3<&0\n(\n{}", body.trim_end()))
+}
+
+fn watched(mut s: String) -> String {
     s.push_str("\n) </dev/null 3<&- &\nc=$!\n");
     s.push_str("{ while read -r _ <&3; do :; done; kill -TERM 0; } >/dev/null 2>&1 &\nw=$!\n");
     s.push_str("wait \"$c\"\nr=$?\nkill \"$w\" 2>/dev/null\nexit \"$r\"\n}\n");

@@ -1,5 +1,5 @@
 //! Test hosts for remote work: each a Linux network namespace (a veth pair on a bridge in
-//! the root namespace, an address in 10.231.N.0/24, which exists only inside the test
+//! the root namespace, an address in 10.231.N.0/24 or a subnet a test file picks, which exists only inside the test
 //! machine) running its own `sshd` with default settings, a generated host key and an
 //! authorized test key. The guard removes namespaces, bridge and sshd processes on drop,
 //! also when the test fails. Needs root; without it `SshNet::start` prints SKIPPED and
@@ -30,6 +30,10 @@ pub struct SshNet {
     pub started: std::time::SystemTime,
     pub hosts: Vec<NetHost>,
     bridge: String,
+    /// The second octet of the addresses (10.OCTET.N.0/24) and the first letter of the
+    /// names, so that test files using other subnets never collide.
+    octet: u8,
+    tag: char,
 }
 
 fn sh(args: &[&str]) -> Result<(), String> {
@@ -61,6 +65,12 @@ impl SshNet {
     /// Starts `n` hosts, or returns `None` (after printing SKIPPED) where that is not
     /// possible.
     pub fn start(n: usize) -> Option<SshNet> {
+        SshNet::start_on(n, 231, 'd')
+    }
+
+    /// Starts `n` hosts in 10.`octet`.N.0/24, their interfaces and namespaces named
+    /// starting with `tag`.
+    pub fn start_on(n: usize, octet: u8, tag: char) -> Option<SshNet> {
         // SAFETY: geteuid has no preconditions.
         if unsafe { libc::geteuid() } != 0 {
             return skip("not running as root");
@@ -79,7 +89,9 @@ impl SshNet {
             dir: TempDir::new(),
             started: std::time::SystemTime::now(),
             hosts: Vec::new(),
-            bridge: format!("dbr{subnet}"),
+            bridge: format!("{tag}br{subnet}"),
+            octet,
+            tag,
         };
         match net.build(n, subnet) {
             Ok(()) => Some(net),
@@ -100,7 +112,7 @@ impl SshNet {
             "ip",
             "addr",
             "add",
-            &format!("10.231.{subnet}.1/24"),
+            &format!("10.{}.{subnet}.1/24", self.octet),
             "dev",
             &self.bridge,
         ])?;
@@ -129,9 +141,10 @@ impl SshNet {
         std::fs::copy(p("client_key.pub"), p("authorized_keys")).map_err(|e| e.to_string())?;
         let mut known = String::new();
         for i in 0..n {
-            let ns = format!("dpl{subnet}h{i}");
-            let ip = format!("10.231.{subnet}.{}", 11 + i);
-            let (vh, vn) = (format!("dv{subnet}h{i}"), format!("dv{subnet}n{i}"));
+            let t = self.tag;
+            let ns = format!("{t}pl{subnet}h{i}");
+            let ip = format!("10.{}.{subnet}.{}", self.octet, 11 + i);
+            let (vh, vn) = (format!("{t}v{subnet}h{i}"), format!("{t}v{subnet}n{i}"));
             let _ = sh(&["ip", "netns", "del", &ns]);
             sh(&["ip", "netns", "add", &ns])?;
             self.hosts.push(NetHost {
@@ -213,7 +226,7 @@ impl SshNet {
     /// Cuts host `i` off the network (packets are dropped: connections time out).
     pub fn cut(&self, i: usize) {
         let h = &self.hosts[i];
-        let vn = format!("dv{}n{i}", &self.bridge[3..]);
+        let vn = format!("{}v{}n{i}", self.tag, &self.bridge[3..]);
         sh(&[
             "ip", "netns", "exec", &h.ns, "ip", "link", "set", &vn, "down",
         ])
