@@ -86,16 +86,26 @@ fn host_of(ctx: &NativeCallContext) -> Result<(std::sync::Arc<HostState>, Option
 /// Runs a file operation on `host` and returns its answer; a failure is an error of kind
 /// `fs` (or `usage` for a refused path) naming the host, the path and what to check.
 pub(crate) fn on_host(st: &HostState, host: &str, op: &Op, what: &str, path: &str) -> Result<String, Error> {
+    run_op(st, host, op, what)?.map_err(|f| failed(host, what, path, f))
+}
+
+/// Runs a file operation on `host`: its answer, or why it failed there.
+fn run_op(st: &HostState, host: &str, op: &Op, what: &str) -> Result<Result<String, Failure>, Error> {
     let out = super::remote::script_on(st, host, &op.script(), op.changes(), what)?;
     if out.code == Some(0) {
         if let Some(a) = files::answer(&out.stdout) {
-            return Ok(a.to_string());
+            return Ok(Ok(a.to_string()));
         }
     }
+    Ok(Err(files::failure(out.code, &out.stderr)))
+}
+
+/// The error of a failed remote file operation.
+fn failed(host: &str, what: &str, path: &str, failure: Failure) -> Error {
     let mut extra = Map::new();
     extra.insert("path".into(), path.into());
     extra.insert("host".into(), host.into());
-    let (kind, msg) = match files::failure(out.code, &out.stderr) {
+    let (kind, msg) = match failure {
         Failure::NotFound(said) => ("fs", format!("{what} {host}:{path}: {said}; check the path (a relative path starts in the home folder of the remote user)")),
         Failure::Refused(said) => ("usage", format!("{what} {host}:{path}: refusing to touch {said}; nothing was changed. Give the path of what to change inside it")),
         Failure::WrongType(said) => ("fs", format!("{what} {host}:{path}: {said}")),
@@ -106,7 +116,7 @@ pub(crate) fn on_host(st: &HostState, host: &str, op: &Op, what: &str, path: &st
             if said.contains("Permission denied") { "; check the permissions of the path and its folder for the ssh user" } else { "" }
         )),
     };
-    Err(throw_with(kind, msg, extra))
+    throw_with(kind, msg, extra)
 }
 
 /// Reads a file here or on the current host; `None` when it does not exist.
@@ -114,10 +124,10 @@ pub(crate) fn read_opt(st: &HostState, path: &str) -> Result<Option<String>, Err
     match st.remote.current() {
         Some(host) => {
             let op = Op::Read { path, limit: MAX_READ_BYTES };
-            match on_host(st, &host, &op, "cannot read", path) {
+            match run_op(st, &host, &op, "cannot read")? {
                 Ok(a) => Ok(Some(a)),
-                Err(e) if super::error::kind_of(&e).as_deref() == Some("fs") && !files_exists(st, &host, path)? => Ok(None),
-                Err(e) => Err(e),
+                Err(Failure::NotFound(_)) => Ok(None),
+                Err(f) => Err(failed(&host, "cannot read", path, f)),
             }
         }
         None => match read_bounded(path) {
@@ -126,12 +136,6 @@ pub(crate) fn read_opt(st: &HostState, path: &str) -> Result<Option<String>, Err
             Err(e) => Err(io_error("cannot read", path, &e)),
         },
     }
-}
-
-fn files_exists(st: &HostState, host: &str, path: &str) -> Result<bool, Error> {
-    let a = on_host(st, host, &Op::Probe { path }, "cannot look at", path)?;
-    let p = files::probe(&a);
-    Ok(p.exists || p.link)
 }
 
 /// Replaces a file's content atomically here or on the current host (no dry-run check:

@@ -27,7 +27,10 @@ fn toml(net: &SshNet, base: &str) -> String {
 }
 
 fn run(test: Test, toml: &str, script: &str, extra: &[&str]) -> Output {
-    test.file("deployer.toml", toml)
+    // Each file operation is a round trip over the host's connection: on a machine shared
+    // by several builds the releases flow needs more than the default 60 s bound.
+    test.timeout(std::time::Duration::from_secs(180))
+        .file("deployer.toml", toml)
         .script(script)
         .args(["run", "deploy.rhai"])
         .args(extra)
@@ -52,12 +55,12 @@ fn releases_are_created_activated_pruned_and_switched_back_on_each_host() {
                let root = host_var("root");
                for name in ["r1", "r2", "r3"] {
                    let dir = releases::create(root, name);
-                   fs::write(`${dir}/VERSION`, `${name} on ${host()}\n`);
+                   fs::write(`${dir}/VERSION`, `${name} on ${host()}`);
                    releases::activate(root, name);
                }
                let removed = releases::prune(root, 2);
                let back = releases::switch_back(root);
-               print(`${host()}: list=${releases::list(root)} removed=${removed} back=${back} live=${releases::current(root)} bad=${releases::is_bad(root, "r3")} version=${fs::read(root + "/current/VERSION").trim()}`);
+               print(`${host()}: list=${releases::list(root)} removed=${removed} back=${back} live=${releases::current(root)} bad=${releases::is_bad(root, "r3")} version=${fs::read(root + "/current/VERSION")}`);
            });"#,
         &[],
     );
@@ -95,10 +98,9 @@ fn releases_are_created_activated_pruned_and_switched_back_on_each_host() {
 
 #[test]
 fn fs_functions_act_on_the_host_and_name_it_in_errors() {
-    let Some(mut net) = start(2) else { return };
+    let Some(net) = start(1) else { return };
     let base = base(&net);
     let ips = net.ips();
-    net.stop_sshd(1);
     let out = run(
         Test::new(),
         &toml(&net, &base),
@@ -112,14 +114,12 @@ fn fs_functions_act_on_the_host_and_name_it_in_errors() {
                    print(`which=${{fs::which("sh") != ()}} none=${{fs::which("no-such-program-here") == ()}} free=${{fs::free_bytes(root) > 0}}`);
                    print(`removed=${{fs::remove(root + "/d/e")}} again=${{fs::remove(root + "/d/e")}}`);
                    try {{ fs::read(root + "/missing.txt"); }} catch (e) {{ print(`read: ${{e.kind}}: ${{e.message}}`); }}
-                   try {{ fs::remove(root + "/../.."); }} catch (e) {{ print(`refused: ${{e.kind}}`); }}
+                   try {{ fs::remove("/tmp/.."); }} catch (e) {{ print(`refused: ${{e.kind}}: ${{e.message}}`); }}
                    try {{ fs::remove("/"); }} catch (e) {{ print(`root: ${{e.kind}}`); }}
                    try {{ fs::port_free(8080); }} catch (e) {{ print(`port: ${{e.message}}`); }}
-                   let env = fs::dotenv(root + "/d/f.txt");
-               }});
-               on(["{b}"], || fs::exists("/tmp"));"#,
+                   try {{ fs::dotenv(root + "/d/f.txt"); }} catch (e) {{ print(`dotenv: ${{e.message}}`); }}
+               }});"#,
             a = ips[0],
-            b = ips[1]
         ),
         &[],
     );
@@ -131,7 +131,10 @@ fn fs_functions_act_on_the_host_and_name_it_in_errors() {
             "read: fs: cannot read {}:{root}/missing.txt: No such file or directory",
             ips[0]
         ))
-        .assert_stdout_contains("refused: usage")
+        .assert_stdout_contains(&format!(
+            "refused: usage: cannot remove {}:/tmp/..: refusing to touch the root folder; nothing was changed",
+            ips[0]
+        ))
         .assert_stdout_contains("root: usage")
         .assert_stdout_contains("port: fs::port_free functions act on this machine");
     assert_eq!(
@@ -139,7 +142,8 @@ fn fs_functions_act_on_the_host_and_name_it_in_errors() {
         "one\ntwo\n"
     );
     // `f.txt` is not a dotenv file: the error names the file and line.
-    out.assert_stderr_contains(&format!("{root}/d/f.txt line 1"));
+    out.assert_code(0)
+        .assert_stdout_contains(&format!("dotenv: {root}/d/f.txt line 1"));
     assert_eq!(net.logins(0), 1);
     // The refused paths still exist.
     assert!(std::path::Path::new(&base).exists());
@@ -232,7 +236,7 @@ fn written_content_never_appears_in_any_argv() {
            on(hosts(), || {
                let root = host_var("root");
                fs::mkdir(root);
-               for i in 0..30 {
+               for i in 0..10 {
                    fs::write(root + "/token", s);
                    fs::append(root + "/log", s);
                }
