@@ -937,3 +937,6 @@ mod remote;
 
 #[path = "cli/remote_files.rs"]
 mod remote_files;
+
+#[path = "cli/fleet_example.rs"]
+mod fleet_example;

@@ -484,11 +484,14 @@ pub mod fs_api {
     use super::*;
 
     /// Returns the text of a file (invalid UTF-8 is replaced). Throws an error of kind
-    /// `fs` naming the path when it cannot be read or is larger than 64 MiB.
+    /// `fs` naming the path when it cannot be read or is larger than 64 MiB. Inside
+    /// `on(...)` it reads the file on the current host (and the error names `host:path`);
+    /// so do all `fs::` functions but `port_free`, which refuses there.
     ///
     /// ```rhai
     /// let version = fs::read("VERSION");
     /// version.trim();
+    /// on("web", || print(fs::read("/srv/app/current/REVISION")));
     /// ```
     #[rhai_fn(return_raw)]
     pub fn read(ctx: NativeCallContext, path: &str) -> Result<String, Error> {
@@ -503,9 +506,12 @@ pub mod fs_api {
     /// Replaces a file's content atomically (readers see the old or the new text, never a
     /// mix). Its folder must exist. In a dry run it prints `would write: PATH` only. Like
     /// `fs::remove`, it refuses paths that resolve to a protected folder (`"sub/.."`).
+    /// Inside `on(...)` it writes on the current host: the text goes over the connection
+    /// on stdin (never in a command's arguments), into a temp file renamed over `path`.
     ///
     /// ```rhai
     /// fs::write("releases/REVISION", git::current_commit());
+    /// on(hosts(), || fs::write("/srv/app/shared/.env", secret("APP_ENV_FILE")));
     /// ```
     #[rhai_fn(return_raw)]
     pub fn write(ctx: NativeCallContext, path: &str, text: &str) -> Result<(), Error> {
@@ -660,7 +666,9 @@ pub mod fs_api {
     /// there was nothing to remove. In a dry run it prints `would remove: PATH` only.
     /// The path is resolved first (`.`, `..` and symlinked folders followed) and the root,
     /// the home folder, the current folder, the project folder and every folder above them
-    /// are refused with an error of kind `usage`, deleting nothing.
+    /// are refused with an error of kind `usage`, deleting nothing. Inside `on(...)` the
+    /// host resolves the path and refuses its root and the ssh user's home (where relative
+    /// paths start) and every folder above it.
     ///
     /// ```rhai
     /// fs::remove("/srv/app/releases/20261101120000");
@@ -688,6 +696,8 @@ pub mod fs_api {
     /// `link` and renames it over `link`, so `link` always exists and always points at a
     /// complete target. A relative `target` is read from the link's folder; it must exist.
     /// Refuses to replace a real file or folder. In a dry run it prints `would link: ...`.
+    /// Inside `on(...)` the host does it: `ln -sfn` to a temp name beside `link`, then
+    /// `mv -T` over it.
     ///
     /// ```rhai
     /// fs::symlink_swap("releases/20261123191200", "/srv/app/current");
@@ -768,8 +778,10 @@ pub mod fs_api {
         Ok(which_impl(name).map(Dynamic::from).unwrap_or(Dynamic::UNIT))
     }
 
-    /// Returns true when nothing listens on `127.0.0.1:port` (no connection is accepted
-    /// and the port can be bound).
+    /// Returns true when nothing listens on `127.0.0.1:port` of this machine (no
+    /// connection is accepted and the port can be bound). Inside `on(...)` it refuses
+    /// (it cannot look at the host's ports): use `local(|| fs::port_free(..))` or
+    /// `sh("ss -ltn")` there.
     ///
     /// ```rhai
     /// if !fs::port_free(8080) { abort("port 8080 is taken"); }
