@@ -10,10 +10,10 @@ use rhai::plugin::*;
 use rhai::{Array, Map};
 
 use super::error::{state, throw, throw_with, Error};
-use crate::host::state::HostState;
-use crate::remote::files::{self, Failure, Op};
 use super::opts::show;
 use crate::core::{dotenv, logscan};
+use crate::host::state::HostState;
+use crate::remote::files::{self, Failure, Op};
 use crate::report::atomic::{
     clean_stale_temps, parent_dir, sync_dir, unique_sibling, write_atomic,
 };
@@ -85,12 +85,23 @@ fn host_of(ctx: &NativeCallContext) -> Result<(std::sync::Arc<HostState>, Option
 
 /// Runs a file operation on `host` and returns its answer; a failure is an error of kind
 /// `fs` (or `usage` for a refused path) naming the host, the path and what to check.
-pub(crate) fn on_host(st: &HostState, host: &str, op: &Op, what: &str, path: &str) -> Result<String, Error> {
+pub(crate) fn on_host(
+    st: &HostState,
+    host: &str,
+    op: &Op,
+    what: &str,
+    path: &str,
+) -> Result<String, Error> {
     run_op(st, host, op, what)?.map_err(|f| failed(host, what, path, f))
 }
 
 /// Runs a file operation on `host`: its answer, or why it failed there.
-fn run_op(st: &HostState, host: &str, op: &Op, what: &str) -> Result<Result<String, Failure>, Error> {
+fn run_op(
+    st: &HostState,
+    host: &str,
+    op: &Op,
+    what: &str,
+) -> Result<Result<String, Failure>, Error> {
     let out = super::remote::script_on(st, host, &op.script(), op.changes(), what)?;
     if out.code == Some(0) {
         if let Some(a) = files::answer(&out.stdout) {
@@ -123,7 +134,10 @@ fn failed(host: &str, what: &str, path: &str, failure: Failure) -> Error {
 pub(crate) fn read_opt(st: &HostState, path: &str) -> Result<Option<String>, Error> {
     match st.remote.current() {
         Some(host) => {
-            let op = Op::Read { path, limit: MAX_READ_BYTES };
+            let op = Op::Read {
+                path,
+                limit: MAX_READ_BYTES,
+            };
             match run_op(st, &host, &op, "cannot read")? {
                 Ok(a) => Ok(Some(a)),
                 Err(Failure::NotFound(_)) => Ok(None),
@@ -142,7 +156,9 @@ pub(crate) fn read_opt(st: &HostState, path: &str) -> Result<Option<String>, Err
 /// the caller decides).
 pub(crate) fn write_file(st: &HostState, path: &str, text: &str) -> Result<(), Error> {
     match st.remote.current() {
-        Some(host) => on_host(st, &host, &Op::Write { path, text }, "cannot write", path).map(|_| ()),
+        Some(host) => {
+            on_host(st, &host, &Op::Write { path, text }, "cannot write", path).map(|_| ())
+        }
         None => {
             clean_stale_temps(parent_dir(Path::new(path)));
             write_atomic(Path::new(path), text.as_bytes())
@@ -447,7 +463,10 @@ fn read_tail(path: &str) -> io::Result<String> {
 
 /// Reads a whole file of `host`, refusing one larger than [`MAX_READ_BYTES`].
 fn read_remote(st: &HostState, host: &str, path: &str) -> Result<String, Error> {
-    let op = Op::Read { path, limit: MAX_READ_BYTES };
+    let op = Op::Read {
+        path,
+        limit: MAX_READ_BYTES,
+    };
     let a = on_host(st, host, &op, "cannot read", path)?;
     if a.len() as u64 > MAX_READ_BYTES {
         return Err(throw("fs", format!(
@@ -542,9 +561,15 @@ pub mod fs_api {
             return Ok(());
         }
         if let (st, Some(host)) = host_of(&ctx)? {
-            return on_host(&st, &host, &Op::Append { path, text }, "cannot append to", path)
-                .map(|_| ())
-                .map_err(|e| at(&ctx, e));
+            return on_host(
+                &st,
+                &host,
+                &Op::Append { path, text },
+                "cannot append to",
+                path,
+            )
+            .map(|_| ())
+            .map_err(|e| at(&ctx, e));
         }
         append_impl(path, text).map_err(|e| at(&ctx, io_error("cannot append to", path, &e)))
     }
@@ -609,8 +634,14 @@ pub mod fs_api {
     #[rhai_fn(return_raw)]
     pub fn size(ctx: NativeCallContext, path: &str) -> Result<i64, Error> {
         if let (st, Some(host)) = host_of(&ctx)? {
-            let a = on_host(&st, &host, &Op::Size { path }, "cannot read the size of", path)
-                .map_err(|e| at(&ctx, e))?;
+            let a = on_host(
+                &st,
+                &host,
+                &Op::Size { path },
+                "cannot read the size of",
+                path,
+            )
+            .map_err(|e| at(&ctx, e))?;
             return Ok(files::number(&a).map_or(0, |n| i64::try_from(n).unwrap_or(i64::MAX)));
         }
         std::fs::metadata(path)
@@ -654,9 +685,15 @@ pub mod fs_api {
             return Ok(());
         }
         if let (st, Some(host)) = host_of(&ctx)? {
-            return on_host(&st, &host, &Op::Mkdir { path }, "cannot create folder", path)
-                .map(|_| ())
-                .map_err(|e| at(&ctx, e));
+            return on_host(
+                &st,
+                &host,
+                &Op::Mkdir { path },
+                "cannot create folder",
+                path,
+            )
+            .map(|_| ())
+            .map_err(|e| at(&ctx, e));
         }
         std::fs::create_dir_all(path)
             .map_err(|e| at(&ctx, io_error("cannot create folder", path, &e)))
@@ -729,8 +766,14 @@ pub mod fs_api {
     #[rhai_fn(return_raw)]
     pub fn read_link(ctx: NativeCallContext, path: &str) -> Result<String, Error> {
         if let (st, Some(host)) = host_of(&ctx)? {
-            let a = on_host(&st, &host, &Op::ReadLink { path }, "cannot read the symlink", path)
-                .map_err(|e| at(&ctx, e))?;
+            let a = on_host(
+                &st,
+                &host,
+                &Op::ReadLink { path },
+                "cannot read the symlink",
+                path,
+            )
+            .map_err(|e| at(&ctx, e))?;
             return Ok(a.strip_suffix('\n').unwrap_or(&a).to_string());
         }
         std::fs::read_link(path)
@@ -752,7 +795,18 @@ pub mod fs_api {
                 .map_err(|e| at(&ctx, e))?;
             return files::number(&a)
                 .map(|kb| i64::try_from(kb.saturating_mul(1024)).unwrap_or(i64::MAX))
-                .ok_or_else(|| at(&ctx, throw("fs", format!("{what} {host}:{path}: df printed {:?}, not a number of blocks", a.trim()))));
+                .ok_or_else(|| {
+                    at(
+                        &ctx,
+                        throw(
+                            "fs",
+                            format!(
+                                "{what} {host}:{path}: df printed {:?}, not a number of blocks",
+                                a.trim()
+                            ),
+                        ),
+                    )
+                });
         }
         free_bytes_impl(path)
             .map(|b| i64::try_from(b).unwrap_or(i64::MAX))
@@ -770,10 +824,18 @@ pub mod fs_api {
             if name.is_empty() {
                 return Ok(Dynamic::UNIT);
             }
-            let a = on_host(&st, &host, &Op::Which { name }, "cannot look for the program", name)
-                .map_err(|e| at(&ctx, e))?;
+            let a = on_host(
+                &st,
+                &host,
+                &Op::Which { name },
+                "cannot look for the program",
+                name,
+            )
+            .map_err(|e| at(&ctx, e))?;
             let found = a.lines().map(str::trim).find(|l| l.starts_with('/'));
-            return Ok(found.map(|p| Dynamic::from(p.to_string())).unwrap_or(Dynamic::UNIT));
+            return Ok(found
+                .map(|p| Dynamic::from(p.to_string()))
+                .unwrap_or(Dynamic::UNIT));
         }
         Ok(which_impl(name).map(Dynamic::from).unwrap_or(Dynamic::UNIT))
     }
@@ -855,7 +917,10 @@ pub mod fs_api {
         let since = since_stamp("fs::log_errors", &since).map_err(|e| at(&ctx, e))?;
         let text = match host_of(&ctx)? {
             (st, Some(host)) => {
-                let op = Op::Tail { path, bytes: LOG_TAIL_BYTES };
+                let op = Op::Tail {
+                    path,
+                    bytes: LOG_TAIL_BYTES,
+                };
                 let a = on_host(&st, &host, &op, "cannot read the log", path)
                     .map_err(|e| at(&ctx, e))?;
                 // A cut tail starts mid-line: from the first whole line.
@@ -864,8 +929,9 @@ pub mod fs_api {
                     _ => a,
                 }
             }
-            (_, None) => read_tail(path)
-                .map_err(|e| at(&ctx, io_error("cannot read the log", path, &e)))?,
+            (_, None) => {
+                read_tail(path).map_err(|e| at(&ctx, io_error("cannot read the log", path, &e)))?
+            }
         };
         Ok(logscan::errors_since(&text, since)
             .into_iter()

@@ -70,7 +70,10 @@ fn on_disk(st: &HostState, root: &str) -> Result<Vec<OnDisk>, Error> {
     let Some(host) = st.remote.current() else {
         return Ok(on_disk_here(root));
     };
-    let op = Op::ReleaseDirs { root, mark: BAD_MARK };
+    let op = Op::ReleaseDirs {
+        root,
+        mark: BAD_MARK,
+    };
     let a = crate::api::fs::on_host(st, &host, &op, "cannot list the releases of", root)?;
     Ok(files::release_dirs(&a)
         .into_iter()
@@ -191,22 +194,21 @@ pub mod journal_api {
         let j = load(&st, root).map_err(|e| at(&ctx, e))?;
         let live = (!live.is_unit()).then(|| live.to_string());
         let disk = on_disk(&st, root).map_err(|e| at(&ctx, e))?;
-        j.rollback_target(live.as_deref(), &disk)
-            .map_err(|why| {
-                at(
-                    &ctx,
-                    throw(
-                        "rollback",
-                        format!(
-                            "cannot roll back{} in {}/releases: {why}",
-                            live.as_deref()
-                                .map(|l| format!(" from release {l}"))
-                                .unwrap_or_default(),
-                            shown_path(&st, Path::new(root.trim_end_matches('/')))
-                        ),
+        j.rollback_target(live.as_deref(), &disk).map_err(|why| {
+            at(
+                &ctx,
+                throw(
+                    "rollback",
+                    format!(
+                        "cannot roll back{} in {}/releases: {why}",
+                        live.as_deref()
+                            .map(|l| format!(" from release {l}"))
+                            .unwrap_or_default(),
+                        shown_path(&st, Path::new(root.trim_end_matches('/')))
                     ),
-                )
-            })
+                ),
+            )
+        })
     }
 
     /// Returns the releases pruning removes to keep `keep` good ones (oldest first): never
@@ -245,13 +247,22 @@ pub mod journal_api {
         if j.is_bad(release) {
             return Ok(true);
         }
-        let mark = Path::new(root).join("releases").join(release).join(BAD_MARK);
+        let mark = Path::new(root)
+            .join("releases")
+            .join(release)
+            .join(BAD_MARK);
         Ok(match st.remote.current() {
             None => mark.exists(),
             Some(host) => {
                 let m = mark.display().to_string();
-                let a = crate::api::fs::on_host(&st, &host, &Op::Probe { path: &m }, "cannot look at", &m)
-                    .map_err(|e| at(&ctx, e))?;
+                let a = crate::api::fs::on_host(
+                    &st,
+                    &host,
+                    &Op::Probe { path: &m },
+                    "cannot look at",
+                    &m,
+                )
+                .map_err(|e| at(&ctx, e))?;
                 files::probe(&a).exists
             }
         })

@@ -434,11 +434,22 @@ mod tests {
             &home,
         );
         assert_eq!((c, answer(&out)), (Some(0), Some(text)));
-        run(&Op::Append { path: &f, text: "!" }, &home);
+        run(
+            &Op::Append {
+                path: &f,
+                text: "!",
+            },
+            &home,
+        );
         assert!(std::fs::read_to_string(&f).unwrap().ends_with("end!"));
         let (_, out, _) = run(&Op::Probe { path: &f }, &home);
         assert!(probe(answer(&out).unwrap()).file);
-        let (_, out, _) = run(&Op::List { path: &format!("{d}/home/sub") }, &home);
+        let (_, out, _) = run(
+            &Op::List {
+                path: &format!("{d}/home/sub"),
+            },
+            &home,
+        );
         assert_eq!(names(answer(&out).unwrap()), ["a.txt"]);
         let (c, _, err) = run(
             &Op::Read {

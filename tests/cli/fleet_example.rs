@@ -28,7 +28,9 @@ impl Fleet {
             if std::env::var("CI").as_deref() == Ok("true") {
                 panic!("the fleet example test needs root and openssh-server (CI=true)");
             }
-            eprintln!("SKIPPED: the fleet example needs root, network namespaces and openssh-server");
+            eprintln!(
+                "SKIPPED: the fleet example needs root, network namespaces and openssh-server"
+            );
             return None;
         }
         let k = std::process::id() % 250;
@@ -44,7 +46,11 @@ impl Fleet {
         };
         fleet.hosts_sh(&["down"]);
         let out = fleet.hosts_sh(&["up", &n.to_string()]);
-        assert!(out.status.success(), "hosts.sh up: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "hosts.sh up: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         Some(fleet)
     }
 
@@ -62,7 +68,12 @@ impl Fleet {
 
     fn live(&self, i: usize) -> String {
         std::fs::read_link(self.root(i).join("current"))
-            .map(|p| p.display().to_string().trim_start_matches("releases/").to_string())
+            .map(|p| {
+                p.display()
+                    .to_string()
+                    .trim_start_matches("releases/")
+                    .to_string()
+            })
             .unwrap_or_default()
     }
 
@@ -70,7 +81,8 @@ impl Fleet {
     fn health(&self, i: usize) -> String {
         use std::io::{Read, Write};
         let addr: std::net::SocketAddr = format!("{}:8080", self.ips[i]).parse().unwrap();
-        let Ok(mut s) = std::net::TcpStream::connect_timeout(&addr, std::time::Duration::from_secs(2))
+        let Ok(mut s) =
+            std::net::TcpStream::connect_timeout(&addr, std::time::Duration::from_secs(2))
         else {
             return String::new();
         };
@@ -100,7 +112,12 @@ fn deploy(dir: &Path, extra: &[&str]) -> Output {
         .timeout(std::time::Duration::from_secs(240))
         .file("deployer.toml", &toml)
         .file("deploy.rhai", &script)
-        .args(["run", "deploy.rhai", "--var", &format!("app={}", app.display())])
+        .args([
+            "run",
+            "deploy.rhai",
+            "--var",
+            &format!("app={}", app.display()),
+        ])
         .args(extra)
         .run()
 }
@@ -121,7 +138,11 @@ fn fleet_example_deploys_in_batches_then_stops_and_rolls_back_a_broken_release()
     for i in 0..3 {
         good.assert_stdout_contains(&format!("{}: live release {release}", ips[i]));
         assert_eq!(fleet.live(i), release, "host {i}");
-        assert!(fleet.health(i).contains(&release), "host {i}: {}", fleet.health(i));
+        assert!(
+            fleet.health(i).contains(&release),
+            "host {i}: {}",
+            fleet.health(i)
+        );
     }
 
     let bad = deploy(dir.path(), &["--var", "break=true"]);
@@ -135,7 +156,11 @@ fn fleet_example_deploys_in_batches_then_stops_and_rolls_back_a_broken_release()
         .assert_stdout_contains(&format!("{}: rolled back, live release {release}", ips[0]));
     for i in 0..3 {
         assert_eq!(fleet.live(i), release, "host {i} after the rollback");
-        assert!(fleet.health(i).contains(&release), "host {i}: {}", fleet.health(i));
+        assert!(
+            fleet.health(i).contains(&release),
+            "host {i}: {}",
+            fleet.health(i)
+        );
     }
     // The broken release reached the first host only, and is marked bad there.
     let releases = |i: usize| -> Vec<String> {
@@ -149,7 +174,12 @@ fn fleet_example_deploys_in_batches_then_stops_and_rolls_back_a_broken_release()
     };
     let first = releases(0);
     assert_eq!(first.len(), 2, "{first:?}");
-    assert!(fleet.root(0).join("releases").join(&first[1]).join(".deployer-bad").exists());
+    assert!(fleet
+        .root(0)
+        .join("releases")
+        .join(&first[1])
+        .join(".deployer-bad")
+        .exists());
     assert_eq!(releases(1), [release.clone()]);
     assert_eq!(releases(2), [release.clone()]);
 
@@ -163,5 +193,8 @@ fn fleet_example_deploys_in_batches_then_stops_and_rolls_back_a_broken_release()
         !String::from_utf8_lossy(&netns.stdout).contains(&format!("{tag}-h")),
         "namespaces left"
     );
-    assert!(fleet.health(0).is_empty(), "the app still answers after down");
+    assert!(
+        fleet.health(0).is_empty(),
+        "the app still answers after down"
+    );
 }

@@ -81,7 +81,10 @@ fn releases_are_created_activated_pruned_and_switched_back_on_each_host() {
         assert!(std::path::Path::new(&format!("{root}/releases/r3/.deployer-bad")).exists());
         let journal = std::fs::read_to_string(format!("{root}/releases.json")).unwrap();
         for ev in ["created", "live", "removed", "bad", "rolled_back"] {
-            assert!(journal.contains(&format!("\"event\": \"{ev}\"")), "{journal}");
+            assert!(
+                journal.contains(&format!("\"event\": \"{ev}\"")),
+                "{journal}"
+            );
         }
         // No temp link or temp file left beside `current` or the journal.
         let left: Vec<String> = std::fs::read_dir(&root)
@@ -191,9 +194,7 @@ fn a_dry_run_reads_the_host_and_changes_nothing() {
     out.assert_code(0)
         .assert_stdout_contains("live=r1")
         .assert_stderr_contains(&format!("would {ip} | create folder: {root}/releases/r2"))
-        .assert_stderr_contains(&format!(
-            "would {ip} | link: {root}/current -> releases/r2"
-        ))
+        .assert_stderr_contains(&format!("would {ip} | link: {root}/current -> releases/r2"))
         .assert_stderr_contains(&format!("would {ip} | remove: {root}/releases/r1"));
     assert!(!std::path::Path::new(&format!("{root}/releases/r2")).exists());
     assert!(!std::path::Path::new(&format!("{root}/secret.txt")).exists());
