@@ -54,6 +54,11 @@ up() {
     [[ "$n" =~ ^[0-9]+$ ]] && [ "$n" -ge 1 ] && [ "$n" -le 50 ] || die "up N: N must be 1 to 50, got '$n'"
     need_root
     [ -e "$state" ] && die "$state exists: run '$0 down' first"
+    # Leftovers of a run whose folder is gone (same names, so they would collide).
+    for ns in $(ip netns list 2>/dev/null | awk '{print $1}' | grep -E "^$tag-h[0-9]+$" || true); do
+        ip netns del "$ns" 2>/dev/null || true
+    done
+    ip link del "$bridge" 2>/dev/null || true
     mkdir -p "$state/hosts" /run/sshd
     chmod 700 "$state"
     ip link add "$bridge" type bridge
