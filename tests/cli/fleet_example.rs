@@ -135,8 +135,8 @@ fn fleet_example_deploys_in_batches_then_stops_and_rolls_back_a_broken_release()
         .assert_stderr_contains(&format!("batch 2/2: {}", ips[2]));
     let release = fleet.live(0);
     assert!(!release.is_empty(), "no release live on {}", ips[0]);
-    for i in 0..3 {
-        good.assert_stdout_contains(&format!("{}: live release {release}", ips[i]));
+    for (i, ip) in ips.iter().enumerate() {
+        good.assert_stdout_contains(&format!("{ip}: live release {release}"));
         assert_eq!(fleet.live(i), release, "host {i}");
         assert!(
             fleet.health(i).contains(&release),
@@ -180,8 +180,8 @@ fn fleet_example_deploys_in_batches_then_stops_and_rolls_back_a_broken_release()
         .join(&first[1])
         .join(".deployer-bad")
         .exists());
-    assert_eq!(releases(1), [release.clone()]);
-    assert_eq!(releases(2), [release.clone()]);
+    assert_eq!(releases(1), std::slice::from_ref(&release));
+    assert_eq!(releases(2), std::slice::from_ref(&release));
 
     // down removes the hosts and the apps they ran.
     let out = fleet.hosts_sh(&["down"]);
