@@ -864,8 +864,15 @@ pub mod fs_api {
             ));
         };
         let st = state(&ctx)?;
-        crate::api::remote::local_only(&st, "fs::port_free", &format!("check port {port}"))
-            .map_err(|e| at(&ctx, e))?;
+        if let Some(host) = st.remote.current() {
+            return Err(at(
+                &ctx,
+                throw(
+                    "usage",
+                    format!("fs::port_free({port}) looks at this machine's ports, not at {host}'s (inside on(...)): check the host with sh(\"! ss -ltn | grep -q ':{port} '\"), or wrap it in local(|| ...) to mean this machine"),
+                ),
+            ));
+        }
         let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
         if std::net::TcpStream::connect_timeout(&addr, std::time::Duration::from_millis(500))
             .is_ok()

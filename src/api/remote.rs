@@ -155,20 +155,6 @@ pub(crate) fn script_on(
     }
 }
 
-/// Refuses a change to this machine's files inside `on(...)`, where the script most likely
-/// meant the host: `fs::` functions act only locally in this version.
-pub(crate) fn local_only(st: &HostState, module: &str, what: &str) -> Result<(), Error> {
-    match st.remote.current() {
-        None => Ok(()),
-        Some(host) => Err(throw(
-            "usage",
-            format!(
-                "{module} functions act on this machine, not on {host} (inside on(...)): refused to {what}; run it on the host with sh(...), or wrap it in local(|| ...) to mean this machine"
-            ),
-        )),
-    }
-}
-
 /// A host has changed once a command runs on it after a `changes: true` phase began.
 fn note_change(st: &HostState, host: &str) {
     let began = st.pipeline.lock().map(|p| p.changes_began).unwrap_or(false);

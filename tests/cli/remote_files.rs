@@ -139,7 +139,10 @@ fn fs_functions_act_on_the_host_and_name_it_in_errors() {
             ips[0]
         ))
         .assert_stdout_contains("root: usage")
-        .assert_stdout_contains("port: fs::port_free functions act on this machine");
+        .assert_stdout_contains(&format!(
+            "port: fs::port_free(8080) looks at this machine's ports, not at {}'s",
+            ips[0]
+        ));
     assert_eq!(
         std::fs::read_to_string(format!("{root}/d/f.txt")).unwrap(),
         "one\ntwo\n"
