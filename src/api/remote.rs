@@ -138,17 +138,27 @@ pub(crate) fn script_on(
         .map_err(|e| throw("connect", e))?;
     let script = crate::remote::remote_shell(body);
     let token = st.cancel.token();
-    match st
-        .runtime
-        .block_on(ssh::run(&argv, Some(script.into_bytes()), None, &token, None))
-    {
-        Ok(o) if o.code == Some(255) && ssh::lost_connection(&o.stderr).is_some() || o.code == Some(255) && !st.remote.alive(host) => Err(throw(
-            "connect",
-            format!(
-                "lost the connection to {host} during {what}: {}; the host went down or off the network",
-                ssh::lost_connection(&o.stderr).unwrap_or_else(|| "the ssh connection closed".into())
-            ),
-        )),
+    match st.runtime.block_on(ssh::run(
+        &argv,
+        Some(script.into_bytes()),
+        None,
+        &token,
+        None,
+    )) {
+        // ssh exits 255 for its own failures; the operations never do.
+        Ok(o) if o.code == Some(255) => {
+            let why = match ssh::lost_connection(&o.stderr) {
+                Some(line) => line,
+                None if !st.remote.alive(host) => "the ssh connection closed".into(),
+                None => return Ok(o),
+            };
+            Err(throw(
+                "connect",
+                format!(
+                    "lost the connection to {host} during a file operation ({what} ...): {why}; the host went down or off the network (the operation's outcome there is unknown)"
+                ),
+            ))
+        }
         Ok(o) => Ok(o),
         Err(ProcessError::Cancelled { .. }) => Err(terminated(st)),
         Err(e) => Err(throw("connect", format!("{what} on {host}: {e}"))),
