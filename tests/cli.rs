@@ -926,5 +926,10 @@ mod process;
 #[path = "cli/remote.rs"]
 mod remote;
 
+#[path = "cli/remote_files.rs"]
+mod remote_files;
 #[path = "cli/remote_lock.rs"]
 mod remote_lock;
+
+#[path = "cli/fleet_example.rs"]
+mod fleet_example;

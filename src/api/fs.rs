@@ -1,5 +1,6 @@
-//! `fs::*`: files, folders, symlinks and this machine's disk and ports, for the standard
-//! library (releases, preflight checks, log scans). Changes are only described in a dry run.
+//! `fs::*`: files, folders, symlinks, disk and ports, for the standard library (releases,
+//! preflight checks, log scans). Inside `on(...)` they act on the current host, through
+//! `crate::remote::files` over its connection. Changes are only described in a dry run.
 
 use std::io::{self, Read, Seek, SeekFrom};
 use std::os::unix::fs::PermissionsExt;
@@ -11,6 +12,8 @@ use rhai::{Array, Map};
 use super::error::{state, throw, throw_with, Error};
 use super::opts::show;
 use crate::core::{dotenv, logscan};
+use crate::host::state::HostState;
+use crate::remote::files::{self, Failure, Op};
 use crate::report::atomic::{
     clean_stale_temps, parent_dir, sync_dir, unique_sibling, write_atomic,
 };
@@ -62,15 +65,116 @@ fn at(ctx: &NativeCallContext, mut e: Error) -> Error {
     e
 }
 
-/// Returns true (after saying what would happen) when the run is a dry run.
+/// Returns true (after saying what would happen, and on which host) when the run is a
+/// dry run.
 fn dry(ctx: &NativeCallContext, what: &str) -> Result<bool, Error> {
     let st = state(ctx)?;
-    super::remote::local_only(&st, "fs::", what)?;
     if st.dry_run() {
-        st.would(what);
+        st.would(&super::remote::shown(&st, what.to_string()));
         return Ok(true);
     }
     Ok(false)
+}
+
+/// The run's state and the host of the surrounding `on(...)`, if any: where `fs::` acts.
+fn host_of(ctx: &NativeCallContext) -> Result<(std::sync::Arc<HostState>, Option<String>), Error> {
+    let st = state(ctx)?;
+    let host = st.remote.current();
+    Ok((st, host))
+}
+
+/// Runs a file operation on `host` and returns its answer; a failure is an error of kind
+/// `fs` (or `usage` for a refused path) naming the host, the path and what to check.
+pub(crate) fn on_host(
+    st: &HostState,
+    host: &str,
+    op: &Op,
+    what: &str,
+    path: &str,
+) -> Result<String, Error> {
+    run_op(st, host, op, what)?.map_err(|f| failed(host, what, path, f))
+}
+
+/// Runs a file operation on `host`: its answer, or why it failed there.
+fn run_op(
+    st: &HostState,
+    host: &str,
+    op: &Op,
+    what: &str,
+) -> Result<Result<String, Failure>, Error> {
+    let out = super::remote::script_on(st, host, &op.script(), op.changes(), what)?;
+    if out.code == Some(0) {
+        if let Some(a) = files::answer(&out.stdout) {
+            return Ok(Ok(a.to_string()));
+        }
+    }
+    Ok(Err(files::failure(out.code, &out.stderr)))
+}
+
+/// The error of a failed remote file operation.
+fn failed(host: &str, what: &str, path: &str, failure: Failure) -> Error {
+    let mut extra = Map::new();
+    extra.insert("path".into(), path.into());
+    extra.insert("host".into(), host.into());
+    let (kind, msg) = match failure {
+        Failure::NotFound(said) => ("fs", format!("{what} {host}:{path}: {said}; check the path (a relative path starts in the home folder of the remote user)")),
+        Failure::Refused(said) => ("usage", format!("{what} {host}:{path}: refusing to touch {said}; nothing was changed. Give the path of what to change inside it")),
+        Failure::WrongType(said) => ("fs", format!("{what} {host}:{path}: {said}")),
+        Failure::Other { code: Some(0), .. } => ("fs", format!("{what} {host}:{path}: the host gave no answer (its shell stopped before the operation ran); try `ssh {host} true` to see what it prints")),
+        Failure::Other { code, said } => ("fs", format!(
+            "{what} {host}:{path}: {said} (exit code {}){}",
+            code.map(|c| c.to_string()).unwrap_or_else(|| "none".into()),
+            if said.contains("Permission denied") { "; check the permissions of the path and its folder for the ssh user" } else { "" }
+        )),
+    };
+    throw_with(kind, msg, extra)
+}
+
+/// Reads a file here or on the current host; `None` when it does not exist.
+pub(crate) fn read_opt(st: &HostState, path: &str) -> Result<Option<String>, Error> {
+    match st.remote.current() {
+        Some(host) => {
+            let op = Op::Read {
+                path,
+                limit: MAX_READ_BYTES,
+            };
+            match run_op(st, &host, &op, "cannot read")? {
+                Ok(a) => Ok(Some(a)),
+                Err(Failure::NotFound(_)) => Ok(None),
+                Err(f) => Err(failed(&host, "cannot read", path, f)),
+            }
+        }
+        None => match read_bounded(path) {
+            Ok(b) => Ok(Some(String::from_utf8_lossy(&b).into_owned())),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(io_error("cannot read", path, &e)),
+        },
+    }
+}
+
+/// Replaces a file's content atomically here or on the current host (no dry-run check:
+/// the caller decides).
+pub(crate) fn write_file(st: &HostState, path: &str, text: &str) -> Result<(), Error> {
+    match st.remote.current() {
+        Some(host) => {
+            on_host(st, &host, &Op::Write { path, text }, "cannot write", path).map(|_| ())
+        }
+        None => {
+            clean_stale_temps(parent_dir(Path::new(path)));
+            write_atomic(Path::new(path), text.as_bytes())
+                .map_err(|e| io_error("cannot write", path, &e))
+        }
+    }
+}
+
+fn probe_at(ctx: &NativeCallContext, path: &str) -> Result<Option<files::Probe>, Error> {
+    let (st, host) = host_of(ctx)?;
+    match host {
+        None => Ok(None),
+        Some(h) => on_host(&st, &h, &Op::Probe { path }, "cannot look at", path)
+            .map(|a| Some(files::probe(&a)))
+            .map_err(|e| at(ctx, e)),
+    }
 }
 
 /// Folders a run registered as its project (the script's folder, deployer.toml's folder):
@@ -357,6 +461,22 @@ fn read_tail(path: &str) -> io::Result<String> {
     Ok(String::from_utf8_lossy(&bytes).into_owned())
 }
 
+/// Reads a whole file of `host`, refusing one larger than [`MAX_READ_BYTES`].
+fn read_remote(st: &HostState, host: &str, path: &str) -> Result<String, Error> {
+    let op = Op::Read {
+        path,
+        limit: MAX_READ_BYTES,
+    };
+    let a = on_host(st, host, &op, "cannot read", path)?;
+    if a.len() as u64 > MAX_READ_BYTES {
+        return Err(throw("fs", format!(
+            "cannot read {host}:{path}: it is larger than {} MiB, the most a script can hold in a string; read it with a command instead (sh(\"head -c 1000 {path}\"))",
+            MAX_READ_BYTES / (1024 * 1024)
+        )));
+    }
+    Ok(a)
+}
+
 fn since_stamp(func: &str, since: &Dynamic) -> Result<logscan::Stamp, Error> {
     if since.is_string() {
         return logscan::parse_time(&since.to_string())
@@ -383,14 +503,20 @@ pub mod fs_api {
     use super::*;
 
     /// Returns the text of a file (invalid UTF-8 is replaced). Throws an error of kind
-    /// `fs` naming the path when it cannot be read or is larger than 64 MiB.
+    /// `fs` naming the path when it cannot be read or is larger than 64 MiB. Inside
+    /// `on(...)` it reads the file on the current host (and the error names `host:path`);
+    /// so do all `fs::` functions but `port_free`, which refuses there.
     ///
     /// ```rhai
     /// let version = fs::read("VERSION");
     /// version.trim();
+    /// on("web", || print(fs::read("/srv/app/current/REVISION")));
     /// ```
     #[rhai_fn(return_raw)]
     pub fn read(ctx: NativeCallContext, path: &str) -> Result<String, Error> {
+        if let (st, Some(host)) = host_of(&ctx)? {
+            return read_remote(&st, &host, path).map_err(|e| at(&ctx, e));
+        }
         read_bounded(path)
             .map(|b| String::from_utf8_lossy(&b).into_owned())
             .map_err(|e| at(&ctx, io_error("cannot read", path, &e)))
@@ -399,20 +525,27 @@ pub mod fs_api {
     /// Replaces a file's content atomically (readers see the old or the new text, never a
     /// mix). Its folder must exist. In a dry run it prints `would write: PATH` only. Like
     /// `fs::remove`, it refuses paths that resolve to a protected folder (`"sub/.."`).
+    /// Inside `on(...)` it writes on the current host: the text goes over the connection
+    /// on stdin (never in a command's arguments), into a temp file renamed over `path`.
     ///
     /// ```rhai
     /// fs::write("releases/REVISION", git::current_commit());
+    /// on(hosts(), || fs::write("/srv/app/shared/.env", secret("APP_ENV_FILE")));
     /// ```
     #[rhai_fn(return_raw)]
     pub fn write(ctx: NativeCallContext, path: &str, text: &str) -> Result<(), Error> {
-        guard_folders(&ctx, "fs::write", path).map_err(|e| at(&ctx, e))?;
+        let (st, host) = host_of(&ctx)?;
+        match host {
+            // The host checks its own folders (the root, the ssh user's home and above).
+            Some(_) => guard("fs::write", path),
+            None => guard_folders(&ctx, "fs::write", path),
+        }
+        .map_err(|e| at(&ctx, e))?;
         if dry(&ctx, &format!("write: {path}"))? {
             return Ok(());
         }
-        // Temp files a killed run left beside the target go first.
-        clean_stale_temps(parent_dir(Path::new(path)));
-        write_atomic(Path::new(path), text.as_bytes())
-            .map_err(|e| at(&ctx, io_error("cannot write", path, &e)))
+        // Temp files a killed run left beside the target go first (both here and there).
+        write_file(&st, path, text).map_err(|e| at(&ctx, e))
     }
 
     /// Adds text at the end of a file, creating it if needed. In a dry run it prints
@@ -427,6 +560,17 @@ pub mod fs_api {
         if dry(&ctx, &format!("append: {path}"))? {
             return Ok(());
         }
+        if let (st, Some(host)) = host_of(&ctx)? {
+            return on_host(
+                &st,
+                &host,
+                &Op::Append { path, text },
+                "cannot append to",
+                path,
+            )
+            .map(|_| ())
+            .map_err(|e| at(&ctx, e));
+        }
         append_impl(path, text).map_err(|e| at(&ctx, io_error("cannot append to", path, &e)))
     }
 
@@ -435,8 +579,12 @@ pub mod fs_api {
     /// ```rhai
     /// if !fs::exists(".env") { abort("no .env file"); }
     /// ```
-    pub fn exists(path: &str) -> bool {
-        Path::new(path).exists()
+    #[rhai_fn(return_raw)]
+    pub fn exists(ctx: NativeCallContext, path: &str) -> Result<bool, Error> {
+        Ok(match probe_at(&ctx, path)? {
+            Some(p) => p.exists,
+            None => Path::new(path).exists(),
+        })
     }
 
     /// Returns true when the path is a folder (or a symlink to one).
@@ -444,8 +592,12 @@ pub mod fs_api {
     /// ```rhai
     /// if fs::is_dir("vendor") { log::info("dependencies installed"); }
     /// ```
-    pub fn is_dir(path: &str) -> bool {
-        Path::new(path).is_dir()
+    #[rhai_fn(return_raw)]
+    pub fn is_dir(ctx: NativeCallContext, path: &str) -> Result<bool, Error> {
+        Ok(match probe_at(&ctx, path)? {
+            Some(p) => p.dir,
+            None => Path::new(path).is_dir(),
+        })
     }
 
     /// Returns true when the path is a regular file (or a symlink to one).
@@ -453,8 +605,12 @@ pub mod fs_api {
     /// ```rhai
     /// if fs::is_file("artisan") { log::info("a Laravel app"); }
     /// ```
-    pub fn is_file(path: &str) -> bool {
-        Path::new(path).is_file()
+    #[rhai_fn(return_raw)]
+    pub fn is_file(ctx: NativeCallContext, path: &str) -> Result<bool, Error> {
+        Ok(match probe_at(&ctx, path)? {
+            Some(p) => p.file,
+            None => Path::new(path).is_file(),
+        })
     }
 
     /// Returns true when the path itself is a symlink (whether or not its target exists).
@@ -462,8 +618,12 @@ pub mod fs_api {
     /// ```rhai
     /// if fs::is_link("/srv/app/current") { log::info(fs::read_link("/srv/app/current")); }
     /// ```
-    pub fn is_link(path: &str) -> bool {
-        std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_symlink())
+    #[rhai_fn(return_raw)]
+    pub fn is_link(ctx: NativeCallContext, path: &str) -> Result<bool, Error> {
+        Ok(match probe_at(&ctx, path)? {
+            Some(p) => p.link,
+            None => std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_symlink()),
+        })
     }
 
     /// Returns the size of a file in bytes.
@@ -473,6 +633,17 @@ pub mod fs_api {
     /// ```
     #[rhai_fn(return_raw)]
     pub fn size(ctx: NativeCallContext, path: &str) -> Result<i64, Error> {
+        if let (st, Some(host)) = host_of(&ctx)? {
+            let a = on_host(
+                &st,
+                &host,
+                &Op::Size { path },
+                "cannot read the size of",
+                path,
+            )
+            .map_err(|e| at(&ctx, e))?;
+            return Ok(files::number(&a).map_or(0, |n| i64::try_from(n).unwrap_or(i64::MAX)));
+        }
         std::fs::metadata(path)
             .map(|m| i64::try_from(m.len()).unwrap_or(i64::MAX))
             .map_err(|e| at(&ctx, io_error("cannot read the size of", path, &e)))
@@ -485,6 +656,11 @@ pub mod fs_api {
     /// ```
     #[rhai_fn(return_raw)]
     pub fn list(ctx: NativeCallContext, path: &str) -> Result<Array, Error> {
+        if let (st, Some(host)) = host_of(&ctx)? {
+            let a = on_host(&st, &host, &Op::List { path }, "cannot list", path)
+                .map_err(|e| at(&ctx, e))?;
+            return Ok(files::names(&a).into_iter().map(Dynamic::from).collect());
+        }
         let entries =
             std::fs::read_dir(path).map_err(|e| at(&ctx, io_error("cannot list", path, &e)))?;
         let mut names = Vec::new();
@@ -508,6 +684,17 @@ pub mod fs_api {
         if dry(&ctx, &format!("create folder: {path}"))? {
             return Ok(());
         }
+        if let (st, Some(host)) = host_of(&ctx)? {
+            return on_host(
+                &st,
+                &host,
+                &Op::Mkdir { path },
+                "cannot create folder",
+                path,
+            )
+            .map(|_| ())
+            .map_err(|e| at(&ctx, e));
+        }
         std::fs::create_dir_all(path)
             .map_err(|e| at(&ctx, io_error("cannot create folder", path, &e)))
     }
@@ -516,7 +703,9 @@ pub mod fs_api {
     /// there was nothing to remove. In a dry run it prints `would remove: PATH` only.
     /// The path is resolved first (`.`, `..` and symlinked folders followed) and the root,
     /// the home folder, the current folder, the project folder and every folder above them
-    /// are refused with an error of kind `usage`, deleting nothing.
+    /// are refused with an error of kind `usage`, deleting nothing. Inside `on(...)` the
+    /// host resolves the path and refuses its root and the ssh user's home (where relative
+    /// paths start) and every folder above it.
     ///
     /// ```rhai
     /// fs::remove("/srv/app/releases/20261101120000");
@@ -524,6 +713,15 @@ pub mod fs_api {
     /// ```
     #[rhai_fn(return_raw)]
     pub fn remove(ctx: NativeCallContext, path: &str) -> Result<bool, Error> {
+        if let (st, Some(host)) = host_of(&ctx)? {
+            guard("fs::remove", path).map_err(|e| at(&ctx, e))?;
+            if dry(&ctx, &format!("remove: {path}"))? {
+                return probe_at(&ctx, path).map(|p| p.is_some_and(|p| p.exists || p.link));
+            }
+            let a = on_host(&st, &host, &Op::Remove { path }, "cannot remove", path)
+                .map_err(|e| at(&ctx, e))?;
+            return Ok(files::number(&a) == Some(1));
+        }
         guard_folders(&ctx, "fs::remove", path).map_err(|e| at(&ctx, e))?;
         if dry(&ctx, &format!("remove: {path}"))? {
             return Ok(Path::new(path).symlink_metadata().is_ok());
@@ -535,12 +733,24 @@ pub mod fs_api {
     /// `link` and renames it over `link`, so `link` always exists and always points at a
     /// complete target. A relative `target` is read from the link's folder; it must exist.
     /// Refuses to replace a real file or folder. In a dry run it prints `would link: ...`.
+    /// Inside `on(...)` the host does it: `ln -sfn` to a temp name beside `link`, then
+    /// `mv -T` over it.
     ///
     /// ```rhai
     /// fs::symlink_swap("releases/20261123191200", "/srv/app/current");
     /// ```
     #[rhai_fn(return_raw)]
     pub fn symlink_swap(ctx: NativeCallContext, target: &str, link: &str) -> Result<(), Error> {
+        if let (st, Some(host)) = host_of(&ctx)? {
+            guard("fs::symlink_swap", link).map_err(|e| at(&ctx, e))?;
+            if dry(&ctx, &format!("link: {link} -> {target}"))? {
+                return Ok(());
+            }
+            let what = format!("cannot point {link} at {target}:");
+            return on_host(&st, &host, &Op::SymlinkSwap { target, link }, &what, link)
+                .map(|_| ())
+                .map_err(|e| at(&ctx, e));
+        }
         guard_folders(&ctx, "fs::symlink_swap", link).map_err(|e| at(&ctx, e))?;
         if dry(&ctx, &format!("link: {link} -> {target}"))? {
             return Ok(());
@@ -555,6 +765,17 @@ pub mod fs_api {
     /// ```
     #[rhai_fn(return_raw)]
     pub fn read_link(ctx: NativeCallContext, path: &str) -> Result<String, Error> {
+        if let (st, Some(host)) = host_of(&ctx)? {
+            let a = on_host(
+                &st,
+                &host,
+                &Op::ReadLink { path },
+                "cannot read the symlink",
+                path,
+            )
+            .map_err(|e| at(&ctx, e))?;
+            return Ok(a.strip_suffix('\n').unwrap_or(&a).to_string());
+        }
         std::fs::read_link(path)
             .map(|p| p.display().to_string())
             .map_err(|e| at(&ctx, io_error("cannot read the symlink", path, &e)))
@@ -568,6 +789,25 @@ pub mod fs_api {
     /// ```
     #[rhai_fn(return_raw)]
     pub fn free_bytes(ctx: NativeCallContext, path: &str) -> Result<i64, Error> {
+        if let (st, Some(host)) = host_of(&ctx)? {
+            let what = "cannot read the free space of";
+            let a = on_host(&st, &host, &Op::FreeBytes { path }, what, path)
+                .map_err(|e| at(&ctx, e))?;
+            return files::number(&a)
+                .map(|kb| i64::try_from(kb.saturating_mul(1024)).unwrap_or(i64::MAX))
+                .ok_or_else(|| {
+                    at(
+                        &ctx,
+                        throw(
+                            "fs",
+                            format!(
+                                "{what} {host}:{path}: df printed {:?}, not a number of blocks",
+                                a.trim()
+                            ),
+                        ),
+                    )
+                });
+        }
         free_bytes_impl(path)
             .map(|b| i64::try_from(b).unwrap_or(i64::MAX))
             .map_err(|e| at(&ctx, io_error("cannot read the free space of", path, &e)))
@@ -578,12 +818,32 @@ pub mod fs_api {
     /// ```rhai
     /// if fs::which("wrangler") == () { abort("install wrangler: npm i -g wrangler"); }
     /// ```
-    pub fn which(name: &str) -> Dynamic {
-        which_impl(name).map(Dynamic::from).unwrap_or(Dynamic::UNIT)
+    #[rhai_fn(return_raw)]
+    pub fn which(ctx: NativeCallContext, name: &str) -> Result<Dynamic, Error> {
+        if let (st, Some(host)) = host_of(&ctx)? {
+            if name.is_empty() {
+                return Ok(Dynamic::UNIT);
+            }
+            let a = on_host(
+                &st,
+                &host,
+                &Op::Which { name },
+                "cannot look for the program",
+                name,
+            )
+            .map_err(|e| at(&ctx, e))?;
+            let found = a.lines().map(str::trim).find(|l| l.starts_with('/'));
+            return Ok(found
+                .map(|p| Dynamic::from(p.to_string()))
+                .unwrap_or(Dynamic::UNIT));
+        }
+        Ok(which_impl(name).map(Dynamic::from).unwrap_or(Dynamic::UNIT))
     }
 
-    /// Returns true when nothing listens on `127.0.0.1:port` (no connection is accepted
-    /// and the port can be bound).
+    /// Returns true when nothing listens on `127.0.0.1:port` of this machine (no
+    /// connection is accepted and the port can be bound). Inside `on(...)` it refuses
+    /// (it cannot look at the host's ports): use `local(|| fs::port_free(..))` or
+    /// `sh("ss -ltn")` there.
     ///
     /// ```rhai
     /// if !fs::port_free(8080) { abort("port 8080 is taken"); }
@@ -603,6 +863,16 @@ pub mod fs_api {
                 ),
             ));
         };
+        let st = state(&ctx)?;
+        if let Some(host) = st.remote.current() {
+            return Err(at(
+                &ctx,
+                throw(
+                    "usage",
+                    format!("fs::port_free({port}) looks at this machine's ports, not at {host}'s (inside on(...)): check the host with sh(\"! ss -ltn | grep -q ':{port} '\"), or wrap it in local(|| ...) to mean this machine"),
+                ),
+            ));
+        }
         let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
         if std::net::TcpStream::connect_timeout(&addr, std::time::Duration::from_millis(500))
             .is_ok()
@@ -624,9 +894,12 @@ pub mod fs_api {
     /// ```
     #[rhai_fn(return_raw)]
     pub fn dotenv(ctx: NativeCallContext, path: &str) -> Result<Map, Error> {
-        let text = read_bounded(path)
-            .map(|b| String::from_utf8_lossy(&b).into_owned())
-            .map_err(|e| at(&ctx, io_error("cannot read", path, &e)))?;
+        let text = match host_of(&ctx)? {
+            (st, Some(host)) => read_remote(&st, &host, path).map_err(|e| at(&ctx, e))?,
+            (_, None) => read_bounded(path)
+                .map(|b| String::from_utf8_lossy(&b).into_owned())
+                .map_err(|e| at(&ctx, io_error("cannot read", path, &e)))?,
+        };
         let pairs =
             dotenv::parse(&text).map_err(|e| at(&ctx, throw("dotenv", format!("{path} {e}"))))?;
         Ok(pairs
@@ -649,8 +922,24 @@ pub mod fs_api {
     #[rhai_fn(return_raw)]
     pub fn log_errors(ctx: NativeCallContext, path: &str, since: Dynamic) -> Result<Array, Error> {
         let since = since_stamp("fs::log_errors", &since).map_err(|e| at(&ctx, e))?;
-        let text =
-            read_tail(path).map_err(|e| at(&ctx, io_error("cannot read the log", path, &e)))?;
+        let text = match host_of(&ctx)? {
+            (st, Some(host)) => {
+                let op = Op::Tail {
+                    path,
+                    bytes: LOG_TAIL_BYTES,
+                };
+                let a = on_host(&st, &host, &op, "cannot read the log", path)
+                    .map_err(|e| at(&ctx, e))?;
+                // A cut tail starts mid-line: from the first whole line.
+                match a.find('\n') {
+                    Some(i) if a.len() as u64 >= LOG_TAIL_BYTES => a[i + 1..].to_string(),
+                    _ => a,
+                }
+            }
+            (_, None) => {
+                read_tail(path).map_err(|e| at(&ctx, io_error("cannot read the log", path, &e)))?
+            }
+        };
         Ok(logscan::errors_since(&text, since)
             .into_iter()
             .map(Dynamic::from)

@@ -1,6 +1,7 @@
 //! `release_journal::*` (the journal behind std/releases) and `record::*` (what a run
 //! reports about itself into report.json and the history). Thin: the decisions live in
-//! `core::releases`.
+//! `core::releases`, the same for a root on this machine and on the current host of
+//! `on(...)` (read and written through `fs`'s host-aware helpers).
 
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
@@ -10,7 +11,8 @@ use rhai::{Array, Map};
 
 use super::error::{state, throw, Error};
 use crate::core::releases::{EventKind, Journal, OnDisk, FILE};
-use crate::report::atomic::write_atomic;
+use crate::host::state::HostState;
+use crate::remote::files::{self, Op};
 
 /// The marker file a bad release holds (kept for roots from before the journal).
 const BAD_MARK: &str = ".deployer-bad";
@@ -26,16 +28,29 @@ fn at(ctx: &NativeCallContext, mut e: Error) -> Error {
     e
 }
 
-/// Reads the journal of `root`; a missing file is an empty journal.
-fn load(root: &str) -> Result<Journal, Error> {
+/// Where the journal is, as the messages name it: `host:path` inside `on(...)`.
+fn shown_path(st: &HostState, path: &Path) -> String {
+    match st.remote.current() {
+        Some(h) => format!("{h}:{}", path.display()),
+        None => path.display().to_string(),
+    }
+}
+
+/// Reads the journal of `root` (here, or on the current host); a missing file is an
+/// empty journal.
+fn load(st: &HostState, root: &str) -> Result<Journal, Error> {
     let path = journal_path(root);
-    let text = match std::fs::read_to_string(&path) {
-        Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Journal::new()),
+    let text = match crate::api::fs::read_opt(st, &path.display().to_string()) {
+        Ok(Some(t)) => t,
+        Ok(None) => return Ok(Journal::new()),
         Err(e) => {
             return Err(throw(
                 "releases",
-                format!("cannot read the release journal {}: {e}", path.display()),
+                format!(
+                    "cannot read the release journal {}: {}",
+                    shown_path(st, &path),
+                    crate::api::error::message_of(&e)
+                ),
             ))
         }
     };
@@ -44,14 +59,29 @@ fn load(root: &str) -> Result<Journal, Error> {
             "releases",
             format!(
                 "the release journal {} is damaged ({e}); fix it or move it away (rollback targets are then unknown)",
-                path.display()
+                shown_path(st, &path)
             ),
         )
     })
 }
 
-/// The release folders of `root`, oldest (by name) first.
-fn on_disk(root: &str) -> Vec<OnDisk> {
+/// The release folders of `root` (here, or on the current host), oldest (by name) first.
+fn on_disk(st: &HostState, root: &str) -> Result<Vec<OnDisk>, Error> {
+    let Some(host) = st.remote.current() else {
+        return Ok(on_disk_here(root));
+    };
+    let op = Op::ReleaseDirs {
+        root,
+        mark: BAD_MARK,
+    };
+    let a = crate::api::fs::on_host(st, &host, &op, "cannot list the releases of", root)?;
+    Ok(files::release_dirs(&a)
+        .into_iter()
+        .map(|(name, marked_bad)| OnDisk { name, marked_bad })
+        .collect())
+}
+
+fn on_disk_here(root: &str) -> Vec<OnDisk> {
     let dir = Path::new(root).join("releases");
     let mut out: Vec<OnDisk> = std::fs::read_dir(&dir)
         .into_iter()
@@ -101,21 +131,26 @@ pub mod journal_api {
         extra: Map,
     ) -> Result<(), Error> {
         let kind = kind_of(event).map_err(|e| at(&ctx, e))?;
-        if state(&ctx)?.dry_run() {
+        let st = state(&ctx)?;
+        if st.dry_run() {
             return Ok(());
         }
-        let mut j = load(root).map_err(|e| at(&ctx, e))?;
+        let mut j = load(&st, root).map_err(|e| at(&ctx, e))?;
         let now = crate::core::time::rfc3339(SystemTime::now());
         let ev = j.push(&now, release, kind);
         ev.to = opt_string(&extra, "to");
         ev.note = opt_string(&extra, "note");
         let path = journal_path(root);
-        write_atomic(&path, j.to_text().as_bytes()).map_err(|e| {
+        crate::api::fs::write_file(&st, &path.display().to_string(), &j.to_text()).map_err(|e| {
             at(
                 &ctx,
                 throw(
                     "releases",
-                    format!("cannot write the release journal {}: {e}", path.display()),
+                    format!(
+                        "cannot write the release journal {}: {}",
+                        shown_path(&st, &path),
+                        crate::api::error::message_of(&e)
+                    ),
                 ),
             )
         })
@@ -129,7 +164,7 @@ pub mod journal_api {
     /// ```
     #[rhai_fn(return_raw)]
     pub fn events(ctx: NativeCallContext, root: &str) -> Result<Array, Error> {
-        let j = load(root).map_err(|e| at(&ctx, e))?;
+        let j = load(&*state(&ctx)?, root).map_err(|e| at(&ctx, e))?;
         j.events
             .iter()
             .map(|e| {
@@ -155,24 +190,25 @@ pub mod journal_api {
         root: &str,
         live: Dynamic,
     ) -> Result<String, Error> {
-        let j = load(root).map_err(|e| at(&ctx, e))?;
+        let st = state(&ctx)?;
+        let j = load(&st, root).map_err(|e| at(&ctx, e))?;
         let live = (!live.is_unit()).then(|| live.to_string());
-        j.rollback_target(live.as_deref(), &on_disk(root))
-            .map_err(|why| {
-                at(
-                    &ctx,
-                    throw(
-                        "rollback",
-                        format!(
-                            "cannot roll back{} in {}/releases: {why}",
-                            live.as_deref()
-                                .map(|l| format!(" from release {l}"))
-                                .unwrap_or_default(),
-                            root.trim_end_matches('/')
-                        ),
+        let disk = on_disk(&st, root).map_err(|e| at(&ctx, e))?;
+        j.rollback_target(live.as_deref(), &disk).map_err(|why| {
+            at(
+                &ctx,
+                throw(
+                    "rollback",
+                    format!(
+                        "cannot roll back{} in {}/releases: {why}",
+                        live.as_deref()
+                            .map(|l| format!(" from release {l}"))
+                            .unwrap_or_default(),
+                        shown_path(&st, Path::new(root.trim_end_matches('/')))
                     ),
-                )
-            })
+                ),
+            )
+        })
     }
 
     /// Returns the releases pruning removes to keep `keep` good ones (oldest first): never
@@ -188,10 +224,12 @@ pub mod journal_api {
         live: Dynamic,
         keep: i64,
     ) -> Result<Array, Error> {
-        let j = load(root).map_err(|e| at(&ctx, e))?;
+        let st = state(&ctx)?;
+        let j = load(&st, root).map_err(|e| at(&ctx, e))?;
         let live = (!live.is_unit()).then(|| live.to_string());
         let keep = usize::try_from(keep).unwrap_or(0);
-        Ok(j.prune_plan(live.as_deref(), &on_disk(root), keep)
+        let disk = on_disk(&st, root).map_err(|e| at(&ctx, e))?;
+        Ok(j.prune_plan(live.as_deref(), &disk, keep)
             .into_iter()
             .map(Dynamic::from)
             .collect())
@@ -204,13 +242,30 @@ pub mod journal_api {
     /// ```
     #[rhai_fn(return_raw)]
     pub fn is_bad(ctx: NativeCallContext, root: &str, release: &str) -> Result<bool, Error> {
-        let j = load(root).map_err(|e| at(&ctx, e))?;
-        Ok(j.is_bad(release)
-            || Path::new(root)
-                .join("releases")
-                .join(release)
-                .join(BAD_MARK)
-                .exists())
+        let st = state(&ctx)?;
+        let j = load(&st, root).map_err(|e| at(&ctx, e))?;
+        if j.is_bad(release) {
+            return Ok(true);
+        }
+        let mark = Path::new(root)
+            .join("releases")
+            .join(release)
+            .join(BAD_MARK);
+        Ok(match st.remote.current() {
+            None => mark.exists(),
+            Some(host) => {
+                let m = mark.display().to_string();
+                let a = crate::api::fs::on_host(
+                    &st,
+                    &host,
+                    &Op::Probe { path: &m },
+                    "cannot look at",
+                    &m,
+                )
+                .map_err(|e| at(&ctx, e))?;
+                files::probe(&a).exists
+            }
+        })
     }
 }
 

@@ -161,17 +161,50 @@ fn run_on(
     Ok(out)
 }
 
-/// Refuses a change to this machine's files inside `on(...)`, where the script most likely
-/// meant the host: `fs::` functions act only locally in this version.
-pub(crate) fn local_only(st: &HostState, module: &str, what: &str) -> Result<(), Error> {
-    match st.remote.current() {
-        None => Ok(()),
-        Some(host) => Err(throw(
-            "usage",
-            format!(
-                "{module} functions act on this machine, not on {host} (inside on(...)): refused to {what}; run it on the host with sh(...), or wrap it in local(|| ...) to mean this machine"
-            ),
-        )),
+/// Runs a file operation (`crate::remote::files`) on `host` over its master connection:
+/// the text, with any file content in it, goes on stdin, never into an argv. Returns the
+/// operation's output; a lost connection is an error of kind `connect` naming the host.
+pub(crate) fn script_on(
+    st: &HostState,
+    host: &str,
+    body: &str,
+    changes: bool,
+    what: &str,
+) -> Result<CommandOutput, Error> {
+    connect(st, host)?;
+    if changes {
+        note_change(st, host);
+    }
+    let argv = st
+        .remote
+        .shell_argv(host)
+        .map_err(|e| throw("connect", e))?;
+    let script = crate::remote::remote_shell(body);
+    let token = st.cancel.token();
+    match st.runtime.block_on(ssh::run(
+        &argv,
+        Some(script.into_bytes()),
+        None,
+        &token,
+        None,
+    )) {
+        // ssh exits 255 for its own failures; the operations never do.
+        Ok(o) if o.code == Some(255) => {
+            let why = match ssh::lost_connection(&o.stderr) {
+                Some(line) => line,
+                None if !st.remote.alive(host) => "the ssh connection closed".into(),
+                None => return Ok(o),
+            };
+            Err(throw(
+                "connect",
+                format!(
+                    "lost the connection to {host} during a file operation ({what} ...): {why}; the host went down or off the network (the operation's outcome there is unknown)"
+                ),
+            ))
+        }
+        Ok(o) => Ok(o),
+        Err(ProcessError::Cancelled { .. }) => Err(terminated(st)),
+        Err(e) => Err(throw("connect", format!("{what} on {host}: {e}"))),
     }
 }
 

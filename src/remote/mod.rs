@@ -1,6 +1,7 @@
 //! Remote hosts over the system's OpenSSH client: the inventory of an environment, the
 //! plan of a rollout (batches, failure budget) and one master connection per host.
 
+pub mod files;
 pub mod lock;
 pub mod ssh;
 
@@ -293,7 +294,19 @@ pub fn remote_script_with_input(
     }
     let words: Vec<String> = argv.iter().map(|a| sh_quote(a)).collect();
     s.push_str(&words.join(" "));
-    s.push_str(if input.is_some() {
+    watched(s, input.is_some())
+}
+
+/// Wraps shell text (a command, or a file operation of [`files`]) in the watcher that
+/// kills the whole remote session when the connection closes; see [`remote_script`].
+pub fn remote_shell(body: &str) -> String {
+    watched(format!("{{\nexec 3<&0\n(\n{}", body.trim_end()), false)
+}
+
+/// Ends the subshell opened by the script (its stdin from /dev/null unless `piped`: fed
+/// by the input decoded before it) and adds the watcher.
+fn watched(mut s: String, piped: bool) -> String {
+    s.push_str(if piped {
         "\n) 3<&- &\nc=$!\n"
     } else {
         "\n) </dev/null 3<&- &\nc=$!\n"

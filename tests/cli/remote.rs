@@ -496,8 +496,9 @@ fn a_secret_in_a_remote_argv_is_warned_about() {
 }
 
 #[test]
-fn fs_changes_inside_on_are_refused_unless_local() {
-    // Checked before any connection: the hosts need not exist (dry runs reach none).
+fn fs_changes_inside_on_act_on_the_host_and_a_dry_run_names_it() {
+    // A dry run sends no change: the host need not exist. fs:: inside on() means the host
+    // (tests/cli/remote_files.rs runs them for real), local(|| ...) this machine.
     let toml = "default_env = \"test\"\n[env.test]\nhosts = [\"10.231.0.11\"]\n";
     let out = Test::new()
         .file("deployer.toml", toml)
@@ -506,11 +507,10 @@ fn fs_changes_inside_on_are_refused_unless_local() {
         )
         .args(["run", "deploy.rhai", "--dry-run"])
         .run();
-    // A script fault: a dry run ends with exit 2.
-    out.assert_code(2)
-        .assert_stderr_contains("fs:: functions act on this machine, not on 10.231.0.11")
-        .assert_stderr_contains("refused to write: there.txt")
+    out.assert_code(0)
+        .assert_stderr_contains("would 10.231.0.11 | write: there.txt")
         .assert_stderr_contains("would write: here.txt");
+    assert!(!out.path().join("here.txt").exists() && !out.path().join("there.txt").exists());
 }
 
 #[test]

@@ -1,5 +1,5 @@
 //! Test hosts for remote work: each a Linux network namespace (a veth pair on a bridge in
-//! the root namespace, an address in 10.231.N.0/24, which exists only inside the test
+//! the root namespace, an address in 10.231.N.0/24 or a subnet a test file picks, which exists only inside the test
 //! machine) running its own `sshd` with default settings, a generated host key and an
 //! authorized test key. The guard removes namespaces, bridge and sshd processes on drop,
 //! also when the test fails. Needs root; without it `SshNet::start` prints SKIPPED and
@@ -97,6 +97,12 @@ impl SshNet {
         SshNet::start_in(n, "", 231)
     }
 
+    /// [`SshNet::start_in`] with a one-letter tag.
+    pub fn start_on(n: usize, octet: u8, tag: char) -> Option<SshNet> {
+        let tag: &'static str = Box::leak(tag.to_string().into_boxed_str());
+        SshNet::start_in(n, tag, u32::from(octet))
+    }
+
     /// [`SshNet::start`] in `10.OCTET.N.0/24` with interface and namespace names marked by
     /// `tag`, so test modules with nets of their own never meet (other test binaries may
     /// run at the same time).
@@ -191,9 +197,14 @@ impl SshNet {
             let pubkey =
                 std::fs::read_to_string(format!("{key}.pub")).map_err(|e| e.to_string())?;
             known.push_str(&format!("{ip} {}", pubkey));
-            // sshd's defaults otherwise (MaxSessions 10, MaxStartups 10:30:100).
+            // sshd's defaults otherwise (MaxSessions 10, MaxStartups 10:30:100). SetEnv
+            // SHLVL=1: the hosts share this machine's users, and bash started by sshd reads
+            // ~/.bashrc only as a top-level shell; a ~/.bashrc written for this machine's
+            // terminals (pyenv init, whose lock stalls every login for a minute once a killed
+            // test leaves it behind) must not run on the test hosts. Noisy start-up files are
+            // tested on purpose with a forced command (remote::a_noisy_remote_shell...).
             let conf = format!(
-                "ListenAddress {ip}\nHostKey {key}\nPidFile {pid}\nAuthorizedKeysFile {auth}\nStrictModes no\nPasswordAuthentication no\nKbdInteractiveAuthentication no\nUsePAM no\nPermitRootLogin prohibit-password\nSubsystem sftp /usr/lib/openssh/sftp-server\nLogLevel VERBOSE\n",
+                "ListenAddress {ip}\nHostKey {key}\nPidFile {pid}\nAuthorizedKeysFile {auth}\nStrictModes no\nPasswordAuthentication no\nKbdInteractiveAuthentication no\nUsePAM no\nPermitRootLogin prohibit-password\nSubsystem sftp /usr/lib/openssh/sftp-server\nLogLevel VERBOSE\nSetEnv SHLVL=1\n",
                 pid = p(&format!("sshd_{i}.pid")),
                 auth = p("authorized_keys"),
             );

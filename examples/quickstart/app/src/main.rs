@@ -1,11 +1,13 @@
 //! The quickstart's demo web app: a tiny HTTP/1.1 server on 127.0.0.1, standard library only.
 //!
 //!     quickstart-app --port 8080 --release 20261123191200 [--broken] [--broken-after 40]
+//!                    [--listen 127.0.0.1]
 //!
 //! `GET /health` answers `{"status":"healthy","release":...}`, `GET /` a small page. With
 //! `--broken` (or `QUICKSTART_BROKEN=1`) it works for its first requests (40 by default),
 //! so that it passes the health checks and the E2E test, then answers every other request
-//! with a 500, as a release with a leak would: only monitoring catches it.
+//! with a 500, as a release with a leak would: only monitoring catches it. `--listen`
+//! picks the address (examples/fleet serves on each test host's own address).
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -21,6 +23,7 @@ struct App {
 
 fn main() {
     let mut port = 8080u16;
+    let mut listen = std::net::IpAddr::from([127, 0, 0, 1]);
     let mut release = String::from("dev");
     let mut broken = std::env::var("QUICKSTART_BROKEN").is_ok_and(|v| v == "1" || v == "true");
     let mut broken_after = 40u64;
@@ -28,16 +31,17 @@ fn main() {
     while let Some(arg) = args.next() {
         match arg.as_str() {
             "--port" => port = value(&mut args, "--port"),
+            "--listen" => listen = value(&mut args, "--listen"),
             "--release" => release = value(&mut args, "--release"),
             "--broken" => broken = true,
             "--broken-after" => broken_after = value(&mut args, "--broken-after"),
-            other => fail(&format!("unknown argument {other}; use --port N --release NAME [--broken] [--broken-after N]")),
+            other => fail(&format!("unknown argument {other}; use --port N --release NAME [--broken] [--broken-after N] [--listen ADDR]")),
         }
     }
-    let listener = TcpListener::bind(("127.0.0.1", port))
-        .unwrap_or_else(|e| fail(&format!("cannot listen on 127.0.0.1:{port}: {e}")));
+    let listener = TcpListener::bind((listen, port))
+        .unwrap_or_else(|e| fail(&format!("cannot listen on {listen}:{port}: {e}")));
     println!(
-        "quickstart-app release {release} listening on http://127.0.0.1:{port}{}",
+        "quickstart-app release {release} listening on http://{listen}:{port}{}",
         if broken { " (broken)" } else { "" }
     );
     let app = Arc::new(App {
