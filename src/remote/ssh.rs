@@ -322,6 +322,7 @@ impl Fleet {
             kill_group(p.child.id(), libc::SIGKILL);
             let _ = p.child.wait();
         };
+        let mut retries = 0u32;
         loop {
             let (exited, since, log) = {
                 let mut inner = self.lock();
@@ -345,6 +346,14 @@ impl Fleet {
                 let p = self.lock().pending.remove(host);
                 drop(p);
                 let text = std::fs::read_to_string(&log).unwrap_or_default();
+                // sshd drops bursts of unauthenticated connections (MaxStartups 10:30:100)
+                // before the key exchange: a wide fan-out to one server tries again.
+                if dropped_before_kex(&text) && retries < KEX_RETRIES && !cancelled() {
+                    retries += 1;
+                    std::thread::sleep(Duration::from_millis(150 * u64::from(retries)));
+                    self.start(host)?;
+                    continue;
+                }
                 return Err(fail(explain(host, &env, &text)));
             }
             if master_answers(&opts, host) {
@@ -490,6 +499,20 @@ impl Drop for Fleet {
     fn drop(&mut self) {
         self.close_all();
     }
+}
+
+/// How many times a master dropped before the key exchange is started again.
+const KEX_RETRIES: u32 = 3;
+
+/// True when ssh says the server closed the connection before the key exchange: what sshd
+/// does to connections beyond `MaxStartups`, worth another try (not a refused key or an
+/// unknown host key, which never are).
+pub fn dropped_before_kex(log: &str) -> bool {
+    log.lines().any(|l| {
+        l.contains("kex_exchange_identification")
+            || (l.contains("Connection closed by") && !l.contains("authenticating"))
+            || l.contains("Connection reset by peer")
+    })
 }
 
 fn connect_timeout(ssh: &crate::config::SshConfig) -> u64 {
@@ -737,6 +760,26 @@ fn master_answers(opts: &[String], host: &str) -> bool {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_drop_before_the_key_exchange_is_tried_again_a_refusal_is_not() {
+        assert!(dropped_before_kex(
+            "kex_exchange_identification: read: Connection reset by peer\n"
+        ));
+        assert!(dropped_before_kex(
+            "kex_exchange_identification: Connection closed by remote host\nConnection closed by 10.0.0.1 port 22\n"
+        ));
+        assert!(!dropped_before_kex(
+            "root@web1: Permission denied (publickey).\n"
+        ));
+        assert!(!dropped_before_kex("Host key verification failed.\n"));
+        assert!(!dropped_before_kex(
+            "Connection closed by authenticating user root 10.0.0.1 port 22 [preauth]\n"
+        ));
+        assert!(!dropped_before_kex(
+            "ssh: connect to host web1 port 22: Connection refused\n"
+        ));
+    }
 
     #[test]
     fn explains_ssh_failures() {
