@@ -14,6 +14,7 @@ use crate::core::score::Verdict;
 use crate::exit;
 use crate::host::console::{Console, Style};
 use crate::host::diagnostic::Diagnostic;
+use crate::host::slot::ScriptSlot;
 use crate::host::state::HostOptions;
 use crate::host::Host;
 use crate::pipeline::{CheckStatus, PhaseStatus, RollbackRequest};
@@ -45,9 +46,10 @@ pub struct RunRequest {
     pub lock_wait: Option<Duration>,
     /// Run only the script's `fn rollback(ctx)` (`deployer rollback`).
     pub rollback_only: bool,
-    /// Watch mode: where the run publishes its state, so a new version of the script can
-    /// reach the hooks while it runs (`deployer run --watch`).
-    pub live: Option<crate::watch::LiveRun>,
+    /// Where the hooks look their functions up. The run puts its script there unless a
+    /// newer one is there already; watch mode shares one slot across runs and puts each new
+    /// version that passes the checks in it, so edits reach a running monitor's hooks.
+    pub script_slot: ScriptSlot,
 }
 
 /// Runs a script as a deployment and returns the exit code. Every run that gets past the
@@ -91,7 +93,12 @@ pub fn execute(req: &RunRequest, console: Console) -> i32 {
         yes: req.yes,
         timeout: req.timeout,
     };
-    let host = match Host::new(options, console.clone()) {
+    let host = match Host::new(
+        options,
+        console.clone(),
+        crate::api::bindings(),
+        req.script_slot.clone(),
+    ) {
         Ok(h) => h,
         Err(e) => {
             console.error(&e.to_string());
@@ -106,9 +113,6 @@ pub fn execute(req: &RunRequest, console: Console) -> i32 {
             console.error(&format!("deployer.toml: {e}; nothing was run"));
             return exit::USAGE;
         }
-    }
-    if let Some(live) = &req.live {
-        live.attach(host.state.clone());
     }
     let checked = match host.check(&name, &text) {
         Ok(c) => c,

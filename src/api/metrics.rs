@@ -275,14 +275,7 @@ fn call_latest(
     name: &str,
     args: Vec<Dynamic>,
 ) -> Option<Result<Dynamic, Error>> {
-    let ast = st.latest_ast.lock().ok()?.clone()?;
-    if !ast
-        .iter_functions()
-        .any(|f| f.name == name && f.params.len() == args.len())
-    {
-        return None;
-    }
-    Some(crate::host::call_script_fn(ctx.engine(), &ast, name, args))
+    st.script.call(ctx.engine(), name, args)
 }
 
 enum Target {
@@ -406,15 +399,7 @@ fn monitor_impl(ctx: &NativeCallContext, target: Target, o: Opts) -> Result<Map,
             WarnSource::Fixed(thresholds("monitor", &o.map("thresholds")?.unwrap_or_default())?.0)
         }
         None => {
-            let defines = st
-                .latest_ast
-                .lock()
-                .ok()
-                .and_then(|a| a.clone())
-                .is_some_and(|a| {
-                    a.iter_functions()
-                        .any(|f| f.name == "thresholds" && f.params.is_empty())
-                });
+            let defines = st.script.lookup("thresholds", 0).is_some();
             if defines {
                 WarnSource::Named("thresholds".into())
             } else {

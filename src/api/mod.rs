@@ -17,8 +17,19 @@ pub mod syntax;
 
 use rhai::{exported_module, Engine};
 
+use crate::host::Bindings;
+
+/// The script API as a host registers it: every function and type, with the option names
+/// of the functions that take an option map.
+pub fn bindings() -> Bindings<'static> {
+    Bindings {
+        register: &register_all,
+        option_lists: opts::OPTION_LISTS,
+    }
+}
+
 /// Registers every script-facing function and type on an engine.
-pub fn register(engine: &mut Engine) {
+pub fn register_all(engine: &mut Engine) {
     engine.register_type_with_name::<exec::ProcessHandle>("Process");
     engine.register_global_module(exported_module!(exec::exec_api).into());
     syntax::register_call(engine, "spawn", 1, 2, exec::spawn_syntax);

@@ -8,6 +8,7 @@ pub mod duration;
 pub mod jsonmatch;
 pub mod logscan;
 pub mod mask;
+pub mod options;
 pub mod releases;
 pub mod retention;
 pub mod score;

@@ -51,10 +51,10 @@ pub struct HostState {
     pub retries: Mutex<Vec<RetryEvent>>,
     /// The deployment pipeline of the run (phases, checks, rollback requests).
     pub pipeline: Mutex<crate::pipeline::Pipeline>,
-    /// The latest version of the running script that compiled. Watch mode replaces it
-    /// when the file changes; long operations (a monitor's `on_alert` hook and
+    /// The latest version of the running script that passed the checks. Watch mode and
+    /// the REPL replace it; long operations (a monitor's `on_alert` hook and
     /// `fn thresholds()`) look their functions up here, so edits apply at the next tick.
-    pub latest_ast: Mutex<Option<std::sync::Arc<rhai::AST>>>,
+    pub script: super::slot::ScriptSlot,
     /// The sampler behind `sample()` and `monitor()`, started on first use; its kept-alive
     /// connections are reused across calls.
     pub sampler: std::sync::OnceLock<crate::metrics::sampler::Sampler>,
