@@ -17,6 +17,7 @@ pub mod syntax;
 
 use rhai::{exported_module, Engine};
 
+use crate::core::options::OptionList;
 use crate::host::Bindings;
 
 /// The script API as a host registers it: every function and type, with the option names
@@ -24,7 +25,7 @@ use crate::host::Bindings;
 pub fn bindings() -> Bindings<'static> {
     Bindings {
         register: &register_all,
-        option_lists: opts::OPTION_LISTS,
+        option_lists: OPTION_LISTS,
     }
 }
 
@@ -55,3 +56,45 @@ pub fn register_all(engine: &mut Engine) {
     engine.register_static_module("backups", exported_module!(backups::backups_api).into());
     engine.register_static_module("process", exported_module!(process::process_api).into());
 }
+
+const fn list(
+    func: &'static str,
+    argc: usize,
+    arg: usize,
+    known: &'static [&'static str],
+) -> OptionList {
+    OptionList {
+        func,
+        argc,
+        arg,
+        known,
+        nested: &[],
+    }
+}
+
+/// Every native function that takes an option map, with the list of option names its
+/// binding uses (one list per function, shared by the runtime and the static check).
+pub const OPTION_LISTS: &[OptionList] = &[
+    list("exec", 2, 1, exec::EXEC_OPTS),
+    list("sh", 2, 1, exec::EXEC_OPTS),
+    list("spawn", 2, 1, exec::SPAWN_OPTS),
+    list("http::get", 2, 1, http::REQUEST_OPTS),
+    list("http::head", 2, 1, http::REQUEST_OPTS),
+    list("http::post", 2, 1, http::REQUEST_OPTS),
+    list("http::put", 2, 1, http::REQUEST_OPTS),
+    list("http::patch", 2, 1, http::REQUEST_OPTS),
+    list("http::delete", 2, 1, http::REQUEST_OPTS),
+    OptionList {
+        func: "http::wait_healthy",
+        argc: 2,
+        arg: 1,
+        known: http::WAIT_OPTS,
+        nested: &[("expect", http::EXPECT_KEYS)],
+    },
+    list("retry", 2, 0, retry::RETRY_OPTS),
+    list("sample", 2, 1, metrics::SAMPLE_OPTS),
+    list("monitor", 2, 1, metrics::MONITOR_OPTS),
+    list("collect", 2, 1, metrics::COLLECT_OPTS),
+    list("phase", 3, 1, phase::PHASE_OPTS),
+    list("on", 3, 1, remote::ON_OPTS),
+];

@@ -7,7 +7,7 @@ use rhai::{Array, Dynamic, Map};
 
 use super::error::{throw, Error};
 use crate::core::duration::{from_secs_f64, parse_duration};
-pub use crate::core::options::{unknown_option, OptionList};
+pub use crate::core::options::unknown_option;
 
 /// The options given to one function call.
 pub struct Opts {
@@ -200,45 +200,3 @@ pub fn argv(func: &str, arr: &Array) -> Result<Vec<String>, Error> {
         })
         .collect()
 }
-
-const fn list(
-    func: &'static str,
-    argc: usize,
-    arg: usize,
-    known: &'static [&'static str],
-) -> OptionList {
-    OptionList {
-        func,
-        argc,
-        arg,
-        known,
-        nested: &[],
-    }
-}
-
-/// Every native function that takes an option map, with the list of option names its
-/// binding uses (one list per function, shared by the runtime and the static check).
-pub const OPTION_LISTS: &[OptionList] = &[
-    list("exec", 2, 1, super::exec::EXEC_OPTS),
-    list("sh", 2, 1, super::exec::EXEC_OPTS),
-    list("spawn", 2, 1, super::exec::SPAWN_OPTS),
-    list("http::get", 2, 1, super::http::REQUEST_OPTS),
-    list("http::head", 2, 1, super::http::REQUEST_OPTS),
-    list("http::post", 2, 1, super::http::REQUEST_OPTS),
-    list("http::put", 2, 1, super::http::REQUEST_OPTS),
-    list("http::patch", 2, 1, super::http::REQUEST_OPTS),
-    list("http::delete", 2, 1, super::http::REQUEST_OPTS),
-    OptionList {
-        func: "http::wait_healthy",
-        argc: 2,
-        arg: 1,
-        known: super::http::WAIT_OPTS,
-        nested: &[("expect", super::http::EXPECT_KEYS)],
-    },
-    list("retry", 2, 0, super::retry::RETRY_OPTS),
-    list("sample", 2, 1, super::metrics::SAMPLE_OPTS),
-    list("monitor", 2, 1, super::metrics::MONITOR_OPTS),
-    list("collect", 2, 1, super::metrics::COLLECT_OPTS),
-    list("phase", 3, 1, super::phase::PHASE_OPTS),
-    list("on", 3, 1, super::remote::ON_OPTS),
-];
