@@ -6,8 +6,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use rhai::{Dynamic, Map, AST};
 
-use crate::api::error::{is_script_bug, is_terminated, kind_of, message_of};
-use crate::api::phase::{ROLLBACK_REQUESTED, STOPPED};
+use crate::api::error::{control_of, is_script_bug, is_terminated, message_of};
 use crate::config::{self, Config, EnvConfig, RollbackPolicy};
 use crate::core::duration::format_duration;
 use crate::core::score::Verdict;
@@ -362,8 +361,7 @@ impl Run<'_> {
                 }
             }
             Err(e) => {
-                let kind = kind_of(e);
-                if matches!(kind.as_deref(), Some(STOPPED) | Some(ROLLBACK_REQUESTED)) {
+                if control_of(e).is_some() {
                     Ended::Failed(None)
                 } else if self.req.dry_run && !is_script_bug(e) {
                     // A probe of the unchanged service failed outside any phase: the plan

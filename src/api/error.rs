@@ -7,6 +7,7 @@ use rhai::{Dynamic, EvalAltResult, Map, NativeCallContext, Position};
 
 pub use crate::host::errors::{innermost, is_terminated, message_of, value_message};
 use crate::host::state::{HostState, StateRef};
+use crate::pipeline::Control;
 
 /// The error type of every native function.
 pub type Error = Box<EvalAltResult>;
@@ -37,6 +38,26 @@ pub fn throw_with(kind: &str, message: impl Into<String>, mut extra: Map) -> Err
         Dynamic::from_map(extra),
         Position::NONE,
     ))
+}
+
+/// Builds the error by which the pipeline ends the script early: a map scripts read like any
+/// other (`kind`, `message`), carrying `control` as its tag, which only [`control_of`] reads.
+pub fn control(control: Control, message: impl Into<String>) -> Error {
+    let mut value = Map::new();
+    value.insert("kind".into(), control.kind().into());
+    value.insert("message".into(), message.into().into());
+    let mut value = Dynamic::from_map(value);
+    value.set_tag(control.tag().into());
+    Box::new(EvalAltResult::ErrorRuntime(value, Position::NONE))
+}
+
+/// The pipeline control an error carries (see [`control`]), past call and module wrappers
+/// and a script's `catch (e) { throw e; }`.
+pub fn control_of(err: &EvalAltResult) -> Option<Control> {
+    match innermost(err) {
+        EvalAltResult::ErrorRuntime(v, _) if v.is_map() => Control::from_tag(v.tag().into()),
+        _ => None,
+    }
 }
 
 /// Builds the error that ends a cancelled run. Scripts cannot catch it.

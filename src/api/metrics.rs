@@ -9,10 +9,10 @@ use rhai::{Array, FnPtr, Map};
 use serde_json::json;
 
 use super::error::{
-    at_call, is_terminated, kind_of, message_of, state, terminated, throw, throw_with, Error,
+    at_call, control, control_of, is_terminated, message_of, state, terminated, throw, throw_with,
+    Error,
 };
 use super::opts::{duration, number, Opts};
-use super::phase::ROLLBACK_REQUESTED;
 use crate::core::alert::{AlertState, Level, ScoreAccumulator, TickRecord};
 use crate::core::duration::format_duration;
 use crate::core::stats::SampleStats;
@@ -20,6 +20,7 @@ use crate::core::thresholds::{format_percent, Breach, Thresholds};
 use crate::host::console::Style;
 use crate::host::state::HostState;
 use crate::metrics::sampler::{self, Mode, SampleReport, SampleSpec};
+use crate::pipeline::Control;
 
 pub(crate) const SAMPLE_OPTS: &[&str] = &[
     "requests",
@@ -470,7 +471,7 @@ fn monitor_impl(ctx: &NativeCallContext, target: Target, o: Opts) -> Result<Map,
                     return Err(e);
                 }
                 // The closure called trigger_rollback(): stop watching and roll back now.
-                Err(e) if kind_of(&e).as_deref() == Some(ROLLBACK_REQUESTED) => {
+                Err(e) if control_of(&e) == Some(Control::RollbackRequested) => {
                     record_metrics(&st, "monitor", sum.to_json(&label, "rollback"));
                     return Err(e);
                 }
@@ -617,7 +618,7 @@ fn monitor_impl(ctx: &NativeCallContext, target: Target, o: Opts) -> Result<Map,
             if let Ok(mut p) = st.pipeline.lock() {
                 p.request_rollback(&reason);
             }
-            return Err(throw(ROLLBACK_REQUESTED, reason));
+            return Err(control(Control::RollbackRequested, reason));
         }
     }
     let summary = sum.to_json(&label, "completed");

@@ -5,14 +5,16 @@ use std::time::Instant;
 use rhai::plugin::*;
 use rhai::{FnPtr, Map};
 
-use super::error::{is_script_bug, is_terminated, kind_of, message_of, state, throw, Error};
+use super::error::{
+    control, control_of, is_script_bug, is_terminated, message_of, state, throw, Error,
+};
 use super::opts::Opts;
 use crate::core::duration::format_duration;
 use crate::host::console::Style;
 use crate::host::state::HostState;
 use crate::pipeline::{
-    score_phase, CheckRecord, CheckStatus, PhaseOptions, PhaseRecord, PhaseStatus, PhaseValue,
-    Returned,
+    score_phase, CheckRecord, CheckStatus, Control, PhaseOptions, PhaseRecord, PhaseStatus,
+    PhaseValue, Returned,
 };
 
 pub(crate) const PHASE_OPTS: &[&str] = &[
@@ -23,11 +25,6 @@ pub(crate) const PHASE_OPTS: &[&str] = &[
     "changes",
     "e2e",
 ];
-
-/// The kind of the error that ends the script after a required phase failed.
-pub const STOPPED: &str = "pipeline_stopped";
-/// The kind of the error thrown by `trigger_rollback`.
-pub const ROLLBACK_REQUESTED: &str = "rollback_requested";
 
 fn score_value(v: &Dynamic) -> Option<f64> {
     super::opts::number(v).filter(|n| (0.0..=5.0).contains(n))
@@ -239,7 +236,7 @@ fn phase_impl(
             if st.dry_run()
                 && !is_terminated(&e)
                 && !is_script_bug(&e)
-                && kind_of(&e).as_deref() != Some(STOPPED) =>
+                && control_of(&e) != Some(Control::Stopped) =>
         {
             // A read-only probe of the unchanged service failed: the plan goes on.
             let msg = format!("would fail: {}", message_of(&e));
@@ -254,7 +251,7 @@ fn phase_impl(
             rec.error = Some(message_of(&e));
             if is_terminated(&e) {
                 interrupted = Some(e);
-            } else if kind_of(&e).as_deref() != Some(ROLLBACK_REQUESTED) {
+            } else if control_of(&e) != Some(Control::RollbackRequested) {
                 let msg = message_of(&e);
                 let mut lines = msg.lines();
                 st.console.error(lines.next().unwrap_or_default());
@@ -288,8 +285,8 @@ fn phase_impl(
         .info_styled(&line, &st.console.paint(style, &line));
     if status == PhaseStatus::Failed && (opts.required || rollback_asked) {
         p.stopped_by = Some(rec_name.clone());
-        return Err(throw(
-            STOPPED,
+        return Err(control(
+            Control::Stopped,
             format!("phase \"{rec_name}\" failed; the pipeline stopped"),
         ));
     }
@@ -318,7 +315,7 @@ fn check_impl(ctx: &NativeCallContext, name: &str, body: FnPtr) -> Result<bool, 
     };
     let mut script_bug = false;
     match result {
-        Err(e) if is_terminated(&e) || kind_of(&e).as_deref() == Some(ROLLBACK_REQUESTED) => {
+        Err(e) if is_terminated(&e) || control_of(&e) == Some(Control::RollbackRequested) => {
             return Err(e)
         }
         Err(e) => {
@@ -528,8 +525,8 @@ pub mod phase_api {
         if let Ok(mut p) = st.pipeline.lock() {
             p.request_rollback(reason);
         }
-        Err(throw(
-            ROLLBACK_REQUESTED,
+        Err(control(
+            Control::RollbackRequested,
             format!("rollback requested: {reason}"),
         ))
     }

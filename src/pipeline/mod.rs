@@ -3,6 +3,9 @@
 
 use serde::Serialize;
 
+mod control;
+pub use control::Control;
+
 use crate::core::score::{phase_score, total_score, Thresholds, Verdict};
 
 /// How a check ended.
