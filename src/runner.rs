@@ -174,12 +174,12 @@ pub fn execute(req: &RunRequest, console: Console) -> i32 {
             run.name
         ));
     }
-    if let Ok(mut p) = run.host.state.pipeline.lock() {
-        p.planned = checked.phases;
-        p.skip = req.skip.clone();
-        p.skip_e2e = req.skip_e2e;
-        p.thresholds = run.config.thresholds;
-    }
+    run.host.state.pipeline.plan(crate::pipeline::Plan {
+        planned: checked.phases,
+        skip: req.skip.clone(),
+        skip_e2e: req.skip_e2e,
+        thresholds: run.config.thresholds,
+    });
     run.go()
 }
 
@@ -397,10 +397,7 @@ impl Run<'_> {
     /// Decides whether the run calls for a rollback, and runs it according to policy.
     fn maybe_rollback(&self, ended: &Ended) -> RollbackRecord {
         let (request, changes) = {
-            let Ok(mut p) = self.host.state.pipeline.lock() else {
-                return RollbackRecord::not_needed();
-            };
-            p.close();
+            let p = self.host.state.pipeline.close();
             let failed = matches!(ended, Ended::Failed(_));
             let (_, verdict) = p.total(&self.config.thresholds);
             let request = p.rollback_request.clone().or_else(|| {
@@ -442,13 +439,7 @@ impl Run<'_> {
     /// `on_interrupt = "rollback"`: an interrupted run that had begun changes rolls back
     /// (a second signal still ends it at once).
     fn rollback_on_interrupt(&self) -> RollbackRecord {
-        let changed = self
-            .host
-            .state
-            .pipeline
-            .lock()
-            .map(|p| p.changes_began)
-            .unwrap_or(false);
+        let changed = self.host.state.pipeline.read(|p| p.changes_began);
         if !changed || self.host.state.cancel.hurried() {
             return RollbackRecord::not_needed();
         }
@@ -470,9 +461,7 @@ impl Run<'_> {
                 .host
                 .state
                 .pipeline
-                .lock()
-                .ok()
-                .and_then(|p| p.phases.last().map(|r| r.name.clone())),
+                .read(|p| p.phases.last().map(|r| r.name.clone())),
         };
         self.run_rollback(&request)
     }
@@ -515,10 +504,7 @@ impl Run<'_> {
             .host
             .state
             .pipeline
-            .lock()
-            .ok()
-            .filter(|p| p.has_phases())
-            .map(|p| p.total(&self.config.thresholds).0);
+            .read(|p| p.has_phases().then(|| p.total(&self.config.thresholds).0));
         let mut ctx = Map::new();
         ctx.insert("reason".into(), request.reason.clone().into());
         ctx.insert(
@@ -629,11 +615,7 @@ impl Run<'_> {
     fn finish(self, run_id: String, ended: Ended, mut rollback: RollbackRecord) -> i32 {
         let console = self.console().clone();
         let (phases, changes_began, stopped, score, verdict) = {
-            let mut p = match self.host.state.pipeline.lock() {
-                Ok(p) => p,
-                Err(poisoned) => poisoned.into_inner(),
-            };
-            p.close();
+            let p = self.host.state.pipeline.close();
             let has = p.has_phases();
             let (score, verdict) = p.total(&self.config.thresholds);
             (

@@ -20,7 +20,7 @@ use crate::core::thresholds::{format_percent, Breach, Thresholds};
 use crate::host::console::Style;
 use crate::host::state::HostState;
 use crate::metrics::sampler::{self, Mode, SampleReport, SampleSpec};
-use crate::pipeline::Control;
+use crate::pipeline::{Control, Event};
 
 pub(crate) const SAMPLE_OPTS: &[&str] = &[
     "requests",
@@ -321,17 +321,10 @@ impl Summary {
 
 /// Keeps the monitor's summary in the current phase's record (it goes into report.json).
 fn record_metrics(st: &HostState, key: &str, value: serde_json::Value) {
-    if let Ok(mut p) = st.pipeline.lock() {
-        if p.in_phase {
-            if let Some(rec) = p.phases.last_mut() {
-                let mut metrics = rec.metrics.take().unwrap_or_else(|| json!({}));
-                if let Some(obj) = metrics.as_object_mut() {
-                    obj.insert(key.to_string(), value);
-                }
-                rec.metrics = Some(metrics);
-            }
-        }
-    }
+    st.pipeline.emit(Event::Metrics {
+        key: key.to_string(),
+        value,
+    });
 }
 
 fn monitor_impl(ctx: &NativeCallContext, target: Target, o: Opts) -> Result<Map, Error> {
@@ -424,7 +417,7 @@ fn monitor_impl(ctx: &NativeCallContext, target: Target, o: Opts) -> Result<Map,
     if let Some(s) = o.duration("sustained")? {
         sustained = Some(s);
     }
-    let in_phase = st.pipeline.lock().map(|p| p.in_phase).unwrap_or(false);
+    let in_phase = st.pipeline.read(|p| p.in_phase);
     let rollback_on_critical = o.boolean("rollback_on_critical")?.unwrap_or(in_phase);
 
     let mut alert = AlertState::new(sustained);
@@ -615,9 +608,9 @@ fn monitor_impl(ctx: &NativeCallContext, target: Target, o: Opts) -> Result<Map,
         if outcome.level == Level::Critical && rollback_on_critical {
             record_metrics(&st, "monitor", sum.to_json(&label, "critical"));
             let reason = format!("monitoring reached critical: {}", outcome.reason);
-            if let Ok(mut p) = st.pipeline.lock() {
-                p.request_rollback(&reason);
-            }
+            st.pipeline.emit(Event::RollbackRequested {
+                reason: reason.clone(),
+            });
             return Err(control(Control::RollbackRequested, reason));
         }
     }

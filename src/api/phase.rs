@@ -13,7 +13,7 @@ use crate::core::duration::format_duration;
 use crate::host::console::Style;
 use crate::host::state::HostState;
 use crate::pipeline::{
-    score_phase, CheckRecord, CheckStatus, Control, PhaseOptions, PhaseRecord, PhaseStatus,
+    score_phase, CheckRecord, CheckStatus, Control, Event, PhaseOptions, PhaseRecord, PhaseStatus,
     PhaseValue, Returned,
 };
 
@@ -111,11 +111,7 @@ fn phase_impl(
     body: FnPtr,
 ) -> Result<bool, Error> {
     let st = state(ctx)?;
-    let (index, total, skip) = {
-        let p = st
-            .pipeline
-            .lock()
-            .map_err(|_| throw("internal", "pipeline state poisoned"))?;
+    let (index, total, skip) = st.pipeline.read(|p| {
         if p.in_phase {
             return Err(throw("usage", format!("phase(\"{name}\") is inside another phase: phases do not nest; use check() inside a phase")));
         }
@@ -128,8 +124,8 @@ fn phase_impl(
         let skip = p.skip_reason(name, &opts).map_err(|m| throw("usage", m))?;
         let planned = p.planned.iter().any(|x| x.name == name);
         let total = p.expected_count() + usize::from(!planned);
-        (p.phases.len() + 1, total, skip)
-    };
+        Ok((p.phases.len() + 1, total, skip))
+    })?;
     let mut record = PhaseRecord {
         index,
         name: name.to_string(),
@@ -152,30 +148,26 @@ fn phase_impl(
         banner(&st, index, total, name, &format!(": {reason}"));
         record.reason = Some(reason);
         record.started_at = None;
-        if let Ok(mut p) = st.pipeline.lock() {
-            p.phases.push(record);
-        }
+        st.pipeline.emit(Event::PhaseSkipped { record });
         return Ok(false);
     }
     let note = if opts.required { " (required)" } else { "" };
     banner(&st, index, total, name, note);
-    if let Ok(mut p) = st.pipeline.lock() {
-        if opts.changes {
-            p.changes_began = true;
-        }
-        p.in_phase = true;
-        p.phases.push(record);
-    }
+    st.pipeline.emit(Event::PhaseStarted {
+        record,
+        changes: opts.changes,
+    });
     let started = Instant::now();
     let result = body.call_within_context::<Dynamic>(ctx, ());
-    let mut p = st
-        .pipeline
-        .lock()
-        .map_err(|_| throw("internal", "pipeline state poisoned"))?;
-    p.in_phase = false;
-    let rollback_asked = p.rollback_request.is_some();
-    let thresholds = p.thresholds;
-    let Some(rec) = p.phases.last_mut() else {
+    // The phase's record as its checks and hosts left it; it ends below.
+    let (rollback_asked, thresholds, mut rec) = st.pipeline.read(|p| {
+        (
+            p.rollback_request.is_some(),
+            p.thresholds,
+            p.phases.last().cloned(),
+        )
+    });
+    let Some(rec) = rec.as_mut() else {
         return Err(throw("internal", "phase record missing"));
     };
     rec.duration_ms = started.elapsed().as_millis() as u64;
@@ -264,7 +256,14 @@ fn phase_impl(
     rec.score = score_phase(rec, opts.score.or(returned));
     let (status, score, rec_name) = (rec.status, rec.score, rec.name.clone());
     let took = format_duration(started.elapsed());
+    let stopped =
+        interrupted.is_none() && status == PhaseStatus::Failed && (opts.required || rollback_asked);
+    let ended = rec.clone();
     if let Some(e) = interrupted {
+        st.pipeline.emit(Event::PhaseEnded {
+            record: ended,
+            stopped,
+        });
         return Err(e);
     }
     let label = crate::pipeline::phase_label(rec, &thresholds);
@@ -283,8 +282,11 @@ fn phase_impl(
     };
     st.console
         .info_styled(&line, &st.console.paint(style, &line));
-    if status == PhaseStatus::Failed && (opts.required || rollback_asked) {
-        p.stopped_by = Some(rec_name.clone());
+    st.pipeline.emit(Event::PhaseEnded {
+        record: ended,
+        stopped,
+    });
+    if stopped {
         return Err(control(
             Control::Stopped,
             format!("phase \"{rec_name}\" failed; the pipeline stopped"),
@@ -423,24 +425,15 @@ fn check_impl(ctx: &NativeCallContext, name: &str, body: FnPtr) -> Result<bool, 
         }
     }
     let passed = !matches!(record.status, CheckStatus::Failed | CheckStatus::WouldFail);
-    let mut p = st
-        .pipeline
-        .lock()
-        .map_err(|_| throw("internal", "pipeline state poisoned"))?;
-    if p.in_phase {
-        if let Some(rec) = p.phases.last_mut() {
-            rec.checks.push(record);
-        }
+    let (status, error) = (record.status, record.error.clone());
+    if st.pipeline.emit(Event::CheckResult { check: record }) {
         Ok(passed)
-    } else if passed || record.status == CheckStatus::WouldFail {
+    } else if passed || status == CheckStatus::WouldFail {
         Ok(passed)
     } else {
         Err(throw(
             "check",
-            format!(
-                "check \"{name}\" failed: {}",
-                record.error.unwrap_or_default()
-            ),
+            format!("check \"{name}\" failed: {}", error.unwrap_or_default()),
         ))
     }
 }
@@ -522,9 +515,9 @@ pub mod phase_api {
             st.would(&format!("stop and roll back: {reason}"));
             return Ok(());
         }
-        if let Ok(mut p) = st.pipeline.lock() {
-            p.request_rollback(reason);
-        }
+        st.pipeline.emit(Event::RollbackRequested {
+            reason: reason.to_string(),
+        });
         Err(control(
             Control::RollbackRequested,
             format!("rollback requested: {reason}"),

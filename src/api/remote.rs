@@ -134,7 +134,7 @@ pub(crate) fn local_only(st: &HostState, module: &str, what: &str) -> Result<(),
 
 /// A host has changed once a command runs on it after a `changes: true` phase began.
 fn note_change(st: &HostState, host: &str) {
-    let began = st.pipeline.lock().map(|p| p.changes_began).unwrap_or(false);
+    let began = st.pipeline.read(|p| p.changes_began);
     if began {
         st.remote.mark_changed(host);
     }
@@ -149,21 +149,16 @@ fn record(
     error: Option<String>,
 ) {
     let changed = st.remote.changed().iter().any(|h| h == host);
-    if let Ok(mut p) = st.pipeline.lock() {
-        if !p.in_phase {
-            return;
-        }
-        if let Some(rec) = p.phases.last_mut() {
-            rec.hosts.push(crate::pipeline::HostRecord {
-                host: host.to_string(),
-                status: if error.is_none() { "passed" } else { "failed" },
-                batch,
-                duration_ms: took.as_millis() as u64,
-                changed,
-                error,
-            });
-        }
-    }
+    st.pipeline.emit(crate::pipeline::Event::HostResult {
+        host: crate::pipeline::HostRecord {
+            host: host.to_string(),
+            status: if error.is_none() { "passed" } else { "failed" },
+            batch,
+            duration_ms: took.as_millis() as u64,
+            changed,
+            error,
+        },
+    });
 }
 
 fn share(opts: &Opts, key: &str) -> Result<Option<Share>, Error> {

@@ -117,7 +117,7 @@ impl Host {
             sources: sources.clone(),
             log_dir: log_base(),
             retries: Mutex::new(Vec::new()),
-            pipeline: Mutex::new(Default::default()),
+            pipeline: Default::default(),
             script,
             sampler: OnceLock::new(),
             dry_skipped: Default::default(),

@@ -50,7 +50,7 @@ pub struct HostState {
     pub log_dir: PathBuf,
     pub retries: Mutex<Vec<RetryEvent>>,
     /// The deployment pipeline of the run (phases, checks, rollback requests).
-    pub pipeline: Mutex<crate::pipeline::Pipeline>,
+    pub pipeline: crate::pipeline::Recorder,
     /// The latest version of the running script that passed the checks. Watch mode and
     /// the REPL replace it; long operations (a monitor's `on_alert` hook and
     /// `fn thresholds()`) look their functions up here, so edits apply at the next tick.

@@ -4,7 +4,9 @@
 use serde::Serialize;
 
 mod control;
+mod recorder;
 pub use control::Control;
+pub use recorder::{Event, Listener, Plan, Recorder};
 
 use crate::core::score::{phase_score, total_score, Thresholds, Verdict};
 
@@ -152,7 +154,7 @@ pub struct RollbackRequest {
 }
 
 /// The pipeline as it runs.
-#[derive(Debug, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct Pipeline {
     pub planned: Vec<PlannedPhase>,
     pub phases: Vec<PhaseRecord>,
