@@ -426,9 +426,9 @@ fn check_impl(ctx: &NativeCallContext, name: &str, body: FnPtr) -> Result<bool, 
     }
     let passed = !matches!(record.status, CheckStatus::Failed | CheckStatus::WouldFail);
     let (status, error) = (record.status, record.error.clone());
-    if st.pipeline.emit(Event::CheckResult { check: record }) {
-        Ok(passed)
-    } else if passed || status == CheckStatus::WouldFail {
+    // Outside a phase the check is not kept, and a failure ends the script.
+    let kept = st.pipeline.emit(Event::CheckResult { check: record });
+    if kept || passed || status == CheckStatus::WouldFail {
         Ok(passed)
     } else {
         Err(throw(
