@@ -2,6 +2,7 @@
 //! script, the score and verdict, the automatic rollback, hooks, and the run record.
 
 use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 use rhai::{Dynamic, Map, AST};
@@ -49,13 +50,67 @@ pub struct RunRequest {
     /// newer one is there already; watch mode shares one slot across runs and puts each new
     /// version that passes the checks in it, so edits reach a running monitor's hooks.
     pub script_slot: ScriptSlot,
+    /// The script's text when it does not come from `script` (an embedder's text; `script`
+    /// still names it and places it for deployer.toml).
+    pub text: Option<String>,
+    /// What an embedding program adds: its own functions, an event listener.
+    pub embedding: Embedding,
+}
+
+/// Registers an embedder's own functions and modules on the engine.
+pub type RegisterFn = Arc<dyn Fn(&mut rhai::Engine) + Send + Sync>;
+/// Receives each pipeline event of a run.
+pub type EventFn = Arc<dyn Fn(&crate::pipeline::Event) + Send + Sync>;
+
+/// What an embedding program adds to a run.
+#[derive(Clone, Default)]
+pub struct Embedding {
+    /// Registrations after the script API's, in order.
+    pub register: Vec<RegisterFn>,
+    /// Called with each pipeline event as the recorder applies it.
+    pub on_event: Option<EventFn>,
+}
+
+impl std::fmt::Debug for Embedding {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Embedding")
+            .field("register", &self.register.len())
+            .field("on_event", &self.on_event.is_some())
+            .finish()
+    }
+}
+
+/// How a run ended: its exit code, and its report when it got as far as one.
+#[derive(Debug)]
+pub struct Ran {
+    pub code: i32,
+    pub report: Option<Report>,
 }
 
 /// Runs a script as a deployment and returns the exit code. Every run that gets past the
 /// static checks leaves a record, including failed, declined and interrupted ones.
 pub fn execute(req: &RunRequest, console: Console) -> i32 {
+    run(req, console).code
+}
+
+/// Runs a script as a deployment (see [`execute`]) and returns its exit code with its
+/// report, if it got as far as one.
+pub fn run(req: &RunRequest, console: Console) -> Ran {
+    let report = Mutex::new(None);
+    let code = execute_into(req, console, &report);
+    Ran {
+        code,
+        report: report.into_inner().unwrap_or_else(|e| e.into_inner()),
+    }
+}
+
+fn execute_into(req: &RunRequest, console: Console, report_out: &Mutex<Option<Report>>) -> i32 {
     let name = req.script.display().to_string();
-    let text = match crate::host::input::read_script(&req.script) {
+    let read = match &req.text {
+        Some(text) => Ok(text.clone()),
+        None => crate::host::input::read_script(&req.script),
+    };
+    let text = match read {
         Ok(t) => t,
         Err(e) => {
             console.error(&format!("cannot read script {name}: {e}; nothing was run"));
@@ -90,14 +145,18 @@ pub fn execute(req: &RunRequest, console: Console) -> i32 {
         vars,
         dry_run: req.dry_run,
         yes: req.yes,
-        timeout: req.timeout,
     };
-    let host = match Host::new(
-        options,
-        console.clone(),
-        crate::api::bindings(),
-        req.script_slot.clone(),
-    ) {
+    let register = |engine: &mut rhai::Engine| {
+        crate::api::register_all(engine);
+        for f in &req.embedding.register {
+            f(engine);
+        }
+    };
+    let bindings = crate::host::Bindings {
+        register: &register,
+        ..crate::api::bindings()
+    };
+    let host = match Host::new(options, console.clone(), bindings, req.script_slot.clone()) {
         Ok(h) => h,
         Err(e) => {
             console.error(&e.to_string());
@@ -156,7 +215,11 @@ pub fn execute(req: &RunRequest, console: Console) -> i32 {
         ));
         return exit::USAGE;
     }
+    if let Some(on_event) = req.embedding.on_event.clone() {
+        host.state.pipeline.listen(Box::new(move |e| on_event(e)));
+    }
     let run = Run {
+        report_out,
         req,
         name,
         text,
@@ -208,6 +271,8 @@ fn check_skips(req: &RunRequest, planned: &[crate::pipeline::PlannedPhase]) -> R
 }
 
 struct Run<'a> {
+    /// Where the finished report goes for [`run`]'s caller.
+    report_out: &'a Mutex<Option<Report>>,
     req: &'a RunRequest,
     name: String,
     text: String,
@@ -788,6 +853,9 @@ impl Run<'_> {
             if let Ok(json) = serde_json::to_string_pretty(&masked) {
                 console.print(&json);
             }
+        }
+        if let Ok(mut out) = self.report_out.lock() {
+            *out = Some(report);
         }
         code
     }

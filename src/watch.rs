@@ -182,14 +182,6 @@ impl WatchHandle {
         }
         Ok(())
     }
-
-    /// Returns the watched files.
-    pub fn files(&self) -> Vec<PathBuf> {
-        self.0
-            .lock()
-            .map(|i| i.files.keys().cloned().collect())
-            .unwrap_or_default()
-    }
 }
 
 /// Returns the path with its folder made absolute and symlinks in the folder resolved (the

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use rhai::{Dynamic, EvalAltResult, Map, NativeCallContext, Position};
 
-pub use crate::host::errors::{innermost, is_terminated, message_of, value_message};
+pub use crate::host::errors::{innermost, is_terminated, message_of};
 use crate::host::state::{HostState, StateRef};
 use crate::pipeline::Control;
 

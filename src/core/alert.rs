@@ -61,6 +61,7 @@ impl Level {
         }
     }
 
+    #[cfg(test)]
     /// Returns true at `Critical`, where a rollback is recommended.
     pub fn rollback_recommended(self) -> bool {
         self == Level::Critical
@@ -108,21 +109,19 @@ impl AlertState {
         }
     }
 
+    #[cfg(test)]
     /// Returns the current level.
     pub fn level(&self) -> Level {
         self.level
     }
 
+    #[cfg(test)]
     /// Returns the highest level reached since creation.
     pub fn max_level(&self) -> Level {
         self.max_level
     }
 
-    /// Returns the sustained duration the state was created with.
-    pub fn sustained(&self) -> Option<Duration> {
-        self.sustained
-    }
-
+    #[cfg(test)]
     /// Returns how many failing ticks in a row ended with the last tick.
     pub fn failing_streak(&self) -> u64 {
         self.failing_streak
@@ -283,6 +282,7 @@ pub struct MonitorScore {
 }
 
 impl MonitorScore {
+    #[cfg(test)]
     /// Scores a series of ticks.
     pub fn from_ticks(ticks: &[TickRecord]) -> MonitorScore {
         let mut acc = ScoreAccumulator::default();

@@ -124,6 +124,7 @@ impl Masker {
         out
     }
 
+    #[cfg(test)]
     /// Masks every string (and every key) inside a JSON value, in place: for records
     /// that stay valid JSON once masked (report.json, `--json`, the hooks' report).
     pub fn mask_json(&self, value: &mut serde_json::Value) {

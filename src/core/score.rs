@@ -167,6 +167,7 @@ pub fn total_score(phase_scores: &[f64]) -> f64 {
     ((pct * 1e6).round() / 1e6).round()
 }
 
+#[cfg(test)]
 /// Returns the built-in weights as owned pairs, ready for [`weighted`].
 pub fn default_weights() -> Vec<(String, f64)> {
     DEFAULT_WEIGHTS

@@ -58,6 +58,7 @@ impl Catalog {
         cat
     }
 
+    #[cfg(test)]
     /// Reads every function, including Rhai's standard library, from the engine (slow).
     pub fn of_all(engine: &Engine) -> Catalog {
         let mut cat = Catalog::default();
@@ -100,6 +101,7 @@ impl Catalog {
         }
     }
 
+    #[cfg(test)]
     /// Renders the global functions as the `std_functions.txt` table (`name:1,2` lines).
     pub fn table(&self) -> String {
         let mut names: Vec<(&String, &BTreeSet<usize>)> = self.globals.iter().collect();

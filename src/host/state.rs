@@ -23,8 +23,6 @@ pub struct HostOptions {
     pub dry_run: bool,
     /// Answer yes to every confirmation (`--yes`).
     pub yes: bool,
-    /// Stop the run after this long (`--timeout`).
-    pub timeout: Option<Duration>,
 }
 
 /// A retry that happened, for reports.

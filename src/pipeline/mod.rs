@@ -6,7 +6,7 @@ use serde::Serialize;
 mod control;
 mod recorder;
 pub use control::Control;
-pub use recorder::{Event, Listener, Plan, Recorder};
+pub use recorder::{Event, Plan, Recorder};
 
 use crate::core::score::{phase_score, total_score, Thresholds, Verdict};
 

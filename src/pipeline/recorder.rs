@@ -2,7 +2,7 @@
 //! applies them to the [`Pipeline`] the run owns and passes each to the run's listener (an
 //! embedder's event callback). Everything else only reads.
 
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Mutex, MutexGuard, OnceLock};
 
 use super::{CheckRecord, HostRecord, PhaseRecord, Pipeline, PlannedPhase};
 use crate::core::score::Thresholds;
@@ -50,25 +50,23 @@ pub type Listener = Box<dyn Fn(&Event) + Send + Sync>;
 #[derive(Default)]
 pub struct Recorder {
     pipeline: Mutex<Pipeline>,
-    listener: Option<Listener>,
+    listener: OnceLock<Listener>,
 }
 
 impl std::fmt::Debug for Recorder {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Recorder")
             .field("pipeline", &*self.lock())
-            .field("listener", &self.listener.is_some())
+            .field("listener", &self.listener.get().is_some())
             .finish()
     }
 }
 
 impl Recorder {
-    /// A recorder that passes every event to `listener` as well.
-    pub fn with_listener(listener: Option<Listener>) -> Recorder {
-        Recorder {
-            pipeline: Mutex::default(),
-            listener,
-        }
+    /// Passes every event from now on to `listener` as well (the first listener given
+    /// stays; returns false when one was there already).
+    pub fn listen(&self, listener: Listener) -> bool {
+        self.listener.set(listener).is_ok()
     }
 
     // A panic elsewhere must not lose the record: a poisoned lock still holds it.
@@ -102,7 +100,7 @@ impl Recorder {
     /// only while one runs; returns whether the event was kept.
     pub fn emit(&self, event: Event) -> bool {
         let kept = apply(&mut self.lock(), &event);
-        if let Some(listener) = &self.listener {
+        if let Some(listener) = self.listener.get() {
             listener(&event);
         }
         kept
@@ -205,17 +203,14 @@ mod tests {
     fn results_go_to_the_running_phase_only() {
         let seen = Arc::new(Mutex::new(Vec::new()));
         let log = seen.clone();
-        let r = Recorder::with_listener(Some(Box::new(move |e: &Event| {
+        let r = Recorder::default();
+        assert!(r.listen(Box::new(move |e: &Event| {
             if let Ok(mut l) = log.lock() {
-                l.push(
-                    format!("{e:?}")
-                        .split([' ', '{'])
-                        .next()
-                        .unwrap_or("")
-                        .to_string(),
-                );
+                let name = format!("{e:?}");
+                l.push(name.split([' ', '{']).next().unwrap_or("").to_string());
             }
         })));
+        assert!(!r.listen(Box::new(|_: &Event| {})));
         assert!(!r.emit(Event::CheckResult {
             check: check("outside")
         }));

@@ -280,7 +280,6 @@ pub fn compare(report: &mut Report, history: &History) {
 #[derive(Debug, Clone)]
 pub struct Written {
     pub dir: PathBuf,
-    pub report: PathBuf,
 }
 
 /// Returns the report as JSON with `mask` applied to every string in it: what every
@@ -378,10 +377,7 @@ pub fn write(
         .map_err(|e| super::atomic::context(e, "cannot remove", &marker))?;
     // Only a pointer left: a missing one is no loss.
     let _ = std::fs::remove_file(&pointer);
-    Ok(Written {
-        dir,
-        report: report_path,
-    })
+    Ok(Written { dir })
 }
 
 /// The name of the file in `runs/` that points at a run folder marked [`INCOMPLETE`].

@@ -137,7 +137,6 @@ impl Session {
             vars,
             dry_run: settings.dry_run,
             yes: settings.yes,
-            timeout: None,
         };
         let script = ScriptSlot::new();
         let host = new_host(options, &console, &script).map_err(|e| e.to_string())?;
