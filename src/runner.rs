@@ -461,11 +461,13 @@ impl Run<'_> {
 
     /// Decides whether the run calls for a rollback, and runs it according to policy.
     fn maybe_rollback(&self, ended: &Ended) -> RollbackRecord {
-        let (request, changes) = {
+        let request = {
             let p = self.host.state.pipeline.close();
             let failed = matches!(ended, Ended::Failed(_));
             let (_, verdict) = p.total(&self.config.thresholds);
-            let request = p.rollback_request.clone().or_else(|| {
+            // Asked for by the script (`trigger_rollback`, a monitor at critical), a rollback
+            // runs even before a `changes: true` phase; otherwise only once changes began.
+            p.rollback_request.clone().or_else(|| {
                 if !p.changes_began {
                     return None;
                 }
@@ -490,14 +492,11 @@ impl Run<'_> {
                 } else {
                     None
                 }
-            });
-            (request, p.changes_began)
+            })
         };
         match request {
-            Some(request) if changes || request.reason != "the deployment script failed" => {
-                self.run_rollback(&request)
-            }
-            _ => RollbackRecord::not_needed(),
+            Some(request) => self.run_rollback(&request),
+            None => RollbackRecord::not_needed(),
         }
     }
 
