@@ -268,6 +268,11 @@ impl Console {
         self.keep(&self.mask(msg));
     }
 
+    /// Writes a question without ending the line (masked, not kept in the run log).
+    pub fn prompt(&self, question: &str) {
+        self.emit(&self.mask(question));
+    }
+
     /// Prints a pre-rendered block (a diagnostic) to stderr, masked.
     pub fn block(&self, plain: &str, styled: &str) {
         let plain = self.mask(plain);

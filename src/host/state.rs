@@ -124,7 +124,7 @@ impl HostState {
             ));
             return Ok(false);
         }
-        eprint!("{} [y/N] ", self.console.mask(question));
+        self.console.prompt(&format!("{question} [y/N] "));
         let (tx, rx) = tokio::sync::oneshot::channel();
         // Reading the terminal blocks; a thread keeps Ctrl-C able to end the run meanwhile.
         std::thread::spawn(move || {
