@@ -5,6 +5,11 @@
 //! [`Deployer::run_script`] run one as a deployment (lock, phases, rollback, record) and
 //! return its [`Outcome`], or an [`Error`] when nothing could run.
 //!
+//! A run inside a program stops the background processes the script started, but never
+//! the program's own children (unlike `deployer run`, it does not adopt and stop every
+//! leftover child process). While a run is in progress, SIGINT and SIGTERM cancel it, as
+//! Ctrl-C does for `deployer run`.
+//!
 //! ```no_run
 //! use deployer::{Deployer, Event};
 //!
@@ -245,6 +250,7 @@ impl Deployer {
             timeout: self.timeout,
             text,
             embedding: self.embedding.clone(),
+            embedded: true,
             ..RunRequest::default()
         };
         let seen = self.console.transcript().len();

@@ -55,6 +55,9 @@ pub struct RunRequest {
     pub text: Option<String>,
     /// What an embedding program adds: its own functions, an event listener.
     pub embedding: Embedding,
+    /// Run inside an embedding program: its other child processes are not the run's, so
+    /// the run neither becomes their subreaper nor stops them at the end.
+    pub embedded: bool,
 }
 
 /// Registers an embedder's own functions and modules on the engine.
@@ -145,6 +148,7 @@ fn execute_into(req: &RunRequest, console: Console, report_out: &Mutex<Option<Re
         vars,
         dry_run: req.dry_run,
         yes: req.yes,
+        owns_process: !req.embedded,
     };
     let register = |engine: &mut rhai::Engine| {
         crate::api::register_all(engine);

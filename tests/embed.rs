@@ -135,6 +135,27 @@ fn rollback(ctx) { log::info("rolling back: " + ctx.reason); }
 }
 
 #[test]
+fn a_run_in_process_leaves_the_embedders_own_children_alone() {
+    let dir = TempDir::new();
+    let script = dir.path().join("deploy.rhai");
+    std::fs::write(&script, "phase(\"A\", || check(\"ok\", || true));").unwrap();
+    let mut own = Command::new("sleep").arg("30").spawn().unwrap();
+    let outcome = Deployer::builder()
+        .output(Captured::default())
+        .build()
+        .run_file(&script)
+        .unwrap();
+    assert_eq!(outcome.exit_code, 0);
+    let still_running = matches!(own.try_wait(), Ok(None));
+    let _ = own.kill();
+    let _ = own.wait();
+    assert!(
+        still_running,
+        "the run stopped a child process of the embedding program"
+    );
+}
+
+#[test]
 fn check_knows_the_embedders_functions_and_places_problems() {
     let deployer = Deployer::builder()
         .module("myapp", myapp())

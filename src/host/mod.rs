@@ -106,6 +106,7 @@ impl Host {
             .thread_name("deployer-io")
             .enable_all()
             .build()?;
+        let owns_process = options.owns_process;
         let sources = Arc::new(SourceMap::default());
         let state = Arc::new(HostState {
             options: Mutex::new(options),
@@ -125,7 +126,9 @@ impl Host {
             remote: Default::default(),
         });
         // Orphans of the run's commands come back to deployer, which stops them at the end.
-        crate::sys::reaper::become_subreaper();
+        if owns_process {
+            crate::sys::reaper::become_subreaper();
+        }
         let mut engine = Engine::new();
         engine
             .set_max_call_levels(128)
@@ -422,6 +425,9 @@ impl Host {
     }
 
     fn stop_orphans(&self, grace: Duration) {
+        if !self.state.options().owns_process {
+            return;
+        }
         let procs = &self.state.processes;
         let mut keep = procs.tracked_pids();
         keep.extend(crate::sys::process::running_pids());

@@ -23,6 +23,10 @@ pub struct HostOptions {
     pub dry_run: bool,
     /// Answer yes to every confirmation (`--yes`).
     pub yes: bool,
+    /// The host owns the process (the `deployer` command): it makes itself the child
+    /// subreaper and, at the end, stops every child it does not track (orphans of the
+    /// run's commands). Off for an embedding program, whose own children are not the run's.
+    pub owns_process: bool,
 }
 
 /// A retry that happened, for reports.

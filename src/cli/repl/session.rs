@@ -137,6 +137,7 @@ impl Session {
             vars,
             dry_run: settings.dry_run,
             yes: settings.yes,
+            owns_process: true,
         };
         let script = ScriptSlot::new();
         let host = new_host(options, &console, &script).map_err(|e| e.to_string())?;
