@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use deployer::metrics::sampler::{sample, Mode, SampleSpec, Sampler};
+use deployer::sampler::{sample, Mode, SampleSpec, Sampler};
 use tokio_util::sync::CancellationToken;
 
 fn cpu_time() -> (Duration, Duration) {

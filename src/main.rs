@@ -1,8 +1,8 @@
 /// Counts allocated bytes so a script that builds huge values stops with an error
-/// (`deployer::host::memory`) instead of aborting the process.
+/// instead of aborting the process.
 #[global_allocator]
-static ALLOC: deployer::host::memory::CountingAlloc = deployer::host::memory::CountingAlloc;
+static ALLOC: deployer::CountingAlloc = deployer::CountingAlloc;
 
 fn main() {
-    std::process::exit(deployer::cli::main());
+    std::process::exit(deployer::cli_main());
 }

@@ -2,18 +2,19 @@
 //! script, the score and verdict, the automatic rollback, hooks, and the run record.
 
 use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 use rhai::{Dynamic, Map, AST};
 
-use crate::api::error::{is_script_bug, is_terminated, kind_of, message_of};
-use crate::api::phase::{ROLLBACK_REQUESTED, STOPPED};
+use crate::api::error::{control_of, is_script_bug, is_terminated, message_of};
 use crate::config::{self, Config, EnvConfig, RollbackPolicy};
 use crate::core::duration::format_duration;
 use crate::core::score::Verdict;
 use crate::exit;
 use crate::host::console::{Console, Style};
 use crate::host::diagnostic::Diagnostic;
+use crate::host::slot::ScriptSlot;
 use crate::host::state::HostOptions;
 use crate::host::Host;
 use crate::pipeline::{CheckStatus, PhaseStatus, RollbackRequest};
@@ -45,16 +46,74 @@ pub struct RunRequest {
     pub lock_wait: Option<Duration>,
     /// Run only the script's `fn rollback(ctx)` (`deployer rollback`).
     pub rollback_only: bool,
-    /// Watch mode: where the run publishes its state, so a new version of the script can
-    /// reach the hooks while it runs (`deployer run --watch`).
-    pub live: Option<crate::watch::LiveRun>,
+    /// Where the hooks look their functions up. The run puts its script there unless a
+    /// newer one is there already; watch mode shares one slot across runs and puts each new
+    /// version that passes the checks in it, so edits reach a running monitor's hooks.
+    pub script_slot: ScriptSlot,
+    /// The script's text when it does not come from `script` (an embedder's text; `script`
+    /// still names it and places it for deployer.toml).
+    pub text: Option<String>,
+    /// What an embedding program adds: its own functions, an event listener.
+    pub embedding: Embedding,
+    /// Run inside an embedding program: its other child processes are not the run's, so
+    /// the run neither becomes their subreaper nor stops them at the end.
+    pub embedded: bool,
+}
+
+/// Registers an embedder's own functions and modules on the engine.
+pub type RegisterFn = Arc<dyn Fn(&mut rhai::Engine) + Send + Sync>;
+/// Receives each pipeline event of a run.
+pub type EventFn = Arc<dyn Fn(&crate::pipeline::Event) + Send + Sync>;
+
+/// What an embedding program adds to a run.
+#[derive(Clone, Default)]
+pub struct Embedding {
+    /// Registrations after the script API's, in order.
+    pub register: Vec<RegisterFn>,
+    /// Called with each pipeline event as the recorder applies it.
+    pub on_event: Option<EventFn>,
+}
+
+impl std::fmt::Debug for Embedding {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Embedding")
+            .field("register", &self.register.len())
+            .field("on_event", &self.on_event.is_some())
+            .finish()
+    }
+}
+
+/// How a run ended: its exit code, and its report when it got as far as one.
+#[derive(Debug)]
+pub struct Ran {
+    pub code: i32,
+    pub report: Option<Report>,
 }
 
 /// Runs a script as a deployment and returns the exit code. Every run that gets past the
 /// static checks leaves a record, including failed, declined and interrupted ones.
 pub fn execute(req: &RunRequest, console: Console) -> i32 {
+    run(req, console).code
+}
+
+/// Runs a script as a deployment (see [`execute`]) and returns its exit code with its
+/// report, if it got as far as one.
+pub fn run(req: &RunRequest, console: Console) -> Ran {
+    let report = Mutex::new(None);
+    let code = execute_into(req, console, &report);
+    Ran {
+        code,
+        report: report.into_inner().unwrap_or_else(|e| e.into_inner()),
+    }
+}
+
+fn execute_into(req: &RunRequest, console: Console, report_out: &Mutex<Option<Report>>) -> i32 {
     let name = req.script.display().to_string();
-    let text = match crate::host::input::read_script(&req.script) {
+    let read = match &req.text {
+        Some(text) => Ok(text.clone()),
+        None => crate::host::input::read_script(&req.script),
+    };
+    let text = match read {
         Ok(t) => t,
         Err(e) => {
             console.error(&format!("cannot read script {name}: {e}; nothing was run"));
@@ -89,10 +148,20 @@ pub fn execute(req: &RunRequest, console: Console) -> i32 {
         vars,
         dry_run: req.dry_run,
         yes: req.yes,
-        timeout: req.timeout,
         state_dir: Some(config.state_dir.clone()),
+        owns_process: !req.embedded,
     };
-    let host = match Host::new(options, console.clone()) {
+    let register = |engine: &mut rhai::Engine| {
+        crate::api::register_all(engine);
+        for f in &req.embedding.register {
+            f(engine);
+        }
+    };
+    let bindings = crate::host::Bindings {
+        register: &register,
+        ..crate::api::bindings()
+    };
+    let host = match Host::new(options, console.clone(), bindings, req.script_slot.clone()) {
         Ok(h) => h,
         Err(e) => {
             console.error(&e.to_string());
@@ -107,9 +176,6 @@ pub fn execute(req: &RunRequest, console: Console) -> i32 {
             console.error(&format!("deployer.toml: {e}; nothing was run"));
             return exit::USAGE;
         }
-    }
-    if let Some(live) = &req.live {
-        live.attach(host.state.clone());
     }
     let checked = match host.check(&name, &text) {
         Ok(c) => c,
@@ -154,7 +220,11 @@ pub fn execute(req: &RunRequest, console: Console) -> i32 {
         ));
         return exit::USAGE;
     }
+    if let Some(on_event) = req.embedding.on_event.clone() {
+        host.state.pipeline.listen(Box::new(move |e| on_event(e)));
+    }
     let run = Run {
+        report_out,
         req,
         name,
         text,
@@ -172,12 +242,12 @@ pub fn execute(req: &RunRequest, console: Console) -> i32 {
             run.name
         ));
     }
-    if let Ok(mut p) = run.host.state.pipeline.lock() {
-        p.planned = checked.phases;
-        p.skip = req.skip.clone();
-        p.skip_e2e = req.skip_e2e;
-        p.thresholds = run.config.thresholds;
-    }
+    run.host.state.pipeline.plan(crate::pipeline::Plan {
+        planned: checked.phases,
+        skip: req.skip.clone(),
+        skip_e2e: req.skip_e2e,
+        thresholds: run.config.thresholds,
+    });
     run.go()
 }
 
@@ -206,6 +276,8 @@ fn check_skips(req: &RunRequest, planned: &[crate::pipeline::PlannedPhase]) -> R
 }
 
 struct Run<'a> {
+    /// Where the finished report goes for [`run`]'s caller.
+    report_out: &'a Mutex<Option<Report>>,
     req: &'a RunRequest,
     name: String,
     text: String,
@@ -384,8 +456,7 @@ impl Run<'_> {
                 }
             }
             Err(e) => {
-                let kind = kind_of(e);
-                if matches!(kind.as_deref(), Some(STOPPED) | Some(ROLLBACK_REQUESTED)) {
+                if control_of(e).is_some() {
                     Ended::Failed(None)
                 } else if self.req.dry_run && !is_script_bug(e) {
                     // A probe of the unchanged service failed outside any phase: the plan
@@ -420,14 +491,13 @@ impl Run<'_> {
 
     /// Decides whether the run calls for a rollback, and runs it according to policy.
     fn maybe_rollback(&self, ended: &Ended) -> RollbackRecord {
-        let (request, changes) = {
-            let Ok(mut p) = self.host.state.pipeline.lock() else {
-                return RollbackRecord::not_needed();
-            };
-            p.close();
+        let request = {
+            let p = self.host.state.pipeline.close();
             let failed = matches!(ended, Ended::Failed(_));
             let (_, verdict) = p.total(&self.config.thresholds);
-            let request = p.rollback_request.clone().or_else(|| {
+            // Asked for by the script (`trigger_rollback`, a monitor at critical), a rollback
+            // runs even before a `changes: true` phase; otherwise only once changes began.
+            p.rollback_request.clone().or_else(|| {
                 if !p.changes_began {
                     return None;
                 }
@@ -452,27 +522,18 @@ impl Run<'_> {
                 } else {
                     None
                 }
-            });
-            (request, p.changes_began)
+            })
         };
         match request {
-            Some(request) if changes || request.reason != "the deployment script failed" => {
-                self.run_rollback(&request)
-            }
-            _ => RollbackRecord::not_needed(),
+            Some(request) => self.run_rollback(&request),
+            None => RollbackRecord::not_needed(),
         }
     }
 
     /// `on_interrupt = "rollback"`: an interrupted run that had begun changes rolls back
     /// (a second signal still ends it at once).
     fn rollback_on_interrupt(&self) -> RollbackRecord {
-        let changed = self
-            .host
-            .state
-            .pipeline
-            .lock()
-            .map(|p| p.changes_began)
-            .unwrap_or(false);
+        let changed = self.host.state.pipeline.read(|p| p.changes_began);
         if !changed || self.host.state.cancel.hurried() {
             return RollbackRecord::not_needed();
         }
@@ -494,9 +555,7 @@ impl Run<'_> {
                 .host
                 .state
                 .pipeline
-                .lock()
-                .ok()
-                .and_then(|p| p.phases.last().map(|r| r.name.clone())),
+                .read(|p| p.phases.last().map(|r| r.name.clone())),
         };
         self.run_rollback(&request)
     }
@@ -539,10 +598,7 @@ impl Run<'_> {
             .host
             .state
             .pipeline
-            .lock()
-            .ok()
-            .filter(|p| p.has_phases())
-            .map(|p| p.total(&self.config.thresholds).0);
+            .read(|p| p.has_phases().then(|| p.total(&self.config.thresholds).0));
         let mut ctx = Map::new();
         ctx.insert("reason".into(), request.reason.clone().into());
         ctx.insert(
@@ -713,11 +769,7 @@ impl Run<'_> {
     fn finish(self, run_id: String, ended: Ended, mut rollback: RollbackRecord) -> i32 {
         let console = self.console().clone();
         let (phases, changes_began, stopped, score, verdict) = {
-            let mut p = match self.host.state.pipeline.lock() {
-                Ok(p) => p,
-                Err(poisoned) => poisoned.into_inner(),
-            };
-            p.close();
+            let p = self.host.state.pipeline.close();
             let has = p.has_phases();
             let (score, verdict) = p.total(&self.config.thresholds);
             (
@@ -893,6 +945,9 @@ impl Run<'_> {
             if let Ok(json) = serde_json::to_string_pretty(&masked) {
                 console.print(&json);
             }
+        }
+        if let Ok(mut out) = self.report_out.lock() {
+            *out = Some(report);
         }
         code
     }

@@ -8,6 +8,7 @@ use std::collections::hash_map::DefaultHasher;
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -15,7 +16,8 @@ use std::time::{Duration, Instant};
 use notify::{EventKind, RecursiveMode, Watcher};
 
 use crate::host::console::{Console, Style};
-use crate::host::state::{HostOptions, HostState};
+use crate::host::slot::ScriptSlot;
+use crate::host::state::HostOptions;
 use crate::host::Host;
 use crate::runner::{execute, RunRequest};
 
@@ -180,14 +182,6 @@ impl WatchHandle {
         }
         Ok(())
     }
-
-    /// Returns the watched files.
-    pub fn files(&self) -> Vec<PathBuf> {
-        self.0
-            .lock()
-            .map(|i| i.files.keys().cloned().collect())
-            .unwrap_or_default()
-    }
 }
 
 /// Returns the path with its folder made absolute and symlinks in the folder resolved (the
@@ -206,32 +200,6 @@ fn fingerprint(path: &Path) -> Option<u64> {
     let mut h = DefaultHasher::new();
     bytes.hash(&mut h);
     Some(h.finish())
-}
-
-/// Lets watch mode reach the state of the run in progress, to swap in a new version of the
-/// script for the hooks that look their functions up at each use.
-#[derive(Debug, Clone, Default)]
-pub struct LiveRun(Arc<Mutex<Option<Arc<HostState>>>>);
-
-impl LiveRun {
-    /// Records the state of the run that has just started.
-    pub fn attach(&self, state: Arc<HostState>) {
-        if let Ok(mut s) = self.0.lock() {
-            *s = Some(state);
-        }
-    }
-
-    /// Forgets the run once it has ended.
-    pub fn detach(&self) {
-        if let Ok(mut s) = self.0.lock() {
-            *s = None;
-        }
-    }
-
-    /// Returns the state of the run in progress, if any.
-    pub fn state(&self) -> Option<Arc<HostState>> {
-        self.0.lock().ok().and_then(|s| s.clone())
-    }
 }
 
 /// What the watching threads tell the run loop.
@@ -260,14 +228,22 @@ pub fn run_watch(req: &RunRequest, console: Console) -> i32 {
             return crate::exit::USAGE;
         }
     };
-    let live = LiveRun::default();
+    // One slot for every run: each new version that passes the checks goes in, and the
+    // hooks of a run in progress look their functions up there.
+    let slot = ScriptSlot::new();
+    let running = Arc::new(AtomicBool::new(false));
     let (tx, rx) = mpsc::channel::<Msg>();
     if let Err(e) = listen_for_stop(tx.clone()) {
         console.error(&format!("cannot listen for Ctrl-C: {e}"));
         return crate::exit::FAILED;
     }
     // The first check happens before the first run so the files it imports are watched.
-    let checker = match Host::new(HostOptions::default(), console.clone()) {
+    let checker = match Host::new(
+        HostOptions::default(),
+        console.clone(),
+        crate::api::bindings(),
+        ScriptSlot::new(),
+    ) {
         Ok(h) => h,
         Err(e) => {
             console.error(&e.to_string());
@@ -276,7 +252,8 @@ pub fn run_watch(req: &RunRequest, console: Console) -> i32 {
     };
     let mut first_ok = check_and_watch(&checker, &req.script, &watcher, &console, None);
     {
-        let (console, live, script) = (console.clone(), live.clone(), req.script.clone());
+        let (console, script) = (console.clone(), req.script.clone());
+        let (slot, running) = (slot.clone(), running.clone());
         let report = console.clone();
         std::thread::Builder::new()
             .name("deployer-watch".into())
@@ -284,7 +261,8 @@ pub fn run_watch(req: &RunRequest, console: Console) -> i32 {
                 if watcher.wait(None).is_none() {
                     return;
                 }
-                let ok = check_and_watch(&checker, &script, &watcher, &console, Some(&live));
+                let live = (&slot, running.load(Ordering::SeqCst));
+                let ok = check_and_watch(&checker, &script, &watcher, &console, Some(live));
                 if tx.send(Msg::Changed(ok)).is_err() {
                     return;
                 }
@@ -294,7 +272,7 @@ pub fn run_watch(req: &RunRequest, console: Console) -> i32 {
     }
 
     let mut req = req.clone();
-    req.live = Some(live.clone());
+    req.script_slot = slot;
     let mut runs = 0u32;
     let mut code = crate::exit::OK;
     loop {
@@ -304,8 +282,9 @@ pub fn run_watch(req: &RunRequest, console: Console) -> i32 {
                 let line = format!("━━ {name} changed: running it again (run {runs})");
                 console.line(&line, Some(console.paint(Style::Bold, &line)));
             }
+            running.store(true, Ordering::SeqCst);
             code = execute(&req, console.clone());
-            live.detach();
+            running.store(false, Ordering::SeqCst);
         }
         // What happened during the run: the latest change decides whether to run again.
         let mut again = None;
@@ -334,15 +313,15 @@ pub fn run_watch(req: &RunRequest, console: Console) -> i32 {
     }
 }
 
-/// Checks the script; watches it and every file it imports; when a run is in progress and
-/// the new version passes, makes it the run's latest version. Prints the problems of a
-/// version that does not pass. Returns whether it passed.
+/// Checks the script; watches it and every file it imports; when the new version passes,
+/// puts it in the slot the runs share (`live`: the slot, and whether a run is in progress).
+/// Prints the problems of a version that does not pass. Returns whether it passed.
 fn check_and_watch(
     checker: &Host,
     script: &Path,
     watcher: &FileWatcher,
     console: &Console,
-    live: Option<&LiveRun>,
+    live: Option<(&ScriptSlot, bool)>,
 ) -> bool {
     let name = script.display().to_string();
     let text = match crate::host::input::read_script(script) {
@@ -360,10 +339,10 @@ fn check_and_watch(
     }
     match result {
         Ok(checked) => {
-            if let Some(state) = live.and_then(LiveRun::state) {
-                if let Ok(mut latest) = state.latest_ast.lock() {
-                    *latest = Some(Arc::new(checked.ast));
-                }
+            if let Some((slot, _)) = live {
+                slot.replace(checked.ast);
+            }
+            if let Some((_, true)) = live {
                 console.info(&format!(
                     "{name} changed: the new version compiles; hooks use it from now on and the script runs again when this run ends"
                 ));
@@ -374,7 +353,7 @@ fn check_and_watch(
             for d in &diags {
                 checker.print(d);
             }
-            let running = live.and_then(LiveRun::state).is_some();
+            let running = matches!(live, Some((_, true)));
             console.warn(&format!(
                 "{name}: this version has {} problem{}; {}; fix it and save again",
                 diags.len(),

@@ -6,7 +6,7 @@ mod common;
 use std::time::Duration;
 
 use common::TestServer;
-use deployer::metrics::sampler::{sample, Mode, SampleSpec, Sampler};
+use deployer::sampler::{sample, Mode, SampleSpec, Sampler};
 use tokio_util::sync::CancellationToken;
 
 fn sampler_threads() -> usize {

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::{rss_bytes, TestServer};
-use deployer::metrics::sampler::{sample, Mode, SampleSpec, Sampler};
+use deployer::sampler::{sample, Mode, SampleSpec, Sampler};
 use tokio_util::sync::CancellationToken;
 
 /// Watches the resident size from a thread, every 10 ms, keeping the highest seen.

@@ -5,7 +5,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::{closed_port, TestServer};
-use deployer::metrics::sampler::{sample, Mode, SampleError, SampleSpec, Sampler};
+use deployer::sampler::{sample, Mode, SampleError, SampleSpec, Sampler};
 use tokio_util::sync::CancellationToken;
 
 fn spec(url: String, mode: Mode, concurrency: usize) -> SampleSpec {

@@ -5,7 +5,9 @@ use std::sync::Arc;
 
 use rhai::{Dynamic, EvalAltResult, Map, NativeCallContext, Position};
 
+pub use crate::host::errors::{innermost, is_terminated, message_of};
 use crate::host::state::{HostState, StateRef};
+use crate::pipeline::Control;
 
 /// The error type of every native function.
 pub type Error = Box<EvalAltResult>;
@@ -38,6 +40,26 @@ pub fn throw_with(kind: &str, message: impl Into<String>, mut extra: Map) -> Err
     ))
 }
 
+/// Builds the error by which the pipeline ends the script early: a map scripts read like any
+/// other (`kind`, `message`), carrying `control` as its tag, which only [`control_of`] reads.
+pub fn control(control: Control, message: impl Into<String>) -> Error {
+    let mut value = Map::new();
+    value.insert("kind".into(), control.kind().into());
+    value.insert("message".into(), message.into().into());
+    let mut value = Dynamic::from_map(value);
+    value.set_tag(control.tag().into());
+    Box::new(EvalAltResult::ErrorRuntime(value, Position::NONE))
+}
+
+/// The pipeline control an error carries (see [`control`]), past call and module wrappers
+/// and a script's `catch (e) { throw e; }`.
+pub fn control_of(err: &EvalAltResult) -> Option<Control> {
+    match innermost(err) {
+        EvalAltResult::ErrorRuntime(v, _) if v.is_map() => Control::from_tag(v.tag().into()),
+        _ => None,
+    }
+}
+
 /// Builds the error that ends a cancelled run. Scripts cannot catch it.
 pub fn terminated(state: &HostState) -> Error {
     let reason = state
@@ -49,20 +71,6 @@ pub fn terminated(state: &HostState) -> Error {
         reason.into(),
         Position::NONE,
     ))
-}
-
-/// Returns the innermost error, past function-call and module wrappers.
-pub fn innermost(err: &EvalAltResult) -> &EvalAltResult {
-    match err {
-        EvalAltResult::ErrorInFunctionCall(_, _, inner, _)
-        | EvalAltResult::ErrorInModule(_, inner, _) => innermost(inner),
-        other => other,
-    }
-}
-
-/// Returns true when the error is a cancellation (Ctrl-C, `--timeout`): never retried.
-pub fn is_terminated(err: &EvalAltResult) -> bool {
-    matches!(innermost(err), EvalAltResult::ErrorTerminated(..))
 }
 
 /// Returns true when the error is a fault of the script itself (an unknown function or
@@ -100,37 +108,6 @@ pub fn kind_of(err: &EvalAltResult) -> Option<String> {
             .and_then(|m| m.get("kind").map(|k| k.to_string())),
         EvalAltResult::ErrorTerminated(..) => Some("cancelled".into()),
         _ => None,
-    }
-}
-
-/// Returns the message of an error without its position: for thrown maps their `message`,
-/// for thrown strings the string, otherwise Rhai's description.
-pub fn message_of(err: &EvalAltResult) -> String {
-    match innermost(err) {
-        EvalAltResult::ErrorRuntime(v, _) => value_message(v),
-        EvalAltResult::ErrorTerminated(v, _) => v.to_string(),
-        EvalAltResult::ErrorFunctionNotFound(sig, _) => format!("unknown function: {sig}"),
-        EvalAltResult::ErrorVariableNotFound(name, _) => format!("unknown variable: {name}"),
-        other => strip_position(&other.to_string()),
-    }
-}
-
-/// Returns the message carried by a thrown value.
-pub fn value_message(v: &Dynamic) -> String {
-    if let Some(m) = v.read_lock::<Map>() {
-        if let Some(msg) = m.get("message") {
-            return msg.to_string();
-        }
-        return format!("{:?}", *m);
-    }
-    v.to_string()
-}
-
-/// Removes Rhai's ` (line 3, position 5)` suffix; diagnostics show the place themselves.
-pub fn strip_position(text: &str) -> String {
-    match text.rfind(" (line ") {
-        Some(i) if text.ends_with(')') => text[..i].to_string(),
-        _ => text.to_string(),
     }
 }
 

@@ -9,10 +9,10 @@ use rhai::{Array, FnPtr, Map};
 use serde_json::json;
 
 use super::error::{
-    at_call, is_terminated, kind_of, message_of, state, terminated, throw, throw_with, Error,
+    at_call, control, control_of, is_terminated, message_of, state, terminated, throw, throw_with,
+    Error,
 };
 use super::opts::{duration, number, Opts};
-use super::phase::ROLLBACK_REQUESTED;
 use crate::core::duration::format_duration;
 use crate::core::monitor::{self, Monitor, MonitorConfig, MonitorPlan, MonitorTick, Stopped};
 use crate::core::stats::SampleStats;
@@ -21,6 +21,7 @@ use crate::host::console::Style;
 use crate::host::state::HostState;
 use crate::metrics::lines::{self, Line, Tone};
 use crate::metrics::sampler::{self, Mode, SampleReport, SampleSpec};
+use crate::pipeline::{Control, Event};
 
 pub(crate) const SAMPLE_OPTS: &[&str] = &[
     "requests",
@@ -200,14 +201,7 @@ fn call_latest(
     name: &str,
     args: Vec<Dynamic>,
 ) -> Option<Result<Dynamic, Error>> {
-    let ast = st.latest_ast.lock().ok()?.clone()?;
-    if !ast
-        .iter_functions()
-        .any(|f| f.name == name && f.params.len() == args.len())
-    {
-        return None;
-    }
-    Some(crate::host::call_script_fn(ctx.engine(), &ast, name, args))
+    st.script.call(ctx.engine(), name, args)
 }
 
 enum Target {
@@ -256,26 +250,19 @@ fn show(st: &HostState, lines: impl IntoIterator<Item = Line>) {
 /// Keeps a result of `monitor` or `collect` in the current phase's record (it goes into
 /// report.json). The one place these functions write the run's pipeline.
 fn record_metrics(st: &HostState, key: &str, value: serde_json::Value) {
-    if let Ok(mut p) = st.pipeline.lock() {
-        if p.in_phase {
-            if let Some(rec) = p.phases.last_mut() {
-                let mut metrics = rec.metrics.take().unwrap_or_else(|| json!({}));
-                if let Some(obj) = metrics.as_object_mut() {
-                    obj.insert(key.to_string(), value);
-                }
-                rec.metrics = Some(metrics);
-            }
-        }
-    }
+    st.pipeline.emit(Event::Metrics {
+        key: key.to_string(),
+        value,
+    });
 }
 
 /// Asks the run to roll back (monitoring reached critical) and returns the error that
 /// stops the script.
 fn request_rollback(st: &HostState, reason: String) -> Error {
-    if let Ok(mut p) = st.pipeline.lock() {
-        p.request_rollback(&reason);
-    }
-    throw(ROLLBACK_REQUESTED, reason)
+    st.pipeline.emit(Event::RollbackRequested {
+        reason: reason.clone(),
+    });
+    control(Control::RollbackRequested, reason)
 }
 
 /// Reads the monitor's options: its settings, the sample of a URL target, and where the
@@ -333,15 +320,7 @@ fn monitor_options(
             WarnSource::Fixed(thresholds("monitor", &o.map("thresholds")?.unwrap_or_default())?.0)
         }
         None => {
-            let defines = st
-                .latest_ast
-                .lock()
-                .ok()
-                .and_then(|a| a.clone())
-                .is_some_and(|a| {
-                    a.iter_functions()
-                        .any(|f| f.name == "thresholds" && f.params.is_empty())
-                });
+            let defines = st.script.lookup("thresholds", 0).is_some();
             if defines {
                 WarnSource::Named("thresholds".into())
             } else {
@@ -357,7 +336,7 @@ fn monitor_options(
     if let Some(s) = o.duration("sustained")? {
         sustained = Some(s);
     }
-    let in_phase = st.pipeline.lock().map(|p| p.in_phase).unwrap_or(false);
+    let in_phase = st.pipeline.read(|p| p.in_phase);
     let rollback_on_critical = o.boolean("rollback_on_critical")?.unwrap_or(in_phase);
     let config = MonitorConfig {
         plan,
@@ -389,7 +368,7 @@ fn measure(
                     monitor::failed_stats(t0.elapsed())
                 })),
                 Err(e)
-                    if is_terminated(&e) || kind_of(&e).as_deref() == Some(ROLLBACK_REQUESTED) =>
+                    if is_terminated(&e) || control_of(&e) == Some(Control::RollbackRequested) =>
                 {
                     Err(e)
                 }
@@ -506,7 +485,7 @@ fn monitor_impl(ctx: &NativeCallContext, target: Target, o: Opts) -> Result<Map,
             Err(e) => {
                 if is_terminated(&e) {
                     record(&m, Stopped::Interrupted);
-                } else if kind_of(&e).as_deref() == Some(ROLLBACK_REQUESTED) {
+                } else if control_of(&e) == Some(Control::RollbackRequested) {
                     // The closure called trigger_rollback(): stop watching and roll back now.
                     record(&m, Stopped::Rollback);
                 }

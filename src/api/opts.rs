@@ -7,7 +7,7 @@ use rhai::{Array, Dynamic, Map};
 
 use super::error::{throw, Error};
 use crate::core::duration::{from_secs_f64, parse_duration};
-use crate::core::suggest::nearest;
+pub use crate::core::options::unknown_option;
 
 /// The options given to one function call.
 pub struct Opts {
@@ -199,82 +199,4 @@ pub fn argv(func: &str, arr: &Array) -> Result<Vec<String>, Error> {
             }
         })
         .collect()
-}
-
-/// The option names of one native function that takes an option map: the list its
-/// binding checks at run time, and `deployer check` checks literal maps against before.
-#[derive(Debug, Clone, Copy)]
-pub struct OptionList {
-    /// The name scripts call (`exec`, `http::get`).
-    pub func: &'static str,
-    /// The number of arguments of the form that takes the map.
-    pub argc: usize,
-    /// The position of the map among them.
-    pub arg: usize,
-    /// The options it knows.
-    pub known: &'static [&'static str],
-    /// Options whose value is itself a map of known keys (`expect` of `http::wait_healthy`).
-    pub nested: &'static [(&'static str, &'static [&'static str])],
-}
-
-const fn list(
-    func: &'static str,
-    argc: usize,
-    arg: usize,
-    known: &'static [&'static str],
-) -> OptionList {
-    OptionList {
-        func,
-        argc,
-        arg,
-        known,
-        nested: &[],
-    }
-}
-
-/// Every native function that takes an option map, with the list of option names its
-/// binding uses (one list per function, shared by the runtime and the static check).
-pub const OPTION_LISTS: &[OptionList] = &[
-    list("exec", 2, 1, super::exec::EXEC_OPTS),
-    list("sh", 2, 1, super::exec::EXEC_OPTS),
-    list("spawn", 2, 1, super::exec::SPAWN_OPTS),
-    list("http::get", 2, 1, super::http::REQUEST_OPTS),
-    list("http::head", 2, 1, super::http::REQUEST_OPTS),
-    list("http::post", 2, 1, super::http::REQUEST_OPTS),
-    list("http::put", 2, 1, super::http::REQUEST_OPTS),
-    list("http::patch", 2, 1, super::http::REQUEST_OPTS),
-    list("http::delete", 2, 1, super::http::REQUEST_OPTS),
-    OptionList {
-        func: "http::wait_healthy",
-        argc: 2,
-        arg: 1,
-        known: super::http::WAIT_OPTS,
-        nested: &[("expect", super::http::EXPECT_KEYS)],
-    },
-    list("retry", 2, 0, super::retry::RETRY_OPTS),
-    list("sample", 2, 1, super::metrics::SAMPLE_OPTS),
-    list("monitor", 2, 1, super::metrics::MONITOR_OPTS),
-    list("collect", 2, 1, super::metrics::COLLECT_OPTS),
-    list("phase", 3, 1, super::phase::PHASE_OPTS),
-    list("on", 3, 1, super::remote::ON_OPTS),
-    list("history::runs", 1, 0, super::history::RUNS_OPTIONS),
-];
-
-/// Returns the option list of a call of `func` with `argc` arguments, if it takes one.
-pub fn option_list(func: &str, argc: usize) -> Option<&'static OptionList> {
-    OPTION_LISTS
-        .iter()
-        .find(|l| l.func == func && l.argc == argc)
-}
-
-/// The message for an unknown option, shared by the runtime and the static check:
-/// `unknown option 'timout'; did you mean 'timeout'?`.
-pub fn unknown_option(func: &str, key: &str, known: &[&str]) -> String {
-    let hint = nearest(key, known.iter().copied())
-        .map(|s| format!("did you mean `{s}`? "))
-        .unwrap_or_default();
-    format!(
-        "{func}(): unknown option `{key}`; {hint}known options: {}",
-        known.join(", ")
-    )
 }

@@ -5,14 +5,16 @@ use std::time::Instant;
 use rhai::plugin::*;
 use rhai::{FnPtr, Map};
 
-use super::error::{is_script_bug, is_terminated, kind_of, message_of, state, throw, Error};
+use super::error::{
+    control, control_of, is_script_bug, is_terminated, message_of, state, throw, Error,
+};
 use super::opts::Opts;
 use crate::core::duration::format_duration;
 use crate::host::console::Style;
 use crate::host::state::HostState;
 use crate::pipeline::{
-    score_phase, CheckRecord, CheckStatus, PhaseOptions, PhaseRecord, PhaseStatus, PhaseValue,
-    Returned,
+    score_phase, CheckRecord, CheckStatus, Control, Event, PhaseOptions, PhaseRecord, PhaseStatus,
+    PhaseValue, Returned,
 };
 
 pub(crate) const PHASE_OPTS: &[&str] = &[
@@ -23,11 +25,6 @@ pub(crate) const PHASE_OPTS: &[&str] = &[
     "changes",
     "e2e",
 ];
-
-/// The kind of the error that ends the script after a required phase failed.
-pub const STOPPED: &str = "pipeline_stopped";
-/// The kind of the error thrown by `trigger_rollback`.
-pub const ROLLBACK_REQUESTED: &str = "rollback_requested";
 
 fn score_value(v: &Dynamic) -> Option<f64> {
     super::opts::number(v).filter(|n| (0.0..=5.0).contains(n))
@@ -114,11 +111,7 @@ fn phase_impl(
     body: FnPtr,
 ) -> Result<bool, Error> {
     let st = state(ctx)?;
-    let (index, total, skip) = {
-        let p = st
-            .pipeline
-            .lock()
-            .map_err(|_| throw("internal", "pipeline state poisoned"))?;
+    let (index, total, skip) = st.pipeline.read(|p| {
         if p.in_phase {
             return Err(throw("usage", format!("phase(\"{name}\") is inside another phase: phases do not nest; use check() inside a phase")));
         }
@@ -131,8 +124,8 @@ fn phase_impl(
         let skip = p.skip_reason(name, &opts).map_err(|m| throw("usage", m))?;
         let planned = p.planned.iter().any(|x| x.name == name);
         let total = p.expected_count() + usize::from(!planned);
-        (p.phases.len() + 1, total, skip)
-    };
+        Ok((p.phases.len() + 1, total, skip))
+    })?;
     let mut record = PhaseRecord {
         index,
         name: name.to_string(),
@@ -155,30 +148,26 @@ fn phase_impl(
         banner(&st, index, total, name, &format!(": {reason}"));
         record.reason = Some(reason);
         record.started_at = None;
-        if let Ok(mut p) = st.pipeline.lock() {
-            p.phases.push(record);
-        }
+        st.pipeline.emit(Event::PhaseSkipped { record });
         return Ok(false);
     }
     let note = if opts.required { " (required)" } else { "" };
     banner(&st, index, total, name, note);
-    if let Ok(mut p) = st.pipeline.lock() {
-        if opts.changes {
-            p.changes_began = true;
-        }
-        p.in_phase = true;
-        p.phases.push(record);
-    }
+    st.pipeline.emit(Event::PhaseStarted {
+        record,
+        changes: opts.changes,
+    });
     let started = Instant::now();
     let result = body.call_within_context::<Dynamic>(ctx, ());
-    let mut p = st
-        .pipeline
-        .lock()
-        .map_err(|_| throw("internal", "pipeline state poisoned"))?;
-    p.in_phase = false;
-    let rollback_asked = p.rollback_request.is_some();
-    let thresholds = p.thresholds;
-    let Some(rec) = p.phases.last_mut() else {
+    // The phase's record as its checks and hosts left it; it ends below.
+    let (rollback_asked, thresholds, mut rec) = st.pipeline.read(|p| {
+        (
+            p.rollback_request.is_some(),
+            p.thresholds,
+            p.phases.last().cloned(),
+        )
+    });
+    let Some(rec) = rec.as_mut() else {
         return Err(throw("internal", "phase record missing"));
     };
     rec.duration_ms = started.elapsed().as_millis() as u64;
@@ -239,7 +228,7 @@ fn phase_impl(
             if st.dry_run()
                 && !is_terminated(&e)
                 && !is_script_bug(&e)
-                && kind_of(&e).as_deref() != Some(STOPPED) =>
+                && control_of(&e) != Some(Control::Stopped) =>
         {
             // A read-only probe of the unchanged service failed: the plan goes on.
             let msg = format!("would fail: {}", message_of(&e));
@@ -254,7 +243,7 @@ fn phase_impl(
             rec.error = Some(message_of(&e));
             if is_terminated(&e) {
                 interrupted = Some(e);
-            } else if kind_of(&e).as_deref() != Some(ROLLBACK_REQUESTED) {
+            } else if control_of(&e) != Some(Control::RollbackRequested) {
                 let msg = message_of(&e);
                 let mut lines = msg.lines();
                 st.console.error(lines.next().unwrap_or_default());
@@ -267,7 +256,14 @@ fn phase_impl(
     rec.score = score_phase(rec, opts.score.or(returned));
     let (status, score, rec_name) = (rec.status, rec.score, rec.name.clone());
     let took = format_duration(started.elapsed());
+    let stopped =
+        interrupted.is_none() && status == PhaseStatus::Failed && (opts.required || rollback_asked);
+    let ended = rec.clone();
     if let Some(e) = interrupted {
+        st.pipeline.emit(Event::PhaseEnded {
+            record: ended,
+            stopped,
+        });
         return Err(e);
     }
     let label = crate::pipeline::phase_label(rec, &thresholds);
@@ -286,10 +282,13 @@ fn phase_impl(
     };
     st.console
         .info_styled(&line, &st.console.paint(style, &line));
-    if status == PhaseStatus::Failed && (opts.required || rollback_asked) {
-        p.stopped_by = Some(rec_name.clone());
-        return Err(throw(
-            STOPPED,
+    st.pipeline.emit(Event::PhaseEnded {
+        record: ended,
+        stopped,
+    });
+    if stopped {
+        return Err(control(
+            Control::Stopped,
             format!("phase \"{rec_name}\" failed; the pipeline stopped"),
         ));
     }
@@ -318,7 +317,7 @@ fn check_impl(ctx: &NativeCallContext, name: &str, body: FnPtr) -> Result<bool, 
     };
     let mut script_bug = false;
     match result {
-        Err(e) if is_terminated(&e) || kind_of(&e).as_deref() == Some(ROLLBACK_REQUESTED) => {
+        Err(e) if is_terminated(&e) || control_of(&e) == Some(Control::RollbackRequested) => {
             return Err(e)
         }
         Err(e) => {
@@ -426,24 +425,15 @@ fn check_impl(ctx: &NativeCallContext, name: &str, body: FnPtr) -> Result<bool, 
         }
     }
     let passed = !matches!(record.status, CheckStatus::Failed | CheckStatus::WouldFail);
-    let mut p = st
-        .pipeline
-        .lock()
-        .map_err(|_| throw("internal", "pipeline state poisoned"))?;
-    if p.in_phase {
-        if let Some(rec) = p.phases.last_mut() {
-            rec.checks.push(record);
-        }
-        Ok(passed)
-    } else if passed || record.status == CheckStatus::WouldFail {
+    let (status, error) = (record.status, record.error.clone());
+    // Outside a phase the check is not kept, and a failure ends the script.
+    let kept = st.pipeline.emit(Event::CheckResult { check: record });
+    if kept || passed || status == CheckStatus::WouldFail {
         Ok(passed)
     } else {
         Err(throw(
             "check",
-            format!(
-                "check \"{name}\" failed: {}",
-                record.error.unwrap_or_default()
-            ),
+            format!("check \"{name}\" failed: {}", error.unwrap_or_default()),
         ))
     }
 }
@@ -525,11 +515,11 @@ pub mod phase_api {
             st.would(&format!("stop and roll back: {reason}"));
             return Ok(());
         }
-        if let Ok(mut p) = st.pipeline.lock() {
-            p.request_rollback(reason);
-        }
-        Err(throw(
-            ROLLBACK_REQUESTED,
+        st.pipeline.emit(Event::RollbackRequested {
+            reason: reason.to_string(),
+        });
+        Err(control(
+            Control::RollbackRequested,
             format!("rollback requested: {reason}"),
         ))
     }

@@ -210,7 +210,7 @@ pub(crate) fn script_on(
 
 /// A host has changed once a command runs on it after a `changes: true` phase began.
 fn note_change(st: &HostState, host: &str) {
-    let began = st.pipeline.lock().map(|p| p.changes_began).unwrap_or(false);
+    let began = st.pipeline.read(|p| p.changes_began);
     if began {
         st.remote.mark_changed(host);
     }
@@ -224,16 +224,10 @@ fn record(st: &HostState, host: &str, batch: usize, took: Duration, error: Optio
 
 /// Sets how the rollback of a host that failed within the budget went, on its record.
 fn set_rollback(st: &HostState, host: &str, status: &'static str) {
-    if let Ok(mut p) = st.pipeline.lock() {
-        if let Some(rec) = p.phases.last_mut().and_then(|ph| {
-            ph.hosts
-                .iter_mut()
-                .rev()
-                .find(|h| h.host == host && h.status == "failed")
-        }) {
-            rec.rollback = Some(status);
-        }
-    }
+    st.pipeline.emit(crate::pipeline::Event::HostRolledBack {
+        host: host.to_string(),
+        status,
+    });
 }
 
 /// [`record`] with an explicit status (`passed`, `failed` or `stopped`).
@@ -250,22 +244,17 @@ fn record_status(
         return;
     }
     let changed = st.remote.changed().iter().any(|h| h == host);
-    if let Ok(mut p) = st.pipeline.lock() {
-        if !p.in_phase {
-            return;
-        }
-        if let Some(rec) = p.phases.last_mut() {
-            rec.hosts.push(crate::pipeline::HostRecord {
-                host: host.to_string(),
-                status,
-                batch,
-                duration_ms: took.as_millis() as u64,
-                changed,
-                rollback: None,
-                error,
-            });
-        }
-    }
+    st.pipeline.emit(crate::pipeline::Event::HostResult {
+        host: crate::pipeline::HostRecord {
+            host: host.to_string(),
+            status,
+            batch,
+            duration_ms: took.as_millis() as u64,
+            changed,
+            rollback: None,
+            error,
+        },
+    });
 }
 
 fn share(opts: &Opts, key: &str) -> Result<Option<Share>, Error> {
@@ -434,12 +423,7 @@ fn roll_back_host(
     host: &str,
     why: &str,
 ) -> Result<&'static str, Error> {
-    let defined = st
-        .latest_ast
-        .lock()
-        .ok()
-        .and_then(|a| a.clone())
-        .is_some_and(|ast| crate::host::Host::defines(&ast, "rollback", 1));
+    let defined = st.script.lookup("rollback", 1).is_some();
     if !defined {
         st.console.warn(&format!(
             "{host} changed and failed, but the script defines no fn rollback(ctx): {host} is left as it is"
@@ -470,12 +454,13 @@ fn roll_back_host(
                 .paint(crate::host::console::Style::Yellow, &plain),
         ),
     );
-    let phase = st
-        .pipeline
-        .lock()
-        .ok()
-        .filter(|p| p.in_phase)
-        .and_then(|p| p.phases.last().map(|r| r.name.clone()));
+    let phase = st.pipeline.read(|p| {
+        if p.in_phase {
+            p.phases.last().map(|r| r.name.clone())
+        } else {
+            None
+        }
+    });
     let mut arg = Map::new();
     arg.insert("reason".into(), format!("{host} failed: {why}").into());
     arg.insert(

@@ -15,13 +15,9 @@ pub(crate) const RETRY_OPTS: &[&str] = &[
     "attempts", "backoff", "base", "factor", "max", "jitter", "when", "name",
 ];
 
-/// Error kinds that mean "stop now", never "try again".
-const NEVER_RETRIED: &[&str] = &[
-    "abort",
-    "usage",
-    super::phase::STOPPED,
-    super::phase::ROLLBACK_REQUESTED,
-];
+/// Error kinds that mean "stop now", never "try again" (as do the pipeline's own controls
+/// and cancellation).
+const NEVER_RETRIED: &[&str] = &["abort", "usage"];
 
 fn schedule(opts: &Opts) -> Result<(u32, Backoff), Error> {
     let attempts = opts.int("attempts")?;
@@ -112,7 +108,7 @@ fn retry_impl(ctx: &NativeCallContext, opts: Opts, body: FnPtr) -> Result<Dynami
                 return Ok(v);
             }
             Err(e) => {
-                if is_terminated(&e) {
+                if is_terminated(&e) || super::error::control_of(&e).is_some() {
                     return Err(e);
                 }
                 let kind = kind_of(&e).unwrap_or_default();

@@ -34,7 +34,12 @@ pub fn check(args: CheckArgs, color: ColorChoice) -> i32 {
         Verbosity::Normal
     };
     let console = Console::new(verbosity, color.enabled());
-    let host = match Host::new(HostOptions::default(), console.clone()) {
+    let host = match Host::new(
+        HostOptions::default(),
+        console.clone(),
+        crate::api::bindings(),
+        Default::default(),
+    ) {
         Ok(h) => h,
         Err(e) => {
             console.error(&e.to_string());

@@ -108,21 +108,19 @@ impl AlertState {
         }
     }
 
+    #[cfg(test)]
     /// Returns the current level.
     pub fn level(&self) -> Level {
         self.level
     }
 
+    #[cfg(test)]
     /// Returns the highest level reached since creation.
     pub fn max_level(&self) -> Level {
         self.max_level
     }
 
-    /// Returns the sustained duration the state was created with.
-    pub fn sustained(&self) -> Option<Duration> {
-        self.sustained
-    }
-
+    #[cfg(test)]
     /// Returns how many failing ticks in a row ended with the last tick.
     pub fn failing_streak(&self) -> u64 {
         self.failing_streak

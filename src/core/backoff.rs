@@ -20,8 +20,6 @@ pub enum Backoff {
 /// A retry schedule that cannot work.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum BackoffError {
-    #[error("retry attempts must be at least 1, got {0}")]
-    Attempts(i64),
     #[error("retry factor must be a number ≥ 1, got {0}")]
     Factor(f64),
     #[error("retry backoff list is empty: give at least one wait, such as [\"0s\", \"30s\"]")]

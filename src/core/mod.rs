@@ -9,6 +9,7 @@ pub mod jsonmatch;
 pub mod logscan;
 pub mod mask;
 pub mod monitor;
+pub mod options;
 pub mod releases;
 pub mod retention;
 pub mod score;

@@ -96,6 +96,7 @@ pub enum Stopped {
 
 impl Stopped {
     /// Returns the name reports use: `completed`, `interrupted`, `critical`, `rollback`.
+    #[cfg(test)]
     pub fn as_str(self) -> &'static str {
         match self {
             Stopped::Completed => "completed",

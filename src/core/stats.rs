@@ -219,11 +219,6 @@ impl StatsCollector {
         self.responses + self.errors.iter().sum::<u64>()
     }
 
-    /// Returns the latency histogram of the successful responses.
-    pub fn latency(&self) -> &LatencyHistogram {
-        &self.latency
-    }
-
     /// Summarises what was collected over `elapsed` (the wall time of the sample).
     pub fn finish(&self, elapsed: Duration) -> SampleStats {
         let count = self.count();

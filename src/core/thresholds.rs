@@ -229,6 +229,7 @@ impl Thresholds {
         Ok(Thresholds { limits })
     }
 
+    #[cfg(test)]
     /// Returns the limits, in [`Metric::ALL`] order.
     pub fn limits(&self) -> &[Limit] {
         &self.limits
@@ -268,6 +269,7 @@ impl Thresholds {
         self.with_default(Metric::ErrorRate, warned.max(IMPLICIT_CRITICAL_ERROR_RATE))
     }
 
+    #[cfg(test)]
     /// Returns true when no limit is set.
     pub fn is_empty(&self) -> bool {
         self.limits.is_empty()

@@ -9,7 +9,7 @@ use rhai::{ASTNode, Engine, Expr, FnAccess, Stmt, AST};
 use super::diagnostic::{Diagnostic, Location};
 use super::input::MAX_DECLARATIONS;
 use super::sources::{clean, locate, SourceMap};
-use crate::api::opts::{option_list, unknown_option};
+use crate::core::options::{self, unknown_option, OptionList};
 use crate::core::suggest::nearest;
 use crate::pipeline::PlannedPhase;
 
@@ -37,6 +37,8 @@ pub struct Catalog {
     pub globals: HashMap<String, BTreeSet<usize>>,
     /// Functions of static modules (`http`, `log`, ...): module → name → counts.
     pub modules: HashMap<String, HashMap<String, BTreeSet<usize>>>,
+    /// The option names of the functions that take an option map (given with the API).
+    pub options: Vec<OptionList>,
 }
 
 impl Catalog {
@@ -56,11 +58,23 @@ impl Catalog {
         cat
     }
 
+    #[cfg(test)]
     /// Reads every function, including Rhai's standard library, from the engine (slow).
     pub fn of_all(engine: &Engine) -> Catalog {
         let mut cat = Catalog::default();
         cat.add_signatures(engine.gen_fn_signatures(true));
         cat
+    }
+
+    /// Adds the option lists of the registered functions that take an option map.
+    pub fn with_options(mut self, lists: &[OptionList]) -> Catalog {
+        self.options.extend_from_slice(lists);
+        self
+    }
+
+    /// The option list of a call of `func` with `argc` arguments, if it takes one.
+    pub fn option_list(&self, func: &str, argc: usize) -> Option<&OptionList> {
+        options::find(&self.options, func, argc)
     }
 
     fn add_signatures(&mut self, signatures: Vec<String>) {
@@ -87,6 +101,7 @@ impl Catalog {
         }
     }
 
+    #[cfg(test)]
     /// Renders the global functions as the `std_functions.txt` table (`name:1,2` lines).
     pub fn table(&self) -> String {
         let mut names: Vec<(&String, &BTreeSet<usize>)> = self.globals.iter().collect();
@@ -481,7 +496,7 @@ impl Checker<'_> {
                         Some(ns) => format!("{ns}::{}", call.name),
                         None => call.name.to_string(),
                     };
-                    if let Some(list) = option_list(&full, call.args.len()) {
+                    if let Some(list) = self.catalog.option_list(&full, call.args.len()) {
                         if let Some(arg) = call.args.get(list.arg).and_then(OptionArg::of) {
                             option_maps.push((full, call.args.len(), arg));
                         }
@@ -541,7 +556,7 @@ impl Checker<'_> {
             if script_fns.get(&func).is_some_and(|a| a.contains(&argc)) {
                 continue;
             }
-            if let Some(list) = option_list(&func, argc) {
+            if let Some(list) = self.catalog.option_list(&func, argc) {
                 self.check_options(name, text, &func, list.known, list.nested, &arg);
             }
         }

@@ -72,6 +72,8 @@ pub struct Console {
     log: Arc<Mutex<Vec<String>>>,
     /// Bytes of streamed command output (`-v`) kept in the run log so far.
     streamed: Arc<std::sync::atomic::AtomicUsize>,
+    /// Where messages go: stderr, or a writer the caller gave ([`Console::with_writer`]).
+    out: Option<Arc<Mutex<Box<dyn Write + Send>>>>,
 }
 
 /// Streamed command output (`-v`) beyond this many bytes is printed but not kept for
@@ -96,6 +98,30 @@ impl Console {
             color,
             log: Arc::new(Mutex::new(Vec::new())),
             streamed: Default::default(),
+            out: None,
+        }
+    }
+
+    /// Creates a console that writes its messages to `out` instead of stderr, styled with
+    /// colour when `color` is true (script `print` output goes there too).
+    pub fn with_writer(verbosity: Verbosity, color: bool, out: Box<dyn Write + Send>) -> Console {
+        Console {
+            out: Some(Arc::new(Mutex::new(out))),
+            ..Console::new(verbosity, color)
+        }
+    }
+
+    /// Writes `text` to the console's writer (stderr unless one was given).
+    fn emit(&self, text: &str) {
+        match &self.out {
+            Some(out) => {
+                let mut out = out.lock().unwrap_or_else(|e| e.into_inner());
+                let _ = out.write_all(text.as_bytes());
+                let _ = out.flush();
+            }
+            None => {
+                let _ = std::io::stderr().lock().write_all(text.as_bytes());
+            }
         }
     }
 
@@ -136,14 +162,17 @@ impl Console {
             Some(s) if self.color => self.mask(&s),
             _ => plain,
         };
-        let mut err = std::io::stderr().lock();
-        let _ = writeln!(err, "{shown}");
+        self.emit(&format!("{shown}\n"));
     }
 
     /// Writes script output (`print`) to stdout, masked.
     pub fn print(&self, text: &str) {
         let text = self.mask(text);
         self.keep(&text);
+        if self.out.is_some() {
+            self.emit(&format!("{text}\n"));
+            return;
+        }
         let mut out = std::io::stdout().lock();
         let _ = writeln!(out, "{text}");
         let _ = out.flush();
@@ -207,8 +236,7 @@ impl Console {
         } else {
             plain
         };
-        let mut err = std::io::stderr().lock();
-        let _ = writeln!(err, "{shown}");
+        self.emit(&format!("{shown}\n"));
     }
 
     /// Prints a warning; always shown.
@@ -240,12 +268,16 @@ impl Console {
         self.keep(&self.mask(msg));
     }
 
+    /// Writes a question without ending the line (masked, not kept in the run log).
+    pub fn prompt(&self, question: &str) {
+        self.emit(&self.mask(question));
+    }
+
     /// Prints a pre-rendered block (a diagnostic) to stderr, masked.
     pub fn block(&self, plain: &str, styled: &str) {
         let plain = self.mask(plain);
         self.keep(&plain);
         let shown = if self.color { self.mask(styled) } else { plain };
-        let mut err = std::io::stderr().lock();
-        let _ = write!(err, "{shown}");
+        self.emit(&shown);
     }
 }

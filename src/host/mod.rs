@@ -4,9 +4,11 @@
 pub mod check;
 pub mod console;
 pub mod diagnostic;
+pub mod errors;
 pub mod input;
 pub mod memory;
 pub mod resolver;
+pub mod slot;
 pub mod sources;
 pub mod state;
 
@@ -15,37 +17,28 @@ use std::time::Duration;
 
 use rhai::{Dynamic, Engine, EvalAltResult, Scope, AST};
 
-use crate::api::error::{message_of, value_message};
 use crate::sys::cancel::{Cancel, CancelReason};
 use check::{check_script, Catalog};
 use console::Console;
 use diagnostic::Diagnostic;
+use errors::{message_of, value_message};
 use resolver::Resolver;
+use slot::ScriptSlot;
 use sources::SourceMap;
 use state::{HostOptions, HostState, StateRef};
 
-/// Calls a function a script defines after running only the script's `import` statements,
-/// so the function sees its modules but nothing else of the script runs again.
-pub fn call_script_fn(
-    engine: &Engine,
-    ast: &AST,
-    name: &str,
-    args: Vec<Dynamic>,
-) -> Result<Dynamic, Box<EvalAltResult>> {
-    let imports: Vec<rhai::Stmt> = ast
-        .statements()
-        .iter()
-        .filter(|s| matches!(s, rhai::Stmt::Import(..)))
-        .cloned()
-        .collect();
-    let mut prelude = ast.clone_functions_only();
-    prelude.combine(AST::new(imports, rhai::Module::new()));
-    if let Some(src) = ast.source() {
-        prelude.set_source(src);
-    }
-    let mut scope = Scope::new();
-    let options = rhai::CallFnOptions::new().eval_ast(true).rewind_scope(true);
-    engine.call_fn_with_options::<Dynamic>(options, &mut scope, &prelude, name, args)
+pub use slot::call_script_fn;
+
+/// What a host registers on its engine, given by its caller: the script API
+/// (`crate::api::bindings()`), with whatever an embedder adds. The engine itself knows no
+/// function of its own.
+#[derive(Clone, Copy)]
+pub struct Bindings<'a> {
+    /// Registers functions, types and modules on the engine.
+    pub register: &'a dyn Fn(&mut Engine),
+    /// The option names of the registered functions that take an option map, which
+    /// `check` checks literal maps against.
+    pub option_lists: &'a [crate::core::options::OptionList],
 }
 
 /// A script that passed the static checks.
@@ -66,6 +59,7 @@ pub struct Host {
     // Kept alive for the handle in `state`; dropped last.
     _runtime: tokio::runtime::Runtime,
     catalog: OnceLock<Catalog>,
+    option_lists: Vec<crate::core::options::OptionList>,
     /// The `--timeout` timer, stopped when the rollback starts (it has its own bound).
     timeout_task: Mutex<Option<tokio::task::AbortHandle>>,
 }
@@ -99,13 +93,20 @@ pub fn env_duration(name: &str, default: Duration) -> Result<Duration, String> {
 pub struct HostError(#[from] std::io::Error);
 
 impl Host {
-    /// Builds the engine with the whole script API registered.
-    pub fn new(options: HostOptions, console: Console) -> Result<Host, HostError> {
+    /// Builds the engine with `bindings` registered. `script` receives the script this host
+    /// runs, unless its caller has put a newer version there (watch mode, the REPL).
+    pub fn new(
+        options: HostOptions,
+        console: Console,
+        bindings: Bindings,
+        script: ScriptSlot,
+    ) -> Result<Host, HostError> {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .thread_name("deployer-io")
             .enable_all()
             .build()?;
+        let owns_process = options.owns_process;
         let sources = Arc::new(SourceMap::default());
         let state = Arc::new(HostState {
             options: Mutex::new(options),
@@ -117,15 +118,17 @@ impl Host {
             sources: sources.clone(),
             log_dir: log_base(),
             retries: Mutex::new(Vec::new()),
-            pipeline: Mutex::new(Default::default()),
-            latest_ast: Mutex::new(None),
+            pipeline: Default::default(),
+            script,
             sampler: OnceLock::new(),
             dry_skipped: Default::default(),
             recorded: Mutex::new(Default::default()),
             remote: Default::default(),
         });
         // Orphans of the run's commands come back to deployer, which stops them at the end.
-        crate::sys::reaper::become_subreaper();
+        if owns_process {
+            crate::sys::reaper::become_subreaper();
+        }
         let mut engine = Engine::new();
         engine
             .set_max_call_levels(128)
@@ -162,19 +165,21 @@ impl Host {
             };
             dbg.debug(&format!("debug: {at}{s}"));
         });
-        crate::api::register(&mut engine);
+        (bindings.register)(&mut engine);
         Ok(Host {
             engine,
             state,
             _runtime: runtime,
             catalog: OnceLock::new(),
+            option_lists: bindings.option_lists.to_vec(),
             timeout_task: Mutex::new(None),
         })
     }
 
     /// Returns the catalog of callable functions (built on first use).
     pub fn catalog(&self) -> &Catalog {
-        self.catalog.get_or_init(|| Catalog::of(&self.engine))
+        self.catalog
+            .get_or_init(|| Catalog::of(&self.engine).with_options(&self.option_lists))
     }
 
     /// Compiles a script and checks it and its imports. Returns the AST (and the phases
@@ -211,8 +216,7 @@ impl Host {
 
     /// Returns true when the script defines `name` with `arity` parameters.
     pub fn defines(ast: &AST, name: &str, arity: usize) -> bool {
-        ast.iter_functions()
-            .any(|f| f.name == name && f.params.len() == arity)
+        slot::defines(ast, name, arity)
     }
 
     /// Where a script function is defined (`line:col` of its body), if it is.
@@ -227,11 +231,7 @@ impl Host {
 
     /// Runs a compiled script in a new scope.
     pub fn run(&self, ast: &AST) -> Result<Dynamic, Box<EvalAltResult>> {
-        if let Ok(mut latest) = self.state.latest_ast.lock() {
-            if latest.is_none() {
-                *latest = Some(Arc::new(ast.clone()));
-            }
-        }
+        self.state.script.fill(ast);
         let mut scope = Scope::new();
         self.engine.eval_ast_with_scope(&mut scope, ast)
     }
@@ -353,18 +353,6 @@ impl Host {
         });
     }
 
-    /// Checks a new version of the running script and, when it passes, makes it the version
-    /// hooks look their functions up in (`HostState::latest_ast`: a monitor's `on_alert` and
-    /// `fn thresholds()`), so an edit applies at the next tick while the run goes on. When it
-    /// does not pass, the previous version stays and the problems are returned.
-    pub fn reload_latest(&self, name: &str, text: &str) -> Result<(), Vec<Diagnostic>> {
-        let checked = self.check(name, text)?;
-        if let Ok(mut latest) = self.state.latest_ast.lock() {
-            *latest = Some(Arc::new(checked.ast));
-        }
-        Ok(())
-    }
-
     /// Cancels the run after `limit`.
     pub fn start_timeout(&self, limit: Duration) {
         let cancel = self.state.cancel.clone();
@@ -437,6 +425,9 @@ impl Host {
     }
 
     fn stop_orphans(&self, grace: Duration) {
+        if !self.state.options().owns_process {
+            return;
+        }
         let procs = &self.state.processes;
         let mut keep = procs.tracked_pids();
         keep.extend(crate::sys::process::running_pids());

@@ -23,10 +23,12 @@ pub struct HostOptions {
     pub dry_run: bool,
     /// Answer yes to every confirmation (`--yes`).
     pub yes: bool,
-    /// Stop the run after this long (`--timeout`).
-    pub timeout: Option<Duration>,
     /// The state folder (history, run records), for `history::*`.
     pub state_dir: Option<PathBuf>,
+    /// The host owns the process (the `deployer` command): it makes itself the child
+    /// subreaper and, at the end, stops every child it does not track (orphans of the
+    /// run's commands). Off for an embedding program, whose own children are not the run's.
+    pub owns_process: bool,
 }
 
 /// A retry that happened, for reports.
@@ -52,11 +54,11 @@ pub struct HostState {
     pub log_dir: PathBuf,
     pub retries: Mutex<Vec<RetryEvent>>,
     /// The deployment pipeline of the run (phases, checks, rollback requests).
-    pub pipeline: Mutex<crate::pipeline::Pipeline>,
-    /// The latest version of the running script that compiled. Watch mode replaces it
-    /// when the file changes; long operations (a monitor's `on_alert` hook and
+    pub pipeline: crate::pipeline::Recorder,
+    /// The latest version of the running script that passed the checks. Watch mode and
+    /// the REPL replace it; long operations (a monitor's `on_alert` hook and
     /// `fn thresholds()`) look their functions up here, so edits apply at the next tick.
-    pub latest_ast: Mutex<Option<std::sync::Arc<rhai::AST>>>,
+    pub script: super::slot::ScriptSlot,
     /// The sampler behind `sample()` and `monitor()`, started on first use; its kept-alive
     /// connections are reused across calls.
     pub sampler: std::sync::OnceLock<crate::metrics::sampler::Sampler>,
@@ -129,7 +131,7 @@ impl HostState {
             ));
             return Ok(false);
         }
-        eprint!("{} [y/N] ", self.console.mask(question));
+        self.console.prompt(&format!("{question} [y/N] "));
         let (tx, rx) = tokio::sync::oneshot::channel();
         // Reading the terminal blocks; a thread keeps Ctrl-C able to end the run meanwhile.
         std::thread::spawn(move || {

@@ -190,7 +190,7 @@ pub enum SampleError {
 /// The result of a sample.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SampleReport {
-    /// Counts, rates and latencies (see [`SampleStats`] for the definitions).
+    /// Counts, rates and latencies (see `SampleStats` for the definitions).
     pub stats: SampleStats,
     /// The rate asked for (open loop), if any.
     pub target_rate: Option<f64>,

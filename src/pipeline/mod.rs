@@ -3,6 +3,11 @@
 
 use serde::Serialize;
 
+mod control;
+mod recorder;
+pub use control::Control;
+pub use recorder::{Event, Plan, Recorder};
+
 use crate::core::score::{phase_score, total_score, Thresholds, Verdict};
 
 /// How a check ended.
@@ -154,7 +159,7 @@ pub struct RollbackRequest {
 }
 
 /// The pipeline as it runs.
-#[derive(Debug, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct Pipeline {
     pub planned: Vec<PlannedPhase>,
     pub phases: Vec<PhaseRecord>,

@@ -628,11 +628,6 @@ fn took_over_message(settings: &Settings, host: &str, reply: &Reply) -> String {
 }
 
 impl RemoteLock {
-    /// The hosts the lock is held on.
-    pub fn hosts(&self) -> Vec<String> {
-        self.hosts.iter().map(|h| h.0.clone()).collect()
-    }
-
     fn start_renewing(&mut self) {
         let (tx, rx) = mpsc::channel::<()>();
         let every = self.settings.lease / 3;
@@ -691,12 +686,6 @@ impl RemoteLock {
         if let Some(h) = self.renewer.take() {
             let _ = h.join();
         }
-    }
-
-    /// Stops renewing and removes the lock from every host where it is still ours, all
-    /// hosts at once; warns about each host where that failed (its lease then expires).
-    pub fn release(mut self) {
-        self.release_all();
     }
 
     fn release_all(&mut self) {

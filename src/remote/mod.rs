@@ -264,11 +264,8 @@ pub fn sh_quote(s: &str) -> String {
 /// stdin from /dev/null, and a watcher that kills the whole remote session when the
 /// connection closes (Ctrl-C, `--timeout`, a cut connection), since without a terminal
 /// sshd does not signal the command.
-pub fn remote_script(argv: &[String], env: &[(String, String)], cwd: Option<&str>) -> String {
-    remote_script_with_input(argv, env, cwd, None)
-}
-
-/// [`remote_script`] with what the command reads on stdin (`exec`'s `stdin` option): the
+///
+/// With what the command reads on stdin (`exec`'s `stdin` option), if any: the
 /// bytes travel inside the script, base64-encoded, decoded on the host by `base64 -d` into
 /// the command's stdin, so they are in no argv either.
 pub fn remote_script_with_input(
@@ -298,7 +295,7 @@ pub fn remote_script_with_input(
 }
 
 /// Wraps shell text (a command, or a file operation of [`files`]) in the watcher that
-/// kills the whole remote session when the connection closes; see [`remote_script`].
+/// kills the whole remote session when the connection closes; see [`remote_script_with_input`].
 pub fn remote_shell(body: &str) -> String {
     watched(format!("{{\nexec 3<&0\n(\n{}", body.trim_end()), false)
 }
@@ -421,7 +418,7 @@ impl HostsSummary {
 /// command's own output.
 pub const BEGIN: &str = "::deployer-output-begins::";
 
-/// [`remote_script`] preceded by the [`BEGIN`] lines.
+/// [`remote_script_with_input`] preceded by the [`BEGIN`] lines.
 pub fn marked_script(
     argv: &[String],
     env: &[(String, String)],
@@ -678,10 +675,11 @@ mod tests {
         assert_eq!(sh_quote("it's"), "'it'\\''s'");
         assert_eq!(sh_quote(""), "''");
         assert_eq!(sh_quote("/srv/app"), "/srv/app");
-        let s = remote_script(
+        let s = remote_script_with_input(
             &["echo".into(), "a b".into()],
             &[("TOKEN".into(), "s3 'x".into())],
             Some("/srv"),
+            None,
         );
         assert!(s.contains("export TOKEN='s3 '\\''x'\n"), "{s}");
         assert!(s.contains("echo 'a b'\n) </dev/null"), "{s}");

@@ -183,11 +183,6 @@ impl Fleet {
         self.lock().changed.clone()
     }
 
-    /// Hosts with an open master.
-    pub fn connected(&self) -> Vec<String> {
-        self.lock().masters.keys().cloned().collect()
-    }
-
     /// The private folder of the control sockets (created on first use).
     fn dir(&self) -> Result<PathBuf, String> {
         let mut inner = self.lock();

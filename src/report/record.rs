@@ -6,8 +6,7 @@ use std::path::{Path, PathBuf};
 use crate::store::history::{self, History, HistoryEntry};
 
 pub use super::model::{
-    phase_status_text, Comparison, ErrorRecord, GitInfo, Report, RollbackRecord, RollbackStatus,
-    RunStatus, SCHEMA,
+    Comparison, ErrorRecord, Report, RollbackRecord, RollbackStatus, RunStatus, SCHEMA,
 };
 /// Kept here for callers of `record::git_info` during the restructuring.
 pub use crate::sys::git::git_info;
@@ -58,7 +57,6 @@ pub fn compare(report: &mut Report, history: &History) {
 #[derive(Debug, Clone)]
 pub struct Written {
     pub dir: PathBuf,
-    pub report: PathBuf,
 }
 
 /// Returns the report as JSON with `mask` applied to every string in it: what every
@@ -157,10 +155,7 @@ pub fn write(
         .map_err(|e| crate::store::atomic::context(e, "cannot remove", &marker))?;
     // Only a pointer left: a missing one is no loss.
     let _ = std::fs::remove_file(&pointer);
-    Ok(Written {
-        dir,
-        report: report_path,
-    })
+    Ok(Written { dir })
 }
 
 /// The name of the file in `runs/` that points at a run folder marked [`INCOMPLETE`].

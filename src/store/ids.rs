@@ -8,7 +8,6 @@ use std::time::{SystemTime, UNIX_EPOCH};
 const MAX_ENV_IN_ID: usize = 64;
 
 use crate::core::time::compact;
-pub use crate::core::time::rfc3339;
 /// Kept here for callers of `ids::hostname`/`ids::username` during the restructuring.
 pub use crate::sys::identity::{hostname, username};
 

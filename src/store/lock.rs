@@ -151,6 +151,7 @@ pub struct LockGuard {
 }
 
 impl LockGuard {
+    #[cfg(test)]
     /// Returns what we wrote in the lock file.
     pub fn info(&self) -> &LockInfo {
         &self.info
@@ -171,6 +172,7 @@ impl LockGuard {
         self.damaged_takeover
     }
 
+    #[cfg(test)]
     /// Releases the lock now. Returns `true` if our lock file was removed, `false` if it was
     /// already gone or now belongs to someone else (then it is left alone).
     pub fn release(mut self) -> Result<bool, LockError> {

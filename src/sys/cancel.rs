@@ -18,8 +18,6 @@ pub enum CancelReason {
     RollbackTimeout(Duration),
     /// A hook (`fn on_finish`) exceeded its bound after the run was interrupted.
     HookTimeout(Duration),
-    /// The embedding program asked to stop (REPL evaluation cancelled, reload).
-    Requested(String),
 }
 
 impl std::fmt::Display for CancelReason {
@@ -42,7 +40,6 @@ impl std::fmt::Display for CancelReason {
                 "the hook was stopped after {} (hooks after an interrupt are bounded; DEPLOYER_HOOK_TIMEOUT sets the bound)",
                 crate::core::duration::format_duration(*d)
             ),
-            CancelReason::Requested(why) => write!(f, "cancelled: {why}"),
         }
     }
 }

@@ -21,8 +21,6 @@ pub struct Spawned {
     pub pid: u32,
     pub display: String,
     pub log: PathBuf,
-    /// Started with `detach: true`: it outlives the run on purpose.
-    pub detached: bool,
     child: Mutex<Child>,
     exit: Mutex<Option<String>>,
 }
@@ -199,11 +197,6 @@ impl Registry {
         Ok(made)
     }
 
-    /// Returns the private log folder if one was made.
-    pub fn private_log_dir(&self) -> Option<PathBuf> {
-        self.dir.lock().ok().and_then(|d| d.clone())
-    }
-
     /// Starts a process with stdout and stderr in a log file: in its own group (stopped at
     /// the end of the run), or with `detach` in its own session (left running, recorded).
     /// Logs without a path given go to a private folder under `base`.
@@ -277,7 +270,6 @@ impl Registry {
             pid,
             display: display_argv(&spec.argv),
             log: log.clone(),
-            detached: spec.detach,
             child: Mutex::new(child),
             exit: Mutex::new(None),
         });

@@ -22,7 +22,7 @@ const HINT_OVERLOADS: usize = 3;
 /// unknown variables are allowed (they may be in the session's scope).
 pub fn parser() -> Engine {
     let mut engine = Engine::new_raw();
-    crate::api::register(&mut engine);
+    crate::api::register_all(&mut engine);
     engine
 }
 

@@ -16,6 +16,7 @@ use crate::core::suggest::nearest;
 use crate::host::console::{Console, Style};
 use crate::host::diagnostic::Diagnostic;
 use crate::host::resolver::Resolver;
+use crate::host::slot::ScriptSlot;
 use crate::host::state::HostOptions;
 use crate::host::{Host, HostError};
 use crate::watch::WatchHandle;
@@ -81,6 +82,8 @@ struct Import {
 /// The session; see the module documentation.
 pub struct Session {
     host: Host,
+    /// The session's functions, where a monitor's hooks look theirs up.
+    script: ScriptSlot,
     console: Console,
     scope: Scope<'static>,
     /// Every function defined so far (no statements).
@@ -134,13 +137,15 @@ impl Session {
             vars,
             dry_run: settings.dry_run,
             yes: settings.yes,
-            timeout: None,
             state_dir: Some(config.state_dir.clone()),
+            owns_process: true,
         };
-        let host = new_host(options, &console).map_err(|e| e.to_string())?;
+        let script = ScriptSlot::new();
+        let host = new_host(options, &console, &script).map_err(|e| e.to_string())?;
         let api_modules = host.catalog().modules.keys().cloned().collect();
         let mut session = Session {
             host,
+            script,
             console,
             scope: Scope::new(),
             fns: AST::empty(),
@@ -392,9 +397,7 @@ impl Session {
 
     /// Updates what completion knows and what a monitor's hooks see.
     fn refresh(&mut self) {
-        if let Ok(mut latest) = self.host.state.latest_ast.lock() {
-            *latest = Some(Arc::new(self.fns.clone()));
-        }
+        self.script.replace(self.fns.clone());
         let json = self
             .host
             .engine
@@ -776,7 +779,7 @@ impl Session {
 
     fn clear(&mut self) -> Outcome {
         let options = self.host.state.options();
-        let host = match new_host(options, &self.console) {
+        let host = match new_host(options, &self.console, &self.script) {
             Ok(h) => h,
             Err(e) => return self.fail(&e.to_string()),
         };
@@ -810,8 +813,17 @@ impl Session {
     }
 }
 
-fn new_host(options: HostOptions, console: &Console) -> Result<Host, HostError> {
-    let host = Host::new(options, console.clone())?;
+fn new_host(
+    options: HostOptions,
+    console: &Console,
+    script: &ScriptSlot,
+) -> Result<Host, HostError> {
+    let host = Host::new(
+        options,
+        console.clone(),
+        crate::api::bindings(),
+        script.clone(),
+    )?;
     host.install_interactive_signal_handlers();
     Ok(host)
 }
