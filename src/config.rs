@@ -10,6 +10,9 @@ use std::path::{Path, PathBuf};
 use crate::core::score::Thresholds;
 use crate::core::suggest::nearest;
 
+/// The shortest lease accepted (renewals every lease/3 need some room).
+pub const MIN_LEASE: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// The configuration file name.
 pub const FILE_NAME: &str = "deployer.toml";
 
@@ -655,7 +658,7 @@ fn env_config(doc: &Doc, name: &str, table: &toml::Table) -> Result<EnvConfig, C
             ("lock_lease", toml::Value::String(t)) => {
                 let d = crate::core::duration::parse_duration(t)
                     .map_err(|e| doc.error(&at, format!("{shown}: {e}")))?;
-                if d < crate::remote::lock::MIN_LEASE {
+                if d < MIN_LEASE {
                     return Err(doc.error(
                         &at,
                         format!("{shown} = \"{t}\" is too short: a lease is renewed every third of it; use at least 1s (the default is 120s)"),

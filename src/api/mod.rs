@@ -101,4 +101,5 @@ pub const OPTION_LISTS: &[OptionList] = &[
     list("collect", 2, 1, metrics::COLLECT_OPTS),
     list("phase", 3, 1, phase::PHASE_OPTS),
     list("on", 3, 1, remote::ON_OPTS),
+    list("history::runs", 1, 0, history::RUNS_OPTIONS),
 ];

@@ -27,8 +27,7 @@ use crate::core::duration::format_duration;
 /// How long a lease lasts when `[env.NAME] lock_lease` is not set.
 pub const DEFAULT_LEASE: Duration = Duration::from_secs(120);
 
-/// The shortest lease accepted (renewals every lease/3 need some room).
-pub const MIN_LEASE: Duration = Duration::from_secs(1);
+pub use crate::config::MIN_LEASE;
 
 /// Marks the lines of the lock scripts' answers (a noisy rc file may print other lines).
 const MARK: &str = "@@deployer-lock";
