@@ -194,8 +194,13 @@ guard() {{
   i=0
   while :; do
     e=$(mkdir "$g" 2>&1) && break
-    if [ ! -d "$g" ]; then say "error cannot create $g: $e"; exit 0; fi
     i=$((i + 1))
+    # Gone again: released between our mkdir and this look; try again. Still failing
+    # with no guard there: it cannot be made (permissions, a missing folder).
+    if [ ! -d "$g" ]; then
+      if [ "$i" -gt 5 ]; then say "error cannot create $g: $e"; exit 0; fi
+      continue
+    fi
     t=$(stat -c %Y "$g" 2>/dev/null || echo "$n")
     if [ $(($(date +%s) - t)) -gt 10 ]; then rmdir "$g" 2>/dev/null; continue; fi
     if [ "$i" -gt 100 ]; then say busy; exit 0; fi
@@ -505,6 +510,11 @@ pub fn connect_each(
     cancelled: &(dyn Fn() -> bool + Sync),
 ) -> Connected {
     let (mut up, mut down) = (Vec::new(), Vec::new());
+    // Every handshake at once (started here, on the run's thread, which outlives them):
+    // the connects below then wait for the slowest host, not for the sum of them all.
+    for h in hosts {
+        let _ = fleet.start(h);
+    }
     for h in hosts {
         match fleet.connect(h, cancelled) {
             Ok(()) => match fleet.shell_argv(h) {
@@ -519,7 +529,7 @@ pub fn connect_each(
 }
 
 /// The remote lock of a run: held on the hosts in `hosts`, renewed by a background thread
-/// until [`RemoteLock::release`] (or drop).
+/// until it is dropped (which releases it on every host).
 pub struct RemoteLock {
     settings: Settings,
     holder: Holder,
@@ -581,31 +591,59 @@ pub fn acquire(
         renewer: None,
         say: say.clone(),
     };
-    for (host, argv) in up {
+    // The first host alone (two racing runs meet there and one stops at once), then the
+    // others all at once: a round trip for the fleet, not one per host.
+    let mut up = up.into_iter();
+    let first: Vec<(String, Vec<String>)> = up.next().into_iter().collect();
+    let rest: Vec<(String, Vec<String>)> = up.collect();
+    for group in [first, rest] {
         if cancelled() {
             return Err(RemoteLockError::Cancelled);
         }
-        let reply = match ask(&host, &argv, &settings.path, &Op::Acquire(holder.clone())) {
-            Ok(r) => r,
-            Err(e) => {
-                // The script may still take the lock after we gave up on its answer.
-                lock.hosts.push((host, argv));
-                return Err(RemoteLockError::Failed(e));
+        let op = Op::Acquire(holder.clone());
+        let replies: Vec<(String, Vec<String>, Result<Reply, String>)> = std::thread::scope(|s| {
+            let asked: Vec<_> = group
+                .into_iter()
+                .map(|(host, argv)| {
+                    let (path, op) = (&settings.path, &op);
+                    s.spawn(move || {
+                        let r = ask(&host, &argv, path, op);
+                        (host, argv, r)
+                    })
+                })
+                .collect();
+            asked.into_iter().filter_map(|h| h.join().ok()).collect()
+        });
+        let mut first_error = None;
+        for (host, argv, reply) in replies {
+            let reply = match reply {
+                Ok(r) => r,
+                Err(e) => {
+                    // The script may still take the lock after we gave up on its answer.
+                    lock.hosts.push((host, argv));
+                    first_error.get_or_insert(RemoteLockError::Failed(e));
+                    continue;
+                }
+            };
+            if reply.has("held") {
+                first_error.get_or_insert(RemoteLockError::Held {
+                    env: settings.env.clone(),
+                    host,
+                    path: settings.path.clone(),
+                    holder: Box::new(reply.holder),
+                    now: reply.now,
+                });
+                continue;
             }
-        };
-        if reply.has("held") {
-            return Err(RemoteLockError::Held {
-                env: settings.env.clone(),
-                host,
-                path: settings.path.clone(),
-                holder: Box::new(reply.holder),
-                now: reply.now,
-            });
+            if reply.has("took-over") {
+                say(&took_over_message(settings, &host, &reply));
+            }
+            lock.hosts.push((host, argv));
         }
-        if reply.has("took-over") {
-            say(&took_over_message(settings, &host, &reply));
+        // The locks taken so far are released when `lock` is dropped.
+        if let Some(e) = first_error {
+            return Err(e);
         }
-        lock.hosts.push((host, argv));
     }
     lock.start_renewing();
     Ok(lock)

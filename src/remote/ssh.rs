@@ -447,18 +447,27 @@ impl Fleet {
             }
             (std::mem::take(&mut inner.masters), inner.dir.take())
         };
-        let mut closed = Vec::new();
-        for (host, mut child) in masters {
-            if let Some(d) = &dir {
-                let _ = Command::new("ssh")
+        // Every master is asked to exit at once, then each is waited for (a second at
+        // most, then killed): closing a fleet costs one round trip, not one per host.
+        let mut asked = Vec::new();
+        if let Some(d) = &dir {
+            for host in masters.keys() {
+                let exit = Command::new("ssh")
                     .args(["-o", &format!("ControlPath={}/%C", d.display())])
                     .args(self.port_user())
-                    .args(["-O", "exit", "--", &host])
+                    .args(["-O", "exit", "--", host])
                     .stdin(Stdio::null())
                     .stdout(Stdio::null())
                     .stderr(Stdio::null())
-                    .status();
+                    .spawn();
+                asked.extend(exit.ok());
             }
+        }
+        for mut a in asked {
+            let _ = a.wait();
+        }
+        let mut closed = Vec::new();
+        for (host, mut child) in masters {
             let start = Instant::now();
             while !matches!(child.try_wait(), Ok(Some(_))) {
                 if start.elapsed() > Duration::from_secs(1) {
@@ -466,7 +475,7 @@ impl Fleet {
                     let _ = child.wait();
                     break;
                 }
-                std::thread::sleep(Duration::from_millis(20));
+                std::thread::sleep(Duration::from_millis(5));
             }
             closed.push(host);
         }
