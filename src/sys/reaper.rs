@@ -80,7 +80,15 @@ pub fn children_of(parent: i32) -> Vec<ProcInfo> {
     let Ok(dir) = std::fs::read_dir("/proc") else {
         return Vec::new();
     };
+    // The parent is read from `stat` first: the command line is read only for the few
+    // processes that match (a machine runs hundreds; this scan runs at every run's end).
     dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                .ok()
+                .and_then(|s| parse_stat(&s))
+                .is_some_and(|(_, _, _, ppid, _)| ppid == parent)
+        })
         .filter_map(proc_info)
         .filter(|p| p.ppid == parent)
         .collect()
