@@ -194,6 +194,9 @@ fn phase_impl(
                     }
                     None
                 }
+                // `false` from a failed check that ends the body (Rhai returns the last
+                // statement's value, `;` or not): the failed checks say why, not "false".
+                PhaseValue::Fail if v_shown == "false" && !failed_checks.is_empty() => None,
                 PhaseValue::Fail => {
                     Some(format!("the phase returned {}", describe_failure(&v_shown)))
                 }
