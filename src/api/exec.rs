@@ -68,7 +68,7 @@ fn run(
     };
     let leave_running = opts.boolean("leave_running")?.unwrap_or(false);
     st.processes.reap_exited_orphans();
-    let token = st.remote.token(&st.cancel.token());
+    let token = st.token();
     let outcome = match st.remote.current() {
         Some(host) => super::remote::exec_on(&st, &host, &spec, &token, live)?,
         None => st.runtime.block_on(process::run(&spec, &token, live)),
@@ -188,6 +188,14 @@ fn spawn_impl(st: &HostState, argv: Vec<String>, opts: Opts) -> Result<ProcessHa
         return Err(throw(
             "usage",
             format!("spawn() inside on() (on {host}): background processes run only on this machine in this version; start a service on the host with sh(\"systemctl restart ...\")"),
+        ));
+    }
+    // Inside local(...) within on(...): the host's thread ends with its batch, and a
+    // process it started would die with it (PR_SET_PDEATHSIG follows the thread).
+    if st.remote.in_batch() {
+        return Err(throw(
+            "usage",
+            "spawn() inside on(...) (in local(...)): the hosts of a batch run on threads that end with the batch, and a background process started there would be stopped with it; start it before or after on(...)",
         ));
     }
     if st.dry_run() {

@@ -113,7 +113,7 @@ fn spec(func: &str, url: &str, o: &Opts, default_requests: i64) -> Result<Sample
 /// Runs one sample on the run's shared sampler (connections are kept and reused).
 fn run_sample(st: &HostState, spec: &SampleSpec) -> Result<SampleReport, Error> {
     let sampler = st.sampler.get_or_init(sampler::Sampler::new);
-    let token = st.cancel.token();
+    let token = st.token();
     let report = st
         .runtime
         .block_on(sampler::sample(sampler, spec, &token))

@@ -44,7 +44,7 @@ pub(crate) fn shown(st: &HostState, shown: String) -> String {
 }
 
 fn connect(st: &HostState, host: &str) -> Result<(), Error> {
-    let token = st.remote.token(&st.cancel.token());
+    let token = st.token();
     match st
         .remote
         .connect(host, &|| st.cancel.is_cancelled() || token.is_cancelled())
@@ -91,14 +91,7 @@ fn run_on(
             break;
         }
     }
-    connect(st, host)?;
-    if changes {
-        note_change(st, host);
-    }
-    let argv = st
-        .remote
-        .shell_argv(host)
-        .map_err(|e| throw("connect", e))?;
+    let argv = shell_on(st, host, changes)?;
     let cwd = spec.cwd.as_ref().map(|p| p.display().to_string());
     let script = marked_script(&spec.argv, &spec.env, cwd.as_deref(), spec.stdin.as_deref());
     let live = live.map(|sink| {
@@ -138,27 +131,40 @@ fn run_on(
         o.stdout = stdout;
         o.stderr = stderr;
     }
-    // ssh exits 255 for its own failures; a remote command's own 255 has no such message.
-    if let Ok(o) = &out {
-        if o.code == Some(255) {
-            let said = ssh::lost_connection(&o.stderr);
-            let why = match said {
-                Some(line) => Some(line),
-                None if !st.remote.alive(host) => Some("the ssh connection closed".to_string()),
-                None => None,
-            };
-            if let Some(why) = why {
-                return Err(throw(
-                    "connect",
-                    format!(
-                        "lost the connection to {host} while running `{}`: {why}; the host went down or off the network (the command's outcome there is unknown)",
-                        crate::sys::process::display_argv(&spec.argv)
-                    ),
-                ));
-            }
-        }
+    if let Some(why) = out.as_ref().ok().and_then(|o| connection_lost(st, host, o)) {
+        return Err(throw(
+            "connect",
+            format!(
+                "lost the connection to {host} while running `{}`: {why}; the host went down or off the network (the command's outcome there is unknown)",
+                crate::sys::process::display_argv(&spec.argv)
+            ),
+        ));
     }
     Ok(out)
+}
+
+/// Connects to `host` (if need be), notes the change when `changes`, and returns the argv
+/// that runs `sh -s` there over the master.
+fn shell_on(st: &HostState, host: &str, changes: bool) -> Result<Vec<String>, Error> {
+    connect(st, host)?;
+    if changes {
+        note_change(st, host);
+    }
+    st.remote.shell_argv(host).map_err(|e| throw("connect", e))
+}
+
+/// Why the connection to `host` was lost, when ssh's exit says so: ssh exits 255 for its
+/// own failures, and a remote command's own 255 comes with no such message and a master
+/// that still answers.
+fn connection_lost(st: &HostState, host: &str, out: &CommandOutput) -> Option<String> {
+    if out.code != Some(255) {
+        return None;
+    }
+    match ssh::lost_connection(&out.stderr) {
+        Some(line) => Some(line),
+        None if !st.remote.alive(host) => Some("the ssh connection closed".to_string()),
+        None => None,
+    }
 }
 
 /// Runs a file operation (`crate::remote::files`) on `host` over its master connection:
@@ -171,38 +177,24 @@ pub(crate) fn script_on(
     changes: bool,
     what: &str,
 ) -> Result<CommandOutput, Error> {
-    connect(st, host)?;
-    if changes {
-        note_change(st, host);
-    }
-    let argv = st
-        .remote
-        .shell_argv(host)
-        .map_err(|e| throw("connect", e))?;
+    let argv = shell_on(st, host, changes)?;
     let script = crate::remote::remote_shell(body);
-    let token = st.cancel.token();
     match st.runtime.block_on(ssh::run(
         &argv,
         Some(script.into_bytes()),
         None,
-        &token,
+        &st.token(),
         None,
     )) {
-        // ssh exits 255 for its own failures; the operations never do.
-        Ok(o) if o.code == Some(255) => {
-            let why = match ssh::lost_connection(&o.stderr) {
-                Some(line) => line,
-                None if !st.remote.alive(host) => "the ssh connection closed".into(),
-                None => return Ok(o),
-            };
-            Err(throw(
+        Ok(o) => match connection_lost(st, host, &o) {
+            Some(why) => Err(throw(
                 "connect",
                 format!(
                     "lost the connection to {host} during a file operation ({what} ...): {why}; the host went down or off the network (the operation's outcome there is unknown)"
                 ),
-            ))
-        }
-        Ok(o) => Ok(o),
+            )),
+            None => Ok(o),
+        },
         Err(ProcessError::Cancelled { .. }) => Err(terminated(st)),
         Err(e) => Err(throw("connect", format!("{what} on {host}: {e}"))),
     }
@@ -696,7 +688,7 @@ fn probe(st: &HostState, host: &str, path: &str) -> Result<(bool, bool), Error> 
         argv: vec!["sh".into(), "-c".into(), script],
         ..CommandSpec::default()
     };
-    let token = st.remote.token(&st.cancel.token());
+    let token = st.token();
     let out = match run_on(st, host, &spec, &token, None, false)? {
         Ok(o) => o,
         Err(ProcessError::Cancelled { .. }) => return Err(terminated(st)),
@@ -758,7 +750,7 @@ fn copy(ctx: &NativeCallContext, up: bool, from: &str, to: &str) -> Result<(), E
         note_change(&st, &host);
     }
     st.console.command(&format!("{host} | {tool} {src} {dst}"));
-    let token = st.remote.token(&st.cancel.token());
+    let token = st.token();
     match st
         .runtime
         .block_on(ssh::run(&argv, None, None, &token, None))

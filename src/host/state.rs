@@ -106,11 +106,18 @@ impl HostState {
         self.dry_skipped.load(std::sync::atomic::Ordering::Relaxed)
     }
 
+    /// The token this thread's waits stop on: the run's, or inside a batch of `on(...)` its
+    /// host's (a child of the run's, also cancelled when the batch is given up). Every
+    /// command, copy, sample and sleep of the script API waits on this one.
+    pub fn token(&self) -> tokio_util::sync::CancellationToken {
+        self.remote.token(&self.cancel.token())
+    }
+
     /// Runs a future on the runtime from the (non-async) script thread, stopping early if
     /// the run is cancelled.
     pub fn block_on<F: std::future::Future>(&self, fut: F) -> Result<F::Output, Cancelled> {
         // Inside a batch of on(...), the host's own token: a batch given up stops it too.
-        let token = self.remote.token(&self.cancel.token());
+        let token = self.token();
         if self.cancel.is_cancelled() || token.is_cancelled() {
             return Err(Cancelled);
         }

@@ -119,6 +119,12 @@ impl Fleet {
         };
     }
 
+    /// True on the thread of one host of a batch of `on(...)` (inside `local(...)` too).
+    pub fn in_batch(&self) -> bool {
+        let id = std::thread::current().id();
+        self.lock().tokens.contains_key(&id)
+    }
+
     /// The token this thread's remote commands stop on: its host's within a batch, else
     /// `run` (the run's).
     pub fn token(&self, run: &CancellationToken) -> CancellationToken {

@@ -4,8 +4,8 @@
 
 use std::time::{Duration, Instant};
 
-use crate::support::sshnet::{processes_with, SshNet};
-use crate::support::{pid_alive, wait_until, Output, Test};
+use crate::support::sshnet::{assert_no_masters, processes_with, SshNet};
+use crate::support::{deployer_in, pid_alive, wait_until, Output, Test};
 
 fn run(net: &SshNet, toml: &str, script: &str, extra: &[&str]) -> Output {
     let _ = net;
@@ -15,33 +15,6 @@ fn run(net: &SshNet, toml: &str, script: &str, extra: &[&str]) -> Output {
         .args(["run", "deploy.rhai"])
         .args(extra)
         .run()
-}
-
-/// No ssh master of this test's hosts is left running.
-#[track_caller]
-fn assert_no_masters(net: &SshNet) {
-    for ip in net.ips() {
-        let left: Vec<_> = processes_with(&ip)
-            .into_iter()
-            .filter(|(_, c)| c.starts_with("ssh "))
-            .collect();
-        assert!(left.is_empty(), "ssh processes left for {ip}: {left:?}");
-    }
-    // Control-socket folders (/tmp/dpl-PID-N) of runs that ended are removed.
-    for e in std::fs::read_dir("/tmp").unwrap().flatten() {
-        let name = e.file_name().to_string_lossy().to_string();
-        let created = e.metadata().and_then(|m| m.modified());
-        if created.map(|t| t < net.started).unwrap_or(true) {
-            continue;
-        }
-        if let Some(pid) = name.strip_prefix("dpl-").and_then(|r| r.split('-').next()) {
-            let pid: i32 = pid.parse().unwrap_or(0);
-            // Only this test binary's runs: other processes on the machine are not ours.
-            if crate::support::spawned_here(pid) {
-                assert!(pid_alive(pid), "/tmp/{name} outlived deployer pid {pid}");
-            }
-        }
-    }
 }
 
 #[test]
@@ -598,23 +571,6 @@ fn key_paths_in_deployer_toml_are_relative_to_its_folder() {
     assert_no_masters(&net);
 }
 
-/// Runs the binary once more in `dir` (a deploy's folder: its deployer.toml and records).
-fn again(dir: &std::path::Path, args: &[&str]) -> (i32, String, String) {
-    let child = std::process::Command::new(crate::support::BIN)
-        .args(args)
-        .current_dir(dir)
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
 #[test]
 fn hosts_of_a_batch_run_at_the_same_time() {
     let Some(net) = SshNet::start(3) else { return };
@@ -771,14 +727,14 @@ fn a_host_failing_within_the_budget_is_rolled_back_alone_and_deployer_rollback_t
         serde_json::json!([ips[0], ips[1], ips[2]])
     );
     // The history line keeps what happened to the hosts.
-    let (code, stdout, _) = again(d, &["history"]);
+    let (code, stdout, _) = deployer_in(d, &["history"], &[]);
     assert_eq!(code, 0);
     assert!(
         stdout.contains("3: 3 changed, 1 failed, 1 rolled back alone"),
         "{stdout}"
     );
     // `deployer rollback` rolls back the hosts the deploy changed and left changed.
-    let (code, stdout, stderr) = again(d, &["rollback", "deploy.rhai", "--yes"]);
+    let (code, stdout, stderr) = deployer_in(d, &["rollback", "deploy.rhai", "--yes"], &[]);
     assert_eq!(code, 0, "{stderr}");
     assert!(
         stdout.contains(&format!("rollback hosts=[\"{}\", \"{}\"]", ips[0], ips[2])),
@@ -929,5 +885,25 @@ fn stdin_reaches_a_remote_command_byte_for_byte() {
         .assert_code(0)
         .assert_stdout_contains("same=true")
         .assert_stdout_contains("lines=3");
+    assert_no_masters(&net);
+}
+
+#[test]
+fn spawn_in_local_inside_on_is_refused_before_it_starts_anything() {
+    let Some(net) = SshNet::start(1) else { return };
+    let out = run(
+        &net,
+        &net.toml("", ""),
+        r#"on(hosts(), || local(|| spawn(["sleep", "23.5"])));"#,
+        &[],
+    );
+    out.assert_stderr_contains("spawn() inside on(...) (in local(...))")
+        .assert_stderr_contains("start it before or after on(...)");
+    assert_ne!(out.code(), 0);
+    assert!(
+        processes_with("sleep 23.5").is_empty(),
+        "{:?}",
+        processes_with("sleep 23.5")
+    );
     assert_no_masters(&net);
 }

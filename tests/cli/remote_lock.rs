@@ -7,7 +7,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use crate::support::sshnet::{processes_with, SshNet};
+use crate::support::sshnet::{assert_no_masters, SshNet};
 use crate::support::{wait_until, Output, Running, Test};
 
 fn net(n: usize) -> Option<SshNet> {
@@ -76,17 +76,6 @@ fn assert_unlocked(net: &SshNet) {
         !Path::new(&format!("{lock}.guard")).exists(),
         "the guard {lock}.guard is left"
     );
-}
-
-#[track_caller]
-fn assert_no_masters(net: &SshNet) {
-    for ip in net.ips() {
-        let left: Vec<_> = processes_with(&ip)
-            .into_iter()
-            .filter(|(_, c)| c.starts_with("ssh "))
-            .collect();
-        assert!(left.is_empty(), "ssh processes left for {ip}: {left:?}");
-    }
 }
 
 #[test]

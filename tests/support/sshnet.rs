@@ -353,3 +353,34 @@ pub fn processes_with(needle: &str) -> Vec<(i32, String)> {
     }
     out
 }
+
+/// No ssh master of `net`'s hosts is left running, and no control-socket folder of a run
+/// this test binary started outlived it.
+#[track_caller]
+pub fn assert_no_masters(net: &SshNet) {
+    for ip in net.ips() {
+        let left: Vec<_> = processes_with(&ip)
+            .into_iter()
+            .filter(|(_, c)| c.starts_with("ssh "))
+            .collect();
+        assert!(left.is_empty(), "ssh processes left for {ip}: {left:?}");
+    }
+    // Control-socket folders (/tmp/dpl-PID-N) of runs that ended are removed.
+    for e in std::fs::read_dir("/tmp").unwrap().flatten() {
+        let name = e.file_name().to_string_lossy().to_string();
+        let created = e.metadata().and_then(|m| m.modified());
+        if created.map(|t| t < net.started).unwrap_or(true) {
+            continue;
+        }
+        if let Some(pid) = name.strip_prefix("dpl-").and_then(|r| r.split('-').next()) {
+            let pid: i32 = pid.parse().unwrap_or(0);
+            // Only this test binary's runs: other processes on the machine are not ours.
+            if super::spawned_here(pid) {
+                assert!(
+                    super::pid_alive(pid),
+                    "/tmp/{name} outlived deployer pid {pid}"
+                );
+            }
+        }
+    }
+}
