@@ -55,7 +55,18 @@ pub fn parse_stat(stat: &str) -> Option<(i32, String, char, i32, i32)> {
 pub fn proc_info(pid: i32) -> Option<ProcInfo> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     let (pid, comm, state, ppid, sid) = parse_stat(&stat)?;
-    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+    // A process in the middle of execve shows its new name with an empty command line
+    // for a moment: read it again briefly before falling back to `[name]` (zombies and
+    // kernel threads have none for good).
+    let read = || std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+    let mut cmdline = read();
+    for _ in 0..5 {
+        if !cmdline.is_empty() || state == 'Z' {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(2));
+        cmdline = read();
+    }
     let command = cmdline
         .split(|b| *b == 0)
         .filter(|a| !a.is_empty())

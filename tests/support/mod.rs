@@ -595,8 +595,21 @@ pub fn git(dir: &Path, args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
-/// Returns the newest run's `report.json` under `dir/.deployer/runs` (run ids sort by time).
+/// Returns the `report.json` of the run recorded last in `dir/.deployer` (the history's last
+/// line; the newest run folder when there is no history).
 pub fn newest_report(dir: &Path) -> serde_json::Value {
+    // The history's last line names the run recorded last: run ids have a one-second
+    // resolution and a random tail, so two runs in one second do not sort by their folders.
+    let last = std::fs::read_to_string(dir.join(".deployer/history.jsonl"))
+        .ok()
+        .and_then(|h| {
+            let line = h.lines().rev().find(|l| !l.trim().is_empty())?.to_string();
+            let entry: serde_json::Value = serde_json::from_str(&line).ok()?;
+            std::fs::read_to_string(entry["report"].as_str()?).ok()
+        });
+    if let Some(text) = last {
+        return serde_json::from_str(&text).unwrap();
+    }
     let runs = dir.join(".deployer/runs");
     let newest = std::fs::read_dir(&runs)
         .unwrap_or_else(|e| panic!("no runs in {}: {e}", runs.display()))
