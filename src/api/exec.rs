@@ -67,7 +67,7 @@ fn run(
         None
     };
     let leave_running = opts.boolean("leave_running")?.unwrap_or(false);
-    st.processes.reap_exited_orphans();
+    reap_exited_orphans(&st);
     let token = st.token();
     let outcome = match st.remote.current() {
         Some(host) => super::remote::exec_on(&st, &host, &spec, &token, live)?,
@@ -182,6 +182,17 @@ fn result(code: i64, stdout: String, stderr: String, duration_ms: i64) -> Map {
     m
 }
 
+/// Reaps the orphans that exited since the last command, where that is safe: only while
+/// no other thread of the run starts children. With remote hosts, ssh children come and
+/// go on other threads (the hosts of a batch, the remote lock's renewals) and one that
+/// just exited would be taken for an orphan and reaped under its owner, who then gets
+/// ECHILD; those runs leave their zombies to the end-of-run sweep.
+fn reap_exited_orphans(st: &HostState) {
+    if !st.remote.has_hosts() {
+        st.processes.reap_exited_orphans();
+    }
+}
+
 fn spawn_impl(st: &HostState, argv: Vec<String>, opts: Opts) -> Result<ProcessHandle, Error> {
     let display = display_argv(&argv);
     if let Some(host) = st.remote.current() {
@@ -228,7 +239,7 @@ fn spawn_impl(st: &HostState, argv: Vec<String>, opts: Opts) -> Result<ProcessHa
         ));
     }
     st.console.command(&format!("{display} &"));
-    st.processes.reap_exited_orphans();
+    reap_exited_orphans(st);
     match st.processes.spawn(&spec, &st.log_dir) {
         Ok(p) if detach => {
             st.console.info(&format!(

@@ -77,6 +77,11 @@ impl Fleet {
         self.lock().inventory = inventory;
     }
 
+    /// True when the environment has remote hosts.
+    pub fn has_hosts(&self) -> bool {
+        !self.lock().inventory.hosts.is_empty()
+    }
+
     /// The inventory (empty when the environment has no hosts).
     pub fn inventory(&self) -> Inventory {
         self.lock().inventory.clone()
