@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use clap::Args;
 
-use crate::exit;
+use super::error::{CliError, CmdResult};
 use crate::host::console::{ColorChoice, Console, Verbosity};
 use crate::host::state::HostOptions;
 use crate::host::Host;
@@ -27,25 +27,20 @@ pub struct CheckArgs {
 }
 
 /// Runs `deployer check`; exits 2 when any script has a problem.
-pub fn check(args: CheckArgs, color: ColorChoice) -> i32 {
+pub fn check(args: CheckArgs, color: ColorChoice) -> CmdResult {
     let verbosity = if args.quiet {
         Verbosity::Quiet
     } else {
         Verbosity::Normal
     };
     let console = Console::new(verbosity, color.enabled());
-    let host = match Host::new(
+    let host = Host::new(
         HostOptions::default(),
         console.clone(),
         crate::api::bindings(),
         Default::default(),
-    ) {
-        Ok(h) => h,
-        Err(e) => {
-            console.error(&e.to_string());
-            return exit::FAILED;
-        }
-    };
+    )
+    .map_err(CliError::failed)?;
     let mut problems = 0;
     let mut config_errors = std::collections::HashSet::new();
     for path in &args.scripts {
@@ -82,12 +77,7 @@ pub fn check(args: CheckArgs, color: ColorChoice) -> i32 {
         }
     }
     if problems > 0 {
-        console.error(&format!(
-            "{problems} problem{} found",
-            if problems == 1 { "" } else { "s" }
-        ));
-        exit::USAGE
-    } else {
-        exit::OK
+        return Err(CliError::Problems { count: problems });
     }
+    Ok(())
 }

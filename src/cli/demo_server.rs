@@ -7,7 +7,10 @@ use std::net::{TcpListener, TcpStream};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
+use anyhow::Context;
 use clap::Args;
+
+use super::error::{CliError, CmdResult};
 
 /// Arguments of `deployer demo-server`.
 #[derive(Debug, Args)]
@@ -24,14 +27,10 @@ pub struct DemoArgs {
 }
 
 /// Serves until killed.
-pub fn serve(args: DemoArgs) -> i32 {
-    let listener = match TcpListener::bind(("127.0.0.1", args.port)) {
-        Ok(l) => l,
-        Err(e) => {
-            eprintln!("error: cannot listen on 127.0.0.1:{}: {e}", args.port);
-            return crate::exit::FAILED;
-        }
-    };
+pub fn serve(args: DemoArgs) -> CmdResult {
+    let listener = TcpListener::bind(("127.0.0.1", args.port))
+        .with_context(|| format!("cannot listen on 127.0.0.1:{}", args.port))
+        .map_err(CliError::Failed)?;
     let port = listener.local_addr().map(|a| a.port()).unwrap_or(args.port);
     println!("listening on http://127.0.0.1:{port}");
     let flaky = Arc::new(AtomicU64::new(0));
@@ -41,7 +40,7 @@ pub fn serve(args: DemoArgs) -> i32 {
         let args = args.clone();
         std::thread::spawn(move || handle(stream, &args, &flaky));
     }
-    crate::exit::OK
+    Ok(())
 }
 
 fn handle(mut stream: TcpStream, args: &DemoArgs, flaky: &AtomicU64) {

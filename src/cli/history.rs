@@ -5,7 +5,9 @@ use std::path::PathBuf;
 use clap::Args;
 
 use crate::config;
-use crate::exit;
+use anyhow::Context;
+
+use super::error::{CliError, CmdResult};
 use crate::host::console::{ColorChoice, Console, Verbosity};
 use crate::report::history;
 
@@ -37,42 +39,29 @@ pub struct HistoryArgs {
 }
 
 /// Runs `deployer history`.
-pub fn history(args: HistoryArgs, color: ColorChoice) -> i32 {
+pub fn history(args: HistoryArgs, color: ColorChoice) -> CmdResult {
     let console = Console::new(Verbosity::Normal, color.enabled());
     let start = args.dir.clone().unwrap_or_else(|| PathBuf::from("."));
     // Resolved first, so the search upward passes through the real parent folders.
     let start = std::fs::canonicalize(&start).unwrap_or(start);
     let state_dir = match config::find(&start) {
-        Some(path) => match config::load(&path) {
-            Ok(c) => c.state_dir,
-            Err(e) => {
-                console.error(&e.to_string());
-                return exit::USAGE;
-            }
-        },
+        Some(path) => config::load(&path).map_err(CliError::usage)?.state_dir,
         None => start.join(".deployer"),
     };
     let path = state_dir.join("history.jsonl");
-    let h = match history::read(&path) {
-        Ok(h) => h,
-        Err(e) => {
-            console.error(&format!("cannot read {}: {e}", path.display()));
-            return exit::FAILED;
-        }
-    };
+    let h = history::read(&path)
+        .with_context(|| format!("cannot read {}", path.display()))
+        .map_err(CliError::Failed)?;
     for w in &h.warnings {
         console.warn(w);
     }
     let entries = history::recent(&h, args.env.as_deref(), args.script.as_deref(), args.count);
     if args.json {
-        match serde_json::to_string_pretty(&entries) {
-            Ok(s) => console.print(&s),
-            Err(e) => {
-                console.error(&e.to_string());
-                return exit::FAILED;
-            }
-        }
-        return exit::OK;
+        let json = serde_json::to_string_pretty(&entries)
+            .context("cannot write the history as JSON")
+            .map_err(CliError::Failed)?;
+        console.print(&json);
+        return Ok(());
     }
     if entries.is_empty() {
         let filter = match (&args.env, &args.script) {
@@ -86,7 +75,7 @@ pub fn history(args: HistoryArgs, color: ColorChoice) -> i32 {
             ),
         };
         console.print(&format!("no runs recorded{filter} in {}", path.display()));
-        return exit::OK;
+        return Ok(());
     }
     // A hosts column only when some run went to remote hosts.
     let with_hosts = entries.iter().any(|e| e.hosts.is_some());
@@ -146,5 +135,5 @@ pub fn history(args: HistoryArgs, color: ColorChoice) -> i32 {
             e.run_id
         ));
     }
-    exit::OK
+    Ok(())
 }

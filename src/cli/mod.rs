@@ -2,6 +2,7 @@
 
 mod check;
 mod demo_server;
+pub(crate) mod error;
 mod history;
 mod repl;
 mod rollback;
@@ -14,6 +15,7 @@ use clap::{Parser, Subcommand};
 
 use crate::core::duration::parse_duration;
 use crate::host::console::ColorChoice;
+use crate::host::console::{Console, Verbosity};
 
 const ABOUT: &str =
     "Deployment runbooks as short Rhai scripts: retries, probes, process control, rollback.";
@@ -111,13 +113,23 @@ pub fn main() -> i32 {
             return code;
         }
     };
-    match cli.command {
-        Command::Run(args) => run::run(args, cli.color),
-        Command::Check(args) => check::check(args, cli.color),
-        Command::Rollback(args) => rollback::rollback(args, cli.color),
-        Command::History(args) => history::history(args, cli.color),
-        Command::Unlock(args) => unlock::unlock(args, cli.color),
-        Command::Repl(args) => repl::repl(args, cli.color),
+    let color = cli.color;
+    let result = match cli.command {
+        Command::Run(args) => run::run(args, color),
+        Command::Check(args) => check::check(args, color),
+        Command::Rollback(args) => rollback::rollback(args, color),
+        Command::History(args) => history::history(args, color),
+        Command::Unlock(args) => unlock::unlock(args, color),
+        Command::Repl(args) => repl::repl(args, color),
         Command::DemoServer(args) => demo_server::serve(args),
+    };
+    match result {
+        Ok(()) => crate::exit::OK,
+        Err(e) => {
+            if e.should_print() {
+                Console::new(Verbosity::Normal, color.enabled()).error(&e.to_string());
+            }
+            e.code()
+        }
     }
 }

@@ -17,6 +17,9 @@ use rustyline::error::ReadlineError;
 use rustyline::history::DefaultHistory;
 use rustyline::{CompletionType, Config, Editor, ExternalPrinter};
 
+use anyhow::Context;
+
+use super::error::{CliError, CmdResult};
 use super::run::Setting;
 use crate::host::console::{ColorChoice, Console, Verbosity};
 use crate::watch::FileWatcher;
@@ -45,7 +48,7 @@ pub struct ReplArgs {
 }
 
 /// Runs `deployer repl`; returns the exit code.
-pub fn repl(args: ReplArgs, color: ColorChoice) -> i32 {
+pub fn repl(args: ReplArgs, color: ColorChoice) -> CmdResult {
     let terminal = std::io::stdin().is_terminal() && std::io::stdout().is_terminal();
     let console = Console::new(Verbosity::Normal, color.enabled());
     let settings = Settings {
@@ -65,10 +68,7 @@ pub fn repl(args: ReplArgs, color: ColorChoice) -> i32 {
             s.set_std_docs(std_docs);
             Arc::new(Mutex::new(s))
         }
-        Err(e) => {
-            console.error(&e);
-            return crate::exit::USAGE;
-        }
+        Err(e) => return Err(CliError::usage(e)),
     };
     let watcher = match FileWatcher::new() {
         Ok(w) => Some(w),
@@ -80,11 +80,11 @@ pub fn repl(args: ReplArgs, color: ColorChoice) -> i32 {
     if let Some(w) = &watcher {
         lock(&session).set_watch(w.handle());
     }
-    let mut failed = false;
+    let mut failed = 0;
     if let Some(file) = &args.file {
-        failed |= lock(&session).load(file) == Outcome::Failed;
+        failed += usize::from(lock(&session).load(file) == Outcome::Failed);
     }
-    let code = if terminal {
+    let result = if terminal {
         interactive(session.clone(), vocab, watcher, console.color)
     } else {
         if let Some(w) = watcher {
@@ -94,7 +94,7 @@ pub fn repl(args: ReplArgs, color: ColorChoice) -> i32 {
     };
     // The watcher thread shares the session, so it is never dropped: stop what it started.
     lock(&session).stop_processes();
-    code
+    result
 }
 
 fn lock(session: &Mutex<Session>) -> std::sync::MutexGuard<'_, Session> {
@@ -155,7 +155,7 @@ fn interactive(
     vocab: Arc<RwLock<Vocabulary>>,
     watcher: Option<FileWatcher>,
     color: bool,
-) -> i32 {
+) -> CmdResult {
     let config = Config::builder()
         .auto_add_history(false)
         .completion_type(CompletionType::List)
@@ -163,13 +163,9 @@ fn interactive(
         .tab_stop(4)
         .indent_size(4)
         .build();
-    let mut rl: Editor<ReplHelper, DefaultHistory> = match Editor::with_config(config) {
-        Ok(rl) => rl,
-        Err(e) => {
-            lock(&session).error(&format!("cannot use the terminal: {e}"));
-            return crate::exit::FAILED;
-        }
-    };
+    let mut rl: Editor<ReplHelper, DefaultHistory> = Editor::with_config(config)
+        .context("cannot use the terminal")
+        .map_err(CliError::Failed)?;
     rl.set_helper(Some(ReplHelper::new(vocab, color)));
     let history = history_path();
     if let Some(path) = &history {
@@ -218,22 +214,23 @@ fn interactive(
             Err(ReadlineError::Interrupted) => continue,
             Err(ReadlineError::Eof) => break,
             Err(e) => {
-                lock(&session).error(&format!("cannot read the terminal: {e}"));
-                return crate::exit::FAILED;
+                return Err(CliError::Failed(
+                    anyhow::Error::new(e).context("cannot read the terminal"),
+                ))
             }
         }
     }
-    crate::exit::OK
+    Ok(())
 }
 
 /// Without a terminal: one input per line (continued while incomplete); exits 0, or 2 if
 /// any input failed.
-fn piped(session: Arc<Mutex<Session>>, mut failed: bool) -> i32 {
+fn piped(session: Arc<Mutex<Session>>, mut failed: usize) -> CmdResult {
     let parser = helper::parser();
     let mut input = String::new();
-    let handle = |input: &str, failed: &mut bool| -> bool {
+    let handle = |input: &str, failed: &mut usize| -> bool {
         let outcome = lock(&session).handle(input);
-        *failed |= outcome == Outcome::Failed;
+        *failed += usize::from(outcome == Outcome::Failed);
         outcome == Outcome::Quit
     };
     for line in std::io::stdin().lock().lines() {
@@ -254,9 +251,8 @@ fn piped(session: Arc<Mutex<Session>>, mut failed: bool) -> i32 {
     if !input.trim().is_empty() {
         handle(&input, &mut failed);
     }
-    if failed {
-        crate::exit::USAGE
-    } else {
-        crate::exit::OK
+    if failed > 0 {
+        return Err(CliError::Problems { count: failed });
     }
+    Ok(())
 }

@@ -2,6 +2,7 @@
 
 use clap::Args;
 
+use super::error::{from_code, CmdResult};
 use super::run::Common;
 use crate::host::console::ColorChoice;
 use crate::runner::execute;
@@ -23,8 +24,8 @@ pub struct RollbackArgs {
 }
 
 /// Runs `deployer rollback`.
-pub fn rollback(args: RollbackArgs, color: ColorChoice) -> i32 {
+pub fn rollback(args: RollbackArgs, color: ColorChoice) -> CmdResult {
     let mut req = args.common.request();
     req.rollback_only = true;
-    execute(&req, args.common.console(color))
+    from_code(execute(&req, args.common.console(color)))
 }

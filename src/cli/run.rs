@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use clap::Args;
 
+use super::error::{from_code, CmdResult};
 use crate::host::console::{ColorChoice, Console, Verbosity};
 use crate::runner::{execute, RunRequest};
 
@@ -116,13 +117,13 @@ pub struct RunArgs {
 }
 
 /// Runs `deployer run`.
-pub fn run(args: RunArgs, color: ColorChoice) -> i32 {
+pub fn run(args: RunArgs, color: ColorChoice) -> CmdResult {
     let mut req = args.common.request();
     req.skip = args.skip;
     req.skip_e2e = args.skip_e2e;
     req.strict = args.strict;
     if args.watch {
-        return crate::watch::run_watch(&req, args.common.console(color));
+        return from_code(crate::watch::run_watch(&req, args.common.console(color)));
     }
-    execute(&req, args.common.console(color))
+    from_code(execute(&req, args.common.console(color)))
 }

@@ -5,8 +5,8 @@ use std::path::{Path, PathBuf};
 
 use clap::Args;
 
+use super::error::{CliError, CmdResult};
 use crate::config::{self, Config};
-use crate::exit;
 use crate::host::console::{ColorChoice, Console, Verbosity};
 use crate::remote::lock::{self as remote_lock, Seen, Settings};
 use crate::remote::{Fleet, Inventory};
@@ -96,29 +96,16 @@ fn asks_yes(question: &str) -> Option<bool> {
 }
 
 /// Runs `deployer unlock`.
-pub fn unlock(args: UnlockArgs, color: ColorChoice) -> i32 {
+pub fn unlock(args: UnlockArgs, color: ColorChoice) -> CmdResult {
     let console = Console::new(Verbosity::Normal, color.enabled());
-    let config = match load(&args) {
-        Ok(c) => c,
-        Err(e) => {
-            console.error(&format!("{e}; nothing was removed"));
-            return exit::USAGE;
-        }
-    };
-    let env = match config.select(args.env.as_deref()) {
-        Ok(s) => s.env,
-        Err(e) => {
-            console.error(&format!("{e}; nothing was removed"));
-            return exit::USAGE;
-        }
-    };
-    let inventory = match Inventory::from_env(&env) {
-        Ok(i) => i.relative_to(config.path.as_deref().and_then(Path::parent)),
-        Err(e) => {
-            console.error(&format!("deployer.toml: {e}; nothing was removed"));
-            return exit::USAGE;
-        }
-    };
+    let config = load(&args).map_err(|e| CliError::usage(format!("{e}; nothing was removed")))?;
+    let env = config
+        .select(args.env.as_deref())
+        .map_err(|e| CliError::usage(format!("{e}; nothing was removed")))?
+        .env;
+    let inventory = Inventory::from_env(&env)
+        .map_err(|e| CliError::usage(format!("deployer.toml: {e}; nothing was removed")))?
+        .relative_to(config.path.as_deref().and_then(Path::parent));
     let name = env.name.clone();
     let mut held = 0;
     let mut unknown = 0;
@@ -180,13 +167,12 @@ pub fn unlock(args: UnlockArgs, color: ColorChoice) -> i32 {
 
     if held == 0 {
         if unknown > 0 {
-            console.error(&format!(
+            return Err(CliError::failed(format!(
                 "{unknown} host(s) of {name} could not be checked; nothing else is locked"
-            ));
-            return exit::FAILED;
+            )));
         }
         console.success(&format!("{name} is not locked: nothing to remove"));
-        return exit::OK;
+        return Ok(());
     }
     let yes = args.yes
         || {
@@ -194,16 +180,14 @@ pub fn unlock(args: UnlockArgs, color: ColorChoice) -> i32 {
             match asks_yes(&q) {
                 Some(answer) => answer,
                 None => {
-                    console.error(
-                    "not removed: no terminal to ask on and --yes was not given; pass --yes to remove them",
-                );
-                    return exit::FAILED;
+                    return Err(CliError::failed(
+                        "not removed: no terminal to ask on and --yes was not given; pass --yes to remove them",
+                    ));
                 }
             }
         };
     if !yes {
-        console.error("not removed: not confirmed");
-        return exit::FAILED;
+        return Err(CliError::failed("not removed: not confirmed"));
     }
 
     let mut failed = unknown;
@@ -264,10 +248,9 @@ pub fn unlock(args: UnlockArgs, color: ColorChoice) -> i32 {
     }
     fleet.close_all();
     if failed > 0 {
-        console.error(&format!(
+        return Err(CliError::failed(format!(
             "{failed} lock(s) of {name} could not be checked or removed (see above)"
-        ));
-        return exit::FAILED;
+        )));
     }
-    exit::OK
+    Ok(())
 }
