@@ -12,8 +12,9 @@ use crate::config::{self, Config, EnvConfig, RollbackPolicy};
 use crate::core::duration::format_duration;
 use crate::core::score::Verdict;
 use crate::exit;
-use crate::host::console::{Console, Style};
+use crate::host::console::Console;
 use crate::host::diagnostic::Diagnostic;
+use crate::host::present;
 use crate::host::slot::ScriptSlot;
 use crate::host::state::HostOptions;
 use crate::host::Host;
@@ -592,8 +593,7 @@ impl Run<'_> {
                 _ => return RollbackRecord::for_request(RollbackStatus::Declined, request),
             }
         }
-        let plain = format!("━━ Rollback: {}", request.reason);
-        console.line(&plain, Some(console.paint(Style::Yellow, &plain)));
+        console.show(&present::rollback_banner(None, &request.reason));
         let score = self
             .host
             .state
@@ -986,13 +986,8 @@ impl Run<'_> {
     fn print_end(&self, report: &Report, ended: &Ended, changes_began: bool) {
         let console = self.console();
         if !report.phases.is_empty() {
-            for (i, line) in crate::report::render::table(report).into_iter().enumerate() {
-                let styled = if i == 0 || line.trim_start().starts_with("Total") {
-                    console.paint(Style::Bold, &line)
-                } else {
-                    line.clone()
-                };
-                console.line(&line, Some(styled));
+            for line in present::table(crate::report::render::table(report)) {
+                console.show(&line);
             }
         }
         let took = format_duration(self.started.elapsed());

@@ -15,7 +15,8 @@ use std::time::{Duration, Instant};
 
 use notify::{EventKind, RecursiveMode, Watcher};
 
-use crate::host::console::{Console, Style};
+use crate::host::console::Console;
+use crate::host::present;
 use crate::host::slot::ScriptSlot;
 use crate::host::state::HostOptions;
 use crate::host::Host;
@@ -279,8 +280,7 @@ pub fn run_watch(req: &RunRequest, console: Console) -> i32 {
         if first_ok {
             runs += 1;
             if runs > 1 {
-                let line = format!("━━ {name} changed: running it again (run {runs})");
-                console.line(&line, Some(console.paint(Style::Bold, &line)));
+                console.show(&present::rerun(&name, runs));
             }
             running.store(true, Ordering::SeqCst);
             code = execute(&req, console.clone());

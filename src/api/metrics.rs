@@ -17,9 +17,8 @@ use crate::core::duration::format_duration;
 use crate::core::monitor::{self, Monitor, MonitorConfig, MonitorPlan, MonitorTick, Stopped};
 use crate::core::stats::SampleStats;
 use crate::core::thresholds::Thresholds;
-use crate::host::console::Style;
 use crate::host::state::HostState;
-use crate::metrics::lines::{self, Line, Tone};
+use crate::metrics::lines::{self, Line};
 use crate::metrics::sampler::{self, Mode, SampleReport, SampleSpec};
 use crate::pipeline::{Control, Event};
 
@@ -226,24 +225,10 @@ enum WarnSource {
     Closure(FnPtr),
 }
 
-/// Shows presentation lines on the run's console; a tone's look is decided here.
+/// Shows presentation lines on the run's console (`present::metric` decides their look).
 fn show(st: &HostState, lines: impl IntoIterator<Item = Line>) {
     for line in lines {
-        let style = match line.tone {
-            Tone::Info => {
-                st.console.info(&line.text);
-                continue;
-            }
-            Tone::Warn => {
-                st.console.warn(&line.text);
-                continue;
-            }
-            Tone::Healthy => Style::Dim,
-            Tone::Degraded => Style::Yellow,
-            Tone::Critical => Style::Red,
-        };
-        st.console
-            .info_styled(&line.text, &st.console.paint(style, &line.text));
+        st.console.show(&crate::host::present::metric(&line));
     }
 }
 

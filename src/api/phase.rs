@@ -10,7 +10,7 @@ use super::error::{
 };
 use super::opts::Opts;
 use crate::core::duration::format_duration;
-use crate::host::console::Style;
+use crate::host::present;
 use crate::host::state::HostState;
 use crate::pipeline::{
     score_phase, CheckRecord, CheckStatus, Control, Event, PhaseOptions, PhaseRecord, PhaseStatus,
@@ -99,9 +99,8 @@ fn options(map: Map) -> Result<PhaseOptions, Error> {
 }
 
 fn banner(st: &HostState, index: usize, total: usize, name: &str, note: &str) {
-    let plain = format!("━━ [{index}/{total}] {name}{note}");
     st.console
-        .info_styled(&plain, &st.console.paint(Style::Bold, &plain));
+        .show(&present::phase_banner(index, total, name, note));
 }
 
 fn phase_impl(
@@ -278,13 +277,7 @@ fn phase_impl(
     } else {
         format!("  phase score {score:.1}/5 ({label}, {took})")
     };
-    let style = match status {
-        PhaseStatus::Passed if label == "passed" => Style::Green,
-        PhaseStatus::Passed => Style::Yellow,
-        _ => Style::Red,
-    };
-    st.console
-        .info_styled(&line, &st.console.paint(style, &line));
+    st.console.show(&present::phase_end(status, &label, line));
     st.pipeline.emit(Event::PhaseEnded {
         record: ended,
         stopped,
@@ -394,25 +387,14 @@ fn check_impl(ctx: &NativeCallContext, name: &str, body: FnPtr) -> Result<bool, 
         }
         d
     };
-    let mark = record.status.mark();
-    let style = match record.status {
-        CheckStatus::Passed => Style::Green,
-        CheckStatus::Warning | CheckStatus::WouldFail => Style::Yellow,
-        CheckStatus::Failed => Style::Red,
-        CheckStatus::WouldRun => Style::Bold,
-    };
     let detail = match record.status {
         CheckStatus::WouldRun => "would run".to_string(),
         CheckStatus::WouldFail => format!("would fail, read-only, {detail}"),
         CheckStatus::Passed if st.dry_run() => format!("read-only, {detail}"),
         _ => detail,
     };
-    let plain = format!("  {mark} {name} ({detail})");
-    let styled = format!("  {} {name} ({detail})", st.console.paint(style, mark));
-    match record.status {
-        CheckStatus::Failed => st.console.line(&plain, Some(styled)),
-        _ => st.console.info_styled(&plain, &styled),
-    }
+    st.console
+        .show(&present::check(record.status, name, &detail));
     for extra in record.error.iter().chain(record.warning.iter()) {
         // The end of a long error names the cause (the program's own message): keep it.
         let shown = crate::core::clip::head_and_tail(extra, 3, 9, 240);

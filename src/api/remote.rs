@@ -438,14 +438,8 @@ fn roll_back_host(
         },
         RollbackPolicy::Auto => {}
     }
-    let plain = format!("━━ Rollback of {host}: {why}");
-    st.console.line(
-        &plain,
-        Some(
-            st.console
-                .paint(crate::host::console::Style::Yellow, &plain),
-        ),
-    );
+    st.console
+        .show(&crate::host::present::rollback_banner(Some(host), why));
     let phase = st.pipeline.read(|p| {
         if p.in_phase {
             p.phases.last().map(|r| r.name.clone())

@@ -40,7 +40,7 @@ impl ColorChoice {
 }
 
 /// A text style; rendered as ANSI only when colour is on.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Style {
     Bold,
     Dim,
@@ -259,6 +259,20 @@ impl Console {
             let plain = format!("✓ {msg}");
             let styled = format!("{} {msg}", self.paint(Style::Green, "✓"));
             self.line(&plain, Some(styled));
+        }
+    }
+
+    /// Shows a line built by [`present`](super::present), plain or styled, at its level.
+    pub fn show(&self, line: &super::present::Shown) {
+        use super::present::Level;
+        let plain = line.plain();
+        match line.level {
+            Level::Warn => self.warn(&plain),
+            Level::Always => self.line(&plain, Some(line.render(|s, t| self.paint(s, t)))),
+            Level::Info if self.verbosity >= Verbosity::Normal => {
+                self.line(&plain, Some(line.render(|s, t| self.paint(s, t))))
+            }
+            Level::Info => self.keep(&self.mask(&plain)),
         }
     }
 

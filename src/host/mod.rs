@@ -7,6 +7,7 @@ pub mod diagnostic;
 pub mod errors;
 pub mod input;
 pub mod memory;
+pub mod present;
 pub mod resolver;
 pub mod slot;
 pub mod sources;
