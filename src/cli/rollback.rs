@@ -24,6 +24,10 @@ pub struct RollbackArgs {
 
 /// Runs `deployer rollback`.
 pub fn rollback(args: RollbackArgs, color: ColorChoice) -> i32 {
+    if let Err(e) = args.common.check_paths() {
+        args.common.console(color).error(&e);
+        return crate::exit::USAGE;
+    }
     let mut req = args.common.request();
     req.rollback_only = true;
     execute(&req, args.common.console(color))
