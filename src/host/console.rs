@@ -76,7 +76,7 @@ pub struct Console {
     out: Option<Arc<Mutex<Box<dyn Write + Send>>>>,
     /// `--json`: stdout holds the report alone, so script output goes with the messages.
     report_on_stdout: bool,
-    /// `GITHUB_ACTIONS=true`: phases in `::group::`s, warnings as `::warning::`.
+    /// `GITHUB_ACTIONS=true`: phases in `::group::`s.
     github: bool,
     /// A `::group::` is open (GitHub Actions).
     group_open: Arc<std::sync::atomic::AtomicBool>,
@@ -113,7 +113,7 @@ impl Console {
 
     /// Sets the CI forms of the output: `json` keeps stdout for the report alone (script
     /// `print` goes to stderr with the messages); `github` writes GitHub Actions workflow
-    /// commands (groups, warnings) to stderr.
+    /// commands (groups; the run's annotations at its end) to stderr.
     pub fn for_ci(mut self, json: bool, github: bool) -> Console {
         self.report_on_stdout = json;
         self.github = github;
@@ -297,20 +297,9 @@ impl Console {
         self.emit(&format!("{shown}\n"));
     }
 
-    /// Prints a warning; always shown (as a `::warning::` in GitHub Actions).
+    /// Prints a warning; always shown.
     pub fn warn(&self, msg: &str) {
         let plain = format!("warning: {msg}");
-        if self.github {
-            let plain = self.mask(&plain);
-            self.keep(&plain);
-            // Masked before escaping: an escaped secret would not match.
-            self.workflow(&crate::report::github::command(
-                "warning",
-                &[],
-                &self.mask(msg),
-            ));
-            return;
-        }
         let styled = format!("{} {msg}", self.paint(Style::Yellow, "warning:"));
         self.line(&plain, Some(styled));
     }

@@ -180,6 +180,21 @@ pub fn annotations(
             }
         }
     }
+    if r.verdict == Some(crate::core::score::Verdict::Warning) {
+        out.push(annotation(
+            "warning",
+            None,
+            "deployment verdict WARNING",
+            &format!(
+                "{} to {} scored {}/100: WARNING (below the pass threshold {}); see the step summary",
+                mask(&r.script),
+                mask(&r.env),
+                r.score.map(|s| format!("{s:.0}")).unwrap_or_else(|| "-".into()),
+                r.thresholds.pass
+            ),
+            file,
+        ));
+    }
     if let Some(e) = &r.error {
         out.push(annotation(
             "error",
@@ -394,6 +409,19 @@ mod tests {
         assert_eq!(
             out,
             "run_dir=/s/runs/x\nrun_id=20260102T030405Z-staging-abcd\nverdict=\nscore=50\nexit_code=1\n"
+        );
+    }
+
+    #[test]
+    fn a_warning_verdict_is_a_warning_annotation() {
+        use crate::report::junit::tests::report;
+        let mut r = report(vec![]);
+        r.verdict = Some(crate::core::score::Verdict::Warning);
+        r.score = Some(72.0);
+        let lines = annotations(&r, &|s: &str| s.to_string(), &|f: &str| f.to_string());
+        assert_eq!(
+            lines,
+            ["::warning title=deployment verdict WARNING::deploy.rhai to staging scored 72/100: WARNING (below the pass threshold 80); see the step summary"]
         );
     }
 

@@ -21,7 +21,7 @@ fn rollback_line(r: &Report, with_error: bool) -> Option<String> {
             "ROLLBACK FAILED{why}: {}",
             rb.error.clone().unwrap_or_default()
         ),
-        RollbackStatus::Failed => format!("ROLLBACK FAILED{why} (the error is above)"),
+        RollbackStatus::Failed => format!("ROLLBACK FAILED{why}: see its error above"),
         RollbackStatus::Declined => format!("rollback declined{why}"),
         RollbackStatus::Never => {
             format!("rollback not run: rollback = \"never\" for this environment{why}")

@@ -148,7 +148,7 @@ fn junit_is_valid_per_the_xsd_with_a_suite_per_phase_and_a_case_per_check() {
         "{report:#}"
     );
     assert!(
-        xml.contains("<testcase name=\"warmed up\" classname=\"deployer.local.1. Build\""),
+        xml.contains("<testcase name=\"warmed up\" classname=\"deployer.default.1. Build\""),
         "{xml}"
     );
     assert!(
@@ -170,7 +170,7 @@ fn junit_is_valid_per_the_xsd_with_a_suite_per_phase_and_a_case_per_check() {
         "{xml}"
     );
     assert!(
-        xml.contains(r#"<property name="env" value="local"/>"#),
+        xml.contains(r#"<property name="env" value="default"/>"#),
         "{xml}"
     );
 
@@ -235,7 +235,7 @@ fn json_stdout_is_the_report_alone_when_the_script_prints() {
     let report = only_json(&out);
     assert_eq!(report["exit_code"], out.code());
     out.assert_stderr_contains("printed by the script")
-        .assert_stderr_contains("  | ");
+        .assert_stderr_contains("$ true");
     assert_no_secret("stdout", &out.stdout);
     assert_no_secret("stderr", &out.stderr);
 }
@@ -299,10 +299,18 @@ fn github_actions_groups_annotations_summary_and_outputs() {
         "{warning}\nnot in\n{err}"
     );
 
+    // This run scores a WARNING: said as a warning annotation too.
+    assert_eq!(report["verdict"], "WARNING", "{report:#}");
+    assert!(
+        err.lines().any(|l| l.starts_with(
+            "::warning title=deployment verdict WARNING::deploy.rhai to default scored "
+        )),
+        "{err}"
+    );
     // The summary is appended after the earlier step's, masked.
     let md = std::fs::read_to_string(&summary).unwrap();
     assert!(
-        md.starts_with("# an earlier step\n# Deployment local: "),
+        md.starts_with("# an earlier step\n# Deployment default: "),
         "{md}"
     );
     assert!(md.contains("| 2 | Health |"), "{md}");
@@ -345,5 +353,27 @@ fn json_and_github_actions_together_keep_stdout_for_the_report() {
         .assert_stderr_contains("::error file=deploy.rhai,line=");
     assert_no_secret("stderr", &out.stderr);
     let md = std::fs::read_to_string(t.path().join("summary.md")).unwrap();
-    assert!(md.starts_with("# Deployment local: "), "{md}");
+    assert!(md.starts_with("# Deployment default: "), "{md}");
+}
+
+#[test]
+fn a_failed_check_is_listed_once_with_its_attempts() {
+    // Outside a phase a failed check ends the script: its error is shown once, with the
+    // script's place, after the check's line with its attempts.
+    let out = Test::new()
+        .script(
+            "check(\"migrate\", || retry(#{ attempts: 2, backoff: [\"0s\", \"10ms\"] }, || exec([\"sh\", \"-c\", \"echo 'table locked' >&2; exit 3\"])));\n",
+        )
+        .args(["run", "deploy.rhai"])
+        .run();
+    out.assert_code(1)
+        .assert_stderr_contains("  ✗ migrate (")
+        .assert_stderr_contains(", 2 attempts)")
+        .assert_stderr_contains("--> deploy.rhai:1:1");
+    assert_eq!(
+        out.stderr.matches("all 2 attempts failed").count(),
+        1,
+        "{}",
+        out.stderr
+    );
 }
