@@ -377,3 +377,42 @@ fn a_failed_check_is_listed_once_with_its_attempts() {
         out.stderr
     );
 }
+
+#[test]
+fn quickstart_json_is_one_document_with_the_scripts_print_on_stderr() {
+    use crate::scripts::{copy_quickstart, deployer_in};
+    let t = Test::new();
+    copy_quickstart(t.path());
+    let (code, stdout, stderr) = deployer_in(
+        t.path(),
+        &[
+            "run",
+            "examples/quickstart/deploy.rhai",
+            "--json",
+            "--var",
+            "monitor=1s",
+            "--var",
+            "interval=200ms",
+        ],
+    );
+    // The live app is detached: stop it whatever the outcome.
+    let pid: i32 = std::fs::read_to_string(t.path().join("examples/quickstart/.deploy/app.pid"))
+        .unwrap_or_default()
+        .trim()
+        .parse()
+        .unwrap_or(0);
+    if pid > 1 {
+        // SAFETY: kill(2) on the app this test deployed.
+        unsafe { libc::kill(pid, libc::SIGTERM) };
+    }
+    assert_eq!(code, 0, "{stderr}");
+    let report: serde_json::Value = serde_json::from_str(&stdout)
+        .unwrap_or_else(|e| panic!("stdout is not one JSON document ({e}):\n{stdout}"));
+    crate::pipeline::validate(&report);
+    assert_eq!(report["verdict"], "PASS", "{report:#}");
+    // on_finish's print() went to stderr.
+    assert!(
+        stderr.contains("quickstart: score 100/100 PASS"),
+        "{stderr}"
+    );
+}
