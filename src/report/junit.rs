@@ -339,8 +339,14 @@ pub fn render(r: &Report, mask: &dyn Fn(&str) -> String) -> io::Result<String> {
         .with_attribute(("errors", total.errors.to_string().as_str()))
         .with_attribute(("time", seconds(r.duration_ms).as_str()))
         .write_inner_content(|w| {
+            let context = SuiteContext {
+                classname: &classname,
+                script: &xml_safe(&mask(&r.script)),
+                host: &xml_safe(&mask(&r.host)),
+                properties: &properties,
+            };
             for s in &suites {
-                write_suite(w, s, r, &classname, &properties)?;
+                write_suite(w, s, &context)?;
             }
             Ok(())
         })?;
@@ -366,16 +372,17 @@ pub fn write(
     crate::store::atomic::write_atomic(path, text.as_bytes()).map_err(|e| fail(&e))
 }
 
-fn write_suite(
-    w: &mut Writer<Vec<u8>>,
-    s: &Suite,
-    r: &Report,
-    classname: &str,
-    properties: &[(&str, String)],
-) -> io::Result<()> {
+/// What every suite of a run shares (masked and XML-safe).
+struct SuiteContext<'a> {
+    classname: &'a str,
+    script: &'a str,
+    host: &'a str,
+    properties: &'a [(&'a str, String)],
+}
+
+fn write_suite(w: &mut Writer<Vec<u8>>, s: &Suite, cx: &SuiteContext) -> io::Result<()> {
     let c = Counts::of(&s.cases);
     let name = xml_safe(&s.name);
-    let script = xml_safe(&r.script);
     let mut el = w
         .create_element("testsuite")
         .with_attribute(("name", name.as_str()))
@@ -384,14 +391,14 @@ fn write_suite(
         .with_attribute(("errors", c.errors.to_string().as_str()))
         .with_attribute(("skipped", c.skipped.to_string().as_str()))
         .with_attribute(("time", seconds(s.ms).as_str()))
-        .with_attribute(("hostname", xml_safe(&r.host).as_str()))
-        .with_attribute(("file", script.as_str()));
+        .with_attribute(("hostname", cx.host))
+        .with_attribute(("file", cx.script));
     if let Some(t) = &s.timestamp {
         el = el.with_attribute(("timestamp", t.as_str()));
     }
     el.write_inner_content(|w| {
         w.create_element("properties").write_inner_content(|w| {
-            for (k, v) in properties {
+            for (k, v) in cx.properties {
                 let v = xml_safe(v);
                 w.create_element("property")
                     .with_attribute(("name", *k))
@@ -401,7 +408,7 @@ fn write_suite(
             Ok(())
         })?;
         for case in &s.cases {
-            write_case(w, case, &format!("{classname}.{name}"))?;
+            write_case(w, case, &format!("{}.{name}", cx.classname))?;
         }
         Ok(())
     })?;

@@ -178,9 +178,11 @@ fn junit_is_valid_per_the_xsd_with_a_suite_per_phase_and_a_case_per_check() {
     let out = t
         .clone()
         .file("deploy.rhai", "phase(\"Deploy\", #{ changes: true }, || { check(\"up\", || true); });\nfn rollback(ctx) { log::info(\"going back\"); }\n")
-        .args(["rollback", "deploy.rhai", "--yes", "--junit", "out/rollback.xml"])
+        .args(["rollback", "deploy.rhai", "--yes", "--json", "--junit", "out/rollback.xml"])
         .run();
     out.assert_code(0);
+    // `deployer rollback --json`: the report alone on stdout too.
+    assert_eq!(only_json(&out)["mode"], "rollback");
     let path = out.path().join("out/rollback.xml");
     let xml = std::fs::read_to_string(&path).unwrap();
     assert_valid_junit("junit_rollback", &path);
