@@ -12,7 +12,8 @@ pub const ROLLBACK_FAILED: i32 = 3;
 pub const WARNING_STRICT: i32 = 4;
 /// Another deployment holds the lock for this environment.
 pub const LOCKED: i32 = 5;
-/// The run's record (report, history line) could not be written; the run itself passed.
+/// The run's record (report, history line, the `--junit` file) could not be written; the
+/// run itself passed.
 pub const RECORD_NOT_WRITTEN: i32 = 6;
 /// Interrupted by Ctrl-C or SIGTERM.
 pub const INTERRUPTED: i32 = 130;

@@ -44,6 +44,8 @@ pub struct RunRequest {
     pub skip_e2e: bool,
     pub strict: bool,
     pub json: bool,
+    /// `--junit PATH`: also write the report as JUnit XML there.
+    pub junit: Option<PathBuf>,
     pub lock_wait: Option<Duration>,
     /// Run only the script's `fn rollback(ctx)` (`deployer rollback`).
     pub rollback_only: bool,
@@ -593,6 +595,7 @@ impl Run<'_> {
                 _ => return RollbackRecord::for_request(RollbackStatus::Declined, request),
             }
         }
+        console.begin_group("Rollback");
         console.show(&present::rollback_banner(None, &request.reason));
         let score = self
             .host
@@ -899,7 +902,9 @@ impl Run<'_> {
         let mask = move |s: &str| masker.mask(s);
         let masked = record::masked_json(&report, &mask);
         self.call_on_finish(&masked);
+        console.end_group();
         self.print_end(&report, &ended, changes_began);
+        let mut run_dir = None;
         match record::write(
             &self.config.state_dir,
             &report,
@@ -908,6 +913,7 @@ impl Run<'_> {
         ) {
             Ok(w) => {
                 console.info(&format!("run recorded in {}", w.dir.display()));
+                run_dir = Some(w.dir.clone());
                 if let Some(keep) = self.config.keep_runs {
                     match record::prune_runs(
                         &self.config.state_dir,
@@ -939,11 +945,25 @@ impl Run<'_> {
                 }
             }
         }
+        if let Some(path) = &self.req.junit {
+            if let Err(e) = crate::report::junit::write(path, &report, &mask) {
+                console.error(&e);
+                if code == exit::OK {
+                    code = exit::RECORD_NOT_WRITTEN;
+                    report.exit_code = code;
+                }
+            }
+        }
+        for problem in crate::report::github::publish(&report, run_dir.as_deref(), &mask, &|l| {
+            console.workflow(l)
+        }) {
+            console.warn(&problem);
+        }
         if self.req.json {
             // Masked again: the exit code may have changed when the record was lost.
             let masked = record::masked_json(&report, &mask);
             if let Ok(json) = serde_json::to_string_pretty(&masked) {
-                console.print(&json);
+                console.report(&json);
             }
         }
         if let Ok(mut out) = self.report_out.lock() {

@@ -99,6 +99,10 @@ fn options(map: Map) -> Result<PhaseOptions, Error> {
 }
 
 fn banner(st: &HostState, index: usize, total: usize, name: &str, note: &str) {
+    // In GitHub Actions each phase is a collapsed group (closed when the phase ends, or by
+    // the next group or the end of the run).
+    st.console
+        .begin_group(&format!("[{index}/{total}] {name}{note}"));
     st.console
         .show(&present::phase_banner(index, total, name, note));
 }
@@ -145,6 +149,7 @@ fn phase_impl(
         record.status = PhaseStatus::Skipped;
         record.score = if stopped { 0.0 } else { opts.skipped_score };
         banner(&st, index, total, name, &format!(": {reason}"));
+        st.console.end_group();
         record.reason = Some(reason);
         record.started_at = None;
         st.pipeline.emit(Event::PhaseSkipped { record });
@@ -278,6 +283,7 @@ fn phase_impl(
         format!("  phase score {score:.1}/5 ({label}, {took})")
     };
     st.console.show(&present::phase_end(status, &label, line));
+    st.console.end_group();
     st.pipeline.emit(Event::PhaseEnded {
         record: ended,
         stopped,
@@ -310,6 +316,10 @@ fn check_impl(ctx: &NativeCallContext, name: &str, body: FnPtr) -> Result<bool, 
         error: None,
         warning: None,
         score: None,
+        location: ctx.call_source().and_then(|source| {
+            crate::host::diagnostic::Location::of(source, ctx.call_position())
+                .map(|l| l.to_string())
+        }),
     };
     let mut script_bug = false;
     match result {
@@ -395,7 +405,15 @@ fn check_impl(ctx: &NativeCallContext, name: &str, body: FnPtr) -> Result<bool, 
     };
     st.console
         .show(&present::check(record.status, name, &detail));
-    for extra in record.error.iter().chain(record.warning.iter()) {
+    // Outside a phase a failed check ends the script: its error is shown once, by the
+    // run's error with the script's place, not here as well.
+    let thrown = record.status == CheckStatus::Failed && !st.pipeline.read(|p| p.in_phase);
+    let details = record
+        .error
+        .iter()
+        .filter(|_| !thrown)
+        .chain(record.warning.iter());
+    for extra in details {
         // The end of a long error names the cause (the program's own message): keep it.
         let shown = crate::core::clip::head_and_tail(extra, 3, 9, 240);
         let whole = extra.lines().count();

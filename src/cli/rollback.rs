@@ -2,7 +2,7 @@
 
 use clap::Args;
 
-use super::error::{from_code, CmdResult};
+use super::error::{from_code, CliError, CmdResult};
 use super::run::Common;
 use crate::host::console::ColorChoice;
 use crate::runner::execute;
@@ -25,6 +25,7 @@ pub struct RollbackArgs {
 
 /// Runs `deployer rollback`.
 pub fn rollback(args: RollbackArgs, color: ColorChoice) -> CmdResult {
+    args.common.check_paths().map_err(CliError::usage)?;
     let mut req = args.common.request();
     req.rollback_only = true;
     from_code(execute(&req, args.common.console(color)))

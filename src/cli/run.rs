@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use clap::Args;
 
-use super::error::{from_code, CmdResult};
+use super::error::{from_code, CliError, CmdResult};
 use crate::host::console::{ColorChoice, Console, Verbosity};
 use crate::runner::{execute, RunRequest};
 
@@ -16,6 +16,7 @@ Examples:
   deployer run deploy.rhai --var base_url=http://127.0.0.1:8080 --var break=true
   deployer run deploy.rhai --dry-run        # print commands and mutating requests, run none
   deployer run deploy.rhai --skip-e2e --strict --json > report.json
+  deployer run deploy.rhai --junit reports/deploy.xml   # JUnit XML for the CI's test view
   deployer run deploy.rhai --timeout 20m -v # stop after 20 minutes; stream command output
   deployer run deploy.rhai --rollback-timeout 5m  # stop a rollback that hangs after 5 minutes
   deployer run deploy.rhai --watch          # run again on each save of it or its modules";
@@ -56,9 +57,14 @@ pub struct Common {
     /// Wait up to this long for another run of the environment to finish.
     #[arg(long, value_name = "DURATION", value_parser = super::duration_arg)]
     pub lock_wait: Option<Duration>,
-    /// Print the final report as JSON on stdout.
+    /// Print the final report as JSON on stdout, and nothing else there: script print()
+    /// output and GitHub workflow commands go to stderr.
     #[arg(long)]
     pub json: bool,
+    /// Also write the run's report as JUnit XML to PATH (one testsuite per phase, one
+    /// testcase per check), even when the run fails or is interrupted.
+    #[arg(long, value_name = "PATH")]
+    pub junit: Option<PathBuf>,
     /// Print more: stream command output live.
     #[arg(long, short, conflicts_with = "quiet")]
     pub verbose: bool,
@@ -77,7 +83,29 @@ impl Common {
         } else {
             Verbosity::Normal
         };
-        Console::new(verbosity, color.enabled())
+        Console::new(verbosity, color.enabled()).for_ci(self.json, crate::report::github::enabled())
+    }
+
+    /// Refuses a `--junit PATH` whose folder does not exist, before anything runs.
+    pub fn check_paths(&self) -> Result<(), String> {
+        if let Some(path) = &self.junit {
+            let parent = path.parent().filter(|p| !p.as_os_str().is_empty());
+            if path.is_dir() {
+                return Err(format!(
+                    "--junit {}: this is a folder; give a file path such as {}/junit.xml; nothing was run",
+                    path.display(),
+                    path.display()
+                ));
+            }
+            if let Some(dir) = parent.filter(|d| !d.is_dir()) {
+                return Err(format!(
+                    "--junit {}: the folder {} does not exist; create it first; nothing was run",
+                    path.display(),
+                    dir.display()
+                ));
+            }
+        }
+        Ok(())
     }
 
     /// Builds the run request these options ask for.
@@ -91,6 +119,7 @@ impl Common {
             timeout: self.timeout,
             rollback_timeout: self.rollback_timeout,
             json: self.json,
+            junit: self.junit.clone(),
             lock_wait: self.lock_wait,
             ..RunRequest::default()
         }
@@ -118,6 +147,7 @@ pub struct RunArgs {
 
 /// Runs `deployer run`.
 pub fn run(args: RunArgs, color: ColorChoice) -> CmdResult {
+    args.common.check_paths().map_err(CliError::usage)?;
     let mut req = args.common.request();
     req.skip = args.skip;
     req.skip_e2e = args.skip_e2e;

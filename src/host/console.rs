@@ -74,6 +74,12 @@ pub struct Console {
     streamed: Arc<std::sync::atomic::AtomicUsize>,
     /// Where messages go: stderr, or a writer the caller gave ([`Console::with_writer`]).
     out: Option<Arc<Mutex<Box<dyn Write + Send>>>>,
+    /// `--json`: stdout holds the report alone, so script output goes with the messages.
+    report_on_stdout: bool,
+    /// `GITHUB_ACTIONS=true`: phases in `::group::`s.
+    github: bool,
+    /// A `::group::` is open (GitHub Actions).
+    group_open: Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// Streamed command output (`-v`) beyond this many bytes is printed but not kept for
@@ -99,7 +105,59 @@ impl Console {
             log: Arc::new(Mutex::new(Vec::new())),
             streamed: Default::default(),
             out: None,
+            report_on_stdout: false,
+            github: false,
+            group_open: Default::default(),
         }
+    }
+
+    /// Sets the CI forms of the output: `json` keeps stdout for the report alone (script
+    /// `print` goes to stderr with the messages); `github` writes GitHub Actions workflow
+    /// commands (groups; the run's annotations at its end) to stderr.
+    pub fn for_ci(mut self, json: bool, github: bool) -> Console {
+        self.report_on_stdout = json;
+        self.github = github;
+        self
+    }
+
+    /// Writes a GitHub Actions workflow command line (masked, not kept in the run log);
+    /// nothing outside GitHub Actions.
+    pub fn workflow(&self, line: &str) {
+        if self.github {
+            self.emit(&format!("{}\n", self.mask(line)));
+        }
+    }
+
+    /// Opens a collapsed group in a GitHub Actions log (closing one left open first).
+    pub fn begin_group(&self, title: &str) {
+        if self.github {
+            self.end_group();
+            self.workflow(&crate::report::github::group(&self.mask(title)));
+            self.group_open
+                .store(true, std::sync::atomic::Ordering::SeqCst);
+        }
+    }
+
+    /// Closes the open group, if any.
+    pub fn end_group(&self) {
+        if self.github
+            && self
+                .group_open
+                .swap(false, std::sync::atomic::Ordering::SeqCst)
+        {
+            self.workflow(crate::report::github::END_GROUP);
+        }
+    }
+
+    /// Writes the run's report (`--json`) to stdout, or to the writer given.
+    pub fn report(&self, text: &str) {
+        if self.out.is_some() {
+            self.emit(&format!("{text}\n"));
+            return;
+        }
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(out, "{text}");
+        let _ = out.flush();
     }
 
     /// Creates a console that writes its messages to `out` instead of stderr, styled with
@@ -165,11 +223,11 @@ impl Console {
         self.emit(&format!("{shown}\n"));
     }
 
-    /// Writes script output (`print`) to stdout, masked.
+    /// Writes script output (`print`) to stdout, masked (to stderr with `--json`).
     pub fn print(&self, text: &str) {
         let text = self.mask(text);
         self.keep(&text);
-        if self.out.is_some() {
+        if self.out.is_some() || self.report_on_stdout {
             self.emit(&format!("{text}\n"));
             return;
         }

@@ -39,6 +39,10 @@ pub struct CheckRecord {
     /// A score of 0-5 the check returned, if any.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub score: Option<f64>,
+    /// Where the script calls `check(...)`: `file:line:col` (the script or module name
+    /// as the run knows it), when the engine gives the place.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub location: Option<String>,
 }
 
 impl CheckStatus {
@@ -443,6 +447,7 @@ mod tests {
                     error: None,
                     warning: None,
                     score: None,
+                    location: None,
                 })
                 .collect(),
             duration_ms: 0,

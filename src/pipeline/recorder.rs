@@ -213,6 +213,7 @@ mod tests {
             error: None,
             warning: None,
             score: None,
+            location: None,
         }
     }
 

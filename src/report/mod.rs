@@ -1,6 +1,9 @@
-//! A run's record: what it holds (`model`), writing it into the state folder (`record`) and
-//! the score table (`render`).
+//! A run's record: what it holds (`model`), writing it into the state folder (`record`),
+//! the score table (`render`), and its forms for CI: JUnit XML (`junit`) and GitHub
+//! Actions output (`github`).
 
+pub mod github;
+pub mod junit;
 pub mod model;
 pub mod record;
 pub mod render;

@@ -2,7 +2,9 @@
 
 use super::model::{phase_status_text, Report, RollbackStatus};
 
-fn rollback_line(r: &Report) -> Option<String> {
+/// The rollback's line. `with_error`: the rollback's error follows (summary.md); the
+/// terminal printed that error where the rollback failed, so its table does not repeat it.
+fn rollback_line(r: &Report, with_error: bool) -> Option<String> {
     let rb = &r.rollback;
     let mut why = rb
         .reason
@@ -15,10 +17,11 @@ fn rollback_line(r: &Report) -> Option<String> {
     Some(match rb.status {
         RollbackStatus::NotNeeded => return None,
         RollbackStatus::Ok => format!("rollback ran and succeeded{why}"),
-        RollbackStatus::Failed => format!(
+        RollbackStatus::Failed if with_error => format!(
             "ROLLBACK FAILED{why}: {}",
             rb.error.clone().unwrap_or_default()
         ),
+        RollbackStatus::Failed => format!("ROLLBACK FAILED{why}: see its error above"),
         RollbackStatus::Declined => format!("rollback declined{why}"),
         RollbackStatus::Never => {
             format!("rollback not run: rollback = \"never\" for this environment{why}")
@@ -105,7 +108,7 @@ pub fn table(r: &Report) -> Vec<String> {
         "Total",
         verdict_text(r)
     ));
-    lines.extend(rollback_line(r).map(|l| format!("  {l}")));
+    lines.extend(rollback_line(r, false).map(|l| format!("  {l}")));
     lines.extend(comparison_line(r).map(|l| format!("  {l}")));
     lines.extend(trend_line(r).map(|l| format!("  {l}")));
     lines
@@ -209,7 +212,7 @@ pub fn markdown(r: &Report) -> String {
         }
         md.push('\n');
     }
-    for l in [rollback_line(r), comparison_line(r), trend_line(r)]
+    for l in [rollback_line(r, true), comparison_line(r), trend_line(r)]
         .into_iter()
         .flatten()
     {

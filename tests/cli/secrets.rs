@@ -198,14 +198,14 @@ fn escaped_secret_is_masked_in_json_report_print_debug_and_throw() {
         )
         .args(["run", "deploy.rhai", "--json", "-v"])
         .run();
+    // With --json, print() goes to stderr: stdout is the report alone.
     out.assert_code(1)
-        .assert_stdout_contains(r#"#{"t": "***"}"#)
+        .assert_stderr_contains(r#"#{"t": "***"}"#)
         .assert_stderr_contains(r#"debug: deploy.rhai:3: "***""#)
         .assert_stderr_contains("value: ***");
     assert!(assert_hidden(&out, secret) >= 4);
     // --json and report.json stay valid JSON, with the error masked.
-    let start = out.stdout.find("\n{\n").expect("the --json report");
-    let printed: serde_json::Value = serde_json::from_str(&out.stdout[start..]).unwrap();
+    let printed: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
     let recorded: serde_json::Value = serde_json::from_str(&read(&out, "report.json")).unwrap();
     for report in [&printed, &recorded] {
         let message = report["error"]["message"].as_str().unwrap();

@@ -85,12 +85,19 @@ impl Default for Test {
 }
 
 impl Test {
-    /// A test in a fresh temp dir, with no args, `NO_COLOR=1`, no stdin and a 60 s run timeout.
+    /// A test in a fresh temp dir, with no args, `NO_COLOR=1`, no GitHub Actions variables,
+    /// no stdin and a 60 s run timeout.
     pub fn new() -> Test {
         Test {
             dir: Arc::new(TempDir::new()),
             args: Vec::new(),
-            env: vec![("NO_COLOR".into(), Some("1".into()))],
+            // A test that wants GitHub Actions output sets these itself.
+            env: vec![
+                ("NO_COLOR".into(), Some("1".into())),
+                ("GITHUB_ACTIONS".into(), None),
+                ("GITHUB_OUTPUT".into(), None),
+                ("GITHUB_STEP_SUMMARY".into(), None),
+            ],
             path_prepend: Vec::new(),
             stdin: None,
             timeout: Duration::from_secs(60),
@@ -479,6 +486,9 @@ pub fn deployer_command(dir: &Path, args: &[&str]) -> Command {
     cmd.args(args)
         .current_dir(dir)
         .env("NO_COLOR", "1")
+        .env_remove("GITHUB_ACTIONS")
+        .env_remove("GITHUB_OUTPUT")
+        .env_remove("GITHUB_STEP_SUMMARY")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
