@@ -43,6 +43,8 @@ pub struct RunRequest {
     pub skip_e2e: bool,
     pub strict: bool,
     pub json: bool,
+    /// `--html PATH`: where to write a copy of the run's `report.html`.
+    pub html: Option<PathBuf>,
     pub lock_wait: Option<Duration>,
     /// Run only the script's `fn rollback(ctx)` (`deployer rollback`).
     pub rollback_only: bool,
@@ -90,6 +92,30 @@ pub struct Ran {
     pub report: Option<Report>,
 }
 
+/// Returns why `--html PATH` cannot be written, found before anything runs: its folder
+/// is missing or is not a folder, or PATH is a folder.
+fn html_path_problem(path: Option<&std::path::Path>) -> Option<String> {
+    let path = path?;
+    if path.is_dir() {
+        return Some(format!(
+            "--html {} is a folder: give a file name, such as {}",
+            path.display(),
+            path.join("report.html").display()
+        ));
+    }
+    let parent = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(std::path::Path::new("."));
+    (!parent.is_dir()).then(|| {
+        format!(
+            "--html {}: the folder {} does not exist; create it or write the report elsewhere",
+            path.display(),
+            parent.display()
+        )
+    })
+}
+
 /// Runs a script as a deployment and returns the exit code. Every run that gets past the
 /// static checks leaves a record, including failed, declined and interrupted ones.
 pub fn execute(req: &RunRequest, console: Console) -> i32 {
@@ -120,6 +146,10 @@ fn execute_into(req: &RunRequest, console: Console, report_out: &Mutex<Option<Re
             return exit::USAGE;
         }
     };
+    if let Some(e) = html_path_problem(req.html.as_deref()) {
+        console.error(&format!("{e}; nothing was run"));
+        return exit::USAGE;
+    }
     let config = match config::for_script(&req.script) {
         Ok(c) => c,
         Err(e) => {
@@ -908,23 +938,22 @@ impl Run<'_> {
         ) {
             Ok(w) => {
                 console.info(&format!("run recorded in {}", w.dir.display()));
-                if let Some(keep) = self.config.keep_runs {
-                    match record::prune_runs(
-                        &self.config.state_dir,
-                        &self.env.name,
-                        keep as usize,
-                        &report.run_id,
-                    ) {
-                        Ok(gone) if !gone.is_empty() => console.info(&format!(
-                            "removed {} older run folder(s) of {} (keep_runs = {keep}); their history lines stay",
-                            gone.len(),
-                            self.env.name
-                        )),
-                        Ok(_) => {}
-                        Err(e) => console.warn(&format!(
-                            "cannot remove older run folders (keep_runs = {keep}): {e}"
-                        )),
-                    }
+                let keep = self.config.keep_runs();
+                match record::prune_runs(
+                    &self.config.state_dir,
+                    &self.env.name,
+                    keep as usize,
+                    &report.run_id,
+                ) {
+                    Ok(gone) if !gone.is_empty() => console.info(&format!(
+                        "removed {} older run folder(s) of {} (keep_runs = {keep}); their history lines stay",
+                        gone.len(),
+                        self.env.name
+                    )),
+                    Ok(_) => {}
+                    Err(e) => console.warn(&format!(
+                        "cannot remove older run folders (keep_runs = {keep}): {e}"
+                    )),
                 }
             }
             Err(e) => {
@@ -936,6 +965,24 @@ impl Run<'_> {
                 if code == exit::OK {
                     code = exit::RECORD_NOT_WRITTEN;
                     report.exit_code = code;
+                }
+            }
+        }
+        if let Some(path) = &self.req.html {
+            match crate::store::atomic::write_atomic(
+                path,
+                record::html_page(&report, &mask).as_bytes(),
+            ) {
+                Ok(()) => console.info(&format!("HTML report written to {}", path.display())),
+                Err(e) => {
+                    console.error(&format!(
+                        "cannot write the HTML report to {} (--html): {e}. The run folder's report.html has the same page when the record was written",
+                        path.display()
+                    ));
+                    if code == exit::OK {
+                        code = exit::RECORD_NOT_WRITTEN;
+                        report.exit_code = code;
+                    }
                 }
             }
         }

@@ -933,3 +933,6 @@ mod remote_lock;
 
 #[path = "cli/fleet_example.rs"]
 mod fleet_example;
+
+#[path = "cli/html_report.rs"]
+mod html_report;

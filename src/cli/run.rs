@@ -15,6 +15,7 @@ Examples:
   deployer run deploy.rhai --var base_url=http://127.0.0.1:8080 --var break=true
   deployer run deploy.rhai --dry-run        # print commands and mutating requests, run none
   deployer run deploy.rhai --skip-e2e --strict --json > report.json
+  deployer run deploy.rhai --html deploy-report.html  # a copy of the run's report.html
   deployer run deploy.rhai --timeout 20m -v # stop after 20 minutes; stream command output
   deployer run deploy.rhai --rollback-timeout 5m  # stop a rollback that hangs after 5 minutes
   deployer run deploy.rhai --watch          # run again on each save of it or its modules";
@@ -58,6 +59,9 @@ pub struct Common {
     /// Print the final report as JSON on stdout.
     #[arg(long)]
     pub json: bool,
+    /// Also write the run's HTML report (report.html of its run folder) to PATH.
+    #[arg(long, value_name = "PATH")]
+    pub html: Option<PathBuf>,
     /// Print more: stream command output live.
     #[arg(long, short, conflicts_with = "quiet")]
     pub verbose: bool,
@@ -90,6 +94,7 @@ impl Common {
             timeout: self.timeout,
             rollback_timeout: self.rollback_timeout,
             json: self.json,
+            html: self.html.clone(),
             lock_wait: self.lock_wait,
             ..RunRequest::default()
         }

@@ -12,9 +12,9 @@ use crate::pipeline::{PhaseRecord, RollbackRequest};
 pub use crate::sys::git::GitInfo;
 
 /// The version tag of `report.json` (see `schemas/report.schema.json`).
-/// v2 added `vars`, `recorded` and the rollback status `not_run`; older history lines are
-/// still read.
-pub const SCHEMA: &str = "deployer/report/v2";
+/// v2 added `vars`, `recorded` and the rollback status `not_run`; v3 added the limits each
+/// monitor tick was judged against (`warning`, `critical`); older history lines are still read.
+pub const SCHEMA: &str = "deployer/report/v3";
 
 /// How the run ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

@@ -2,7 +2,8 @@
 
 use super::model::{phase_status_text, Report, RollbackStatus};
 
-fn rollback_line(r: &Report) -> Option<String> {
+/// The rollback as one line (`rollback ran and succeeded (reason)`); none when not needed.
+pub(crate) fn rollback_line(r: &Report) -> Option<String> {
     let rb = &r.rollback;
     let mut why = rb
         .reason
