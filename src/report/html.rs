@@ -56,10 +56,10 @@ table{border-collapse:collapse;width:100%;font-size:14px}
 th,td{padding:6px 8px;border-bottom:1px solid var(--line);text-align:left;vertical-align:top;white-space:nowrap}
 th{background:var(--card)}
 td.num,th.num{text-align:right;font-variant-numeric:tabular-nums}
-td.msg{white-space:normal;min-width:14em;overflow-wrap:anywhere}
+td.msg{white-space:normal;min-width:18em;overflow-wrap:anywhere}
 .st{font-weight:600}.st.passed,.st.ok,.st.not_needed{color:var(--pass)}.st.warning{color:var(--warn)}
-.st.failed,.st.would_fail,.st.missing,.st.never,.st.declined,.st.not_run{color:var(--fail)}.st.skipped,.st.would_run,.st.running{color:var(--muted)}
-.charts{display:grid;grid-template-columns:repeat(auto-fit,minmax(min(100%,420px),1fr));gap:16px}
+.st.elevated{color:var(--warn)}.st.critical,.st.failed,.st.would_fail,.st.missing,.st.never,.st.declined,.st.not_run{color:var(--fail)}.st.skipped,.st.would_run,.st.running{color:var(--muted)}
+.charts{display:grid;grid-template-columns:repeat(auto-fill,minmax(min(100%,420px),1fr));gap:16px;margin-bottom:12px}
 figure.chart{margin:0;background:var(--card);border:1px solid var(--line);border-radius:8px;padding:8px}
 figure.chart svg{display:block;width:100%;height:auto}
 figcaption{font-size:13px;padding:4px 4px 0}
@@ -77,7 +77,7 @@ svg polyline.threshold{stroke-width:1.5;stroke-dasharray:6 4}
 .box{border-left:4px solid var(--line);background:var(--card);padding:8px 12px;border-radius:4px;overflow-wrap:anywhere}
 .box.bad{border-left-color:var(--fail)}.box.good{border-left-color:var(--pass)}
 footer{margin:2rem 0 1rem;color:var(--muted);font-size:13px}
-@media (max-width:600px){main{padding:10px}body{font-size:14px}.score{font-size:1.6rem}}
+@media (max-width:600px){main{padding:10px}body{font-size:14px}.score{font-size:1.6rem}dl.meta{grid-template-columns:1fr}dl.meta dd{margin-bottom:4px}}
 "#;
 
 /// Writes escaped, masked text: every string of the report passes here on its way out.
@@ -416,18 +416,19 @@ pub(crate) fn latency_chart(title: &str, ts: &[Tick]) -> Chart {
 
 /// The error chart of a monitor: the error rate and the 5xx rate per tick, with limits.
 pub(crate) fn error_chart(title: &str, ts: &[Tick]) -> Chart {
+    // The 5xx rate first: never above the error rate, it would hide it where they are equal.
     let mut series = vec![
-        Series {
-            label: "error rate".into(),
-            class: "s-err",
-            stroke: Stroke::Line,
-            points: ts.iter().map(|t| (t.t, Some(t.error_rate))).collect(),
-        },
         Series {
             label: "5xx rate".into(),
             class: "s-5xx",
             stroke: Stroke::Line,
             points: ts.iter().map(|t| (t.t, Some(t.rate_5xx))).collect(),
+        },
+        Series {
+            label: "error rate".into(),
+            class: "s-err",
+            stroke: Stroke::Line,
+            points: ts.iter().map(|t| (t.t, Some(t.error_rate))).collect(),
         },
     ];
     series.extend(threshold_series(ts, &["error_rate", "rate_5xx"]));

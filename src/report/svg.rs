@@ -10,7 +10,7 @@ pub(crate) const WIDTH: f64 = 480.0;
 pub(crate) const HEIGHT: f64 = 200.0;
 /// The plot area inside the chart: room for the y labels on the left, x labels below.
 pub(crate) const PLOT_LEFT: f64 = 60.0;
-pub(crate) const PLOT_RIGHT: f64 = WIDTH - 20.0;
+pub(crate) const PLOT_RIGHT: f64 = WIDTH - 28.0;
 pub(crate) const PLOT_TOP: f64 = 12.0;
 pub(crate) const PLOT_BOTTOM: f64 = HEIGHT - 26.0;
 
