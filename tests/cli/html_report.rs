@@ -318,7 +318,8 @@ fn the_html_report_renders_in_a_real_browser_with_its_charts() {
     assert_eq!(plotted(&dom, "trend", "score")[0].len(), 1);
 }
 
-/// `--html` into a folder that does not exist is refused before anything runs.
+/// `--html` into a folder that does not exist, or naming a folder, is refused before
+/// anything runs.
 #[test]
 fn html_to_a_missing_folder_is_refused_before_the_run() {
     let out = Test::new()
@@ -328,6 +329,34 @@ fn html_to_a_missing_folder_is_refused_before_the_run() {
     out.assert_code(2)
         .assert_stderr_contains("--html no/such/dir/r.html: the folder no/such/dir does not exist");
     assert!(!out.path().join("ran").exists());
+    let out = Test::new()
+        .file("reports/.keep", "")
+        .script(r#"exec(["sh", "-c", "touch ran"]);"#)
+        .args(["run", "deploy.rhai", "--html", "reports"])
+        .run();
+    out.assert_code(2).assert_stderr_contains(
+        "--html reports is a folder: give a file name, such as reports/report.html",
+    );
+    assert!(!out.path().join("ran").exists());
+}
+
+/// `deployer rollback` writes its report.html, and its --html copy, like a run.
+#[test]
+fn a_rollback_writes_its_html_report_too() {
+    let out = Test::new()
+        .script(
+            r#"phase("Deploy", #{ changes: true }, || { check("ok", || true); });
+               fn rollback(ctx) { log::info(`rolling back: ${ctx.reason}`); }"#,
+        )
+        .args(["rollback", "deploy.rhai", "--yes", "--html", "rb.html"])
+        .run();
+    out.assert_code(0)
+        .assert_stderr_contains("HTML report written to rb.html");
+    let html = std::fs::read_to_string(out.path().join("rb.html")).unwrap();
+    assert!(html.contains("deploy.rhai (rollback)"), "{html}");
+    assert!(html.contains("data-rollback=\"ok\""), "{html}");
+    let report = crate::support::newest_report(out.path());
+    assert_eq!(report["mode"], "rollback");
 }
 
 /// keep_runs removes old run folders with everything in them (screenshots, report.html);
