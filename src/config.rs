@@ -13,6 +13,11 @@ use crate::core::suggest::nearest;
 /// The shortest lease accepted (renewals every lease/3 need some room).
 pub const MIN_LEASE: std::time::Duration = std::time::Duration::from_secs(1);
 
+/// Run folders kept per environment when deployer.toml sets no `keep_runs`: older run
+/// folders (report, log, screenshots) are removed after each run; history.jsonl keeps
+/// every run's line, so `deployer history` still lists them.
+pub const DEFAULT_KEEP_RUNS: u32 = 50;
+
 /// The configuration file name.
 pub const FILE_NAME: &str = "deployer.toml";
 
@@ -126,7 +131,8 @@ pub struct Config {
     pub thresholds: Thresholds,
     /// Where runs, history and locks are kept.
     pub state_dir: PathBuf,
-    /// Run folders kept per environment (none: keep all).
+    /// Run folders kept per environment, as `keep_runs` sets it (none: the default,
+    /// [`DEFAULT_KEEP_RUNS`]; see [`Config::keep_runs`]).
     pub keep_runs: Option<u32>,
     /// `[vars]`: variables for every script and environment.
     pub vars: Vars,
@@ -809,6 +815,12 @@ pub struct Selected {
 }
 
 impl Config {
+    /// Returns how many run folders of an environment are kept: `keep_runs`, else
+    /// [`DEFAULT_KEEP_RUNS`].
+    pub fn keep_runs(&self) -> u32 {
+        self.keep_runs.unwrap_or(DEFAULT_KEEP_RUNS)
+    }
+
     /// Picks the environment: `--env`, else `default_env`, else `default` when the file
     /// defines no environments. A name the file does not define is an error with the
     /// nearest name; with no environments defined any name is accepted, with a warning.
@@ -944,6 +956,12 @@ base_url = "https://deploy.example.com"
         assert_eq!(c.default_env.as_deref(), Some("staging"));
         assert_eq!(c.thresholds.pass, 85.0);
         assert_eq!(c.keep_runs, Some(20));
+        assert_eq!(c.keep_runs(), 20);
+        assert_eq!(
+            Config::default().keep_runs(),
+            DEFAULT_KEEP_RUNS,
+            "a default, not keep-all"
+        );
         assert_eq!(c.state_dir, Path::new("proj/.deployer"));
         let prod = c.select_env(Some("production")).expect("known");
         assert!(prod.confirm);

@@ -46,6 +46,8 @@ pub struct RunRequest {
     pub json: bool,
     /// `--junit PATH`: also write the report as JUnit XML there.
     pub junit: Option<PathBuf>,
+    /// `--html PATH`: where to write a copy of the run's `report.html`.
+    pub html: Option<PathBuf>,
     pub lock_wait: Option<Duration>,
     /// Run only the script's `fn rollback(ctx)` (`deployer rollback`).
     pub rollback_only: bool,
@@ -93,6 +95,30 @@ pub struct Ran {
     pub report: Option<Report>,
 }
 
+/// Returns why `--html PATH` cannot be written, found before anything runs: its folder
+/// is missing or is not a folder, or PATH is a folder.
+fn html_path_problem(path: Option<&std::path::Path>) -> Option<String> {
+    let path = path?;
+    if path.is_dir() {
+        return Some(format!(
+            "--html {} is a folder: give a file name, such as {}",
+            path.display(),
+            path.join("report.html").display()
+        ));
+    }
+    let parent = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(std::path::Path::new("."));
+    (!parent.is_dir()).then(|| {
+        format!(
+            "--html {}: the folder {} does not exist; create it or write the report elsewhere",
+            path.display(),
+            parent.display()
+        )
+    })
+}
+
 /// Runs a script as a deployment and returns the exit code. Every run that gets past the
 /// static checks leaves a record, including failed, declined and interrupted ones.
 pub fn execute(req: &RunRequest, console: Console) -> i32 {
@@ -123,6 +149,10 @@ fn execute_into(req: &RunRequest, console: Console, report_out: &Mutex<Option<Re
             return exit::USAGE;
         }
     };
+    if let Some(e) = html_path_problem(req.html.as_deref()) {
+        console.error(&format!("{e}; nothing was run"));
+        return exit::USAGE;
+    }
     let config = match config::for_script(&req.script) {
         Ok(c) => c,
         Err(e) => {
@@ -914,23 +944,22 @@ impl Run<'_> {
             Ok(w) => {
                 console.info(&format!("run recorded in {}", w.dir.display()));
                 run_dir = Some(w.dir.clone());
-                if let Some(keep) = self.config.keep_runs {
-                    match record::prune_runs(
-                        &self.config.state_dir,
-                        &self.env.name,
-                        keep as usize,
-                        &report.run_id,
-                    ) {
-                        Ok(gone) if !gone.is_empty() => console.info(&format!(
-                            "removed {} older run folder(s) of {} (keep_runs = {keep}); their history lines stay",
-                            gone.len(),
-                            self.env.name
-                        )),
-                        Ok(_) => {}
-                        Err(e) => console.warn(&format!(
-                            "cannot remove older run folders (keep_runs = {keep}): {e}"
-                        )),
-                    }
+                let keep = self.config.keep_runs();
+                match record::prune_runs(
+                    &self.config.state_dir,
+                    &self.env.name,
+                    keep as usize,
+                    &report.run_id,
+                ) {
+                    Ok(gone) if !gone.is_empty() => console.info(&format!(
+                        "removed {} older run folder(s) of {} (keep_runs = {keep}); their history lines stay",
+                        gone.len(),
+                        self.env.name
+                    )),
+                    Ok(_) => {}
+                    Err(e) => console.warn(&format!(
+                        "cannot remove older run folders (keep_runs = {keep}): {e}"
+                    )),
                 }
             }
             Err(e) => {
@@ -958,6 +987,24 @@ impl Run<'_> {
             console.workflow(l)
         }) {
             console.warn(&problem);
+        }
+        if let Some(path) = &self.req.html {
+            match crate::store::atomic::write_atomic(
+                path,
+                record::html_page(&report, &mask).as_bytes(),
+            ) {
+                Ok(()) => console.info(&format!("HTML report written to {}", path.display())),
+                Err(e) => {
+                    console.error(&format!(
+                        "cannot write the HTML report to {} (--html): {e}. The run folder's report.html has the same page when the record was written",
+                        path.display()
+                    ));
+                    if code == exit::OK {
+                        code = exit::RECORD_NOT_WRITTEN;
+                        report.exit_code = code;
+                    }
+                }
+            }
         }
         if self.req.json {
             // Masked again: the exit code may have changed when the record was lost.

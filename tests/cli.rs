@@ -936,3 +936,5 @@ mod fleet_example;
 
 #[path = "cli/ci_output.rs"]
 mod ci_output;
+#[path = "cli/html_report.rs"]
+mod html_report;

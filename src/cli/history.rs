@@ -38,6 +38,16 @@ pub struct HistoryArgs {
     pub dir: Option<PathBuf>,
 }
 
+/// The run id, marked when its run folder is gone (removed by `keep_runs`, or moved): the
+/// history line stays, the report it points at does not.
+fn run_cell(e: &history::HistoryEntry) -> String {
+    if e.report.is_empty() || std::path::Path::new(&e.report).exists() {
+        e.run_id.clone()
+    } else {
+        format!("{} (folder removed)", e.run_id)
+    }
+}
+
 /// Runs `deployer history`.
 pub fn history(args: HistoryArgs, color: ColorChoice) -> CmdResult {
     let console = Console::new(Verbosity::Normal, color.enabled());
@@ -132,7 +142,7 @@ pub fn history(args: HistoryArgs, color: ColorChoice) -> CmdResult {
             e.rollback.clone().unwrap_or_else(|| "-".into()),
             history::release_label(e),
             hosts_cell(e),
-            e.run_id
+            run_cell(e)
         ));
     }
     Ok(())

@@ -17,6 +17,7 @@ Examples:
   deployer run deploy.rhai --dry-run        # print commands and mutating requests, run none
   deployer run deploy.rhai --skip-e2e --strict --json > report.json
   deployer run deploy.rhai --junit reports/deploy.xml   # JUnit XML for the CI's test view
+  deployer run deploy.rhai --html deploy-report.html  # a copy of the run's report.html
   deployer run deploy.rhai --timeout 20m -v # stop after 20 minutes; stream command output
   deployer run deploy.rhai --rollback-timeout 5m  # stop a rollback that hangs after 5 minutes
   deployer run deploy.rhai --watch          # run again on each save of it or its modules";
@@ -65,6 +66,9 @@ pub struct Common {
     /// testcase per check), even when the run fails or is interrupted.
     #[arg(long, value_name = "PATH")]
     pub junit: Option<PathBuf>,
+    /// Also write the run's HTML report (report.html of its run folder) to PATH.
+    #[arg(long, value_name = "PATH")]
+    pub html: Option<PathBuf>,
     /// Print more: stream command output live.
     #[arg(long, short, conflicts_with = "quiet")]
     pub verbose: bool,
@@ -120,6 +124,7 @@ impl Common {
             rollback_timeout: self.rollback_timeout,
             json: self.json,
             junit: self.junit.clone(),
+            html: self.html.clone(),
             lock_wait: self.lock_wait,
             ..RunRequest::default()
         }

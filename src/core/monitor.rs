@@ -12,6 +12,7 @@
 //! - at `critical`, with `rollback_on_critical`, the tick asks for a rollback and the monitor
 //!   is over ([`Stopped::Critical`]).
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use serde::Serialize;
@@ -130,6 +131,12 @@ pub struct TickPoint {
     pub level: u8,
     /// The limits broken, critical first, each marked `(critical limit)` or `(warning limit)`.
     pub breaches: Vec<String>,
+    /// The warning limits the tick was judged against, by metric name (`p95_ms`,
+    /// `error_rate`, ...): the HTML report draws them; they may change from tick to tick
+    /// when a function gives them.
+    pub warning: BTreeMap<&'static str, f64>,
+    /// The critical limits the tick was judged against, with the implicit `error_rate`.
+    pub critical: BTreeMap<&'static str, f64>,
 }
 
 /// A change of level (report.json `metrics.monitor.alerts[]`).
@@ -299,6 +306,8 @@ impl Monitor {
             rps: stats.rps,
             level: outcome.level.as_u8(),
             breaches: breaches.clone(),
+            warning: warning.named(),
+            critical: critical.named(),
         });
         let change = outcome.changed.then(|| AlertChange {
             t_ms,
@@ -643,6 +652,10 @@ mod tests {
         let point = &json["ticks"][0];
         assert_eq!(point["level"], 0);
         assert_eq!(point["p95_ms"], 40.0);
+        // The limits it was judged against: the default warning (any failed request) and
+        // the implicit critical error rate.
+        assert_eq!(point["warning"], serde_json::json!({ "error_rate": 0.0 }));
+        assert_eq!(point["critical"]["error_rate"], 0.05);
     }
 
     #[test]

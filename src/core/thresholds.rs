@@ -243,6 +243,14 @@ impl Thresholds {
             .map(|l| l.limit)
     }
 
+    /// Returns the limits by metric name (`{"p95_ms": 1000.0}`), as report.json keeps them.
+    pub fn named(&self) -> std::collections::BTreeMap<&'static str, f64> {
+        self.limits
+            .iter()
+            .map(|l| (l.metric.name(), l.limit))
+            .collect()
+    }
+
     /// Returns these limits plus `metric` at `limit` when no limit is set on `metric`.
     pub fn with_default(&self, metric: Metric, limit: f64) -> Thresholds {
         let mut t = self.clone();

@@ -1,12 +1,14 @@
 //! A run's record: what it holds (`model`), writing it into the state folder (`record`),
-//! the score table (`render`), and its forms for CI: JUnit XML (`junit`) and GitHub
-//! Actions output (`github`).
+//! the score table (`render`), the HTML page with its charts (`html`, `svg`), and its forms
+//! for CI: JUnit XML (`junit`) and GitHub Actions output (`github`).
 
 pub mod github;
+pub mod html;
 pub mod junit;
 pub mod model;
 pub mod record;
 pub mod render;
+pub mod svg;
 
 // Kept at their old paths during the restructuring (runner.rs, api/fs.rs, api/releases.rs,
 // cli/history.rs and the remote lock use them); they live in `store/`.

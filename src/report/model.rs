@@ -13,7 +13,8 @@ pub use crate::sys::git::GitInfo;
 
 /// The version tag of `report.json` (see `schemas/report.schema.json`).
 /// v2 added `vars`, `recorded` and the rollback status `not_run`; v3 the `location` of each
-/// check (`file:line:col`); older history lines are still read.
+/// check (`file:line:col`) and the limits each monitor tick was judged against (`warning`,
+/// `critical`); older history lines are still read.
 pub const SCHEMA: &str = "deployer/report/v3";
 
 /// How the run ended.

@@ -1,4 +1,4 @@
-//! The record of one run: `report.json`, `summary.md`, `run.log`, and its line in
+//! The record of one run: `report.json`, `summary.md`, `report.html`, `run.log`, and its line in
 //! `history.jsonl`. Everything written is masked and written atomically.
 
 use std::path::{Path, PathBuf};
@@ -68,10 +68,16 @@ pub fn masked_json(report: &Report, mask: &dyn Fn(&str) -> String) -> serde_json
     value
 }
 
+/// Returns `report.html` for the report: each text masked as it is rendered, then the
+/// page masked as a whole like every other file of the record.
+pub fn html_page(report: &Report, mask: &dyn Fn(&str) -> String) -> String {
+    mask(&super::html::render(report, mask))
+}
+
 /// The file that marks a run folder whose record is being written or was cut off.
 pub const INCOMPLETE: &str = "INCOMPLETE";
 
-/// Writes `report.json`, `summary.md` and `run.log` into `<state>/runs/<run-id>/` and
+/// Writes `report.json`, `summary.md`, `report.html` and `run.log` into `<state>/runs/<run-id>/` and
 /// appends the history line. `mask` hides secrets in everything written.
 ///
 /// The state folder, `runs/` and the run's folder must be real folders and history.jsonl a
@@ -118,15 +124,18 @@ pub fn write(
         serde_json::to_string_pretty(&masked_json(report, mask)).map_err(std::io::Error::other)?;
     let report_path = dir.join("report.json");
     let summary = mask(&super::render::markdown(report));
+    let html = html_page(report, mask);
     let mut text = log.join("\n");
     text.push('\n');
     let text = mask(&text);
-    // report.json (and the history line) are the record and are fsynced; summary.md and
-    // run.log are readable copies: renamed into place atomically, one folder fsync for all.
+    // report.json (and the history line) are the record and are fsynced; summary.md,
+    // report.html and run.log are readable copies: renamed into place atomically, one
+    // folder fsync for all.
     crate::store::atomic::write_atomic_all(
         &dir,
         &[
             ("summary.md", summary.as_bytes(), false),
+            ("report.html", html.as_bytes(), false),
             ("run.log", text.as_bytes(), false),
             ("report.json", json.as_bytes(), true),
         ],

@@ -4,7 +4,7 @@ use super::model::{phase_status_text, Report, RollbackStatus};
 
 /// The rollback's line. `with_error`: the rollback's error follows (summary.md); the
 /// terminal printed that error where the rollback failed, so its table does not repeat it.
-fn rollback_line(r: &Report, with_error: bool) -> Option<String> {
+pub(crate) fn rollback_line(r: &Report, with_error: bool) -> Option<String> {
     let rb = &r.rollback;
     let mut why = rb
         .reason
