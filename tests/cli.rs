@@ -933,3 +933,12 @@ mod remote_lock;
 
 #[path = "cli/fleet_example.rs"]
 mod fleet_example;
+
+#[path = "cli/init.rs"]
+mod init;
+
+#[path = "cli/docs.rs"]
+mod docs;
+
+#[path = "cli/fs_copy.rs"]
+mod fs_copy;
