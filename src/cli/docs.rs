@@ -68,7 +68,14 @@ pub fn doc_of(v: &Vocabulary, name: &str) -> Result<String, String> {
     let found = v.lookup(name);
     if found.is_empty() {
         let names = v.names();
+        // A typo of a module function's own name (`wait_healty`) finds it too.
         let hint = nearest(name, names.iter().copied())
+            .or_else(|| {
+                let short = |n: &'_ str| n.rsplit("::").next().unwrap_or(n).to_string();
+                let shorts: Vec<String> = names.iter().map(|n| short(n)).collect();
+                let found = nearest(&short(name), shorts.iter().map(String::as_str))?;
+                names.iter().copied().find(|n| short(n) == found)
+            })
             .map(|n| format!("did you mean `{n}`? "))
             .unwrap_or_default();
         return Err(format!(

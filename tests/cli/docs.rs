@@ -108,10 +108,10 @@ printf '%s\n' "${{COMPREPLY[@]}}""#,
         "deployer run --e<TAB>"
     );
 
-    for shell in ["zsh", "fish"] {
+    for (shell, env) in [("zsh", "--env"), ("fish", "-l env")] {
         let (code, script, stderr) = deployer_in(tmp.path(), &["completions", shell], &[]);
         assert_eq!(code, 0, "{shell}: {stderr}");
-        assert!(script.contains("--env") && script.contains("init"), "{shell}");
+        assert!(script.contains(env) && script.contains("init"), "{shell}");
     }
     let (code, _, stderr) = deployer_in(tmp.path(), &["completions", "tcsh"], &[]);
     assert_eq!(code, 2);

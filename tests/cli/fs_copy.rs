@@ -17,18 +17,19 @@ fs::mkdir("into");
 fs::copy("site", "into");              // into a folder: into/site
 print(fs::read("out/site-copy/css/app.css"));
 try { fs::copy("missing.txt", "out/x"); } catch (e) { print(`E1 ${e.kind}: ${e.message}`); }
-try { fs::copy("notes.txt", "into/site"); } catch (e) { print(`E2 ${e.kind}: ${e.message}`); }
+try { fs::copy("notes.txt", "clash"); } catch (e) { print(`E2 ${e.kind}: ${e.message}`); }
 try { fs::copy("site", "site/inner"); } catch (e) { print(`E3 ${e.kind}: ${e.message}`); }
 "#,
         );
     std::fs::create_dir_all(t.path().join("out")).unwrap();
+    std::fs::create_dir_all(t.path().join("clash/notes.txt")).unwrap();
     std::os::unix::fs::symlink("index.html", t.path().join("site/home.html")).unwrap();
     let out = t.args(["run", "deploy.rhai"]).run();
     out.assert_code(0)
         .assert_stdout_contains("body{}")
         .assert_stdout_contains("E1 fs: cannot copy missing.txt: No such file or directory")
-        .assert_stdout_contains("E2 fs: cannot copy notes.txt to into/site: it is a folder; give the path of the copy")
-        .assert_stdout_contains("E3 usage: cannot copy folder site into itself (site/inner/site)");
+        .assert_stdout_contains("E2 fs: cannot copy notes.txt to clash/notes.txt: it is a folder; give the path of the copy")
+        .assert_stdout_contains("E3 usage: cannot copy folder site into itself (site/inner)");
     let p = out.path();
     assert_eq!(std::fs::read_to_string(p.join("out/notes.txt")).unwrap(), "v1\n");
     assert_eq!(std::fs::read_to_string(p.join("into/site/index.html")).unwrap(), "<h1>hi</h1>\n");
@@ -96,4 +97,59 @@ print(`left ${releases::list("app")}`);
     assert_eq!(&ids[0][..15], &ids[1][..15], "made in one second: {made}");
     let re = regex::Regex::new(r"^\d{8}T\d{6}\.\d{3}Z-[0-9a-f]{4}$").unwrap();
     assert!(ids.iter().all(|id| re.is_match(id)), "{made}");
+}
+
+#[test]
+fn fs_copy_on_a_host_copies_there() {
+    let Some(net) = crate::support::sshnet::SshNet::start_on(1, 233, 'c') else {
+        return;
+    };
+    let ip = net.ips()[0].clone();
+    let root = net.dir.path().join("root");
+    std::fs::create_dir_all(root.join("site/css")).unwrap();
+    std::fs::write(root.join("site/index.html"), "<h1>on the host</h1>\n").unwrap();
+    std::fs::write(root.join("site/css/app.css"), "body{}\n").unwrap();
+    std::os::unix::fs::symlink("index.html", root.join("site/home.html")).unwrap();
+    std::fs::write(root.join("notes.txt"), "v1\n").unwrap();
+    let toml = net.toml(
+        "",
+        &format!("[env.test.host_vars.\"{ip}\"]\nroot = \"{}\"\n", root.display()),
+    );
+    let out = Test::new()
+        .timeout(std::time::Duration::from_secs(120))
+        .file("deployer.toml", toml)
+        .script(
+            r#"on(hosts(), || {
+    let r = host_var("root");
+    fs::copy(`${r}/site`, `${r}/copy`);
+    fs::copy(`${r}/notes.txt`, `${r}/copy`);
+    fs::copy(`${r}/notes.txt`, `${r}/notes-2.txt`);
+    try { fs::copy(`${r}/missing`, `${r}/x`); } catch (e) { print(`E1 ${e.kind}: ${e.message}`); }
+    print(`${host()}: ${fs::list(r + "/copy")}`);
+});"#,
+        )
+        .args(["run", "deploy.rhai"])
+        .run();
+    out.assert_code(0)
+        .assert_stdout_contains(&format!(
+            "{ip}: [\"css\", \"home.html\", \"index.html\", \"notes.txt\"]"
+        ))
+        .assert_stdout_contains(&format!(
+            "E1 fs: cannot copy {r}/missing to {ip}:{r}/x: ",
+            r = root.display()
+        ));
+    assert_eq!(
+        std::fs::read_to_string(root.join("copy/css/app.css")).unwrap(),
+        "body{}\n"
+    );
+    assert_eq!(
+        std::fs::read_to_string(root.join("notes-2.txt")).unwrap(),
+        "v1\n"
+    );
+    assert_eq!(
+        std::fs::read_link(root.join("copy/home.html"))
+            .unwrap()
+            .to_str(),
+        Some("index.html")
+    );
 }
