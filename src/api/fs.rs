@@ -417,7 +417,11 @@ fn copy_impl(from: &Path, to: &Path) -> Result<(), Error> {
     let shown = |p: &Path| p.display().to_string();
     let meta = std::fs::metadata(from).map_err(|e| io_error("cannot copy", &shown(from), &e))?;
     let mut dest = to.to_path_buf();
-    if to.is_dir() && !to.symlink_metadata().is_ok_and(|m| m.file_type().is_symlink()) {
+    if to.is_dir()
+        && !to
+            .symlink_metadata()
+            .is_ok_and(|m| m.file_type().is_symlink())
+    {
         if let Some(name) = from.file_name() {
             dest = to.join(name);
         }

@@ -89,7 +89,10 @@ pub fn write_pages(dir: &Path) -> Result<Vec<PathBuf>, String> {
     let mut pages = vec![("deployer.1".to_string(), cmd.clone())];
     for sub in cmd.get_subcommands().filter(|s| !s.is_hide_set()) {
         let name = format!("deployer-{}", sub.get_name());
-        let sub = sub.clone().name(name.clone()).bin_name(name.replace('-', " "));
+        let sub = sub
+            .clone()
+            .name(name.clone())
+            .bin_name(name.replace('-', " "));
         pages.push((format!("{name}.1"), sub));
     }
     let mut written = Vec::new();

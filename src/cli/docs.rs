@@ -94,7 +94,9 @@ pub fn list(v: &Vocabulary) -> String {
             out.push_str(&format!("  {}\n", f.signature));
         }
     }
-    out.push_str("\nRhai's standard library (split, len, sort...) is documented too: deployer docs split\n");
+    out.push_str(
+        "\nRhai's standard library (split, len, sort...) is documented too: deployer docs split\n",
+    );
     out
 }
 
@@ -243,24 +245,42 @@ mod tests {
     fn markdown_groups_overloads_and_modules() {
         let v = Vocabulary {
             fns: vec![
-                info("exec", "exec(argv: Array)", "Runs.\n\n# Example\n```rhai\nexec([\"true\"]);\n```"),
-                info("exec", "exec(argv: Array, opts: Map)", "Runs.\n\n# Example\n```rhai\nexec([\"true\"]);\n```"),
+                info(
+                    "exec",
+                    "exec(argv: Array)",
+                    "Runs.\n\n# Example\n```rhai\nexec([\"true\"]);\n```",
+                ),
+                info(
+                    "exec",
+                    "exec(argv: Array, opts: Map)",
+                    "Runs.\n\n# Example\n```rhai\nexec([\"true\"]);\n```",
+                ),
                 info("http::get", "http::get(url: String) -> Map", "Gets."),
             ],
             ..Vocabulary::default()
         };
         let md = markdown(&v);
-        assert!(md.contains("- [Global functions](#global-functions)\n- [http::](#http)"), "{md}");
+        assert!(
+            md.contains("- [Global functions](#global-functions)\n- [http::](#http)"),
+            "{md}"
+        );
         assert_eq!(md.matches("### `exec`").count(), 1, "{md}");
         assert_eq!(md.matches("Runs.").count(), 1, "{md}");
-        assert!(md.contains("**Example**\n```rhai\nexec([\"true\"]);\n```"), "{md}");
+        assert!(
+            md.contains("**Example**\n```rhai\nexec([\"true\"]);\n```"),
+            "{md}"
+        );
         assert!(md.contains("## http::\n\n### `http::get`\n\n```text\nhttp::get(url: String) -> Map\n```\n\nGets."), "{md}");
     }
 
     #[test]
     fn unknown_names_suggest_the_nearest() {
         let v = Vocabulary {
-            fns: vec![info("http::wait_healthy", "http::wait_healthy(url: String)", "")],
+            fns: vec![info(
+                "http::wait_healthy",
+                "http::wait_healthy(url: String)",
+                "",
+            )],
             ..Vocabulary::default()
         };
         let e = doc_of(&v, "wait_healty").err().unwrap_or_default();

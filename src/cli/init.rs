@@ -178,7 +178,10 @@ pub fn init(args: InitArgs, color: ColorChoice) -> i32 {
             s = script.display()
         ),
     );
-    println!("\nTemplate {}: {}.\n{}", template.name, template.summary, next);
+    println!(
+        "\nTemplate {}: {}.\n{}",
+        template.name, template.summary, next
+    );
     exit::OK
 }
 
@@ -194,7 +197,11 @@ mod tests {
             let lines = t.files[0].1.lines().count();
             assert!(lines <= 150, "{}: deploy.rhai has {lines} lines", t.name);
             assert!(t.files[0].1.contains("vars(#{"), "{}", t.name);
-            assert!(t.files[1].1.contains("default_env = \"staging\""), "{}", t.name);
+            assert!(
+                t.files[1].1.contains("default_env = \"staging\""),
+                "{}",
+                t.name
+            );
             assert!(t.next.contains("deployer check"), "{}", t.name);
         }
     }

@@ -294,7 +294,8 @@ fn time_digits(name: &str) -> Option<String> {
         if !(date.len() == 8 && digits(date) && hms.len() == 6 && digits(hms)) {
             return None;
         }
-        if !frac.is_empty() && !(frac.len() <= 9 && digits(frac)) {
+        let frac_ok = frac.is_empty() || (frac.len() <= 9 && digits(frac));
+        if !frac_ok {
             return None;
         }
         return Some(format!("{date}{hms}{frac:0<9}"));
@@ -481,8 +482,8 @@ mod tests {
     fn old_and_new_release_names_sort_by_their_time() {
         let mut names = vec![
             "20261202T135501.123Z-00ff".to_string(),
-            "20261202135502".to_string(),      // Capistrano's form, a second later
-            "20261202135501122".to_string(),   // digits of now(), a millisecond earlier
+            "20261202135502".to_string(), // Capistrano's form, a second later
+            "20261202135501122".to_string(), // digits of now(), a millisecond earlier
             "20261202T135500Z".to_string(),
             "20261202T135501.123Z-00aa".to_string(),
             "v2".to_string(),

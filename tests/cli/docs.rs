@@ -115,7 +115,10 @@ printf '%s\n' "${{COMPREPLY[@]}}""#,
     }
     let (code, _, stderr) = deployer_in(tmp.path(), &["completions", "tcsh"], &[]);
     assert_eq!(code, 2);
-    assert!(stderr.contains("[possible values: bash, zsh, fish]"), "{stderr}");
+    assert!(
+        stderr.contains("[possible values: bash, zsh, fish]"),
+        "{stderr}"
+    );
 }
 
 #[test]
@@ -123,21 +126,41 @@ fn man_page_renders_with_man() {
     let tmp = TempDir::new();
     let (code, page, stderr) = deployer_in(tmp.path(), &["man"], &[]);
     assert_eq!(code, 0, "{stderr}");
-    assert!(page.starts_with(".ie \\n(.g .ds Aq") || page.contains(".TH deployer"), "{page}");
+    assert!(
+        page.starts_with(".ie \\n(.g .ds Aq") || page.contains(".TH deployer"),
+        "{page}"
+    );
     let (code, _, stderr) = deployer_in(tmp.path(), &["man", "--dir", "man1"], &[]);
     assert_eq!(code, 0, "{stderr}");
-    for p in ["deployer.1", "deployer-run.1", "deployer-init.1", "deployer-docs.1"] {
+    for p in [
+        "deployer.1",
+        "deployer-run.1",
+        "deployer-init.1",
+        "deployer-docs.1",
+    ] {
         assert!(tmp.path().join("man1").join(p).is_file(), "{p}");
     }
     assert!(!tmp.path().join("man1/deployer-demo-server.1").exists());
-    let has_man = Command::new("man").arg("--version").output().is_ok_and(|o| o.status.success());
+    let has_man = Command::new("man")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
     if !has_man {
-        return skip("man_page_renders_with_man", "no `man` (Debian: man-db, groff-base)");
+        return skip(
+            "man_page_renders_with_man",
+            "no `man` (Debian: man-db, groff-base)",
+        );
     }
     std::fs::write(tmp.path().join("deployer.1"), &page).unwrap();
     for (file, wanted) in [
-        ("deployer.1", ["deployer", "SUBCOMMANDS", "init", "completions"]),
-        ("man1/deployer-run.1", ["deployer run", "--dry-run", "--env", "OPTIONS"]),
+        (
+            "deployer.1",
+            ["deployer", "SUBCOMMANDS", "init", "completions"],
+        ),
+        (
+            "man1/deployer-run.1",
+            ["deployer run", "--dry-run", "--env", "OPTIONS"],
+        ),
     ] {
         let out = Command::new("man")
             .args(["-l", file])
@@ -151,7 +174,10 @@ fn man_page_renders_with_man() {
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(out.status.success(), "man -l {file}: {err}");
         for w in wanted {
-            assert!(text.contains(w), "man -l {file}: no {w:?} in\n{text}\n{err}");
+            assert!(
+                text.contains(w),
+                "man -l {file}: no {w:?} in\n{text}\n{err}"
+            );
         }
         assert!(
             !err.contains("warning"),

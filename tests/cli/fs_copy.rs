@@ -31,10 +31,20 @@ try { fs::copy("site", "site/inner"); } catch (e) { print(`E3 ${e.kind}: ${e.mes
         .assert_stdout_contains("E2 fs: cannot copy notes.txt to clash/notes.txt: it is a folder; give the path of the copy")
         .assert_stdout_contains("E3 usage: cannot copy folder site into itself (site/inner)");
     let p = out.path();
-    assert_eq!(std::fs::read_to_string(p.join("out/notes.txt")).unwrap(), "v1\n");
-    assert_eq!(std::fs::read_to_string(p.join("into/site/index.html")).unwrap(), "<h1>hi</h1>\n");
+    assert_eq!(
+        std::fs::read_to_string(p.join("out/notes.txt")).unwrap(),
+        "v1\n"
+    );
+    assert_eq!(
+        std::fs::read_to_string(p.join("into/site/index.html")).unwrap(),
+        "<h1>hi</h1>\n"
+    );
     let link = p.join("out/site-copy/home.html");
-    assert_eq!(std::fs::read_link(&link).unwrap().to_str(), Some("index.html"), "symlinks stay symlinks");
+    assert_eq!(
+        std::fs::read_link(&link).unwrap().to_str(),
+        Some("index.html"),
+        "symlinks stay symlinks"
+    );
     assert!(!p.join("site/inner").exists());
 
     let dry = Test::new()
@@ -113,7 +123,10 @@ fn fs_copy_on_a_host_copies_there() {
     std::fs::write(root.join("notes.txt"), "v1\n").unwrap();
     let toml = net.toml(
         "",
-        &format!("[env.test.host_vars.\"{ip}\"]\nroot = \"{}\"\n", root.display()),
+        &format!(
+            "[env.test.host_vars.\"{ip}\"]\nroot = \"{}\"\n",
+            root.display()
+        ),
     );
     let out = Test::new()
         .timeout(std::time::Duration::from_secs(120))

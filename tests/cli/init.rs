@@ -60,8 +60,7 @@ fn init_every_template_passes_check_and_a_dry_run_that_runs_nothing() {
         let root = tmp.path();
         let path = fakes(root);
         let env = [("PATH", path.as_str())];
-        let (code, stdout, stderr) =
-            deployer_in(root, &["init", "--template", name, "proj"], &env);
+        let (code, stdout, stderr) = deployer_in(root, &["init", "--template", name, "proj"], &env);
         assert_eq!(code, 0, "{name}: init\n{stdout}\n{stderr}");
         assert!(root.join("proj/deploy.rhai").is_file(), "{name}");
         assert!(root.join("proj/deployer.toml").is_file(), "{name}");
@@ -73,7 +72,10 @@ fn init_every_template_passes_check_and_a_dry_run_that_runs_nothing() {
             "{name}: init says what to edit next\n{stdout}"
         );
         let script = std::fs::read_to_string(root.join("proj/deploy.rhai")).unwrap();
-        assert!(script.lines().count() <= 150, "{name}: longer than 150 lines");
+        assert!(
+            script.lines().count() <= 150,
+            "{name}: longer than 150 lines"
+        );
         let toml = std::fs::read_to_string(root.join("proj/deployer.toml")).unwrap();
         for url in toml.split(['"', ' ']).filter(|w| w.contains("://")) {
             assert!(
@@ -153,8 +155,7 @@ fn init_refuses_to_overwrite_and_force_overwrites() {
 #[test]
 fn init_unknown_template_lists_the_known_ones() {
     let tmp = TempDir::new();
-    let (code, stdout, stderr) =
-        deployer_in(tmp.path(), &["init", "--template", "laravell"], &[]);
+    let (code, stdout, stderr) = deployer_in(tmp.path(), &["init", "--template", "laravell"], &[]);
     assert_eq!(code, 2, "{stdout}\n{stderr}");
     assert!(stderr.contains("unknown template `laravell`"), "{stderr}");
     assert!(stderr.contains("did you mean `laravel`?"), "{stderr}");
