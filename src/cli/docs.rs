@@ -31,8 +31,9 @@ pub struct DocsArgs {
     pub markdown: bool,
 }
 
-/// What `:doc` knows in a fresh REPL: the script API and its call-like syntax, and Rhai's
-/// standard library.
+/// What `:doc` knows in a fresh REPL that imported each module of the standard library
+/// under its own name (`import "std/releases" as releases;`): the script API and its
+/// call-like syntax, those modules, and Rhai's standard library.
 pub fn vocabulary(console: &Console) -> Result<Vocabulary, String> {
     let host = Host::new(
         HostOptions::default(),
@@ -49,6 +50,27 @@ pub fn vocabulary(console: &Console) -> Result<Vocabulary, String> {
     let mut fns = docs::from_metadata(&json, Origin::Api, &api_modules);
     fns.extend(docs::from_table(crate::api::exec::SPAWN_DOC));
     fns.extend(docs::from_table(crate::api::env::VAR_DOC));
+    for (stem, text) in crate::host::sources::STDLIB {
+        let ast = host
+            .engine
+            .compile(*text)
+            .map_err(|e| format!("std/{stem} does not compile: {e}"))?;
+        let json = host
+            .engine
+            .gen_fn_metadata_with_ast_to_json(&ast, false)
+            .map_err(|e| format!("cannot read the metadata of std/{stem}: {e}"))?;
+        fns.extend(
+            docs::from_metadata(&json, Origin::Api, &api_modules)
+                .into_iter()
+                .filter(|f| f.origin == Origin::Session)
+                .map(|f| FnInfo {
+                    name: format!("{stem}::{}", f.name),
+                    signature: format!("{stem}::{}", f.signature),
+                    origin: Origin::Module,
+                    ..f
+                }),
+        );
+    }
     let std_json = rhai::Engine::new()
         .gen_fn_metadata_to_json(true)
         .unwrap_or_default();
@@ -68,15 +90,27 @@ pub fn doc_of(v: &Vocabulary, name: &str) -> Result<String, String> {
     let found = v.lookup(name);
     if found.is_empty() {
         let names = v.names();
-        // A typo of a module function's own name (`wait_healty`) finds it too.
+        // A typo of a module function's own name (`wait_healty`) finds it too, in each
+        // module that has it (the native API's first).
         let hint = nearest(name, names.iter().copied())
+            .map(|n| vec![n.to_string()])
             .or_else(|| {
                 let short = |n: &'_ str| n.rsplit("::").next().unwrap_or(n).to_string();
                 let shorts: Vec<String> = names.iter().map(|n| short(n)).collect();
                 let found = nearest(&short(name), shorts.iter().map(String::as_str))?;
-                names.iter().copied().find(|n| short(n) == found)
+                let native = |n: &str| v.fns.iter().any(|f| f.name == n && f.origin == Origin::Api);
+                let mut all: Vec<&str> = names
+                    .iter()
+                    .copied()
+                    .filter(|n| short(n) == found)
+                    .collect();
+                all.sort_by_key(|n| !native(n));
+                Some(all.into_iter().map(str::to_string).collect())
             })
-            .map(|n| format!("did you mean `{n}`? "))
+            .map(|all| {
+                let quoted: Vec<String> = all.iter().map(|n| format!("`{n}`")).collect();
+                format!("did you mean {}? ", quoted.join(" or "))
+            })
             .unwrap_or_default();
         return Err(format!(
             "no function `{name}`; {hint}`deployer docs` lists them"
@@ -89,7 +123,7 @@ pub fn doc_of(v: &Vocabulary, name: &str) -> Result<String, String> {
 pub fn list(v: &Vocabulary) -> String {
     let mut out = String::from("The script API (deployer docs NAME explains one):\n");
     for (module, fns) in by_module(&v.fns) {
-        out.push_str(&format!("\n{}\n", module_title(module)));
+        out.push_str(&format!("\n{}\n", module_title(&module)));
         for f in fns {
             out.push_str(&format!("  {}\n", f.signature));
         }
@@ -101,19 +135,32 @@ pub fn list(v: &Vocabulary) -> String {
 }
 
 fn module_title(module: &str) -> String {
+    let module = module.trim_start_matches('~');
     if module.is_empty() {
         "Global functions".to_string()
+    } else if let Some(stem) = module.strip_prefix("std/") {
+        format!("std/{stem}")
     } else {
         format!("{module}::")
     }
 }
 
-/// The API's functions by module (`""` for global ones), globals first.
-fn by_module(fns: &[FnInfo]) -> BTreeMap<&str, Vec<&FnInfo>> {
-    let mut out: BTreeMap<&str, Vec<&FnInfo>> = BTreeMap::new();
-    for f in fns.iter().filter(|f| f.origin == Origin::Api) {
+/// The API's functions by module (`""` for global ones, `std/NAME` for the standard
+/// library's modules, after the native ones), globals first.
+fn by_module(fns: &[FnInfo]) -> BTreeMap<String, Vec<&FnInfo>> {
+    let mut out: BTreeMap<String, Vec<&FnInfo>> = BTreeMap::new();
+    for f in fns
+        .iter()
+        .filter(|f| matches!(f.origin, Origin::Api | Origin::Module))
+    {
         let module = f.name.rsplit_once("::").map_or("", |(m, _)| m);
-        out.entry(module).or_default().push(f);
+        let key = if f.origin == Origin::Module {
+            // "~" sorts after every native module's name.
+            format!("~std/{module}")
+        } else {
+            module.to_string()
+        };
+        out.entry(key).or_default().push(f);
     }
     for list in out.values_mut() {
         list.sort_by(|a, b| (&a.name, &a.signature).cmp(&(&b.name, &b.signature)));
@@ -129,8 +176,9 @@ pub fn markdown(v: &Vocabulary) -> String {
         "# The script API\n\n\
          Generated from the doc comments of `src/api/` by `deployer docs --markdown`; do not edit.\n\
          Regenerate it with `cargo run -- docs --markdown > docs/api.md` (a test fails when it is\n\
-         out of date). The modules of the standard library (`std/releases`, ...) are described in\n\
-         stdlib/README.md and their own doc comments; Rhai's own functions at https://rhai.rs/book/.\n\n",
+         out of date). The native functions come first, then the modules of the standard library\n\
+         (`std/releases`, ...: Rhai files in stdlib/), named as imported under their own name.\n\
+         Rhai's own functions (`split`, `len`...): `deployer docs NAME` or https://rhai.rs/book/.\n\n",
     );
     for module in groups.keys() {
         let title = module_title(module);
@@ -138,6 +186,11 @@ pub fn markdown(v: &Vocabulary) -> String {
     }
     for (module, fns) in &groups {
         out.push_str(&format!("\n## {}\n", module_title(module)));
+        if let Some(stem) = module.strip_prefix("~std/") {
+            out.push_str(&format!(
+                "\n```rhai\nimport \"std/{stem}\" as {stem};\n```\n"
+            ));
+        }
         let mut i = 0;
         while i < fns.len() {
             let name = &fns[i].name;

@@ -42,7 +42,9 @@ fn docs_unknown_name_suggests_the_nearest_and_lists_without_a_name() {
     let (code, stdout, stderr) = deployer_in(tmp.path(), &["docs", "wait_healty"], &[]);
     assert_eq!(code, 2, "{stdout}\n{stderr}");
     assert!(
-        stderr.contains("no function `wait_healty`; did you mean `http::wait_healthy`?"),
+        stderr.contains(
+            "no function `wait_healty`; did you mean `http::wait_healthy` or `docker::wait_healthy`?"
+        ),
         "{stderr}"
     );
     let (code, stdout, _) = deployer_in(tmp.path(), &["docs"], &[]);
@@ -54,6 +56,8 @@ fn docs_unknown_name_suggests_the_nearest_and_lists_without_a_name() {
         "  http::get(url: String) -> Map",
         "  fs::copy(from: String, to: String)",
         "  release_journal::new_id() -> String",
+        "std/releases",
+        "  releases::new_id()",
     ] {
         assert!(stdout.contains(line), "{line} missing from\n{stdout}");
     }
@@ -71,6 +75,11 @@ fn docs_api_md_is_up_to_date() {
         "docs/api.md is out of date with the doc comments of src/api/: regenerate it with\n    cargo run -- docs --markdown > docs/api.md\nand commit it"
     );
     assert!(generated.contains("### `exec`"), "{generated}");
+    assert!(
+        generated
+            .contains("## std/releases\n\n```rhai\nimport \"std/releases\" as releases;\n```\n"),
+        "the standard library's modules are in it"
+    );
     assert!(generated.contains("```rhai\n"), "examples are kept");
 }
 
