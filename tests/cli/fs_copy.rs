@@ -104,7 +104,11 @@ print(`left ${releases::list("app")}`);
     let mut unique = ids.clone();
     unique.dedup();
     assert_eq!(unique.len(), 5, "{made}");
-    assert_eq!(&ids[0][..15], &ids[1][..15], "made in one second: {made}");
+    // Made within milliseconds of each other: some share their second.
+    assert!(
+        ids.windows(2).any(|w| w[0][..15] == w[1][..15]),
+        "two made in one second: {made}"
+    );
     let re = regex::Regex::new(r"^\d{8}T\d{6}\.\d{3}Z-[0-9a-f]{4}$").unwrap();
     assert!(ids.iter().all(|id| re.is_match(id)), "{made}");
 }
