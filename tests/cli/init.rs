@@ -171,3 +171,98 @@ fn init_unknown_template_lists_the_known_ones() {
         assert!(line.starts_with(name), "{line}");
     }
 }
+
+/// The systemd template for real, on this machine: a release goes live (the build copied
+/// with fs::copy, the shared .env linked, the unit restarted through a fake systemctl, the
+/// health URL of a real server checked); a second release that fails its health check is
+/// rolled back to the first.
+#[test]
+fn init_systemd_template_deploys_and_rolls_back_for_real() {
+    use crate::support::server::{Behaviour, TestServer};
+    let tmp = TempDir::new();
+    let root = tmp.path();
+    let bin = fake::bin_dir(root);
+    Fake::new("systemctl")
+        .then(r#"case "$1" in is-active) echo active ;; esac"#)
+        .install(&bin);
+    Fake::new("journalctl").install(&bin);
+    let path = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let env = [("PATH", path.as_str())];
+    let (code, _, stderr) = deployer_in(root, &["init", "--template", "systemd"], &env);
+    assert_eq!(code, 0, "{stderr}");
+    let srv = root.join("srv");
+    std::fs::create_dir_all(srv.join("shared")).unwrap();
+    std::fs::write(srv.join("shared/.env"), "PORT=3000\n").unwrap();
+    std::fs::create_dir_all(root.join("dist")).unwrap();
+    std::fs::write(root.join("dist/app.js"), "v1\n").unwrap();
+    let server = TestServer::start();
+    let vars = |health: &str| {
+        vec![
+            "--var".to_string(),
+            format!("root={}", srv.display()),
+            "--var".to_string(),
+            "build=true".to_string(),
+            "--var".to_string(),
+            format!("health_url={health}"),
+            "--var".to_string(),
+            "health_attempts=1".to_string(),
+        ]
+    };
+    let run = |health: &str| {
+        let mut args = vec!["run".to_string(), "deploy.rhai".to_string()];
+        args.extend(vars(health));
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        deployer_in(root, &args, &env)
+    };
+    let live = || {
+        std::fs::read_link(srv.join("current"))
+            .unwrap()
+            .display()
+            .to_string()
+    };
+
+    let (code, stdout, stderr) = run(&server.url("/health"));
+    assert_eq!(code, 0, "{stdout}\n{stderr}");
+    let first = live();
+    assert!(first.starts_with("releases/"), "{first}");
+    assert_eq!(
+        std::fs::read_to_string(srv.join("current/app/app.js")).unwrap(),
+        "v1\n"
+    );
+    assert_eq!(
+        std::fs::read_to_string(srv.join("current/.env")).unwrap(),
+        "PORT=3000\n"
+    );
+    assert!(fake::calls(root).contains(&"systemctl restart app.service".to_string()));
+
+    // The second release fails its health check once; the rollback's check passes.
+    std::fs::write(root.join("dist/app.js"), "v2\n").unwrap();
+    server.set("/health", Behaviour::Sequence(vec![503, 200]));
+    let (code, stdout, stderr) = run(&server.url("/health"));
+    assert_eq!(code, 1, "{stdout}\n{stderr}");
+    assert_eq!(live(), first, "rolled back to the first release\n{stderr}");
+    let releases: Vec<String> = std::fs::read_dir(srv.join("releases"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(releases.len(), 2, "{releases:?}");
+    let second = releases
+        .iter()
+        .find(|r| format!("releases/{r}") != first)
+        .unwrap();
+    assert!(
+        srv.join("releases")
+            .join(second)
+            .join(".deployer-bad")
+            .exists(),
+        "the release left is marked bad"
+    );
+    assert_eq!(
+        std::fs::read_to_string(srv.join("current/app/app.js")).unwrap(),
+        "v1\n"
+    );
+}
