@@ -938,3 +938,11 @@ mod fleet_example;
 mod ci_output;
 #[path = "cli/html_report.rs"]
 mod html_report;
+#[path = "cli/init.rs"]
+mod init;
+
+#[path = "cli/docs.rs"]
+mod docs;
+
+#[path = "cli/fs_copy.rs"]
+mod fs_copy;

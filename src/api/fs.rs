@@ -412,6 +412,104 @@ fn symlink_swap_impl(target: &str, link: &str) -> Result<(), Error> {
     sync_dir(dir).map_err(|e| io_error("cannot sync folder", &dir.display().to_string(), &e))
 }
 
+/// `fs::copy` on this machine: see its documentation.
+fn copy_impl(from: &Path, to: &Path) -> Result<(), Error> {
+    let shown = |p: &Path| p.display().to_string();
+    let meta = std::fs::metadata(from).map_err(|e| io_error("cannot copy", &shown(from), &e))?;
+    let mut dest = to.to_path_buf();
+    if to.is_dir()
+        && !to
+            .symlink_metadata()
+            .is_ok_and(|m| m.file_type().is_symlink())
+    {
+        if let Some(name) = from.file_name() {
+            dest = to.join(name);
+        }
+    }
+    if meta.is_dir() {
+        if dest.exists() && !dest.is_dir() {
+            return Err(throw(
+                "fs",
+                format!(
+                    "cannot copy folder {} to {}: {} is a file; remove it first, or give another path",
+                    shown(from),
+                    shown(to),
+                    shown(&dest)
+                ),
+            ));
+        }
+        if dest.starts_with(from) {
+            return Err(throw(
+                "usage",
+                format!(
+                    "cannot copy folder {} into itself ({}); give a path outside it",
+                    shown(from),
+                    shown(&dest)
+                ),
+            ));
+        }
+        return copy_tree(from, &dest);
+    }
+    if dest.is_dir() {
+        return Err(throw(
+            "fs",
+            format!(
+                "cannot copy {} to {}: it is a folder; give the path of the copy",
+                shown(from),
+                shown(&dest)
+            ),
+        ));
+    }
+    copy_file(from, &dest)
+}
+
+/// Copies one file to a temp file beside `to`, then renames it over `to`.
+fn copy_file(from: &Path, to: &Path) -> Result<(), Error> {
+    let shown = to.display().to_string();
+    let base = to
+        .file_name()
+        .map_or_else(|| "copy".into(), |n| n.to_string_lossy().into_owned());
+    let tmp = unique_sibling(parent_dir(to), &base, "tmp");
+    let done = std::fs::copy(from, &tmp).and_then(|_| std::fs::rename(&tmp, to));
+    if let Err(e) = done {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(io_error(
+            &format!("cannot copy {} to", from.display()),
+            &shown,
+            &e,
+        ));
+    }
+    Ok(())
+}
+
+/// Copies a folder's content into `to` (created when missing), symlinks as symlinks.
+fn copy_tree(from: &Path, to: &Path) -> Result<(), Error> {
+    let shown = |p: &Path| p.display().to_string();
+    std::fs::create_dir_all(to).map_err(|e| io_error("cannot create folder", &shown(to), &e))?;
+    let entries = std::fs::read_dir(from).map_err(|e| io_error("cannot list", &shown(from), &e))?;
+    for entry in entries {
+        let entry = entry.map_err(|e| io_error("cannot list", &shown(from), &e))?;
+        let (src, dst) = (entry.path(), to.join(entry.file_name()));
+        let kind = entry
+            .file_type()
+            .map_err(|e| io_error("cannot copy", &shown(&src), &e))?;
+        if kind.is_symlink() {
+            let target =
+                std::fs::read_link(&src).map_err(|e| io_error("cannot copy", &shown(&src), &e))?;
+            if dst.symlink_metadata().is_ok() {
+                remove_impl(&dst).map_err(|e| io_error("cannot replace", &shown(&dst), &e))?;
+            }
+            std::os::unix::fs::symlink(&target, &dst)
+                .map_err(|e| io_error("cannot create the symlink", &shown(&dst), &e))?;
+        } else if kind.is_dir() {
+            copy_tree(&src, &dst)?;
+        } else {
+            copy_file(&src, &dst)?;
+        }
+    }
+    Ok(())
+}
+
 fn free_bytes_impl(path: &str) -> io::Result<u64> {
     let c = std::ffi::CString::new(path)
         .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "the path contains a NUL byte"))?;
@@ -756,6 +854,39 @@ pub mod fs_api {
             return Ok(());
         }
         symlink_swap_impl(target, link).map_err(|e| at(&ctx, e))
+    }
+
+    /// Copies a file or a whole folder, as `cp -R` does: `to` is the copy's path, or a
+    /// folder that exists, which the copy goes into (`to/NAME`). A file is copied to a
+    /// temp file beside the copy and renamed over it (readers see the old or the new file,
+    /// never half of one), keeping its permissions; a folder is copied file by file into
+    /// the copy (created when missing, its other files left), symlinks inside kept as
+    /// symlinks. In a dry run it prints `would copy: FROM -> TO` only. Like `fs::write`,
+    /// it refuses a `to` that resolves to a protected folder. Inside `on(...)` both paths
+    /// are on the current host (`upload` copies from here to there).
+    ///
+    /// ```rhai
+    /// fs::copy("dist", "/srv/app/releases/20261202T135501.123Z-4f2a/public");
+    /// fs::copy("/srv/app/shared/.env.example", "/srv/app/shared/.env");
+    /// ```
+    #[rhai_fn(return_raw)]
+    pub fn copy(ctx: NativeCallContext, from: &str, to: &str) -> Result<(), Error> {
+        let (st, host) = host_of(&ctx)?;
+        match host {
+            Some(_) => guard("fs::copy", to),
+            None => guard_folders(&ctx, "fs::copy", to),
+        }
+        .map_err(|e| at(&ctx, e))?;
+        if dry(&ctx, &format!("copy: {from} -> {to}"))? {
+            return Ok(());
+        }
+        if let Some(host) = host {
+            let what = format!("cannot copy {from} to");
+            return on_host(&st, &host, &Op::Copy { from, to }, &what, to)
+                .map(|_| ())
+                .map_err(|e| at(&ctx, e));
+        }
+        copy_impl(Path::new(from), Path::new(to)).map_err(|e| at(&ctx, e))
     }
 
     /// Returns where a symlink points, as written in the link.

@@ -65,7 +65,8 @@ fn load(st: &HostState, root: &str) -> Result<Journal, Error> {
     })
 }
 
-/// The release folders of `root` (here, or on the current host), oldest (by name) first.
+/// The release folders of `root` (here, or on the current host), oldest first
+/// (`core::releases::compare_names`).
 fn on_disk(st: &HostState, root: &str) -> Result<Vec<OnDisk>, Error> {
     let Some(host) = st.remote.current() else {
         return Ok(on_disk_here(root));
@@ -95,7 +96,7 @@ fn on_disk_here(root: &str) -> Vec<OnDisk> {
             name,
         })
         .collect();
-    out.sort_by(|a, b| a.name.cmp(&b.name));
+    out.sort_by(|a, b| crate::core::releases::compare_names(&a.name, &b.name));
     out
 }
 
@@ -233,6 +234,31 @@ pub mod journal_api {
             .into_iter()
             .map(Dynamic::from)
             .collect())
+    }
+
+    /// Returns a new release id such as `20261202T135501.123Z-4f2a`: the UTC time to the
+    /// millisecond and 4 hex characters. Two ids made by one run never share a
+    /// millisecond, so they never collide and sort in the order they were made; std/releases
+    /// (`releases::new_id()`) calls this.
+    ///
+    /// ```rhai
+    /// let id = release_journal::new_id();
+    /// ```
+    pub fn new_id() -> String {
+        crate::core::releases::new_id(SystemTime::now())
+    }
+
+    /// Returns release names sorted oldest first: ids of `new_id()` and the older digit
+    /// forms (`20261123191200`, `20261123191200123`) by the time they carry, other names
+    /// after them by name.
+    ///
+    /// ```rhai
+    /// let names = release_journal::sort(["20261202T135501.123Z-4f2a", "20261123191200"]);
+    /// ```
+    pub fn sort(names: Array) -> Array {
+        let mut v: Vec<(String, Dynamic)> = names.into_iter().map(|d| (d.to_string(), d)).collect();
+        v.sort_by(|a, b| crate::core::releases::compare_names(&a.0, &b.0));
+        v.into_iter().map(|(_, d)| d).collect()
     }
 
     /// True when the release was marked bad (in the journal or with its marker file).

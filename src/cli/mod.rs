@@ -1,9 +1,12 @@
 //! The command line: argument parsing and one file per subcommand.
 
 mod check;
+mod completions;
 mod demo_server;
+mod docs;
 pub(crate) mod error;
 mod history;
+mod init;
 mod repl;
 mod rollback;
 mod run;
@@ -31,6 +34,9 @@ Examples:
   deployer unlock --env production
   deployer repl --env staging
   deployer run deploy.rhai --watch
+  deployer init --template systemd
+  deployer docs http::wait_healthy
+  deployer completions bash > ~/.local/share/bash-completion/completions/deployer
 
 Exit codes: 0 pass, 1 failed, 2 script or usage error (nothing ran),
 3 rollback failed (a person must act), 4 warning with --strict,
@@ -68,6 +74,18 @@ pub enum Command {
     /// Show recent runs: time, environment, verdict, score, duration, rollback.
     #[command(after_help = history::EXAMPLES)]
     History(history::HistoryArgs),
+    /// Start a project: write deploy.rhai and deployer.toml from a template (--list).
+    #[command(after_help = init::EXAMPLES)]
+    Init(init::InitArgs),
+    /// Show the script API's documentation (as the REPL's :doc), or all of it as Markdown.
+    #[command(after_help = docs::EXAMPLES)]
+    Docs(docs::DocsArgs),
+    /// Print a shell completion script: bash, zsh or fish.
+    #[command(after_help = completions::COMPLETION_EXAMPLES)]
+    Completions(completions::CompletionsArgs),
+    /// Print the man page (roff), or write one page per subcommand with --dir.
+    #[command(after_help = completions::MAN_EXAMPLES)]
+    Man(completions::ManArgs),
     /// A tiny local HTTP server for examples and trials (health, flaky and slow routes).
     #[command(hide = true)]
     DemoServer(demo_server::DemoArgs),
@@ -121,6 +139,10 @@ pub fn main() -> i32 {
         Command::History(args) => history::history(args, color),
         Command::Unlock(args) => unlock::unlock(args, color),
         Command::Repl(args) => repl::repl(args, color),
+        Command::Init(args) => init::init(args, color),
+        Command::Docs(args) => docs::docs(args, color),
+        Command::Completions(args) => completions::completions(args),
+        Command::Man(args) => completions::man(args, color),
         Command::DemoServer(args) => demo_server::serve(args),
     };
     match result {

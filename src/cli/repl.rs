@@ -3,7 +3,7 @@
 //! multi-line input, `:` commands and hot reload of loaded files. Without a terminal it
 //! reads one input per line and exits 2 if any failed.
 
-mod docs;
+pub(super) mod docs;
 mod helper;
 mod render;
 mod session;

@@ -2,7 +2,10 @@
 //! when, which were tried and failed, which were rolled back from and marked bad; and the
 //! two decisions read from it: where a rollback goes and what pruning may remove.
 
+use std::cmp::Ordering;
 use std::collections::BTreeSet;
+use std::sync::atomic::{AtomicU64, Ordering as AtomicOrdering};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
@@ -238,6 +241,79 @@ impl Journal {
     }
 }
 
+/// The last millisecond a release id of this process was made for (ids never share one).
+static LAST_ID_MS: AtomicU64 = AtomicU64::new(0);
+
+/// Makes a new release id such as `20261202T135501.123Z-4f2a`: the UTC time to the
+/// millisecond, then 4 hex characters. Within one process each id takes a millisecond of
+/// its own (the next free one when two are made in the same millisecond), so ids made one
+/// after the other sort in the order they were made; the hex characters (from the time's
+/// nanoseconds, the pid and a counter) keep ids of two processes apart.
+pub fn new_id(now: SystemTime) -> String {
+    let since = now.duration_since(UNIX_EPOCH).unwrap_or_default();
+    let wanted = u64::try_from(since.as_millis()).unwrap_or(u64::MAX);
+    let mut ms = wanted;
+    let _ = LAST_ID_MS.fetch_update(AtomicOrdering::SeqCst, AtomicOrdering::SeqCst, |last| {
+        ms = wanted.max(last.saturating_add(1));
+        Some(ms)
+    });
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let n = COUNTER.fetch_add(1, AtomicOrdering::Relaxed);
+    let seed = ms.wrapping_mul(1_000_000_007)
+        ^ u64::from(since.subsec_nanos())
+        ^ (u64::from(std::process::id()) << 32)
+        ^ n.wrapping_mul(0x2545_F491_4F6C_DD1D);
+    let tag = mix(seed) & 0xffff;
+    let at = UNIX_EPOCH + std::time::Duration::from_millis(ms);
+    let stamp = crate::core::time::compact(at); // 20261202T135501Z
+    let (secs, _) = stamp.split_at(stamp.len() - 1);
+    format!("{secs}.{:03}Z-{tag:04x}", ms % 1000)
+}
+
+/// Mixes the bits of a 64-bit value (SplitMix64 finaliser).
+fn mix(mut z: u64) -> u64 {
+    z = z.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+/// The time a release name stands for, as 23 digits (`YYYYMMDDhhmmss` and nine digits of
+/// the second's fraction), for the names deployer makes (`20261202T135501.123Z-4f2a`) and
+/// those made before: 14 digits (`20261123191200`), 17 digits with milliseconds
+/// (`20261123191200123`), and `20261123T191200Z`. Anything may follow after a `-`.
+fn time_digits(name: &str) -> Option<String> {
+    let (stamp, _) = name.split_once('-').unwrap_or((name, ""));
+    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    let (whole, frac) = if digits(stamp) && (stamp.len() == 14 || stamp.len() == 17) {
+        stamp.split_at(14)
+    } else {
+        let rest = stamp.strip_suffix('Z')?;
+        let (date, time) = rest.split_once('T')?;
+        let (hms, frac) = time.split_once('.').unwrap_or((time, ""));
+        if !(date.len() == 8 && digits(date) && hms.len() == 6 && digits(hms)) {
+            return None;
+        }
+        let frac_ok = frac.is_empty() || (frac.len() <= 9 && digits(frac));
+        if !frac_ok {
+            return None;
+        }
+        return Some(format!("{date}{hms}{frac:0<9}"));
+    };
+    Some(format!("{whole}{frac:0<9}"))
+}
+
+/// Orders release names oldest first: names that carry a time (new ids and the older
+/// digit forms, mixed) by that time, then by name; other names after them, by name.
+pub fn compare_names(a: &str, b: &str) -> Ordering {
+    match (time_digits(a), time_digits(b)) {
+        (Some(x), Some(y)) => x.cmp(&y).then_with(|| a.cmp(b)),
+        (Some(_), None) => Ordering::Less,
+        (None, Some(_)) => Ordering::Greater,
+        (None, None) => a.cmp(b),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -384,5 +460,52 @@ mod tests {
         assert!(j.to_text().contains("\"event\": \"rolled_back\""));
         assert_eq!(Journal::parse("  \n").expect("parses"), Journal::new());
         assert!(Journal::parse("{").is_err());
+    }
+
+    #[test]
+    fn new_ids_made_in_one_second_differ_and_sort_in_the_order_made() {
+        let t = UNIX_EPOCH + std::time::Duration::new(1_795_461_120, 5_000_000);
+        let ids: Vec<String> = (0..50).map(|_| new_id(t)).collect();
+        for w in ids.windows(2) {
+            assert_eq!(compare_names(&w[0], &w[1]), Ordering::Less, "{ids:?}");
+            assert!(w[0] < w[1], "plain string order agrees too: {ids:?}");
+        }
+        let first = &ids[0];
+        assert!(first.starts_with("20261123T191200."), "{first}");
+        assert_eq!(first.len(), "20261123T191200.005Z-4f2a".len(), "{first}");
+        // A clock that goes back does not make an older-sorting id.
+        let back = new_id(t - std::time::Duration::from_secs(5));
+        assert_eq!(compare_names(&ids[49], &back), Ordering::Less, "{back}");
+    }
+
+    #[test]
+    fn old_and_new_release_names_sort_by_their_time() {
+        let mut names = vec![
+            "20261202T135501.123Z-00ff".to_string(),
+            "20261202135502".to_string(), // Capistrano's form, a second later
+            "20261202135501122".to_string(), // digits of now(), a millisecond earlier
+            "20261202T135500Z".to_string(),
+            "20261202T135501.123Z-00aa".to_string(),
+            "v2".to_string(),
+            "20251231235959".to_string(),
+            "v10".to_string(),
+        ];
+        names.sort_by(|a, b| compare_names(a, b));
+        assert_eq!(
+            names,
+            [
+                "20251231235959",
+                "20261202T135500Z",
+                "20261202135501122",
+                "20261202T135501.123Z-00aa",
+                "20261202T135501.123Z-00ff",
+                "20261202135502",
+                "v10",
+                "v2",
+            ]
+        );
+        assert_eq!(time_digits("2026120213550"), None);
+        assert_eq!(time_digits("20261202T1355Z"), None);
+        assert_eq!(time_digits("20261202T135501.1234567890Z"), None);
     }
 }

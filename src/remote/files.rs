@@ -38,6 +38,9 @@ pub enum Op<'a> {
     Mkdir { path: &'a str },
     /// A file, symlink or whole folder; answers `1` when something was removed.
     Remove { path: &'a str },
+    /// Copy a file (atomically: a temp file beside the copy, renamed over it) or a whole
+    /// folder (symlinks inside kept as symlinks); into `to` when it is a folder, as `cp`.
+    Copy { from: &'a str, to: &'a str },
     /// Point `link` at `target` atomically: `ln -sfn` to a temp name, then `mv -T`.
     SymlinkSwap { target: &'a str, link: &'a str },
     /// Where a symlink points.
@@ -60,6 +63,7 @@ impl Op<'_> {
                 | Op::Append { .. }
                 | Op::Mkdir { .. }
                 | Op::Remove { .. }
+                | Op::Copy { .. }
                 | Op::SymlinkSwap { .. }
         )
     }
@@ -156,6 +160,26 @@ impl Op<'_> {
                 );
                 s += &answer;
                 s += "echo $r\n";
+            }
+            Op::Copy { from, to } => {
+                s += &exists(from);
+                s += GUARD;
+                s += &format!("deployer_guard {}\n", q(to));
+                s += &format!(
+                    "f={f}; d={t}\n\
+                     if [ -d \"$d\" ] && [ ! -L \"$d\" ]; then d=\"$d/$(basename -- \"$f\")\"; fi\n\
+                     if [ -d \"$f\" ]; then\n\
+                     \x20 if [ -e \"$d\" ] && [ ! -d \"$d\" ]; then echo \"$d is a file, the copy of folder $f cannot replace it; remove it first\" >&2; exit {WRONG_TYPE}; fi\n\
+                     \x20 mkdir -p -- \"$d\" && cp -R -P -p -- \"$f\"/. \"$d\" || exit 1\n\
+                     else\n\
+                     \x20 [ -d \"$d\" ] && {{ echo \"$d is a folder\" >&2; exit {WRONG_TYPE}; }}\n\
+                     \x20 tmp=\"$(dirname -- \"$d\")/.$(basename -- \"$d\").deployer-$$.tmp\"\n\
+                     \x20 cp -p -- \"$f\" \"$tmp\" && mv -f -- \"$tmp\" \"$d\" || {{ rm -f -- \"$tmp\"; exit 1; }}\n\
+                     fi\n",
+                    f = q(from),
+                    t = q(to)
+                );
+                s += &answer;
             }
             Op::SymlinkSwap { target, link } => {
                 s += GUARD;
@@ -293,7 +317,8 @@ pub fn names(answer: &str) -> Vec<String> {
     v
 }
 
-/// Reads `ReleaseDirs`' answer: (name, marked bad), sorted by name.
+/// Reads `ReleaseDirs`' answer: (name, marked bad), oldest first
+/// (`core::releases::compare_names`).
 pub fn release_dirs(answer: &str) -> Vec<(String, bool)> {
     let parts: Vec<&str> = answer.split('\0').collect();
     let mut v: Vec<(String, bool)> = parts
@@ -301,7 +326,7 @@ pub fn release_dirs(answer: &str) -> Vec<(String, bool)> {
         .filter(|c| c.len() == 2 && !c[0].is_empty())
         .map(|c| (c[0].to_string(), c[1] == "1"))
         .collect();
-    v.sort();
+    v.sort_by(|a, b| crate::core::releases::compare_names(&a.0, &b.0).then(a.1.cmp(&b.1)));
     v
 }
 
