@@ -275,8 +275,10 @@ pub fn publish(
     emit: &dyn Fn(&str),
 ) -> Vec<String> {
     let mut problems = Vec::new();
+    let cwd = std::env::current_dir().unwrap_or_default();
+    // Absolute, so a later step finds the folder whatever its working directory.
+    let run_dir = run_dir.map(|d| cwd.join(d));
     if enabled() {
-        let cwd = std::env::current_dir().unwrap_or_default();
         let workspace = std::env::var_os("GITHUB_WORKSPACE")
             .filter(|w| !w.is_empty())
             .map(PathBuf::from);
@@ -289,7 +291,7 @@ pub fn publish(
             problems.push(e);
         }
     }
-    if let Err(e) = append_to("GITHUB_OUTPUT", &outputs(r, run_dir, mask)) {
+    if let Err(e) = append_to("GITHUB_OUTPUT", &outputs(r, run_dir.as_deref(), mask)) {
         problems.push(e);
     }
     problems
