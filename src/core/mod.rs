@@ -18,3 +18,4 @@ pub mod suggest;
 pub mod thresholds;
 pub mod time;
 pub mod transport;
+pub mod workflow;

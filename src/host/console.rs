@@ -132,7 +132,7 @@ impl Console {
     pub fn begin_group(&self, title: &str) {
         if self.github {
             self.end_group();
-            self.workflow(&crate::report::github::group(&self.mask(title)));
+            self.workflow(&crate::core::workflow::group(&self.mask(title)));
             self.group_open
                 .store(true, std::sync::atomic::Ordering::SeqCst);
         }
@@ -145,7 +145,7 @@ impl Console {
                 .group_open
                 .swap(false, std::sync::atomic::Ordering::SeqCst)
         {
-            self.workflow(crate::report::github::END_GROUP);
+            self.workflow(crate::core::workflow::END_GROUP);
         }
     }
 

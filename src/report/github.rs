@@ -2,7 +2,8 @@
 //! `::error file=..,line=..,col=..::`, `::warning::`), the summary for
 //! `$GITHUB_STEP_SUMMARY` and the step outputs for `$GITHUB_OUTPUT`.
 //!
-//! The formatting is pure and unit-tested; [`publish`] is the thin sink the run calls at
+//! The formatting is pure and unit-tested (the command syntax itself is
+//! `core::workflow`); [`publish`] is the thin sink the run calls at
 //! its end. Workflow commands go to stderr: the runner reads commands on both streams, and
 //! stdout stays free for `--json`. Secrets are masked in everything here; `::add-mask::`
 //! is never used, since it would print the secret itself in the log.
@@ -11,42 +12,13 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use super::model::{Report, RollbackStatus};
+use crate::core::workflow::command;
 use crate::pipeline::CheckStatus;
 
 /// True when the run is a GitHub Actions step (`GITHUB_ACTIONS=true`).
 pub fn enabled() -> bool {
     std::env::var("GITHUB_ACTIONS").is_ok_and(|v| v == "true")
 }
-
-/// Escapes a command's message: `%`, CR and LF, as the workflow-command rules say.
-pub fn escape_data(text: &str) -> String {
-    text.replace('%', "%25")
-        .replace('\r', "%0D")
-        .replace('\n', "%0A")
-}
-
-/// Escapes a command's property value: as [`escape_data`], and `:` and `,` too.
-pub fn escape_property(text: &str) -> String {
-    escape_data(text).replace(':', "%3A").replace(',', "%2C")
-}
-
-/// A workflow command line: `::name k=v,k=v::message`, everything escaped.
-pub fn command(name: &str, properties: &[(&str, String)], message: &str) -> String {
-    let props: Vec<String> = properties
-        .iter()
-        .map(|(k, v)| format!("{k}={}", escape_property(v)))
-        .collect();
-    let sep = if props.is_empty() { "" } else { " " };
-    format!("::{name}{sep}{}::{}", props.join(","), escape_data(message))
-}
-
-/// The line that opens a collapsed group in the log.
-pub fn group(title: &str) -> String {
-    command("group", &[], title)
-}
-
-/// The line that closes the open group.
-pub const END_GROUP: &str = "::endgroup::";
 
 /// A place in a script: `file:line:col` as the report writes it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -303,8 +275,10 @@ pub fn publish(
     emit: &dyn Fn(&str),
 ) -> Vec<String> {
     let mut problems = Vec::new();
+    let cwd = std::env::current_dir().unwrap_or_default();
+    // Absolute, so a later step finds the folder whatever its working directory.
+    let run_dir = run_dir.map(|d| cwd.join(d));
     if enabled() {
-        let cwd = std::env::current_dir().unwrap_or_default();
         let workspace = std::env::var_os("GITHUB_WORKSPACE")
             .filter(|w| !w.is_empty())
             .map(PathBuf::from);
@@ -317,7 +291,7 @@ pub fn publish(
             problems.push(e);
         }
     }
-    if let Err(e) = append_to("GITHUB_OUTPUT", &outputs(r, run_dir, mask)) {
+    if let Err(e) = append_to("GITHUB_OUTPUT", &outputs(r, run_dir.as_deref(), mask)) {
         problems.push(e);
     }
     problems
@@ -327,22 +301,6 @@ pub fn publish(
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn escapes_follow_the_workflow_command_rules() {
-        assert_eq!(escape_data("50% a\r\nb: c, d"), "50%25 a%0D%0Ab: c, d");
-        assert_eq!(escape_property("a:b,c%\n"), "a%3Ab%2Cc%25%0A");
-        assert_eq!(
-            command(
-                "error",
-                &[("file", "x,y.rhai".into()), ("line", "3".into())],
-                "m: 1%"
-            ),
-            "::error file=x%2Cy.rhai,line=3::m: 1%25"
-        );
-        assert_eq!(group("1. Build"), "::group::1. Build");
-        assert_eq!(command("warning", &[], "w"), "::warning::w");
-    }
 
     #[test]
     fn locations_parse_from_the_right() {
