@@ -218,6 +218,9 @@ fn header(h: &mut String, o: &Out, r: &Report, title: &str) {
         );
     }
     row("by", format!("{}@{}", r.user, r.host));
+    if !r.changed_hosts.is_empty() {
+        row("changed hosts", r.changed_hosts.join(", "));
+    }
     for (k, v) in &r.vars {
         row(&format!("--var {k}"), v.clone());
     }
@@ -745,6 +748,7 @@ mod tests {
                 "alerts": [{ "t_ms": 0, "from": 0, "level": 1, "reason": xss }]
             }})),
         )];
+        r.changed_hosts = vec![xss.into()];
         r.rollback.reason = Some(xss.into());
         r.rollback.status = RollbackStatus::Ok;
         r.error = Some(crate::report::model::ErrorRecord {

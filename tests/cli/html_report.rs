@@ -20,8 +20,9 @@ fn chromium() -> Option<PathBuf> {
         .find(|p| p.is_file())
 }
 
-/// The pids of the processes in process group `pgid` (from /proc).
-fn group_members(pgid: i32) -> Vec<i32> {
+/// The live (not zombie) processes of /proc that `keep` selects by pid and the text of
+/// their `stat` after the name (state, ppid, pgrp, ...).
+fn live_processes(keep: impl Fn(i32, &[&str]) -> bool) -> Vec<i32> {
     let Ok(entries) = std::fs::read_dir("/proc") else {
         return Vec::new();
     };
@@ -32,16 +33,35 @@ fn group_members(pgid: i32) -> Vec<i32> {
             std::fs::read_to_string(format!("/proc/{pid}/stat"))
                 .ok()
                 .and_then(|s| {
-                    let rest = s.rsplit_once(')')?.1.split_whitespace().collect::<Vec<_>>();
-                    // Fields after the name: state, ppid, pgrp.
-                    let zombie = rest.first() == Some(&"Z");
-                    let pgrp: i32 = rest.get(2)?.parse().ok()?;
-                    Some(pgrp == pgid && !zombie)
+                    let rest: Vec<&str> = s.rsplit_once(')')?.1.split_whitespace().collect();
+                    Some(rest.first() != Some(&"Z") && keep(*pid, &rest))
                 })
                 .unwrap_or(false)
         })
         .collect()
 }
+
+/// The live processes in process group `pgid`.
+fn group_members(pgid: i32) -> Vec<i32> {
+    // After the name: state, ppid, pgrp.
+    live_processes(|_, rest| rest.get(2).and_then(|g| g.parse().ok()) == Some(pgid))
+}
+
+/// The live processes whose environment holds `marker` (`NAME=VALUE`): what a browser
+/// started, even the helpers that leave its process group and session (chromium's
+/// crashpad handlers call setsid).
+fn marked(marker: &str) -> Vec<i32> {
+    let needle = format!("{marker}\0");
+    live_processes(|pid, _| {
+        std::fs::read(format!("/proc/{pid}/environ"))
+            .map(|env| String::from_utf8_lossy(&env).contains(&needle))
+            .unwrap_or(false)
+    })
+}
+
+/// The environment variable that marks every process a [`Browser`] starts (its value: the
+/// profile folder, unique to the test).
+const MARK: &str = "DEPLOYER_TEST_BROWSER";
 
 /// Headless Chromium with a private profile in a temp dir, kept off the network: every
 /// host name resolves to nothing, so a page that referred to anything outside would show
@@ -72,6 +92,7 @@ impl Browser {
         ])
         .arg(format!("--user-data-dir={}", self.profile.path().display()))
         .args(args)
+        .env(MARK, self.profile.path())
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -97,6 +118,17 @@ impl Browser {
             "chromium processes outlived the test: {:?}",
             group_members(pgid)
         );
+        // Helpers that left the group (crashpad handlers start their own session) end
+        // with the browser; any still alive is killed, and the test fails.
+        let marker = format!("{MARK}={}", self.profile.path().display());
+        if !wait_until(Duration::from_secs(5), || marked(&marker).is_empty()) {
+            let left = marked(&marker);
+            for pid in &left {
+                // SAFETY: kill(2) on a process this browser started (found by its marker).
+                unsafe { libc::kill(*pid, libc::SIGKILL) };
+            }
+            panic!("chromium helpers outlived the browser: {left:?}");
+        }
         let out = reader.join().expect("stdout reader");
         assert!(
             finished,
