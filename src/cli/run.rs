@@ -76,7 +76,8 @@ impl Common {
         } else {
             Verbosity::Normal
         };
-        Console::new(verbosity, color.enabled())
+        let progress = crate::host::progress::allowed(color == ColorChoice::Never, self.quiet);
+        Console::new(verbosity, color.enabled()).with_progress(progress)
     }
 
     /// Builds the run request these options ask for.
