@@ -4,13 +4,13 @@
 //! file edits (in place, temp file and rename, an imported module, a broken edit).
 
 use std::io::{Read, Write};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::support::server::TestServer;
-use crate::support::{pid_alive, skip, wait_until, TempDir, Test, BIN};
+use crate::support::{pid_alive, wait_until, TempDir, Test, BIN};
 
 /// How long a test waits for something that should take well under a second.
 const PATIENCE: Duration = Duration::from_secs(10);
