@@ -45,13 +45,16 @@ fn final_screen(t: &Tmux, code: i32) -> String {
 
 #[test]
 fn a_slow_command_shows_a_spinner_with_elapsed_time_and_its_last_output_line() {
-    // The output's words are not in the command line (which the spinner shows too).
-    let script = r#"exec(["sh", "-c", "printf 'compiling-%s\n' one; sleep 1; printf 'compiling-%s\n' two; sleep 4; printf 'last-%s\n' words"]);
+    // The output's words are not in the command line (which the spinner shows too). The
+    // secret is in both, and masked in both.
+    let script = r#"let token = secret("PROGRESS_TOKEN");
+exec(["sh", "-c", "printf 'compiling-%s\n' one; sleep 1; printf 'compiling-%s %s\n' two $0; sleep 4; printf 'last-%s\n' words", token]);
 log::info("after the command");
 "#;
     let Some(t) = Tmux::start_with(
         "a_slow_command_shows_a_spinner_with_elapsed_time_and_its_last_output_line",
         &[("deploy.rhai", script)],
+        &[("PROGRESS_TOKEN", "tok-s3cr3t-991")],
         "run deploy.rhai",
         true,
     ) else {
@@ -72,6 +75,8 @@ log::info("after the command");
         "the spinner names the command: {mid}"
     );
     assert!(!spinners[0].contains("compiling-one"), "{mid}");
+    assert!(spinners[0].contains("compiling-two ***"), "{mid}");
+    assert!(!mid.contains("s3cr3t"), "{mid}");
     // After it: the plain lines only; the spinner and the output it showed are gone.
     let end = final_screen(&t, 0);
     assert!(spinner_lines(&end).is_empty(), "{end}");
@@ -97,6 +102,7 @@ fn wait_healthy_updates_one_line_instead_of_printing_each_attempt() {
     let Some(t) = Tmux::start_with(
         "wait_healthy_updates_one_line_instead_of_printing_each_attempt",
         &[("deploy.rhai", &script)],
+        &[],
         "run deploy.rhai",
         true,
     ) else {
@@ -143,6 +149,7 @@ log::info("retried");
     let Some(t) = Tmux::start_with(
         "retry_updates_one_line_and_says_which_attempt_succeeded",
         &[("deploy.rhai", script)],
+        &[],
         "run deploy.rhai",
         true,
     ) else {
@@ -189,6 +196,7 @@ fn a_monitor_counts_down_to_its_next_tick_and_shows_the_level() {
     let Some(t) = Tmux::start_with(
         "a_monitor_counts_down_to_its_next_tick_and_shows_the_level",
         &[("deploy.rhai", &script)],
+        &[],
         "run deploy.rhai",
         true,
     ) else {
@@ -234,6 +242,7 @@ fn ctrl_c_clears_the_spinner_and_leaves_no_half_line() {
     let Some(t) = Tmux::start_with(
         "ctrl_c_clears_the_spinner_and_leaves_no_half_line",
         &[("deploy.rhai", script)],
+        &[],
         "run deploy.rhai",
         true,
     ) else {

@@ -23,14 +23,20 @@ impl Tmux {
     /// with `CI=true`) when tmux is missing. The pane closes when deployer exits.
     #[track_caller]
     pub fn start(test: &str, args: &str) -> Option<Tmux> {
-        Tmux::start_with(test, &[], args, false)
+        Tmux::start_with(test, &[], &[], args, false)
     }
 
-    /// Starts `deployer ARGS` in a 160x30 pane in a folder holding `files` (path, text).
-    /// With `keep`, the pane stays when deployer exits and shows `[exit CODE]` below its
-    /// output, so the test can read the final screen.
+    /// Starts `deployer ARGS` in a 160x30 pane in a folder holding `files` (path, text),
+    /// with the variables `env` added. With `keep`, the pane stays when deployer exits and
+    /// shows `[exit CODE]` below its output, so the test can read the final screen.
     #[track_caller]
-    pub fn start_with(test: &str, files: &[(&str, &str)], args: &str, keep: bool) -> Option<Tmux> {
+    pub fn start_with(
+        test: &str,
+        files: &[(&str, &str)],
+        env: &[(&str, &str)],
+        args: &str,
+        keep: bool,
+    ) -> Option<Tmux> {
         if Command::new("tmux").arg("-V").output().is_err() {
             skip(test, "tmux is not installed (apt-get install tmux)");
             return None;
@@ -57,7 +63,9 @@ impl Tmux {
         } else {
             format!("cd {d} && exec {run}", d = path.display())
         };
+        // The private server starts with this environment, and its pane inherits it.
         let status = Command::new("tmux")
+            .envs(env.iter().copied())
             .arg("-S")
             .arg(&socket)
             .args([
