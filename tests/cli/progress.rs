@@ -142,6 +142,7 @@ fn wait_healthy_updates_one_line_instead_of_printing_each_attempt() {
 #[test]
 fn retry_updates_one_line_and_says_which_attempt_succeeded() {
     let script = r#"retry(#{ attempts: 4, backoff: ["0s", "1500ms", "1500ms", "1500ms"], name: "flaky step" }, || {
+    print("body ran");
     exec(["sh", "-c", "n=$(cat n 2>/dev/null || echo 0); n=$((n+1)); echo $n > n; test $n -ge 3"], #{ quiet: true });
 });
 log::info("retried");
@@ -175,6 +176,8 @@ log::info("retried");
         "{end}"
     );
     assert!(!end.contains("failed"), "{end}");
+    // print() while the retry's line is drawn: whole lines, nothing of the spinner in them.
+    assert_eq!(end.lines().filter(|l| *l == "body ran").count(), 3, "{end}");
     let log = run_log(t.path());
     assert!(
         log.contains("warning: flaky step: attempt 1/4 failed"),
