@@ -946,3 +946,5 @@ mod docs;
 
 #[path = "cli/fs_copy.rs"]
 mod fs_copy;
+#[path = "cli/progress.rs"]
+mod progress;

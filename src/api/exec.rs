@@ -10,7 +10,7 @@ use rhai::{Array, Map};
 use super::error::{state, terminated, throw, throw_with, Error};
 use super::opts::{argv, Opts};
 use crate::core::duration::format_duration;
-use crate::host::console::Verbosity;
+use crate::host::console::{Activity, Verbosity};
 use crate::host::state::HostState;
 use crate::sys::process::{self, display_argv, last_lines, CommandSpec, ProcessError};
 use crate::sys::spawn::{SpawnSpec, Spawned, STOP_GRACE};
@@ -58,14 +58,9 @@ fn run(
     } else if !quiet {
         st.console.command(&shown);
     }
-    let live: Option<process::LineSink> = if st.console.verbosity >= Verbosity::Verbose && !quiet {
-        let console = st.console.clone();
-        Some(Arc::new(move |stream: &str, line: &str| {
-            console.output_line(stream, line)
-        }))
-    } else {
-        None
-    };
+    // On a terminal a spinner shows the command's elapsed time and its last output line.
+    let activity = (!quiet).then(|| Arc::new(st.console.progress(&shown)));
+    let live = output_sink(&st, quiet, activity.as_ref().filter(|a| a.live()).cloned());
     let leave_running = opts.boolean("leave_running")?.unwrap_or(false);
     reap_exited_orphans(&st);
     let token = st.token();
@@ -80,6 +75,9 @@ fn run(
                 p.pid, p.command
             ));
         }
+    }
+    if let Some(a) = &activity {
+        a.finish();
     }
     let out = match outcome {
         Ok(out) => out,
@@ -152,6 +150,30 @@ fn run(
         return Err(throw_with("exit", msg, m));
     }
     Ok(m)
+}
+
+/// Where a command's output lines go as they come: printed with `-v`, and shown as the
+/// status of its spinner on a terminal; `None` when neither wants them.
+fn output_sink(
+    st: &HostState,
+    quiet: bool,
+    activity: Option<Arc<Activity>>,
+) -> Option<process::LineSink> {
+    let verbose =
+        (st.console.verbosity >= Verbosity::Verbose && !quiet).then(|| st.console.clone());
+    if verbose.is_none() && activity.is_none() {
+        return None;
+    }
+    Some(Arc::new(move |stream: &str, line: &str| {
+        if let Some(console) = &verbose {
+            console.output_line(stream, line);
+        }
+        if let Some(a) = &activity {
+            if !line.trim().is_empty() {
+                a.status(line);
+            }
+        }
+    }))
 }
 
 /// Adds the last lines of stderr (or of stdout when stderr is empty) to an error message.

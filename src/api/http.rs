@@ -10,6 +10,7 @@ use super::error::{state, terminated, throw, throw_with, Error};
 use super::opts::Opts;
 use crate::core::duration::format_duration;
 use crate::core::jsonmatch::subset_mismatch;
+use crate::host::progress;
 use crate::host::state::HostState;
 use crate::sys::http::{HttpError, Request, Response, DEFAULT_TIMEOUT};
 
@@ -318,21 +319,30 @@ fn wait_healthy_inner(ctx: &NativeCallContext, url: &str, opts: Opts) -> Result<
     };
     let started = std::time::Instant::now();
     let mut seen = Vec::new();
+    // On a terminal one line says which attempt failed how and counts down to the next.
+    let activity = st.console.progress(&format!("waiting for {url}"));
+    let mut status = format!("attempt 1/{attempts}");
+    activity.status(&status);
     for attempt in 1..=attempts {
         if attempt > 1 {
+            let line =
+                |left| progress::attempt_line((attempt - 1) as u64, attempts as u64, &status, left);
             match &process {
                 // Wake at once when the process exits: no reason to keep polling.
                 Some(p) => {
                     let until = std::time::Instant::now() + interval;
                     while std::time::Instant::now() < until && p.exited().is_none() {
-                        let step = until
-                            .saturating_duration_since(std::time::Instant::now())
-                            .min(Duration::from_millis(25));
-                        st.sleep(step).map_err(|_| terminated(&st))?;
+                        let left = until.saturating_duration_since(std::time::Instant::now());
+                        activity.status(&line(left));
+                        st.sleep(left.min(Duration::from_millis(25)))
+                            .map_err(|_| terminated(&st))?;
                     }
                 }
-                None => st.sleep(interval).map_err(|_| terminated(&st))?,
+                None => st
+                    .sleep_counting(&activity, interval, line)
+                    .map_err(|_| terminated(&st))?,
             }
+            activity.status(&format!("attempt {attempt}/{attempts}"));
         }
         if let Some(exit) = process.as_ref().and_then(|p| p.exited()) {
             if let Some(p) = &process {
@@ -342,6 +352,7 @@ fn wait_healthy_inner(ctx: &NativeCallContext, url: &str, opts: Opts) -> Result<
         let problem = match send(&st, &req)? {
             Ok(r) => match expect.mismatch(&r) {
                 None => {
+                    activity.finish();
                     if attempt > 1 {
                         st.console
                             .info(&format!("{url} is healthy (attempt {attempt}/{attempts})"));
@@ -363,13 +374,15 @@ fn wait_healthy_inner(ctx: &NativeCallContext, url: &str, opts: Opts) -> Result<
             ),
         };
         if attempt < attempts {
-            st.console.info(&format!(
+            activity.info(&format!(
                 "waiting for {url}: attempt {attempt}/{attempts}: {problem}; next in {}",
                 format_duration(interval)
             ));
         }
         seen.push(format!("attempt {attempt}: {problem}"));
+        status = problem;
     }
+    activity.finish();
     let mut msg = format!(
         "{url} did not become healthy after {attempts} attempts over {}:",
         format_duration(started.elapsed())

@@ -17,6 +17,7 @@ use crate::core::duration::format_duration;
 use crate::core::monitor::{self, Monitor, MonitorConfig, MonitorPlan, MonitorTick, Stopped};
 use crate::core::stats::SampleStats;
 use crate::core::thresholds::Thresholds;
+use crate::host::progress;
 use crate::host::state::HostState;
 use crate::metrics::lines::{self, Line};
 use crate::metrics::sampler::{self, Mode, SampleReport, SampleSpec};
@@ -229,6 +230,14 @@ enum WarnSource {
 fn show(st: &HostState, lines: impl IntoIterator<Item = Line>) {
     for line in lines {
         st.console.show(&crate::host::present::metric(&line));
+    }
+}
+
+/// Shows the summary line of a `sample()`, unless the REPL shows the result itself.
+fn show_sample(ctx: &NativeCallContext, st: &HostState, url: &str, r: &SampleReport) {
+    let line = lines::sample(url, &r.stats);
+    if !st.hold_line(ctx.call_level(), &line.text) {
+        show(st, [line]);
     }
 }
 
@@ -458,13 +467,22 @@ fn monitor_impl(ctx: &NativeCallContext, target: Target, o: Opts) -> Result<Map,
         summary
     };
     show(&st, lines::monitor_start(m.target(), m.plan()));
-    for index in 0..m.plan().ticks {
+    // On a terminal one line counts down to the next tick and shows the alert level.
+    let activity = st.console.progress(&format!("monitor {}", m.target()));
+    let ticks = m.plan().ticks;
+    for index in 0..ticks {
         let due = started + m.plan().due(index);
         let now = Instant::now();
-        if due > now && st.sleep(due - now).is_err() {
+        let level = m.level().name();
+        let line = |left| progress::monitor_line(index + 1, ticks, left, level);
+        if due > now && st.sleep_counting(&activity, due - now, line).is_err() {
             record(&m, Stopped::Interrupted);
             return Err(terminated(&st));
         }
+        activity.status(&format!(
+            "tick {}/{ticks} measuring · level {level}",
+            index + 1
+        ));
         let stats = match measure(ctx, &st, &target, spec.as_ref(), index + 1) {
             Ok(stats) => stats,
             Err(e) => {
@@ -488,6 +506,7 @@ fn monitor_impl(ctx: &NativeCallContext, target: Target, o: Opts) -> Result<Map,
             return Err(request_rollback(&st, reason));
         }
     }
+    activity.finish();
     let summary = record(&m, Stopped::Completed);
     show(&st, [lines::monitor_done(&summary)]);
     Ok(to_map(&summary))
@@ -704,7 +723,7 @@ pub mod metrics_api {
         let st = state(&ctx)?;
         let spec = super::spec("sample", url, &Opts::none("sample"), 20)?;
         let r = run_sample(&st, &spec)?;
-        show(&st, [lines::sample(url, &r.stats)]);
+        show_sample(&ctx, &st, url, &r);
         Ok(report_map(&r))
     }
 
@@ -723,7 +742,7 @@ pub mod metrics_api {
         let o = Opts::new("sample", options, SAMPLE_OPTS)?;
         let spec = super::spec("sample", url, &o, 20)?;
         let r = run_sample(&st, &spec)?;
-        show(&st, [lines::sample(url, &r.stats)]);
+        show_sample(&ctx, &st, url, &r);
         Ok(report_map(&r))
     }
 

@@ -9,6 +9,8 @@ use super::error::{
 use super::opts::{duration, Opts};
 use crate::core::backoff::Backoff;
 use crate::core::duration::format_duration;
+use crate::host::console::Activity;
+use crate::host::progress;
 use crate::host::state::RetryEvent;
 
 pub(crate) const RETRY_OPTS: &[&str] = &[
@@ -92,15 +94,34 @@ fn retry_impl(ctx: &NativeCallContext, opts: Opts, body: FnPtr) -> Result<Dynami
         .unwrap_or_default();
     let mut errors: Vec<String> = Vec::new();
     let mut last: Option<Error> = None;
+    // On a terminal, after a first failure, one line shows the attempts and the countdown
+    // to the next instead of a warning per attempt (run.log keeps every warning).
+    let mut activity: Option<Activity> = None;
+    let mut failed = String::new();
     for attempt in 1..=attempts {
         let wait = backoff.wait_before(attempt, rand::random::<f64>());
         if attempt > 1 && !wait.is_zero() {
-            st.sleep(wait).map_err(|_| terminated(&st))?;
+            match &activity {
+                Some(a) => st.sleep_counting(a, wait, |left| {
+                    progress::attempt_line(
+                        u64::from(attempt - 1),
+                        u64::from(attempts),
+                        &failed,
+                        left,
+                    )
+                }),
+                None => st.sleep(wait),
+            }
+            .map_err(|_| terminated(&st))?;
         } else if st.cancel.is_cancelled() {
             return Err(terminated(&st));
         }
+        if let Some(a) = &activity {
+            a.status(&format!("attempt {attempt}/{attempts}"));
+        }
         match body.call_within_context::<Dynamic>(ctx, ()) {
             Ok(v) => {
+                drop(activity.take());
                 if attempt > 1 {
                     st.console
                         .success(&format!("{label}succeeded on attempt {attempt}/{attempts}"));
@@ -141,9 +162,17 @@ fn retry_impl(ctx: &NativeCallContext, opts: Opts, body: FnPtr) -> Result<Dynami
                 }
                 let msg = message_of(&e);
                 let first = msg.lines().next().unwrap_or_default().to_string();
+                let activity = activity.get_or_insert_with(|| {
+                    let what = match label.strip_suffix(": ") {
+                        Some(name) => format!("retry {name}"),
+                        None => "retry".to_string(),
+                    };
+                    st.console.progress(&what)
+                });
+                failed = first.clone();
                 if attempt < attempts {
                     let next = backoff.wait_before(attempt + 1, 0.5);
-                    st.console.warn(&format!(
+                    activity.warn(&format!(
                         "{label}attempt {attempt}/{attempts} failed: {first}; waiting {}",
                         format_duration(next)
                     ));
@@ -156,7 +185,7 @@ fn retry_impl(ctx: &NativeCallContext, opts: Opts, body: FnPtr) -> Result<Dynami
                         });
                     }
                 } else {
-                    st.console.warn(&format!(
+                    activity.warn(&format!(
                         "{label}attempt {attempt}/{attempts} failed: {first}"
                     ));
                 }

@@ -50,7 +50,9 @@ pub struct ReplArgs {
 /// Runs `deployer repl`; returns the exit code.
 pub fn repl(args: ReplArgs, color: ColorChoice) -> CmdResult {
     let terminal = std::io::stdin().is_terminal() && std::io::stdout().is_terminal();
-    let console = Console::new(Verbosity::Normal, color.enabled());
+    let console = Console::new(Verbosity::Normal, color.enabled()).with_progress(
+        crate::host::progress::allowed(color == ColorChoice::Never, false),
+    );
     let settings = Settings {
         env: args.setting.env.clone(),
         vars: args.setting.vars.clone(),

@@ -87,7 +87,10 @@ impl Common {
         } else {
             Verbosity::Normal
         };
-        Console::new(verbosity, color.enabled()).for_ci(self.json, crate::report::github::enabled())
+        let progress = crate::host::progress::allowed(color == ColorChoice::Never, self.quiet);
+        Console::new(verbosity, color.enabled())
+            .for_ci(self.json, crate::report::github::enabled())
+            .with_progress(progress)
     }
 
     /// Refuses a `--junit PATH` whose folder does not exist, before anything runs.

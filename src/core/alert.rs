@@ -108,7 +108,6 @@ impl AlertState {
         }
     }
 
-    #[cfg(test)]
     /// Returns the current level.
     pub fn level(&self) -> Level {
         self.level

@@ -272,6 +272,11 @@ impl Monitor {
         &self.target
     }
 
+    /// Returns the current alert level (after the last tick judged).
+    pub fn level(&self) -> Level {
+        self.alert.level()
+    }
+
     /// Judges one tick's sample, taken `at` after the start, against this tick's warning
     /// limits.
     pub fn tick(&mut self, at: Duration, stats: SampleStats, warning: &Thresholds) -> MonitorTick {

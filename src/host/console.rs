@@ -5,6 +5,7 @@ use std::io::Write;
 use std::sync::{Arc, Mutex};
 
 use crate::core::mask::Masker;
+use crate::host::progress::Progress;
 
 /// How much a run prints.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default)]
@@ -80,6 +81,8 @@ pub struct Console {
     github: bool,
     /// A `::group::` is open (GitHub Actions).
     group_open: Arc<std::sync::atomic::AtomicBool>,
+    /// Spinners and status lines on a terminal; off (drawing nothing) everywhere else.
+    progress: Progress,
 }
 
 /// Streamed command output (`-v`) beyond this many bytes is printed but not kept for
@@ -108,6 +111,7 @@ impl Console {
             report_on_stdout: false,
             github: false,
             group_open: Default::default(),
+            progress: Progress::default(),
         }
     }
 
@@ -160,6 +164,33 @@ impl Console {
         let _ = out.flush();
     }
 
+    /// Turns live progress on stderr on or off (see [`crate::host::progress::allowed`]);
+    /// off by default. A console that writes to a caller's writer never draws it.
+    pub fn with_progress(mut self, on: bool) -> Console {
+        self.progress = Progress::new(on && self.out.is_none(), self.color);
+        self
+    }
+
+    /// Starts an activity: a spinner showing `label` (masked) and its elapsed time on a
+    /// terminal, nothing elsewhere. Update it with [`Activity::status`]; lines it replaces
+    /// on a terminal go through [`Activity::info`] and [`Activity::warn`]. Dropping it
+    /// clears the spinner, so an error or Ctrl-C leaves no half line behind.
+    pub fn progress(&self, label: &str) -> Activity {
+        let label =
+            crate::host::progress::clip(&self.mask(label), crate::host::progress::MAX_LABEL);
+        let bar = self.progress.spinner(&label);
+        Activity {
+            console: self.clone(),
+            bar: Mutex::new(bar),
+            label: label.chars().count(),
+        }
+    }
+
+    /// Clears every spinner from the screen (before the process exits on a signal).
+    pub fn clear_progress(&self) {
+        self.progress.clear();
+    }
+
     /// Creates a console that writes its messages to `out` instead of stderr, styled with
     /// colour when `color` is true (script `print` output goes there too).
     pub fn with_writer(verbosity: Verbosity, color: bool, out: Box<dyn Write + Send>) -> Console {
@@ -177,9 +208,9 @@ impl Console {
                 let _ = out.write_all(text.as_bytes());
                 let _ = out.flush();
             }
-            None => {
+            None => self.progress.suspend(|| {
                 let _ = std::io::stderr().lock().write_all(text.as_bytes());
-            }
+            }),
         }
     }
 
@@ -231,9 +262,11 @@ impl Console {
             self.emit(&format!("{text}\n"));
             return;
         }
-        let mut out = std::io::stdout().lock();
-        let _ = writeln!(out, "{text}");
-        let _ = out.flush();
+        self.progress.suspend(|| {
+            let mut out = std::io::stdout().lock();
+            let _ = writeln!(out, "{text}");
+            let _ = out.flush();
+        });
     }
 
     /// Prints an informational line (hidden by `-q`).
@@ -351,5 +384,72 @@ impl Console {
         self.keep(&plain);
         let shown = if self.color { self.mask(styled) } else { plain };
         self.emit(&shown);
+    }
+}
+
+/// A step in progress (a command, a health wait, a retry, a monitor's wait for its next
+/// tick): a spinner with a status line on a terminal, nothing at all elsewhere.
+pub struct Activity {
+    console: Console,
+    bar: Mutex<Option<indicatif::ProgressBar>>,
+    /// The width of the spinner's label, in characters.
+    label: usize,
+}
+
+impl Activity {
+    fn bar(&self) -> Option<indicatif::ProgressBar> {
+        self.bar.lock().ok().and_then(|b| b.clone())
+    }
+
+    /// True while the activity is drawn (its status lines replace log lines on screen).
+    pub fn live(&self) -> bool {
+        self.bar().is_some()
+    }
+
+    /// Shows `text` (masked, its last line) as the activity's status; nothing off a
+    /// terminal or once finished.
+    pub fn status(&self, text: &str) {
+        use crate::host::progress::{clip, columns, plain_line, room};
+        if let Some(bar) = self.bar() {
+            let text = plain_line(&self.console.mask(text));
+            bar.set_message(clip(&text, room(columns(), self.label)));
+        }
+    }
+
+    /// An informational line about the activity: on a terminal it becomes the status (and
+    /// goes to the run log); elsewhere it is printed as [`Console::info`] prints it.
+    pub fn info(&self, line: &str) {
+        if self.live() {
+            self.console.log_only(line);
+            self.status(line);
+        } else {
+            self.console.info(line);
+        }
+    }
+
+    /// A warning about the activity (an attempt failed): on a terminal it becomes the
+    /// status (and goes to the run log as `warning: ...`); elsewhere it is printed as
+    /// [`Console::warn`] prints it.
+    pub fn warn(&self, line: &str) {
+        if self.live() {
+            self.console.log_only(&format!("warning: {line}"));
+            self.status(line);
+        } else {
+            self.console.warn(line);
+        }
+    }
+
+    /// Clears the spinner for good; later updates show nothing. Dropping does it too.
+    pub fn finish(&self) {
+        let bar = self.bar.lock().ok().and_then(|mut b| b.take());
+        if let Some(bar) = bar {
+            bar.finish_and_clear();
+        }
+    }
+}
+
+impl Drop for Activity {
+    fn drop(&mut self) {
+        self.finish();
     }
 }

@@ -8,6 +8,7 @@ pub mod errors;
 pub mod input;
 pub mod memory;
 pub mod present;
+pub mod progress;
 pub mod resolver;
 pub mod slot;
 pub mod sources;
@@ -125,6 +126,7 @@ impl Host {
             dry_skipped: Default::default(),
             recorded: Mutex::new(Default::default()),
             remote: Default::default(),
+            held_sample: Default::default(),
         });
         // Orphans of the run's commands come back to deployer, which stops them at the end.
         if owns_process {
@@ -296,9 +298,11 @@ impl Host {
             crate::sys::process::signal_running_groups(libc::SIGKILL);
             state.processes.stop_all(Duration::ZERO);
             if seen == 2 {
-                std::thread::spawn(|| {
+                let state_console = state.console.clone();
+                std::thread::spawn(move || {
                     std::thread::sleep(Duration::from_secs(10));
                     crate::sys::process::signal_running_groups(libc::SIGKILL);
+                    state_console.clear_progress();
                     std::process::exit(crate::exit::INTERRUPTED);
                 });
             }
@@ -324,6 +328,7 @@ impl Host {
                     Duration::ZERO,
                 );
                 state.processes.remove_log_dir();
+                state.console.clear_progress();
                 std::process::exit(crate::exit::INTERRUPTED);
             }
         });

@@ -70,6 +70,22 @@ pub struct HostState {
     pub recorded: Mutex<BTreeMap<String, String>>,
     /// Remote hosts: the inventory, the host of the current `on(...)`, the ssh masters.
     pub remote: crate::remote::Fleet,
+    /// The REPL shows the value of an input's one `sample()` call itself (as a table); it
+    /// asks that call to hold back its summary line, so the figures are shown once.
+    pub held_sample: Mutex<HeldLine>,
+}
+
+/// A summary line an interactive session shows itself instead (see
+/// [`HostState::held_sample`]).
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub enum HeldLine {
+    /// Lines print as they come (every run; the REPL between inputs).
+    #[default]
+    Off,
+    /// The next top-level call holds its line back.
+    Armed,
+    /// The line that call held back.
+    Held(String),
 }
 
 /// The value stored as the engine's tag so native functions can find the state.
@@ -163,5 +179,42 @@ impl HostState {
             };
         }
         self.block_on(async move { tokio::time::sleep(d).await })
+    }
+
+    /// Holds back `line` when the REPL armed [`HostState::held_sample`] and the call is
+    /// made by the input itself, not by a function it calls; true when held. A native
+    /// function called by the input runs at call level 1, one called by a script function
+    /// at 2 or more.
+    pub fn hold_line(&self, call_level: usize, line: &str) -> bool {
+        let Ok(mut held) = self.held_sample.lock() else {
+            return false;
+        };
+        if call_level <= 1 && *held == HeldLine::Armed {
+            *held = HeldLine::Held(line.to_string());
+            return true;
+        }
+        false
+    }
+
+    /// Sleeps like [`HostState::sleep`]; on a terminal the activity's status counts down,
+    /// showing `line(time left)` and changing as each second passes.
+    pub fn sleep_counting(
+        &self,
+        activity: &super::console::Activity,
+        d: Duration,
+        line: impl Fn(Duration) -> String,
+    ) -> Result<(), Cancelled> {
+        if !activity.live() {
+            return self.sleep(d);
+        }
+        let until = std::time::Instant::now() + d;
+        loop {
+            let left = until.saturating_duration_since(std::time::Instant::now());
+            activity.status(&line(left));
+            if left.is_zero() {
+                return Ok(());
+            }
+            self.sleep(super::progress::countdown_step(left))?;
+        }
     }
 }

@@ -4,13 +4,13 @@
 //! file edits (in place, temp file and rename, an imported module, a broken edit).
 
 use std::io::{Read, Write};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::support::server::TestServer;
-use crate::support::{pid_alive, skip, wait_until, TempDir, Test, BIN};
+use crate::support::{pid_alive, wait_until, TempDir, Test, BIN};
 
 /// How long a test waits for something that should take well under a second.
 const PATIENCE: Duration = Duration::from_secs(10);
@@ -524,143 +524,7 @@ fn watch_waits_for_a_version_that_compiles() {
 
 // ---------------------------------------------------------------- a real terminal (tmux)
 
-/// A program running in a tmux pane on a private tmux server.
-struct Tmux {
-    socket: PathBuf,
-    _dir: TempDir,
-    dir: PathBuf,
-}
-
-impl Tmux {
-    /// Starts `deployer ARGS` in a 160x30 pane for `test`; `None` (test skipped, or failed
-    /// with `CI=true`) when tmux is missing.
-    #[track_caller]
-    fn start(test: &str, args: &str) -> Option<Tmux> {
-        if Command::new("tmux").arg("-V").output().is_err() {
-            skip(test, "tmux is not installed (apt-get install tmux)");
-            return None;
-        }
-        let dir = TempDir::new();
-        let path = dir.path().to_path_buf();
-        let socket = path.join("tmux.sock");
-        let cmd = format!(
-            "cd {d} && exec env XDG_DATA_HOME={d}/data HOME={d} TERM=xterm {BIN} {args}",
-            d = path.display()
-        );
-        let status = Command::new("tmux")
-            .arg("-S")
-            .arg(&socket)
-            .args([
-                "-f",
-                "/dev/null",
-                "new-session",
-                "-d",
-                "-x",
-                "160",
-                "-y",
-                "30",
-            ])
-            .arg(cmd)
-            .status()
-            .unwrap();
-        assert!(status.success(), "tmux new-session failed");
-        Some(Tmux {
-            socket,
-            _dir: dir,
-            dir: path,
-        })
-    }
-
-    fn keys(&self, keys: &[&str]) {
-        let status = Command::new("tmux")
-            .arg("-S")
-            .arg(&self.socket)
-            .args(["send-keys", "-t", "0"])
-            .args(keys)
-            .status()
-            .unwrap();
-        assert!(status.success());
-    }
-
-    /// Types text literally.
-    fn type_text(&self, text: &str) {
-        // tmux reads a `;` ending an argument as its own command separator.
-        let text = match text.strip_suffix(';') {
-            Some(t) => format!("{t}\\;"),
-            None => text.to_string(),
-        };
-        let status = Command::new("tmux")
-            .arg("-S")
-            .arg(&self.socket)
-            .args(["send-keys", "-t", "0", "-l", &text])
-            .status()
-            .unwrap();
-        assert!(status.success());
-    }
-
-    /// Types an input, presses Enter and waits for the next prompt (keys typed while an
-    /// evaluation runs may be lost, as in most REPLs).
-    #[track_caller]
-    fn submit(&self, text: &str) {
-        let before = self.screen().matches("deployer>").count();
-        self.type_text(text);
-        self.keys(&["Enter"]);
-        self.wait_count("deployer>", before + 1);
-    }
-
-    fn screen(&self) -> String {
-        let out = Command::new("tmux")
-            .arg("-S")
-            .arg(&self.socket)
-            .args(["capture-pane", "-p", "-t", "0"])
-            .output()
-            .unwrap();
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
-
-    #[track_caller]
-    fn wait_for(&self, text: &str) {
-        if !wait_until(PATIENCE, || self.screen().contains(text)) {
-            panic!(
-                "waited {PATIENCE:?} for {text:?} on the screen:\n{}",
-                self.screen()
-            );
-        }
-    }
-
-    /// Waits until the screen shows `text` `n` times.
-    #[track_caller]
-    fn wait_count(&self, text: &str, n: usize) {
-        if !wait_until(PATIENCE, || self.screen().matches(text).count() >= n) {
-            panic!(
-                "waited {PATIENCE:?} for {text:?} x{n} on the screen:\n{}",
-                self.screen()
-            );
-        }
-    }
-
-    fn alive(&self) -> bool {
-        Command::new("tmux")
-            .arg("-S")
-            .arg(&self.socket)
-            .args(["has-session", "-t", "0"])
-            .stderr(Stdio::null())
-            .status()
-            .map(|s| s.success())
-            .unwrap_or(false)
-    }
-}
-
-impl Drop for Tmux {
-    fn drop(&mut self) {
-        let _ = Command::new("tmux")
-            .arg("-S")
-            .arg(&self.socket)
-            .arg("kill-server")
-            .stderr(Stdio::null())
-            .status();
-    }
-}
+use crate::support::tmux::Tmux;
 
 #[test]
 fn terminal_completion_hints_multi_line_and_history() {

@@ -5,6 +5,7 @@ pub mod fake;
 pub mod golden;
 pub mod server;
 pub mod sshnet;
+pub mod tmux;
 
 use std::ffi::OsString;
 use std::io::{Read, Write};

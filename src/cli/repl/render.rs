@@ -13,14 +13,90 @@ const SAMPLE_KEYS: [&str; 5] = ["p50_ms", "p95_ms", "p99_ms", "error_rate", "rps
 /// Turns a Rust type name into the name scripts know it by (`Engine::map_type_name`).
 pub type TypeNames<'a> = &'a dyn Fn(&str) -> String;
 
+/// The keys that make a map an HTTP response (`http::get` and the other probes).
+const RESPONSE_KEYS: [&str; 5] = ["status", "ok", "headers", "body", "latency_ms"];
+
+/// The characters of a response body a preview shows.
+const BODY_PREVIEW: usize = 200;
+
 /// Renders a value for display.
 pub fn render(value: &Dynamic, names: TypeNames) -> String {
     if let Some(map) = as_map(value) {
         if SAMPLE_KEYS.iter().all(|k| map.contains_key(*k)) {
             return sample_table(&map, names);
         }
+        if RESPONSE_KEYS.iter().all(|k| map.contains_key(*k)) {
+            return response_summary(&map, names);
+        }
     }
     pretty(value, 0, names)
+}
+
+/// True when `value` is a sample result, which [`render`] shows as a table.
+pub fn is_sample(value: &Dynamic) -> bool {
+    as_map(value).is_some_and(|map| SAMPLE_KEYS.iter().all(|k| map.contains_key(*k)))
+}
+
+/// An HTTP response: its status, latency and content type on one line, then a one-line
+/// preview of the body, then any other fields (`attempts`, `dry_run`); the whole body and
+/// headers stay in the value.
+fn response_summary(map: &Map, names: TypeNames) -> String {
+    let status = map
+        .get("status")
+        .and_then(|v| v.as_int().ok())
+        .map(|s| format!("status {s}"))
+        .unwrap_or_else(|| "status unknown".into());
+    let latency = number(map.get("latency_ms"))
+        .map(|ms| format!("{ms:.1} ms"))
+        .unwrap_or_else(|| "latency unknown".into());
+    let mut head = vec![status, latency];
+    if let Some(kind) = map
+        .get("headers")
+        .and_then(as_map)
+        .and_then(|h| h.get("content-type").map(|v| v.to_string()))
+    {
+        head.push(kind);
+    }
+    let body = map
+        .get("body")
+        .and_then(|v| {
+            v.read_lock::<rhai::ImmutableString>()
+                .map(|s| s.to_string())
+        })
+        .unwrap_or_default();
+    let mut out = head.join(" · ");
+    out.push('\n');
+    out.push_str(&format!("body: {}", preview(&body, BODY_PREVIEW)));
+    let rest: Map = map
+        .iter()
+        .filter(|(k, _)| !RESPONSE_KEYS.contains(&k.as_str()) && k.as_str() != "json")
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    if !rest.is_empty() {
+        out.push('\n');
+        out.push_str(&pretty(&Dynamic::from_map(rest), 0, names));
+    }
+    out.push_str("\n(.body, .json and .headers hold the whole response)");
+    out
+}
+
+/// A body on one line: runs of white space (new lines included) become one space, and a
+/// body longer than `max` characters shows its first `max` and its size: `… (N bytes)`.
+pub fn preview(body: &str, max: usize) -> String {
+    if body.is_empty() {
+        return "(empty)".into();
+    }
+    let one_line = body.split_whitespace().collect::<Vec<_>>().join(" ");
+    // Control characters other than white space would move the cursor or ring the bell.
+    let one_line: String = one_line
+        .chars()
+        .map(|c| if c.is_control() { '\u{fffd}' } else { c })
+        .collect();
+    if one_line.chars().count() <= max {
+        return one_line;
+    }
+    let head: String = one_line.chars().take(max).collect();
+    format!("{}… ({} bytes)", head.trim_end(), body.len())
 }
 
 /// Renders a value on one line (for `:scope` and nested values that fit).
@@ -197,6 +273,41 @@ mod tests {
             long,
             "{\n  \"code\": 0,\n  \"stderr\": \"another long line of text\",\n  \"stdout\": \"a fairly long line of output\"\n}"
         );
+    }
+
+    #[test]
+    fn response_bodies_are_previewed_on_one_line_with_their_size() {
+        assert_eq!(preview("", 10), "(empty)");
+        assert_eq!(preview("{\"ok\": true}", 200), "{\"ok\": true}");
+        assert_eq!(preview("<p>\n  a\n  b\n</p>\n", 200), "<p> a b </p>");
+        let html = format!("<html>{}</html>", "x".repeat(1000));
+        let shown = preview(&html, 200);
+        assert!(shown.starts_with("<html>xxx"), "{shown}");
+        assert!(shown.ends_with("x… (1013 bytes)"), "{shown}");
+        assert_eq!(
+            shown.chars().count(),
+            200 + "… (1013 bytes)".chars().count()
+        );
+        assert_eq!(preview("é".repeat(5).as_str(), 3), "ééé… (10 bytes)");
+        assert_eq!(preview("a\u{1b}[2Jb", 20), "a\u{fffd}[2Jb");
+    }
+
+    #[test]
+    fn responses_show_status_latency_type_and_a_preview() {
+        let out = render_plain(&eval(&format!(
+            "#{{ status: 200, ok: true, latency_ms: 3.26, headers: #{{ \"content-type\": \"text/html\" }}, body: \"<html>{}</html>\", json: (), attempts: 2 }}",
+            "y".repeat(300)
+        )));
+        let lines: Vec<&str> = out.lines().collect();
+        assert_eq!(lines[0], "status 200 · 3.3 ms · text/html", "{out}");
+        assert!(lines[1].starts_with("body: <html>yyy"), "{out}");
+        assert!(lines[1].ends_with("… (313 bytes)"), "{out}");
+        assert_eq!(lines[2], "{ \"attempts\": 2 }", "{out}");
+        assert_eq!(
+            lines[3],
+            "(.body, .json and .headers hold the whole response)"
+        );
+        assert_eq!(lines.len(), 4, "{out}");
     }
 
     #[test]

@@ -17,7 +17,7 @@ use crate::host::console::{Console, Style};
 use crate::host::diagnostic::Diagnostic;
 use crate::host::resolver::Resolver;
 use crate::host::slot::ScriptSlot;
-use crate::host::state::HostOptions;
+use crate::host::state::{HeldLine, HostOptions};
 use crate::host::{Host, HostError};
 use crate::watch::WatchHandle;
 
@@ -235,12 +235,31 @@ impl Session {
             }
         };
         ast.set_source(name.as_str());
-        match self.run(ast, &name) {
+        // An input that ends in its one sample() call shows the result as a table: the
+        // call holds its summary line back so the figures are shown once.
+        let arm = ends_in_its_only_sample_call(&ast);
+        self.set_held(if arm { HeldLine::Armed } else { HeldLine::Off });
+        let result = self.run(ast, &name);
+        let held = self.set_held(HeldLine::Off);
+        if let HeldLine::Held(line) = held {
+            if !result.as_ref().is_some_and(render::is_sample) {
+                self.console.info(&line);
+            }
+        }
+        match result {
             Some(v) => {
                 self.show(&v);
                 Outcome::Ok
             }
             None => Outcome::Failed,
+        }
+    }
+
+    /// Sets what a sample() call does with its summary line; returns what it was.
+    fn set_held(&self, to: HeldLine) -> HeldLine {
+        match self.host.state.held_sample.lock() {
+            Ok(mut held) => std::mem::replace(&mut *held, to),
+            Err(_) => HeldLine::Off,
         }
     }
 
@@ -826,4 +845,28 @@ fn new_host(
     )?;
     host.install_interactive_signal_handlers();
     Ok(host)
+}
+
+/// True when `ast` calls `sample` exactly once and that call is its last statement, so the
+/// input's value is that call's result.
+fn ends_in_its_only_sample_call(ast: &AST) -> bool {
+    let is_sample = |f: &rhai::FnCallExpr| f.name == "sample" && f.namespace.is_empty();
+    let last = match ast.statements().last() {
+        Some(Stmt::FnCall(f, _)) => is_sample(f),
+        Some(Stmt::Expr(e)) => matches!(e.as_ref(), Expr::FnCall(f, _) if is_sample(f)),
+        _ => false,
+    };
+    if !last {
+        return false;
+    }
+    let mut calls = 0;
+    ast.walk(&mut |nodes: &[rhai::ASTNode]| {
+        match nodes.last() {
+            Some(rhai::ASTNode::Stmt(Stmt::FnCall(f, _))) if is_sample(f) => calls += 1,
+            Some(rhai::ASTNode::Expr(Expr::FnCall(f, _))) if is_sample(f) => calls += 1,
+            _ => {}
+        }
+        true
+    });
+    calls == 1
 }
