@@ -374,8 +374,9 @@ fn wait_healthy_failure_lists_every_attempt() {
     )
     .assert_code(1)
     .assert_stderr_contains("did not become healthy after 3 attempts")
-    .assert_stderr_contains("attempt 1: status 200, status is \"starting\", expected \"healthy\"")
-    .assert_stderr_contains("attempt 3: status 200");
+    .assert_stderr_contains(
+        "attempts 1-3: status 200, status is \"starting\", expected \"healthy\"",
+    );
 }
 
 #[test]
@@ -395,7 +396,7 @@ fn wait_healthy_checks_body_headers_and_reports_connect_errors() {
     )
     .assert_code(1)
     .assert_stdout_contains("header `x-frame-options` missing")
-    .assert_stderr_contains("attempt 2: connect error: could not connect (nothing was sent)");
+    .assert_stderr_contains("attempts 1-2: connect error: could not connect (nothing was sent)");
 }
 
 // ---------------------------------------------------------------- retry, sleep, durations
@@ -431,8 +432,7 @@ fn retry_final_error_lists_every_attempt() {
     )
     .assert_code(1)
     .assert_stderr_contains("all 3 attempts failed:")
-    .assert_stderr_contains("attempt 1: command failed with exit code 4")
-    .assert_stderr_contains("attempt 3: command failed with exit code 4");
+    .assert_stderr_contains("attempts 1-3: command failed with exit code 4");
 }
 
 #[test]

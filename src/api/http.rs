@@ -319,6 +319,7 @@ fn wait_healthy_inner(ctx: &NativeCallContext, url: &str, opts: Opts) -> Result<
     };
     let started = std::time::Instant::now();
     let mut seen = Vec::new();
+    let mut failed = Vec::new();
     // On a terminal one line says which attempt failed how and counts down to the next.
     let activity = st.console.progress(&format!("waiting for {url}"));
     let mut status = format!("attempt 1/{attempts}");
@@ -349,7 +350,7 @@ fn wait_healthy_inner(ctx: &NativeCallContext, url: &str, opts: Opts) -> Result<
                 return Err(process_exited(url, p, &exit, attempt - 1, attempts));
             }
         }
-        let problem = match send(&st, &req)? {
+        let (problem, ms) = match send(&st, &req)? {
             Ok(r) => match expect.mismatch(&r) {
                 None => {
                     activity.finish();
@@ -361,18 +362,22 @@ fn wait_healthy_inner(ctx: &NativeCallContext, url: &str, opts: Opts) -> Result<
                     m.insert("attempts".into(), attempt.into());
                     return Ok(m);
                 }
-                Some(p) => format!("{p} ({} ms)", latency_ms(r.latency)),
+                Some(p) => (p.to_string(), latency_ms(r.latency)),
             },
             Err(e) if e.kind == crate::sys::http::TransportKind::Url => {
                 return Err(transport_error(&e));
             }
-            Err(e) => format!(
-                "{} error: {} ({} ms)",
-                e.kind.as_str(),
-                e.message,
-                e.elapsed.as_millis()
+            Err(e) => (
+                format!("{} error: {}", e.kind.as_str(), e.message),
+                e.elapsed.as_millis() as f64,
             ),
         };
+        failed.push(crate::core::attempts::Failed {
+            number: attempt,
+            problem: problem.clone(),
+            ms: Some(ms),
+        });
+        let problem = format!("{problem} ({ms} ms)");
         if attempt < attempts {
             activity.info(&format!(
                 "waiting for {url}: attempt {attempt}/{attempts}: {problem}; next in {}",
@@ -387,18 +392,21 @@ fn wait_healthy_inner(ctx: &NativeCallContext, url: &str, opts: Opts) -> Result<
         "{url} did not become healthy after {attempts} attempts over {}:",
         format_duration(started.elapsed())
     );
-    // Long waits keep the first and the last attempts: enough to see the trend.
-    let shown: Vec<&String> = if seen.len() > 12 {
-        seen.iter()
+    // Attempts that failed the same way read as one line; long waits whose causes keep
+    // changing keep the first and the last lines: enough to see the trend.
+    let folded = crate::core::attempts::fold(&failed);
+    let shown: Vec<&String> = if folded.len() > 12 {
+        folded
+            .iter()
             .take(3)
-            .chain(seen.iter().skip(seen.len() - 9))
+            .chain(folded.iter().skip(folded.len() - 9))
             .collect()
     } else {
-        seen.iter().collect()
+        folded.iter().collect()
     };
     for (i, line) in shown.iter().enumerate() {
-        if seen.len() > 12 && i == 3 {
-            msg.push_str(&format!("\n  ... {} more attempts ...", seen.len() - 12));
+        if folded.len() > 12 && i == 3 {
+            msg.push_str(&format!("\n  ... {} more lines ...", folded.len() - 12));
         }
         msg.push_str(&format!("\n  {line}"));
     }

@@ -199,13 +199,19 @@ fn retry_impl(ctx: &NativeCallContext, opts: Opts, body: FnPtr) -> Result<Dynami
         .and_then(kind_of)
         .unwrap_or_else(|| "retry".into());
     let mut msg = format!("{label}all {attempts} attempts failed:");
-    for (i, e) in errors.iter().enumerate() {
-        let mut lines = e.lines();
-        msg.push_str(&format!(
-            "\n  attempt {}: {}",
-            i + 1,
-            lines.next().unwrap_or_default()
-        ));
+    // Attempts that failed with the same message read as one line.
+    let failed: Vec<crate::core::attempts::Failed> = errors
+        .iter()
+        .enumerate()
+        .map(|(i, e)| crate::core::attempts::Failed {
+            number: i as i64 + 1,
+            problem: e.clone(),
+            ms: None,
+        })
+        .collect();
+    for folded in crate::core::attempts::fold(&failed) {
+        let mut lines = folded.lines();
+        msg.push_str(&format!("\n  {}", lines.next().unwrap_or_default()));
         for more in lines {
             msg.push_str(&format!("\n    {more}"));
         }

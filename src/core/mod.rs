@@ -1,6 +1,7 @@
 //! Pure logic with no Rhai in it, unit-tested with fixed inputs.
 
 pub mod alert;
+pub mod attempts;
 pub mod backoff;
 pub mod clip;
 pub mod dotenv;

@@ -7,7 +7,7 @@
 //! | wildcard | matches |
 //! |---|---|
 //! | `[..]` | any text within the line, also none |
-//! | `[DUR]` | a duration: `43ms`, `4µs`, `1.2s`, `23 ms`, `1m30s` |
+//! | `[DUR]` | a duration: `43ms`, `4µs`, `1.2s`, `23 ms`, `1m30s`, a range `0.87-80.58 ms` |
 //! | `[ID]` | a run id: `20261202T095951Z-staging-493d` |
 //! | `[TIME]` | a time stamp: `2026-12-02T09:59:51.751Z`, `2026-12-02 09:59:51`, `09:59:51` |
 //! | `[HASH]` | six or more hex digits |
@@ -27,7 +27,7 @@ pub fn blessing() -> bool {
     std::env::var_os(BLESS).is_some_and(|v| v != "0" && !v.is_empty())
 }
 
-const DUR: &str = r"(?:[0-9]+(?:\.[0-9]+)? ?(?:ns|µs|us|ms|s|m|h))+";
+const DUR: &str = r"(?:[0-9]+(?:\.[0-9]+)?(?:-[0-9]+(?:\.[0-9]+)?)? ?(?:ns|µs|us|ms|s|m|h))+";
 const ID: &str = r"[0-9]{8}T[0-9]{6}Z-[A-Za-z0-9._-]+-[0-9a-f]{4}";
 const TIME: &str = r"(?:[0-9]{4}-[0-9]{2}-[0-9]{2}[T ])?[0-9]{2}:[0-9]{2}:[0-9]{2}(?:\.[0-9]+)?Z?";
 const HASH: &str = r"[0-9a-f]{6,}";
@@ -265,6 +265,7 @@ mod tests {
         assert!(matches("(took [DUR])", "(took 1.25s)"));
         assert!(matches("(took [DUR])", "(took 1m30s)"));
         assert!(matches("took [DUR]", "took 43 ms"));
+        assert!(matches("(took [DUR])", "(took 0.87-80.58 ms)"));
         assert!(!matches("(took [DUR])", "(took soon)"));
         assert!(!matches("(took [DUR])", "(took 43)"));
         assert!(matches(
