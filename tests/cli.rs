@@ -933,3 +933,6 @@ mod remote_lock;
 
 #[path = "cli/fleet_example.rs"]
 mod fleet_example;
+
+#[path = "cli/browser.rs"]
+mod browser;

@@ -2,6 +2,7 @@
 
 pub mod alert;
 pub mod backoff;
+pub mod browser;
 pub mod clip;
 pub mod dotenv;
 pub mod duration;

@@ -124,6 +124,7 @@ impl Host {
             dry_skipped: Default::default(),
             recorded: Mutex::new(Default::default()),
             remote: Default::default(),
+            browser: Default::default(),
         });
         // Orphans of the run's commands come back to deployer, which stops them at the end.
         if owns_process {
@@ -400,6 +401,8 @@ impl Host {
     /// commands left running (orphans come back to deployer, the subreaper); reports them.
     /// Detached processes (`spawn(.., #{ detach: true })`) keep running.
     pub fn stop_processes(&self) {
+        // The browser first: its helpers would otherwise be taken for orphans.
+        self.state.browser.close();
         let grace = if self.state.cancel.is_cancelled() {
             crate::sys::process::CANCEL_GRACE
         } else {
@@ -442,6 +445,7 @@ impl Host {
 
 impl Drop for Host {
     fn drop(&mut self) {
+        self.state.browser.close();
         self.state
             .processes
             .stop_all(crate::sys::process::CANCEL_GRACE);

@@ -70,6 +70,9 @@ pub struct HostState {
     pub recorded: Mutex<BTreeMap<String, String>>,
     /// Remote hosts: the inventory, the host of the current `on(...)`, the ssh masters.
     pub remote: crate::remote::Fleet,
+    /// The run's headless Chromium for `browser::`, started on the first visit, and the
+    /// screenshots taken.
+    pub browser: crate::sys::browser::Session,
 }
 
 /// The value stored as the engine's tag so native functions can find the state.

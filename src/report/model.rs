@@ -12,9 +12,9 @@ use crate::pipeline::{PhaseRecord, RollbackRequest};
 pub use crate::sys::git::GitInfo;
 
 /// The version tag of `report.json` (see `schemas/report.schema.json`).
-/// v2 added `vars`, `recorded` and the rollback status `not_run`; older history lines are
-/// still read.
-pub const SCHEMA: &str = "deployer/report/v2";
+/// v2 added `vars`, `recorded` and the rollback status `not_run`; v3 added `screenshots`;
+/// older history lines are still read.
+pub const SCHEMA: &str = "deployer/report/v3";
 
 /// How the run ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -178,6 +178,9 @@ pub struct Report {
     /// Processes started with `detach: true`, left running on purpose.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub detached: Vec<crate::sys::spawn::Detached>,
+    /// The screenshots of `browser::visit`/`browser::check`, in the run folder.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub screenshots: Vec<crate::sys::browser::Shot>,
 }
 
 /// Returns a phase's status as shown in tables.

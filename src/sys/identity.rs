@@ -43,3 +43,9 @@ mod tests {
         assert!(!username().is_empty());
     }
 }
+
+/// True when deployer runs as root (Chromium then needs `--no-sandbox`).
+pub fn is_root() -> bool {
+    // SAFETY: geteuid has no failure mode and touches no memory.
+    unsafe { libc::geteuid() == 0 }
+}

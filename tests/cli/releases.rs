@@ -287,7 +287,7 @@ fn releases_need_their_shared_files_and_a_run_interrupted_after_cutover_says_wha
     let r = crate::support::newest_report(out.path());
     assert_eq!(r["rollback"]["status"], "not_run");
     assert_eq!(r["recorded"]["release"], "r1");
-    assert_eq!(r["schema"], "deployer/report/v2");
+    assert_eq!(r["schema"], "deployer/report/v3");
 }
 
 // ---------------------------------------------------------------- std/service
