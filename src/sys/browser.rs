@@ -20,6 +20,7 @@ use chromiumoxide::cdp::browser_protocol::network::{
 use chromiumoxide::cdp::browser_protocol::page::{
     CaptureScreenshotFormat, CaptureScreenshotParams, EventLoadEventFired, NavigateParams,
 };
+use chromiumoxide::cdp::browser_protocol::target::CloseTargetParams;
 use chromiumoxide::cdp::js_protocol::runtime::{
     ConsoleApiCalledType, EventConsoleApiCalled, EventExceptionThrown, RemoteObject,
 };
@@ -173,41 +174,19 @@ impl Session {
         }
     }
 
-    /// Marks the screenshot of `file` as passed or failed.
-    pub fn mark_shot(&self, file: &Path, ok: bool) {
-        if let Ok(mut s) = self.shots.lock() {
-            if let Some(shot) = s.iter_mut().find(|s| s.file == file) {
-                shot.ok = Some(ok);
-            }
-        }
-    }
-
     /// The screenshots taken so far.
     pub fn shots(&self) -> Vec<Shot> {
         self.shots.lock().map(|s| s.clone()).unwrap_or_default()
     }
 
-    /// True while a browser runs.
-    pub fn is_running(&self) -> bool {
-        self.running.lock().is_ok_and(|r| r.is_some())
-    }
-
-    /// The browser's process id, while it runs.
-    pub fn pid(&self) -> Option<u32> {
-        self.running
-            .lock()
-            .ok()
-            .and_then(|r| r.as_ref().map(|r| r.pid))
-    }
-
     /// The running browser, started now if needed.
-    async fn browser(&self, dry_run_msg: &dyn Fn(&str)) -> Result<Arc<Running>, VisitError> {
+    async fn browser(&self, note: &dyn Fn(&str)) -> Result<Arc<Running>, VisitError> {
         if let Some(r) = self.running.lock().ok().and_then(|r| r.clone()) {
             return Ok(r);
         }
         let program = find().map_err(VisitError::Browser)?;
         let started = start(&program).await.map_err(VisitError::Browser)?;
-        dry_run_msg(&format!(
+        note(&format!(
             "started {} (pid {}) for browser checks",
             program.display(),
             started.pid
@@ -227,13 +206,18 @@ impl Session {
     /// Loads a page and reports what it saw. `note` receives progress lines.
     pub async fn visit(&self, spec: &VisitSpec, note: &dyn Fn(&str)) -> Result<Visit, VisitError> {
         let running = self.browser(note).await?;
+        tracing::debug!("browser ready");
         let page = running
             .browser
             .new_page("about:blank")
             .await
             .map_err(|e| VisitError::Protocol(format!("cannot open a tab: {e}")))?;
+        tracing::debug!("page open");
         let result = visit_page(&page, spec).await;
-        let _ = page.close().await;
+        tracing::debug!("visit done");
+        // Closed by the browser: the page's own Page.close gets no answer once it is gone.
+        let close = CloseTargetParams::new(page.target_id().clone());
+        let _ = tokio::time::timeout(Duration::from_secs(5), running.browser.execute(close)).await;
         result
     }
 
@@ -301,6 +285,12 @@ async fn start(program: &Path) -> Result<Running, String> {
         }
     };
     let pid = child.id();
+    // Until it is handed over, a start cut short (Ctrl-C while Chromium starts) kills it.
+    let mut guard = StartGuard {
+        pid,
+        profile: profile.clone(),
+        armed: true,
+    };
     let fail = |child: &mut std::process::Child, why: String| {
         crate::sys::process::kill_group(pid, libc::SIGKILL);
         let _ = child.wait();
@@ -345,6 +335,7 @@ async fn start(program: &Path) -> Result<Running, String> {
         Ok(b) => b,
         Err(e) => return Err(fail(&mut child, format!("cannot connect to {ws}: {e}"))),
     };
+    guard.armed = false;
     let handler = tokio::spawn(async move {
         while let Some(event) = handler.next().await {
             if let Err(e) = event {
@@ -359,6 +350,25 @@ async fn start(program: &Path) -> Result<Running, String> {
         profile,
         handler,
     })
+}
+
+/// Kills a Chromium whose start did not finish (its future was dropped).
+struct StartGuard {
+    pid: u32,
+    profile: PathBuf,
+    armed: bool,
+}
+
+impl Drop for StartGuard {
+    fn drop(&mut self) {
+        if self.armed {
+            crate::sys::process::kill_group(self.pid, libc::SIGKILL);
+            let mut status = 0;
+            // SAFETY: waitpid on our own child, which was just killed.
+            unsafe { libc::waitpid(self.pid as libc::pid_t, &mut status, 0) };
+            let _ = std::fs::remove_dir_all(&self.profile);
+        }
+    }
 }
 
 /// Kills Chromium's process group, waits for it, removes its profile.
@@ -410,7 +420,7 @@ enum Ev {
     Request(Arc<EventRequestWillBeSent>),
     Response(Arc<EventResponseReceived>),
     Failed(Arc<EventLoadingFailed>),
-    Load(Arc<EventLoadEventFired>),
+    Load,
     Paused(Arc<EventRequestPaused>),
 }
 
@@ -449,7 +459,7 @@ async fn listen(page: &Page, block: bool) -> Result<BoxStream<'static, Ev>, Visi
         page.event_listener::<EventLoadEventFired>()
             .await
             .map_err(&p)?
-            .map(Ev::Load)
+            .map(|_| Ev::Load)
             .boxed(),
     ];
     if block {
@@ -557,7 +567,9 @@ async fn visit_page(page: &Page, spec: &VisitSpec) -> Result<Visit, VisitError> 
         c.url = Some(spec.url.clone());
         page.execute(c).await.map_err(&setup)?;
     }
+    tracing::debug!("set up");
     let mut events = listen(page, spec.block_mutations).await?;
+    tracing::debug!("listening");
     if spec.block_mutations {
         let mut pattern = RequestPattern::default();
         pattern.url_pattern = Some("*".into());
@@ -575,13 +587,23 @@ async fn visit_page(page: &Page, spec: &VisitSpec) -> Result<Visit, VisitError> 
     let deadline = tokio::time::Instant::now() + spec.timeout;
     let mut requests: std::collections::HashMap<String, (String, String)> = Default::default();
     let mut blocked_ids: std::collections::HashSet<String> = Default::default();
-    let mut document_seen = false;
+    // The page's document response and the load events seen: events of different kinds
+    // arrive on different streams, so their order here is not theirs; the page counts as
+    // loaded once both came (the blank tab's own load ended before the tab was handed over).
+    let mut document_at: Option<f64> = None;
+    let mut loads: Vec<Instant> = Vec::new();
     let mut loaded_at: Option<tokio::time::Instant> = None;
     let mut navigated = false;
     let navigate = page.execute(NavigateParams::new(spec.url.clone()));
     tokio::pin!(navigate);
     let mut tick = tokio::time::interval(Duration::from_millis(50));
     loop {
+        if let (None, Some(_)) = (loaded_at, document_at) {
+            if let Some(at) = loads.first() {
+                visit.load_ms = Some(at.duration_since(started).as_millis() as u64);
+                loaded_at = Some(tokio::time::Instant::from_std(*at));
+            }
+        }
         let settled = loaded_at.is_some_and(|t| t.elapsed() >= SETTLE);
         let waiting_selector = spec.wait_for.is_some() && visit.wait_for_found != Some(true);
         if settled && !waiting_selector {
@@ -603,6 +625,7 @@ async fn visit_page(page: &Page, spec: &VisitSpec) -> Result<Visit, VisitError> 
                 }
             }
             ev = events.next() => {
+                tracing::debug!("event {}", match &ev { Some(Ev::Console(_)) => "console", Some(Ev::Exception(_)) => "exception", Some(Ev::Request(_)) => "request", Some(Ev::Response(r)) => if r.r#type == ResourceType::Document { "document" } else { "response" }, Some(Ev::Failed(_)) => "failed", Some(Ev::Load) => "load", Some(Ev::Paused(_)) => "paused", None => "end" });
                 let Some(ev) = ev else {
                     return Err(VisitError::Protocol("the browser closed the page".into()));
                 };
@@ -621,11 +644,11 @@ async fn visit_page(page: &Page, spec: &VisitSpec) -> Result<Visit, VisitError> 
                     }
                     Ev::Response(r) => {
                         let status = r.response.status;
-                        if r.r#type == ResourceType::Document && !document_seen {
-                            document_seen = true;
+                        if r.r#type == ResourceType::Document && document_at.is_none() {
+                            document_at = Some(*r.timestamp.inner());
                             visit.status = u16::try_from(status).ok();
                         }
-                        if status >= 400 {
+                        if status >= 400 && !is_favicon(&r.response.url) {
                             let (method, url) = requests
                                 .get(r.request_id.inner())
                                 .cloned()
@@ -639,14 +662,12 @@ async fn visit_page(page: &Page, spec: &VisitSpec) -> Result<Visit, VisitError> 
                             continue;
                         }
                         let (method, url) = requests.get(id).cloned().unwrap_or_default();
+                        if is_favicon(&url) {
+                            continue;
+                        }
                         visit.failed_requests.push(format!("{method} {url}: {}", f.error_text));
                     }
-                    Ev::Load(_) => {
-                        if document_seen && visit.load_ms.is_none() {
-                            visit.load_ms = Some(started.elapsed().as_millis() as u64);
-                            loaded_at = Some(tokio::time::Instant::now());
-                        }
-                    }
+                    Ev::Load => loads.push(Instant::now()),
                     Ev::Paused(p) => {
                         let method = p.request.method.to_ascii_uppercase();
                         if method == "GET" {
@@ -672,9 +693,12 @@ async fn visit_page(page: &Page, spec: &VisitSpec) -> Result<Visit, VisitError> 
                     visit.wait_for_found = Some(found);
                 }
             }
+            // Wakes the loop when the page has settled after its load event.
+            _ = tokio::time::sleep_until(loaded_at.map_or(deadline, |t| t + SETTLE)), if loaded_at.is_some() && !settled => {}
             _ = tokio::time::sleep_until(deadline) => break,
         }
     }
+    tracing::debug!("loop done");
     if spec.wait_for.is_some() && visit.wait_for_found.is_none() {
         visit.wait_for_found = Some(false);
     }
@@ -708,6 +732,11 @@ async fn visit_page(page: &Page, spec: &VisitSpec) -> Result<Visit, VisitError> 
         })?;
     }
     Ok(visit)
+}
+
+/// The icon Chromium asks every site for by itself: a missing one breaks no page.
+fn is_favicon(url: &str) -> bool {
+    url::Url::parse(url).is_ok_and(|u| u.path() == "/favicon.ico")
 }
 
 fn base64_decode(data: &str) -> Result<Vec<u8>, String> {
