@@ -21,7 +21,9 @@ struct Asked {
 fn parse(st: &HostState, url: &str, opts: &Opts, func: &str) -> Result<Asked, Error> {
     logic::check_url(url).map_err(|e| throw("usage", format!("{func}(): {e}")))?;
     let viewport = match opts.string("viewport")? {
-        Some(v) => logic::parse_viewport(&v).map_err(|e| throw("usage", format!("{func}(): {e}")))?,
+        Some(v) => {
+            logic::parse_viewport(&v).map_err(|e| throw("usage", format!("{func}(): {e}")))?
+        }
         None => logic::DEFAULT_VIEWPORT,
     };
     let allow: Vec<String> = opts
@@ -79,7 +81,11 @@ fn parse(st: &HostState, url: &str, opts: &Opts, func: &str) -> Result<Asked, Er
 }
 
 fn strings(v: &[String]) -> Dynamic {
-    v.iter().cloned().map(Dynamic::from).collect::<Array>().into()
+    v.iter()
+        .cloned()
+        .map(Dynamic::from)
+        .collect::<Array>()
+        .into()
 }
 
 fn visit_map(url: &str, asked: &Asked, v: &Visit, problems: &[String]) -> Map {
@@ -87,12 +93,16 @@ fn visit_map(url: &str, asked: &Asked, v: &Visit, problems: &[String]) -> Map {
     m.insert("url".into(), url.into());
     m.insert(
         "status".into(),
-        v.status.map(|s| Dynamic::from(s as i64)).unwrap_or(Dynamic::UNIT),
+        v.status
+            .map(|s| Dynamic::from(s as i64))
+            .unwrap_or(Dynamic::UNIT),
     );
     m.insert("ok".into(), problems.is_empty().into());
     m.insert(
         "load_ms".into(),
-        v.load_ms.map(|s| Dynamic::from(s as i64)).unwrap_or(Dynamic::UNIT),
+        v.load_ms
+            .map(|s| Dynamic::from(s as i64))
+            .unwrap_or(Dynamic::UNIT),
     );
     m.insert("title".into(), v.title.clone().into());
     m.insert("console_errors".into(), strings(&v.console_errors));
@@ -117,9 +127,15 @@ fn visit_map(url: &str, asked: &Asked, v: &Visit, problems: &[String]) -> Map {
 
 fn run(ctx: &NativeCallContext, url: &str, opts: Opts, gate: bool) -> Result<Map, Error> {
     let st = state(ctx)?;
-    let func = if gate { "browser::check" } else { "browser::visit" };
+    let func = if gate {
+        "browser::check"
+    } else {
+        "browser::visit"
+    };
     let asked = parse(&st, url, &opts, func)?;
-    st.read_only(&format!("browser visit {url} (the page's non-GET requests are blocked)"));
+    st.read_only(&format!(
+        "browser visit {url} (the page's non-GET requests are blocked)"
+    ));
     let console = st.console.clone();
     let note = move |s: &str| console.info(s);
     let visit = st
@@ -131,7 +147,9 @@ fn run(ctx: &NativeCallContext, url: &str, opts: Opts, gate: bool) -> Result<Map
             VisitError::Protocol(m) => throw("browser", format!("{func}({url}): {m}")),
         })?;
     for b in &visit.blocked_requests {
-        st.would(&format!("send {b} (the page's request; blocked in the dry run)"));
+        st.would(&format!(
+            "send {b} (the page's request; blocked in the dry run)"
+        ));
     }
     // A plain visit judges only what every page must do (load, 2xx/3xx, no errors).
     let problems = if gate {

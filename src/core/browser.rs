@@ -67,9 +67,7 @@ pub fn parse_viewport(text: &str) -> Result<Viewport, String> {
             .parse()
             .map_err(|_| bad(&format!("the {what} `{s}` is not a whole number")))?;
         if !(100..=8192).contains(&n) {
-            return Err(bad(&format!(
-                "the {what} {n} is outside 100..8192 pixels"
-            )));
+            return Err(bad(&format!("the {what} {n} is outside 100..8192 pixels")));
         }
         Ok(n)
     };
@@ -104,9 +102,8 @@ impl Allow {
         let patterns = patterns
             .iter()
             .map(|p| {
-                regex::Regex::new(p).map_err(|e| {
-                    format!("bad pattern in `allow_errors`: \"{p}\": {e}")
-                })
+                regex::Regex::new(p)
+                    .map_err(|e| format!("bad pattern in `allow_errors`: \"{p}\": {e}"))
             })
             .collect::<Result<_, _>>()?;
         Ok(Allow { patterns })
@@ -281,11 +278,21 @@ mod tests {
                 height: 844
             })
         );
-        assert_eq!(parse_viewport(" 1280X800 ").map(|v| v.to_string()), Ok("1280x800".into()));
+        assert_eq!(
+            parse_viewport(" 1280X800 ").map(|v| v.to_string()),
+            Ok("1280x800".into())
+        );
         let e = parse_viewport("wide").unwrap_err();
-        assert!(e.contains("bad viewport \"wide\"") && e.contains("1280x800"), "{e}");
-        assert!(parse_viewport("10x800").unwrap_err().contains("outside 100..8192"));
-        assert!(parse_viewport("axb").unwrap_err().contains("`a` is not a whole number"));
+        assert!(
+            e.contains("bad viewport \"wide\"") && e.contains("1280x800"),
+            "{e}"
+        );
+        assert!(parse_viewport("10x800")
+            .unwrap_err()
+            .contains("outside 100..8192"));
+        assert!(parse_viewport("axb")
+            .unwrap_err()
+            .contains("`a` is not a whole number"));
         assert!(parse_viewport("1280x").is_err());
     }
 
@@ -295,7 +302,9 @@ mod tests {
         assert!(check_url("https://example.test/").is_ok());
         let e = check_url("127.0.0.1/login").unwrap_err();
         assert!(e.starts_with("bad URL \"127.0.0.1/login\""), "{e}");
-        assert!(check_url("file:///etc/passwd").unwrap_err().contains("`file`"));
+        assert!(check_url("file:///etc/passwd")
+            .unwrap_err()
+            .contains("`file`"));
         assert!(check_url("http://").is_err());
     }
 

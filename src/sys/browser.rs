@@ -206,15 +206,12 @@ impl Session {
     /// Loads a page and reports what it saw. `note` receives progress lines.
     pub async fn visit(&self, spec: &VisitSpec, note: &dyn Fn(&str)) -> Result<Visit, VisitError> {
         let running = self.browser(note).await?;
-        tracing::debug!("browser ready");
         let page = running
             .browser
             .new_page("about:blank")
             .await
             .map_err(|e| VisitError::Protocol(format!("cannot open a tab: {e}")))?;
-        tracing::debug!("page open");
         let result = visit_page(&page, spec).await;
-        tracing::debug!("visit done");
         // Closed by the browser: the page's own Page.close gets no answer once it is gone.
         let close = CloseTargetParams::new(page.target_id().clone());
         let _ = tokio::time::timeout(Duration::from_secs(5), running.browser.execute(close)).await;
@@ -239,7 +236,8 @@ impl Drop for Session {
 
 /// Starts Chromium in its own process group with a private profile and connects to it.
 async fn start(program: &Path) -> Result<Running, String> {
-    let profile = private_dir().map_err(|e| format!("cannot make a profile folder for Chromium: {e}"))?;
+    let profile =
+        private_dir().map_err(|e| format!("cannot make a profile folder for Chromium: {e}"))?;
     let log = profile.join("chromium.log");
     let mut cmd = std::process::Command::new(program);
     cmd.args([
@@ -266,7 +264,8 @@ async fn start(program: &Path) -> Result<Running, String> {
         cmd.arg("--no-sandbox");
     }
     cmd.arg("about:blank");
-    let out = std::fs::File::create(&log).map_err(|e| format!("cannot create {}: {e}", log.display()))?;
+    let out =
+        std::fs::File::create(&log).map_err(|e| format!("cannot create {}: {e}", log.display()))?;
     let err = out.try_clone().map_err(|e| e.to_string())?;
     cmd.stdin(std::process::Stdio::null())
         .stdout(out)
@@ -496,7 +495,11 @@ fn exception_text(e: &EventExceptionThrown) -> String {
     let what = d
         .exception
         .as_ref()
-        .and_then(|x| x.description.clone().or_else(|| x.value.as_ref().map(|v| v.to_string())))
+        .and_then(|x| {
+            x.description
+                .clone()
+                .or_else(|| x.value.as_ref().map(|v| v.to_string()))
+        })
         .map(|desc| {
             // The description is the stack: its first line is the message.
             let first = desc.lines().next().unwrap_or_default().to_string();
@@ -549,7 +552,9 @@ async fn visit_page(page: &Page, spec: &VisitSpec) -> Result<Visit, VisitError> 
     ))
     .await
     .map_err(&setup)?;
-    page.execute(NetworkEnable::default()).await.map_err(&setup)?;
+    page.execute(NetworkEnable::default())
+        .await
+        .map_err(&setup)?;
     if !spec.headers.is_empty() {
         let map: serde_json::Map<String, serde_json::Value> = spec
             .headers
@@ -567,9 +572,7 @@ async fn visit_page(page: &Page, spec: &VisitSpec) -> Result<Visit, VisitError> 
         c.url = Some(spec.url.clone());
         page.execute(c).await.map_err(&setup)?;
     }
-    tracing::debug!("set up");
     let mut events = listen(page, spec.block_mutations).await?;
-    tracing::debug!("listening");
     if spec.block_mutations {
         let mut pattern = RequestPattern::default();
         pattern.url_pattern = Some("*".into());
@@ -625,7 +628,6 @@ async fn visit_page(page: &Page, spec: &VisitSpec) -> Result<Visit, VisitError> 
                 }
             }
             ev = events.next() => {
-                tracing::debug!("event {}", match &ev { Some(Ev::Console(_)) => "console", Some(Ev::Exception(_)) => "exception", Some(Ev::Request(_)) => "request", Some(Ev::Response(r)) => if r.r#type == ResourceType::Document { "document" } else { "response" }, Some(Ev::Failed(_)) => "failed", Some(Ev::Load) => "load", Some(Ev::Paused(_)) => "paused", None => "end" });
                 let Some(ev) = ev else {
                     return Err(VisitError::Protocol("the browser closed the page".into()));
                 };
@@ -647,6 +649,8 @@ async fn visit_page(page: &Page, spec: &VisitSpec) -> Result<Visit, VisitError> 
                         if r.r#type == ResourceType::Document && document_at.is_none() {
                             document_at = Some(*r.timestamp.inner());
                             visit.status = u16::try_from(status).ok();
+                            // The page's own status is judged as `status`.
+                            continue;
                         }
                         if status >= 400 && !is_favicon(&r.response.url) {
                             let (method, url) = requests
@@ -698,14 +702,16 @@ async fn visit_page(page: &Page, spec: &VisitSpec) -> Result<Visit, VisitError> 
             _ = tokio::time::sleep_until(deadline) => break,
         }
     }
-    tracing::debug!("loop done");
     if spec.wait_for.is_some() && visit.wait_for_found.is_none() {
         visit.wait_for_found = Some(false);
     }
     if visit.load_error.is_none() {
-        visit.title = eval(page, "(() => { try { return String(document.title); } catch (e) { return ''; } })()")
-            .await
-            .unwrap_or_default();
+        visit.title = eval(
+            page,
+            "(() => { try { return String(document.title); } catch (e) { return ''; } })()",
+        )
+        .await
+        .unwrap_or_default();
         if spec.read_text {
             visit.text = Some(
                 eval(page, "(() => { try { return document.body ? document.body.innerText : ''; } catch (e) { return ''; } })()")
@@ -728,7 +734,10 @@ async fn visit_page(page: &Page, spec: &VisitSpec) -> Result<Visit, VisitError> 
                 .map_err(|e| VisitError::Browser(format!("cannot save the screenshot: {e}")))?;
         }
         std::fs::write(file, bytes).map_err(|e| {
-            VisitError::Browser(format!("cannot write the screenshot {}: {e}", file.display()))
+            VisitError::Browser(format!(
+                "cannot write the screenshot {}: {e}",
+                file.display()
+            ))
         })?;
     }
     Ok(visit)
