@@ -266,6 +266,7 @@ pub fn check_message(url: &str, problems: &[String], screenshot: Option<&str>) -
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

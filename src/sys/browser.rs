@@ -574,11 +574,15 @@ async fn visit_page(page: &Page, spec: &VisitSpec) -> Result<Visit, VisitError> 
     }
     let mut events = listen(page, spec.block_mutations).await?;
     if spec.block_mutations {
-        let mut pattern = RequestPattern::default();
-        pattern.url_pattern = Some("*".into());
-        pattern.request_stage = Some(RequestStage::Request);
-        let mut enable = FetchEnable::default();
-        enable.patterns = Some(vec![pattern]);
+        let pattern = RequestPattern {
+            url_pattern: Some("*".into()),
+            request_stage: Some(RequestStage::Request),
+            ..Default::default()
+        };
+        let enable = FetchEnable {
+            patterns: Some(vec![pattern]),
+            ..Default::default()
+        };
         page.execute(enable).await.map_err(&setup)?;
     }
 
@@ -721,8 +725,10 @@ async fn visit_page(page: &Page, spec: &VisitSpec) -> Result<Visit, VisitError> 
         }
     }
     if let Some(file) = &spec.screenshot {
-        let mut params = CaptureScreenshotParams::default();
-        params.format = Some(CaptureScreenshotFormat::Png);
+        let params = CaptureScreenshotParams {
+            format: Some(CaptureScreenshotFormat::Png),
+            ..Default::default()
+        };
         let shot = page
             .execute(params)
             .await

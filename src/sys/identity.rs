@@ -32,6 +32,12 @@ pub fn username() -> String {
     uid.to_string()
 }
 
+/// True when deployer runs as root (Chromium then needs `--no-sandbox`).
+pub fn is_root() -> bool {
+    // SAFETY: geteuid has no failure mode and touches no memory.
+    unsafe { libc::geteuid() == 0 }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -42,10 +48,4 @@ mod tests {
         assert!(!hostname().contains('\0'));
         assert!(!username().is_empty());
     }
-}
-
-/// True when deployer runs as root (Chromium then needs `--no-sandbox`).
-pub fn is_root() -> bool {
-    // SAFETY: geteuid has no failure mode and touches no memory.
-    unsafe { libc::geteuid() == 0 }
 }
