@@ -339,6 +339,14 @@ impl Run<'_> {
         self.host.install_signal_handlers();
         let run_id = ids::run_id(self.started_at, &self.env.name);
         let console = self.console().clone();
+        // Screenshots go straight into the run's record folder.
+        self.host.state.browser.set_dir(
+            self.config
+                .state_dir
+                .join("runs")
+                .join(&run_id)
+                .join("screenshots"),
+        );
         // Dry runs change nothing, so they do not take the lock.
         let _guard = if self.req.dry_run {
             None
@@ -915,6 +923,7 @@ impl Run<'_> {
             user: ids::username(),
             host: ids::hostname(),
             detached: self.host.state.processes.detached(),
+            screenshots: self.host.state.browser.shots(),
         };
         let history_path = self.config.state_dir.join("history.jsonl");
         // The last 512 KiB (a few thousand runs) is plenty for the previous run and the

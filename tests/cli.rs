@@ -944,6 +944,8 @@ mod init;
 #[path = "cli/docs.rs"]
 mod docs;
 
+#[path = "cli/browser.rs"]
+mod browser;
 #[path = "cli/fs_copy.rs"]
 mod fs_copy;
 #[path = "cli/progress.rs"]

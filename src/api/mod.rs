@@ -1,6 +1,7 @@
 //! What scripts see: thin bindings that convert between Rhai values and `core`/`sys`.
 
 pub mod backups;
+pub mod browser;
 pub mod env;
 pub mod error;
 pub mod exec;
@@ -48,6 +49,7 @@ pub fn register_all(engine: &mut Engine) {
         exported_module!(metrics::prometheus_api).into(),
     );
     engine.register_static_module("http", exported_module!(http::http_api).into());
+    engine.register_static_module("browser", exported_module!(browser::browser_api).into());
     engine.register_static_module("log", exported_module!(env::log_api).into());
     engine.register_static_module("fs", exported_module!(fs::fs_api).into());
     engine.register_static_module(
@@ -95,6 +97,8 @@ pub const OPTION_LISTS: &[OptionList] = &[
         known: http::WAIT_OPTS,
         nested: &[("expect", http::EXPECT_KEYS)],
     },
+    list("browser::visit", 2, 1, browser::VISIT_OPTS),
+    list("browser::check", 2, 1, browser::CHECK_OPTS),
     list("retry", 2, 0, retry::RETRY_OPTS),
     list("sample", 2, 1, metrics::SAMPLE_OPTS),
     list("monitor", 2, 1, metrics::MONITOR_OPTS),

@@ -3,6 +3,7 @@
 pub mod alert;
 pub mod attempts;
 pub mod backoff;
+pub mod browser;
 pub mod clip;
 pub mod dotenv;
 pub mod duration;

@@ -177,12 +177,22 @@ pub fn check_script(
         vars: VarsRead::default(),
         module_options: HashMap::new(),
         diags: Vec::new(),
+        browser_call: None,
     };
     // The script itself is being loaded: a module importing it back is a cycle.
     checker.modules.insert(clean(Path::new(name)), None);
     let ast = checker.check(name, text);
     let phases = std::mem::take(&mut checker.phases);
-    let warnings = same_name_warnings(&checker.defined);
+    let mut warnings = same_name_warnings(&checker.defined);
+    // A browser check cannot run without the system's Chromium: say so before the run.
+    if let Some(at) = checker.browser_call.take() {
+        if let Err(e) = crate::sys::browser::find() {
+            warnings.push(Diagnostic {
+                label: "warning",
+                ..Diagnostic::error(format!("this script uses browser:: but {e}"), at)
+            });
+        }
+    }
     let vars = std::mem::take(&mut checker.vars);
     let mut diags = checker.diags;
     // Report in reading order within each file (calls in fn bodies are walked last).
@@ -326,6 +336,8 @@ struct Checker<'a> {
     /// Option lists of script functions, by file: what their `check_options` calls accept.
     module_options: HashMap<String, Vec<ModuleOptions>>,
     diags: Vec<Diagnostic>,
+    /// The first call of a `browser::` function, if any (it needs Chromium installed).
+    browser_call: Option<Option<Location>>,
 }
 
 /// A script function that checks an option map with a literal list:
@@ -632,6 +644,9 @@ impl Checker<'_> {
                 Some(ns) => {
                     if let Some(fns) = self.catalog.modules.get(&ns) {
                         let full = format!("{ns}::{fname}");
+                        if ns == "browser" && self.browser_call.is_none() {
+                            self.browser_call = Some(location.clone());
+                        }
                         self.check_call(
                             &full,
                             argc,

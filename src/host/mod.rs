@@ -127,6 +127,7 @@ impl Host {
             recorded: Mutex::new(Default::default()),
             remote: Default::default(),
             held_sample: Default::default(),
+            browser: Default::default(),
         });
         // Orphans of the run's commands come back to deployer, which stops them at the end.
         if owns_process {
@@ -406,6 +407,8 @@ impl Host {
     /// commands left running (orphans come back to deployer, the subreaper); reports them.
     /// Detached processes (`spawn(.., #{ detach: true })`) keep running.
     pub fn stop_processes(&self) {
+        // The browser first: its helpers would otherwise be taken for orphans.
+        self.state.browser.close();
         let grace = if self.state.cancel.is_cancelled() {
             crate::sys::process::CANCEL_GRACE
         } else {
@@ -448,6 +451,7 @@ impl Host {
 
 impl Drop for Host {
     fn drop(&mut self) {
+        self.state.browser.close();
         self.state
             .processes
             .stop_all(crate::sys::process::CANCEL_GRACE);

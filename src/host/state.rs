@@ -73,6 +73,9 @@ pub struct HostState {
     /// The REPL shows the value of an input's one `sample()` call itself (as a table); it
     /// asks that call to hold back its summary line, so the figures are shown once.
     pub held_sample: Mutex<HeldLine>,
+    /// The run's headless Chromium for `browser::`, started on the first visit, and the
+    /// screenshots taken.
+    pub browser: crate::sys::browser::Session,
 }
 
 /// A summary line an interactive session shows itself instead (see

@@ -145,6 +145,7 @@ pub(crate) fn render(r: &Report, mask: &dyn Fn(&str) -> String) -> String {
     header(&mut h, &o, r, &title);
     phases(&mut h, &o, r);
     checks(&mut h, &o, r);
+    screenshots(&mut h, &o, r, &|f| std::fs::read(f).ok());
     monitors(&mut h, &o, r);
     rollback(&mut h, &o, r);
     retries(&mut h, &o, r);
@@ -614,6 +615,49 @@ fn rollback(h: &mut String, o: &Out, r: &Report) {
     h.push_str("</div>");
 }
 
+/// Screenshots above this size are linked (by their path in the run folder), not embedded.
+const MAX_EMBEDDED_SHOT: usize = 4 * 1024 * 1024;
+
+/// The screenshots of `browser::` visits, each embedded as a `data:` image so the page
+/// stays one file; `read` loads a screenshot's bytes (none: missing, named only).
+fn screenshots(
+    h: &mut String,
+    o: &Out,
+    r: &Report,
+    read: &dyn Fn(&std::path::Path) -> Option<Vec<u8>>,
+) {
+    use base64::Engine;
+    if r.screenshots.is_empty() {
+        return;
+    }
+    h.push_str("<h2>Screenshots</h2>");
+    for shot in &r.screenshots {
+        let state = match shot.ok {
+            Some(true) => " · passed",
+            Some(false) => " · FAILED",
+            None => "",
+        };
+        let caption = format!("{} · {} · {}{state}", shot.path, shot.url, shot.viewport);
+        h.push_str("<figure data-screenshot>");
+        match read(&shot.file).filter(|b| b.len() <= MAX_EMBEDDED_SHOT) {
+            Some(bytes) => h.push_str(&format!(
+                "<img style=\"max-width:100%;height:auto;border:1px solid #8884\" alt=\"{}\" src=\"data:image/png;base64,{}\">",
+                o.t(&shot.url),
+                base64::engine::general_purpose::STANDARD.encode(bytes)
+            )),
+            None => h.push_str(&format!(
+                "<p class=\"muted\">not embedded (missing or larger than {} MiB): {}</p>",
+                MAX_EMBEDDED_SHOT / (1024 * 1024),
+                o.t(&shot.path)
+            )),
+        }
+        h.push_str(&format!(
+            "<figcaption>{}</figcaption></figure>",
+            o.t(&caption)
+        ));
+    }
+}
+
 fn retries(h: &mut String, o: &Out, r: &Report) {
     if r.retries.is_empty() {
         return;
@@ -645,6 +689,37 @@ fn trend(h: &mut String, _o: &Out, r: &Report) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn screenshots_are_embedded_as_data_images_with_escaped_captions() {
+        let mut r = report();
+        r.screenshots = vec![
+            crate::sys::browser::Shot {
+                file: "/x/01-a.png".into(),
+                path: "screenshots/01-a.png".into(),
+                url: "http://127.0.0.1/<b>?token=SECRET".into(),
+                viewport: "390x844".into(),
+                ok: Some(false),
+            },
+            crate::sys::browser::Shot {
+                file: "/x/02-b.png".into(),
+                path: "screenshots/02-b.png".into(),
+                url: "http://127.0.0.1/b".into(),
+                viewport: "1280x800".into(),
+                ok: None,
+            },
+        ];
+        let mask = |s: &str| s.replace("SECRET", "***");
+        let o = Out { mask: &mask };
+        let mut h = String::new();
+        let read = |f: &std::path::Path| (f.ends_with("01-a.png")).then(|| b"PNG".to_vec());
+        screenshots(&mut h, &o, &r, &read);
+        assert!(h.contains("src=\"data:image/png;base64,UE5H\""), "{h}");
+        assert!(h.contains("&lt;b&gt;?token=***"), "{h}");
+        assert!(!h.contains("SECRET") && !h.contains("<b>"), "{h}");
+        assert!(h.contains("· FAILED"), "{h}");
+        assert!(h.contains("not embedded (missing or larger than 4 MiB): screenshots/02-b.png"));
+    }
     use crate::core::score::{Thresholds, Verdict};
     use crate::pipeline::{CheckRecord, PhaseRecord};
     use crate::report::model::{RollbackRecord, RunStatus};
@@ -680,6 +755,7 @@ mod tests {
             user: "u".into(),
             host: "h".into(),
             detached: Vec::new(),
+            screenshots: Vec::new(),
         }
     }
 

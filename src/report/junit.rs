@@ -534,6 +534,7 @@ pub(crate) mod tests {
             user: "u".into(),
             host: "h".into(),
             detached: Vec::new(),
+            screenshots: Vec::new(),
         }
     }
 

@@ -13,8 +13,8 @@ pub use crate::sys::git::GitInfo;
 
 /// The version tag of `report.json` (see `schemas/report.schema.json`).
 /// v2 added `vars`, `recorded` and the rollback status `not_run`; v3 the `location` of each
-/// check (`file:line:col`) and the limits each monitor tick was judged against (`warning`,
-/// `critical`); older history lines are still read.
+/// check (`file:line:col`), the limits each monitor tick was judged against (`warning`,
+/// `critical`) and the run's `screenshots`; older history lines are still read.
 pub const SCHEMA: &str = "deployer/report/v3";
 
 /// How the run ended.
@@ -179,6 +179,9 @@ pub struct Report {
     /// Processes started with `detach: true`, left running on purpose.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub detached: Vec<crate::sys::spawn::Detached>,
+    /// The screenshots of `browser::visit`/`browser::check`, in the run folder.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub screenshots: Vec<crate::sys::browser::Shot>,
 }
 
 /// Returns a phase's status as shown in tables.

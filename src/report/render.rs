@@ -218,6 +218,20 @@ pub fn markdown(r: &Report) -> String {
     {
         md.push_str(&format!("- {l}\n"));
     }
+    if !r.screenshots.is_empty() {
+        md.push_str("\n## Screenshots\n\n");
+        for s in &r.screenshots {
+            let mark = match s.ok {
+                Some(true) => "✓ ",
+                Some(false) => "✗ ",
+                None => "",
+            };
+            md.push_str(&format!(
+                "- {mark}[{}]({}) — {} ({})\n",
+                s.path, s.path, s.url, s.viewport
+            ));
+        }
+    }
     if let Some(e) = &r.error {
         md.push_str(&format!(
             "\n## Error\n\n```\n{}{}\n```\n",

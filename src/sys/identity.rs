@@ -32,6 +32,12 @@ pub fn username() -> String {
     uid.to_string()
 }
 
+/// True when deployer runs as root (Chromium then needs `--no-sandbox`).
+pub fn is_root() -> bool {
+    // SAFETY: geteuid has no failure mode and touches no memory.
+    unsafe { libc::geteuid() == 0 }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

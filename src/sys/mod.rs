@@ -2,6 +2,7 @@
 //! detached services), signals' cancellation, HTTP, the git state of a folder, host and
 //! user names. No Rhai.
 
+pub mod browser;
 pub mod cancel;
 pub mod git;
 pub mod http;

@@ -361,6 +361,7 @@ app_dir = "app"
 base_url = "{}"
 health_path = "/health"
 endpoints = "/health,/ready,/secure,/insecure,/status/200,/status/204,/echo"
+pages = ""
 health_attempts = 3
 health_interval = "50ms"
 retry_backoff = "0s,50ms,50ms"
@@ -486,6 +487,42 @@ fn laravel_deploys_a_tagged_release_with_a_verified_backup() {
     let mut marker = backups[0].path().into_os_string();
     marker.push(".verified");
     assert!(std::path::Path::new(&marker).is_file());
+}
+
+#[test]
+fn laravel_checks_its_pages_in_a_real_browser_with_screenshots() {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    if !std::env::split_paths(&path).any(|d| d.join("chromium").is_file()) {
+        crate::support::skip(
+            "laravel page checks",
+            "no `chromium` on PATH (Debian: apt-get install chromium)",
+        );
+        return;
+    }
+    let server = TestServer::start();
+    let out = laravel(&server, &RELEASE, "\u{0}", 0)
+        .args([
+            "run",
+            "laravel.rhai",
+            "--var",
+            "pages=/page/good,/page/console-error",
+        ])
+        .timeout(Duration::from_secs(120))
+        .run();
+    out.assert_stderr_contains("boom from the page");
+    let r = report(out.path());
+    let smoke = checks(&r, 4);
+    assert!(
+        smoke.contains(&"/page/good works in a browser passed".to_string()),
+        "{smoke:?}"
+    );
+    assert!(
+        smoke.contains(&"/page/console-error works in a browser failed".to_string()),
+        "{smoke:?}"
+    );
+    assert_eq!(r["screenshots"].as_array().map(Vec::len), Some(2));
+    assert_eq!(r["screenshots"][0]["ok"], true);
+    assert_eq!(r["screenshots"][1]["ok"], false);
 }
 
 #[test]
@@ -1027,7 +1064,7 @@ done"#,
     let toml = net.toml(
         "",
         &format!(
-            "[env.test.roles]\nweb = [{}]\n[env.test.vars]\napp_dir = \"app\"\nbase_url = \"{}\"\nbatch = 1\nbackup_dir = \"{}\"\nserver_path = \"{}\"\nhealth_attempts = 2\nhealth_interval = \"50ms\"\nretry_backoff = \"0s\"\nendpoints = \"/up\"\nrequire_tag = true\n{host_vars}",
+            "[env.test.roles]\nweb = [{}]\n[env.test.vars]\napp_dir = \"app\"\nbase_url = \"{}\"\nbatch = 1\nbackup_dir = \"{}\"\nserver_path = \"{}\"\nhealth_attempts = 2\nhealth_interval = \"50ms\"\nretry_backoff = \"0s\"\nendpoints = \"/up\"\npages = \"\"\nrequire_tag = true\n{host_vars}",
             ips.iter().map(|ip| format!("\"{ip}\"")).collect::<Vec<_>>().join(", "),
             server.url("").trim_end_matches('/'),
             root.join("backups").display(),

@@ -47,6 +47,8 @@ pub enum Behaviour {
     Reset,
     /// One status per request (counted from the `set` call); the last one repeats.
     Sequence(Vec<u16>),
+    /// Reply with this status and this body as `text/html`.
+    Html(u16, String),
 }
 
 #[derive(Default)]
@@ -309,6 +311,15 @@ impl Reply {
         }
     }
 
+    fn html(status: u16, body: impl Into<String>) -> Reply {
+        let headers = vec![("content-type", "text/html; charset=utf-8".to_string())];
+        Reply {
+            status,
+            headers,
+            body: body.into().into_bytes(),
+        }
+    }
+
     fn status(status: u16) -> Reply {
         Reply::text(status, format!("status {status}\n"))
     }
@@ -352,6 +363,7 @@ fn overridden(behaviour: Behaviour, n: usize, shared: &Shared) -> Option<Reply> 
         }
         Behaviour::Reset => return None,
         Behaviour::Sequence(codes) => Reply::status(*codes.get(n).or(codes.last()).unwrap_or(&200)),
+        Behaviour::Html(code, body) => Reply::html(code, body),
     })
 }
 
@@ -387,12 +399,59 @@ fn builtin(req: &RecordedRequest, route: &str, index: usize, shared: &Shared) ->
             .header("referrer-policy", "no-referrer"),
         (["insecure"], ..) => Reply::text(200, "insecure\n"),
         (["echo"], ..) => Reply::json(200, echo_json(req)),
+        (["page", "slow", _], _, Some(ms)) => {
+            nap(Duration::from_millis(ms), shared);
+            Reply::html(200, page("Slow page", ""))
+        }
+        (["page", "good"], ..) => Reply::html(200, page("Good page", "")),
+        (["page", "console-error"], ..) => Reply::html(
+            200,
+            page("Console error", "<script>console.error('boom from the page');</script>"),
+        ),
+        (["page", "rejection"], ..) => Reply::html(
+            200,
+            page("Rejection", "<script>Promise.reject(new Error('nobody caught me'));</script>"),
+        ),
+        (["page", "missing-script"], ..) => Reply::html(
+            200,
+            page("Missing script", "<script src=\"/page/missing.js\"></script>"),
+        ),
+        (["page", "late-form"], ..) => Reply::html(
+            200,
+            page(
+                "Late form",
+                "<script>setTimeout(() => { const f = document.createElement('form'); f.id = 'late'; document.body.appendChild(f); }, 300);</script>",
+            ),
+        ),
+        (["page", "posts"], ..) => Reply::html(
+            200,
+            page(
+                "Posts on load",
+                "<script>fetch('/echo', { method: 'POST', body: 'x' }).catch(() => {});</script>",
+            ),
+        ),
+        (["page", "broken"], ..) => Reply::html(
+            500,
+            page("Broken", "<script>throw new Error('the app is broken');</script>"),
+        ),
         (["burst", _, _], Some(start), Some(len)) if (start..start + len).contains(&index) => {
             Reply::status(500)
         }
         (["burst", _, _], Some(_), Some(_)) => Reply::json(200, HEALTHY),
         _ => Reply::status(404),
     })
+}
+
+/// A small HTML page: a coloured header, a form `#login`, the text "Sign in", and `extra`
+/// at the end of the body.
+fn page(title: &str, extra: &str) -> String {
+    format!(
+        "<!doctype html><html><head><meta charset=\"utf-8\"><title>{title}</title>\
+         <style>body {{ margin: 0; font: 16px sans-serif; background: #fff; }} \
+         header {{ background: #1d4ed8; color: #fff; padding: 24px; }}</style></head>\
+         <body><header><h1>{title}</h1></header><main><p>Sign in</p>\
+         <form id=\"login\"><input name=\"email\"><button>Sign in</button></form></main>{extra}</body></html>"
+    )
 }
 
 fn echo_json(req: &RecordedRequest) -> String {
