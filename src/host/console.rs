@@ -40,29 +40,7 @@ impl ColorChoice {
     }
 }
 
-/// A text style; rendered as ANSI only when colour is on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Style {
-    Bold,
-    Dim,
-    Red,
-    Green,
-    Yellow,
-    Cyan,
-}
-
-impl Style {
-    fn code(self) -> &'static str {
-        match self {
-            Style::Bold => "1",
-            Style::Dim => "2",
-            Style::Red => "1;31",
-            Style::Green => "32",
-            Style::Yellow => "1;33",
-            Style::Cyan => "36",
-        }
-    }
-}
+pub use super::present::Style;
 
 /// The run's output.
 #[derive(Clone)]

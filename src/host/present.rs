@@ -4,9 +4,33 @@
 //! [`Console`](super::console::Console) renders the line plain or in colour to its writer
 //! (stderr, or the writer an embedder gave).
 
-use super::console::Style;
 use crate::metrics::lines::{Line as MetricLine, Tone};
 use crate::pipeline::{CheckStatus, PhaseStatus};
+
+/// A text style; rendered as ANSI only when colour is on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Style {
+    Bold,
+    Dim,
+    Red,
+    Green,
+    Yellow,
+    Cyan,
+}
+
+impl Style {
+    /// The ANSI SGR parameters of the style.
+    pub(crate) fn code(self) -> &'static str {
+        match self {
+            Style::Bold => "1",
+            Style::Dim => "2",
+            Style::Red => "1;31",
+            Style::Green => "32",
+            Style::Yellow => "1;33",
+            Style::Cyan => "36",
+        }
+    }
+}
 
 /// Who sees a line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

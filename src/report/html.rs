@@ -7,27 +7,11 @@ use std::collections::BTreeMap;
 
 use serde_json::Value;
 
+use super::markup::escape;
 use super::model::{phase_status_text, Report, RollbackStatus};
 use super::svg::{self, Chart, Series, Stroke};
 use crate::core::thresholds::{format_number, format_percent};
 use crate::pipeline::{CheckStatus, PhaseStatus};
-
-/// Escapes text for HTML element content and quoted attribute values: `&`, `<`, `>`, `"`
-/// and `'` become entities, so text from a script can never become markup.
-pub(crate) fn escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() + s.len() / 8);
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
-}
 
 /// The page's style: system fonts only, tables that scroll sideways on narrow screens,
 /// charts that take the width they are given.

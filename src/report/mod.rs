@@ -5,6 +5,7 @@
 pub mod github;
 pub mod html;
 pub mod junit;
+pub mod markup;
 pub mod model;
 pub mod record;
 pub mod render;

@@ -2,7 +2,7 @@
 //! axis maxima, polyline points, and the chart with its grid, threshold lines and legend.
 //! Pure functions of their input: no I/O, no scripts, nothing fetched.
 
-use super::html::escape;
+use super::markup::escape;
 
 /// The chart's drawing size in SVG units; the `viewBox` makes it scale to any width.
 pub(crate) const WIDTH: f64 = 480.0;
