@@ -108,7 +108,11 @@ fn wait_healthy_updates_one_line_instead_of_printing_each_attempt() {
     ) else {
         return;
     };
-    let mid = t.wait_screen("the third attempt's line", |s| s.contains("attempt 3/10"));
+    // Between the countdown and the answer the line is only "attempt 3/10" (the request is
+    // in flight): wait for the countdown that follows the third failure.
+    let mid = t.wait_screen("the third attempt's line", |s| {
+        s.contains("attempt 3/10 failed")
+    });
     let attempt_lines: Vec<&str> = mid.lines().filter(|l| l.contains("attempt ")).collect();
     assert_eq!(
         attempt_lines.len(),
