@@ -7,7 +7,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use crate::support::sshnet::{assert_no_masters, SshNet};
+use crate::support::sshnet::{assert_no_masters, killing_on_purpose, SshNet};
 use crate::support::{wait_until, Output, Running, Test};
 
 fn net(n: usize) -> Option<SshNet> {
@@ -147,6 +147,7 @@ fn a_lease_is_renewed_while_the_run_lives_and_taken_over_after_a_kill() {
         .assert_code(5)
         .assert_stderr_contains(&format!("run {id} ("));
     // A killed run cannot release: its lease stays until it expires.
+    killing_on_purpose(pid);
     first.signal(libc::SIGKILL);
     let killed = first.wait(Duration::from_secs(5));
     forget_killed(pid);
@@ -183,6 +184,7 @@ fn unlock_shows_the_holders_and_removes_them() {
     let first = holder(&toml);
     let id = run_id(&first.stderr_so_far());
     let pid = first.pid();
+    killing_on_purpose(pid);
     first.signal(libc::SIGKILL);
     let killed: Output = first.wait(Duration::from_secs(5));
     forget_killed(pid);
