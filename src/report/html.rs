@@ -704,43 +704,23 @@ mod tests {
         assert!(h.contains("· FAILED"), "{h}");
         assert!(h.contains("not embedded (missing or larger than 4 MiB): screenshots/02-b.png"));
     }
-    use crate::core::score::{Thresholds, Verdict};
+    use crate::core::score::Verdict;
     use crate::pipeline::{CheckRecord, PhaseRecord};
     use crate::report::model::{RollbackRecord, RunStatus};
 
     fn report() -> Report {
-        Report {
-            schema: crate::report::model::SCHEMA,
-            run_id: "20260101T000000Z-prod-abcd".into(),
-            mode: "deploy",
-            script: "deploy.rhai".into(),
-            script_sha256: "0".repeat(64),
-            env: "prod".into(),
-            dry_run: false,
-            vars: BTreeMap::new(),
-            recorded: BTreeMap::new(),
-            started_at: "2026-01-01T00:00:00.000Z".into(),
-            finished_at: "2026-01-01T00:00:01.000Z".into(),
-            duration_ms: 1000,
-            git: None,
-            status: RunStatus::Completed,
-            phases: Vec::new(),
-            score: Some(100.0),
-            verdict: Some(Verdict::Pass),
-            verdict_reason: None,
-            thresholds: Thresholds::default(),
-            rollback: RollbackRecord::not_needed(),
-            changed_hosts: Vec::new(),
-            retries: Vec::new(),
-            error: None,
-            exit_code: 0,
-            comparison: None,
-            trend: vec![100.0],
-            user: "u".into(),
-            host: "h".into(),
-            detached: Vec::new(),
-            screenshots: Vec::new(),
-        }
+        let mut r = crate::report::model::sample(Vec::new());
+        r.run_id = "20260101T000000Z-prod-abcd".into();
+        r.env = "prod".into();
+        r.started_at = "2026-01-01T00:00:00.000Z".into();
+        r.finished_at = "2026-01-01T00:00:01.000Z".into();
+        r.duration_ms = 1000;
+        r.status = RunStatus::Completed;
+        r.score = Some(100.0);
+        r.verdict = Some(Verdict::Pass);
+        r.exit_code = 0;
+        r.trend = vec![100.0];
+        r
     }
 
     fn phase(name: &str, checks: Vec<CheckRecord>, metrics: Option<Value>) -> PhaseRecord {

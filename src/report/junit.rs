@@ -464,7 +464,6 @@ fn write_case(w: &mut Writer<Vec<u8>>, case: &Case, classname: &str) -> io::Resu
 #[allow(clippy::unwrap_used)]
 pub(crate) mod tests {
     use super::*;
-    use crate::core::score::Thresholds;
     use crate::report::model::{ErrorRecord, RollbackRecord};
 
     pub(crate) fn check(name: &str, status: CheckStatus) -> CheckRecord {
@@ -504,38 +503,7 @@ pub(crate) mod tests {
     }
 
     pub(crate) fn report(phases: Vec<PhaseRecord>) -> Report {
-        Report {
-            schema: crate::report::model::SCHEMA,
-            run_id: "20260102T030405Z-staging-abcd".into(),
-            mode: "deploy",
-            script: "deploy.rhai".into(),
-            script_sha256: "0".repeat(64),
-            env: "staging".into(),
-            dry_run: false,
-            vars: Default::default(),
-            recorded: Default::default(),
-            started_at: "2026-01-02T03:04:05.000Z".into(),
-            finished_at: "2026-01-02T03:04:09.000Z".into(),
-            duration_ms: 4000,
-            git: None,
-            status: RunStatus::Failed,
-            phases,
-            score: Some(50.0),
-            verdict: None,
-            verdict_reason: None,
-            thresholds: Thresholds::default(),
-            rollback: RollbackRecord::not_needed(),
-            changed_hosts: Vec::new(),
-            retries: Vec::new(),
-            error: None,
-            exit_code: 1,
-            comparison: None,
-            trend: Vec::new(),
-            user: "u".into(),
-            host: "h".into(),
-            detached: Vec::new(),
-            screenshots: Vec::new(),
-        }
+        crate::report::model::sample(phases)
     }
 
     fn plain(s: &str) -> String {

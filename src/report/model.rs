@@ -188,3 +188,41 @@ pub struct Report {
 pub fn phase_status_text(p: &PhaseRecord, t: &Thresholds) -> String {
     crate::pipeline::phase_label(p, t)
 }
+
+/// A failed run of `staging` with the given phases: the fixture the report's renderers
+/// (JUnit, HTML) start their unit tests from.
+#[cfg(test)]
+pub(crate) fn sample(phases: Vec<PhaseRecord>) -> Report {
+    Report {
+        schema: SCHEMA,
+        run_id: "20260102T030405Z-staging-abcd".into(),
+        mode: "deploy",
+        script: "deploy.rhai".into(),
+        script_sha256: "0".repeat(64),
+        env: "staging".into(),
+        dry_run: false,
+        vars: Default::default(),
+        recorded: Default::default(),
+        started_at: "2026-01-02T03:04:05.000Z".into(),
+        finished_at: "2026-01-02T03:04:09.000Z".into(),
+        duration_ms: 4000,
+        git: None,
+        status: RunStatus::Failed,
+        phases,
+        score: Some(50.0),
+        verdict: None,
+        verdict_reason: None,
+        thresholds: Thresholds::default(),
+        rollback: RollbackRecord::not_needed(),
+        changed_hosts: Vec::new(),
+        retries: Vec::new(),
+        error: None,
+        exit_code: 1,
+        comparison: None,
+        trend: Vec::new(),
+        user: "u".into(),
+        host: "h".into(),
+        detached: Vec::new(),
+        screenshots: Vec::new(),
+    }
+}

@@ -57,26 +57,6 @@ fn png_facts(file: &Path) -> (u32, u32, usize) {
     (info.width, info.height, seen.len())
 }
 
-fn validate(report: &serde_json::Value) {
-    let schema: serde_json::Value = serde_json::from_str(
-        &std::fs::read_to_string(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/schemas/report.schema.json"
-        ))
-        .unwrap(),
-    )
-    .unwrap();
-    let validator = jsonschema::validator_for(&schema).unwrap();
-    let errors: Vec<String> = validator
-        .iter_errors(report)
-        .map(|e| e.to_string())
-        .collect();
-    assert!(
-        errors.is_empty(),
-        "report.json breaks the schema: {errors:?}"
-    );
-}
-
 #[test]
 fn a_good_page_gives_its_status_title_and_a_screenshot_of_the_asked_viewport() {
     if !chromium("browser good page") {
@@ -121,7 +101,7 @@ fn a_good_page_gives_its_status_title_and_a_screenshot_of_the_asked_viewport() {
         .join(format!("02-127-0-0-1-{}-page-good.png", s.port()));
     assert_eq!(png_facts(&desktop).0, 1280);
     let r = newest_report(out.path());
-    validate(&r);
+    crate::pipeline::validate(&r);
     assert_eq!(r["schema"], "deployer/report/v3");
     assert_eq!(r["screenshots"][0]["path"], format!("screenshots/{name}"));
     assert_eq!(r["screenshots"][0]["viewport"], "390x844");
