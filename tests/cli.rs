@@ -303,9 +303,8 @@ fn http_huge_body_is_cut_with_a_clear_error() {
 #[test]
 fn http_transport_errors_have_kinds() {
     let s = TestServer::start();
-    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let closed_port = closed.local_addr().unwrap().port();
-    drop(closed);
+    // Below the ephemeral range: no server of a parallel test can be given it.
+    let closed_port = support::free_port();
     let out = run(
         &format!(
             r#"fn kind(url, opts) {{ try {{ http::get(url, opts); return "none"; }} catch (e) {{ return e.kind; }} }}

@@ -107,11 +107,7 @@ try {{
 
 #[test]
 fn checks_pages_available_reports_connection_errors_per_page() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = crate::support::free_port();
     let script = format!(
         r#"import "std/checks" as checks;
 checks::pages_available("http://127.0.0.1:{port}", ["/", "/login"], #{{ timeout: "2s" }});"#
@@ -972,11 +968,7 @@ fn notify_failures_warn_and_never_fail_the_deployment() {
     let server = TestServer::start();
     let hook = "/hooks/PLAINhookPATH";
     server.set(hook, Behaviour::Status(503));
-    let closed = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let closed = crate::support::free_port();
     // Plain strings, not secrets: the module must still never print them.
     let script = format!(
         r#"import "std/notify" as notify;
