@@ -368,6 +368,8 @@ fn decode(bytes: Vec<u8>) -> String {
             s.pop();
         }
     }
+    // A Rhai string is a copy the size of the capacity, not of the length.
+    s.shrink_to_fit();
     s
 }
 
@@ -434,6 +436,14 @@ impl Tail {
         if over > 0 {
             self.bytes.drain(..over);
             self.dropped += over as u64;
+        }
+        // Grow by doubling but never past MAX_CAPTURE: left to itself the buffer may
+        // double to nearly twice that, and the string made from it (and Rhai's copy of
+        // that string) would carry the spare capacity too.
+        let needed = self.bytes.len() + data.len();
+        if needed > self.bytes.capacity() {
+            let want = (self.bytes.capacity() * 2).max(needed).min(MAX_CAPTURE);
+            self.bytes.reserve_exact(want - self.bytes.len());
         }
         self.bytes.extend(data);
     }
@@ -523,6 +533,28 @@ mod tests {
         t.push(&vec![b'z'; MAX_CAPTURE + 5]);
         assert_eq!(t.dropped, 2 + MAX_CAPTURE as u64 + 5);
         assert!(t.bytes.iter().all(|b| *b == b'z'));
+    }
+
+    #[test]
+    fn the_tail_never_holds_more_room_than_max_capture() {
+        // Odd chunk sizes (a pipe gives what the writer wrote) used to let the buffer
+        // double to nearly twice MAX_CAPTURE.
+        for first in [1usize, 34, 3000, 4096, 65_535] {
+            let mut t = Tail::default();
+            t.push(&vec![b'a'; first]);
+            let mut total = first;
+            while total < MAX_CAPTURE + 200_000 {
+                t.push(&[b'b'; 65_536]);
+                total += 65_536;
+            }
+            assert!(
+                t.bytes.capacity() <= MAX_CAPTURE,
+                "first chunk {first}: capacity {}",
+                t.bytes.capacity()
+            );
+            let s = decode(Vec::from(t.bytes));
+            assert_eq!(s.capacity(), s.len(), "first chunk {first}");
+        }
     }
 
     #[test]

@@ -230,11 +230,13 @@ fn run_counting_stderr(dir: &Path, script: &str) -> (i32, String, u64, String) {
 fn verbose_streaming_of_300_mb_keeps_memory_bounded() {
     let t = Test::new();
     // 200 MB in short lines, then one 100 MB line without a newline; then the peak memory
-    // of deployer itself ($PPID of the shell), read from the kernel.
+    // of deployer itself ($PPID of the shell), read from the kernel. Each stream starts
+    // with a 3000-byte write and a pause: a first read of an odd size once let the capture
+    // buffer double to nearly twice its bound (102 MB peak in CI).
     let (code, stdout, total, tail) = run_counting_stderr(
         t.path(),
-        r#"exec(["sh", "-c", "yes 0123456789012345678901234567890123456789 | head -c 200000000"]);
-           exec(["sh", "-c", "head -c 100000000 /dev/zero | tr '\\0' x"]);
+        r#"exec(["sh", "-c", "yes 0123456789012345678901234567890123456789 | head -c 3000; sleep 0.2; yes 0123456789012345678901234567890123456789 | head -c 200000000"]);
+           exec(["sh", "-c", "head -c 3000 /dev/zero | tr '\\0' x; sleep 0.2; head -c 100000000 /dev/zero | tr '\\0' x"]);
            let s = exec(["sh", "-c", "grep VmHWM /proc/$PPID/status"], #{ quiet: true });
            print(s.stdout);"#,
     );
