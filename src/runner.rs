@@ -740,7 +740,7 @@ impl Run<'_> {
             script: &self.name,
             mode: "deploy",
         };
-        let last = history::read_tail(&path, 512 * 1024)
+        let last = history::read_recent(&path, 512 * 1024, like, 1)
             .ok()
             .and_then(|h| history::previous(&h, like, "").cloned());
         match last.as_ref().and_then(|e| e.hosts.as_ref().map(|s| (e, s))) {
@@ -926,9 +926,15 @@ impl Run<'_> {
             screenshots: self.host.state.browser.shots(),
         };
         let history_path = self.config.state_dir.join("history.jsonl");
-        // The last 512 KiB (a few thousand runs) is plenty for the previous run and the
-        // trend of ten, and keeps every run's cost flat however long the history grows.
-        match history::read_tail(&history_path, 512 * 1024) {
+        // Read from the end until the runs the trend covers are found, within the last
+        // 512 KiB (a few thousand runs): a run's cost stays flat however long the history
+        // grows. (Parsing the whole 512 KiB was a third of a one-line run's instructions.)
+        let like = history::Like {
+            env: &report.env,
+            script: &report.script,
+            mode: report.mode,
+        };
+        match history::read_recent(&history_path, 512 * 1024, like, record::TREND_RUNS - 1) {
             Ok(h) => {
                 for w in &h.warnings {
                     console.warn(w);

@@ -38,20 +38,27 @@ pub fn compare(report: &mut Report, history: &History) {
             },
         });
     }
-    let mut trend: Vec<f64> = history
+    // The scores of the last ten comparable runs, this one included (a run that stopped
+    // before it was scored has no point).
+    let mut earlier: Vec<&HistoryEntry> = history
         .entries
         .iter()
+        .rev()
         .filter(|e| like.matches(e) && e.run_id != report.run_id)
-        .filter_map(|e| e.score)
+        .take(TREND_RUNS - 1)
         .collect();
+    earlier.reverse();
+    let mut trend: Vec<f64> = earlier.iter().filter_map(|e| e.score).collect();
     if let Some(s) = report.score {
         if !report.dry_run && report.status != RunStatus::Interrupted {
             trend.push(s);
         }
     }
-    let keep = trend.len().saturating_sub(10);
-    report.trend = trend.split_off(keep);
+    report.trend = trend;
 }
+
+/// How many runs the trend covers, this one included.
+pub const TREND_RUNS: usize = 10;
 
 /// Where a run's files went.
 #[derive(Debug, Clone)]

@@ -167,6 +167,12 @@ pub(crate) fn write_temp(dir: &Path, base: &str, bytes: &[u8]) -> io::Result<Tem
     write_temp_synced(dir, base, bytes, true)
 }
 
+/// Writes a temp file like [`write_temp`] without fsyncing it: for files that need not
+/// survive a crash (locks).
+pub(crate) fn write_temp_unsynced(dir: &Path, base: &str, bytes: &[u8]) -> io::Result<TempFile> {
+    write_temp_synced(dir, base, bytes, false)
+}
+
 /// Writes a temp file like [`write_temp`]; `sync` says whether to fsync its data.
 fn write_temp_synced(dir: &Path, base: &str, bytes: &[u8], sync: bool) -> io::Result<TempFile> {
     let mut attempt = 0;

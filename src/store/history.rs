@@ -166,6 +166,103 @@ pub fn read_tail(path: &Path, max_bytes: u64) -> io::Result<History> {
     Ok(parse(&bytes, path, start > 0))
 }
 
+/// How much of the history file [`read_recent`] reads at a time, from the end.
+const BLOCK: u64 = 16 * 1024;
+
+/// Reads the history from its end, newest line first, until `n` entries match `like` or
+/// `max_bytes` have been read: what a run needs to compare itself with the runs before it
+/// (the previous one, the trend of ten), at a cost that depends on how far back those runs
+/// are, not on the length of the file. Entries come back in file order, as from [`read`];
+/// the lines read include every entry newer than the oldest match. Damaged lines are
+/// skipped with a warning, with their line number when the scan reached the start of the
+/// file.
+pub fn read_recent(path: &Path, max_bytes: u64, like: Like<'_>, n: usize) -> io::Result<History> {
+    let file = match open_nofollow(OpenOptions::new().read(true), path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(History::default()),
+        Err(e) => return Err(context(e, "cannot read history file", path)),
+    };
+    let len = file
+        .metadata()
+        .map_err(|e| context(e, "cannot read history file", path))?
+        .len();
+    let floor = len.saturating_sub(max_bytes);
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "history.jsonl".to_string());
+    // Newest first; damaged lines as (segment counted from the end, error).
+    let mut entries = Vec::new();
+    let mut damaged: Vec<(usize, String)> = Vec::new();
+    let mut matched = 0;
+    let mut from_end = 0usize;
+    let mut take = |raw: &[u8], from_end: usize| -> bool {
+        if raw.iter().all(u8::is_ascii_whitespace) {
+            return false;
+        }
+        let parsed = std::str::from_utf8(raw)
+            .map_err(|e| format!("invalid UTF-8: {e}"))
+            .and_then(|s| serde_json::from_str::<HistoryEntry>(s).map_err(|e| e.to_string()));
+        match parsed {
+            Ok(entry) => {
+                if like.matches(&entry) {
+                    matched += 1;
+                }
+                entries.push(entry);
+            }
+            Err(e) => damaged.push((from_end, e)),
+        }
+        matched >= n
+    };
+    // `rest` holds the bytes before the lines already taken: the start of a line whose
+    // beginning has not been read yet.
+    let mut rest: Vec<u8> = Vec::new();
+    let mut pos = len;
+    let mut complete = false;
+    'scan: while pos > floor {
+        let from = pos.saturating_sub(BLOCK).max(floor);
+        let mut block = vec![0u8; (pos - from) as usize];
+        file.read_exact_at(&mut block, from)
+            .map_err(|e| context(e, "cannot read history file", path))?;
+        block.extend_from_slice(&rest);
+        pos = from;
+        let mut end = block.len();
+        while let Some(i) = block[..end].iter().rposition(|&b| b == b'\n') {
+            let stop = take(&block[i + 1..end], from_end);
+            from_end += 1;
+            end = i;
+            if stop {
+                break 'scan;
+            }
+        }
+        block.truncate(end);
+        rest = block;
+        if pos == 0 {
+            // The file's first line: complete, since nothing comes before it.
+            take(&rest, from_end);
+            from_end += 1;
+            complete = true;
+        }
+    }
+    // Reaching the start, the number of lines is known, and so is each line's number.
+    let warnings = damaged
+        .into_iter()
+        .rev()
+        .map(|(k, e)| {
+            if complete {
+                format!(
+                    "{name} line {} is damaged and was skipped: {e}",
+                    from_end - k
+                )
+            } else {
+                format!("{name}: a recent line is damaged and was skipped: {e}")
+            }
+        })
+        .collect();
+    entries.reverse();
+    Ok(History { entries, warnings })
+}
+
 fn parse(bytes: &[u8], path: &Path, partial: bool) -> History {
     let name = path
         .file_name()
@@ -315,6 +412,113 @@ mod tail_tests {
         assert_eq!(ids, ["r97", "r98", "r99"]);
         assert!(tail.warnings.is_empty(), "{:?}", tail.warnings);
         fs::remove_file(&path).expect("cleanup");
+    }
+
+    fn entry_line(n: usize, env: &str) -> String {
+        // Lines of different lengths, so block edges fall anywhere in a line.
+        let pad = "p".repeat(n % 97);
+        format!(
+            r#"{{"run_id":"r{n}","started_at":"t","finished_at":"t","env":"{env}","script":"s","score":{n}.0,"duration_ms":1,"exit_code":0,"report":"{pad}"}}"#
+        )
+    }
+
+    const LIKE: Like<'static> = Like {
+        env: "e",
+        script: "s",
+        mode: "deploy",
+    };
+
+    fn temp(name: &str, text: &str) -> std::path::PathBuf {
+        let path = std::env::temp_dir().join(format!(
+            "deployer-history-{name}-{}.jsonl",
+            std::process::id()
+        ));
+        fs::write(&path, text).expect("write");
+        path
+    }
+
+    #[test]
+    fn read_recent_reads_what_read_reads_when_it_reads_everything() {
+        // Several blocks of lines, other environments, damaged and blank lines, with and
+        // without a final newline: read_recent, asked for more than there is, must give
+        // exactly what read gives, warnings and line numbers included.
+        let mut lines: Vec<String> = (0..600)
+            .map(|n| entry_line(n, if n % 3 == 0 { "other" } else { "e" }))
+            .collect();
+        lines[5] = "{not json".into();
+        lines[300] = String::new();
+        lines[301] = "  ".into();
+        lines[598] = "{\"run_id\":".into();
+        for (i, last_newline) in [true, false].into_iter().enumerate() {
+            let mut text = lines.join("\n");
+            if last_newline {
+                text.push('\n');
+            }
+            let path = temp(&format!("recent-all-{i}"), &text);
+            let all = read(&path).expect("read");
+            let recent = read_recent(&path, u64::MAX, LIKE, usize::MAX).expect("recent");
+            assert_eq!(recent, all, "final newline: {last_newline}");
+            assert_eq!(all.warnings.len(), 2);
+            assert!(
+                all.warnings[0].contains("line 6 is damaged"),
+                "{:?}",
+                all.warnings
+            );
+            fs::remove_file(&path).expect("cleanup");
+        }
+        let first_only = temp("recent-one", "{not json");
+        let h = read_recent(&first_only, u64::MAX, LIKE, 3).expect("recent");
+        assert!(h.entries.is_empty());
+        assert!(
+            h.warnings[0].contains("line 1 is damaged"),
+            "{:?}",
+            h.warnings
+        );
+        fs::remove_file(&first_only).expect("cleanup");
+    }
+
+    #[test]
+    fn read_recent_stops_at_the_nth_match_and_within_max_bytes() {
+        let mut lines: Vec<String> = (0..2000)
+            .map(|n| entry_line(n, if n % 2 == 0 { "other" } else { "e" }))
+            .collect();
+        // Far back: never read, so never warned about.
+        lines[10] = "{not json".into();
+        let text = lines.join("\n") + "\n";
+        let path = temp("recent-stop", &text);
+        let h = read_recent(&path, u64::MAX, LIKE, 9).expect("recent");
+        let ids: Vec<&str> = h.entries.iter().map(|e| e.run_id.as_str()).collect();
+        // From the 9th match back (r1983) to the end, in file order, others included.
+        let want: Vec<String> = (1983..2000).map(|n| format!("r{n}")).collect();
+        assert_eq!(ids, want);
+        assert!(h.warnings.is_empty(), "{:?}", h.warnings);
+        // A damaged line among the recent ones has no known line number.
+        lines[1995] = "{not json".into();
+        let path2 = temp("recent-damaged", &(lines.join("\n") + "\n"));
+        let h = read_recent(&path2, u64::MAX, LIKE, 9).expect("recent");
+        assert_eq!(h.warnings.len(), 1);
+        assert!(
+            h.warnings[0].contains("a recent line is damaged"),
+            "{:?}",
+            h.warnings
+        );
+        // max_bytes bounds the scan whatever is found: whole lines only.
+        // The last three lines and their newlines: the first of them may be cut, so it is
+        // left out; one byte more takes the newline before it, so it is whole.
+        let last3 = lines[1997..].join("\n").len() as u64 + 1;
+        let ids = |max| {
+            let h = read_recent(&path, max, LIKE, 9).expect("recent");
+            h.entries.into_iter().map(|e| e.run_id).collect::<Vec<_>>()
+        };
+        assert_eq!(ids(last3), ["r1998", "r1999"]);
+        assert_eq!(ids(last3 + 1), ["r1997", "r1998", "r1999"]);
+        let missing = std::env::temp_dir().join("deployer-history-none.jsonl");
+        assert_eq!(
+            read_recent(&missing, 100, LIKE, 9).expect("missing"),
+            History::default()
+        );
+        fs::remove_file(&path).expect("cleanup");
+        fs::remove_file(&path2).expect("cleanup");
     }
 }
 

@@ -13,8 +13,8 @@ use std::time::{Duration, Instant, SystemTime};
 
 use crate::core::time::rfc3339;
 use crate::store::atomic::{
-    clean_stale_temps, open_nofollow, parent_dir, pid_is_dead, real_dir, symlink_refused, sync_dir,
-    unique_sibling, write_temp,
+    clean_stale_temps, open_nofollow, parent_dir, pid_is_dead, real_dir, symlink_refused,
+    unique_sibling, write_temp_unsynced,
 };
 use crate::sys::identity::{hostname, username};
 
@@ -315,8 +315,14 @@ enum TakeOver {
 }
 
 /// Creates `path` from a fully written temp file with `content`; `false` if it already exists.
+///
+/// Nothing here is fsynced: a lock guards against other live processes, which see the
+/// page cache, and no lock has to survive a crash. After one, a lock file that lost its
+/// name is simply free, and one that lost its content is unreadable and older than
+/// [`DAMAGED_GRACE`] by the time the machine is back, so it is taken over.
 fn link_new(dir: &Path, env: &str, path: &Path, content: &[u8]) -> Result<bool, LockError> {
-    let temp = write_temp(dir, env, content).map_err(|e| io_err("write lock temp file", dir, e))?;
+    let temp = write_temp_unsynced(dir, env, content)
+        .map_err(|e| io_err("write lock temp file", dir, e))?;
     let linked = fs::hard_link(temp.path(), path);
     drop(temp); // removes the temp name; `path` keeps the content
     match linked {
@@ -385,7 +391,6 @@ fn try_acquire(dir: &Path, env: &str, info: &LockInfo) -> Result<LockGuard, Lock
     let mut damaged_takeover = None;
     for _ in 0..MAX_ROUNDS {
         if link_new(dir, env, &path, &content)? {
-            sync_dir(dir).map_err(|e| io_err("fsync lock folder", dir, e))?;
             return Ok(LockGuard {
                 path,
                 info: info.clone(),
