@@ -14,9 +14,7 @@ use super::opts::show;
 use crate::core::{dotenv, logscan};
 use crate::host::state::HostState;
 use crate::remote::files::{self, Failure, Op};
-use crate::report::atomic::{
-    clean_stale_temps, parent_dir, sync_dir, unique_sibling, write_atomic,
-};
+use crate::store::atomic::{clean_stale_temps, parent_dir, sync_dir, unique_sibling, write_atomic};
 
 /// Logs bigger than this are scanned from their last this-many bytes only.
 const LOG_TAIL_BYTES: u64 = 32 * 1024 * 1024;

@@ -1,4 +1,4 @@
-//! `history::*`: the run history as scripts see it, read by `report::history`'s reader
+//! `history::*`: the run history as scripts see it, read by `store::history`'s reader
 //! (the one `deployer history` uses): recent runs as maps, and a run's report.json.
 
 use std::path::{Path, PathBuf};
@@ -7,7 +7,7 @@ use rhai::plugin::*;
 use rhai::{Array, Map};
 
 use super::error::{state, throw, Error};
-use crate::report::history;
+use crate::store::history;
 
 /// The options `history::runs` knows.
 pub const RUNS_OPTIONS: &[&str] = &["env", "script", "limit", "dry_runs"];

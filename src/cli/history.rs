@@ -9,7 +9,7 @@ use anyhow::Context;
 
 use super::error::{CliError, CmdResult};
 use crate::host::console::{ColorChoice, Console, Verbosity};
-use crate::report::history;
+use crate::store::history;
 
 pub const EXAMPLES: &str = "\
 Examples:

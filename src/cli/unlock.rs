@@ -10,7 +10,7 @@ use crate::config::{self, Config};
 use crate::host::console::{ColorChoice, Console, Verbosity};
 use crate::remote::lock::{self as remote_lock, Seen, Settings};
 use crate::remote::{Fleet, Inventory};
-use crate::report::lock::LockInfo;
+use crate::store::lock::LockInfo;
 
 pub const EXAMPLES: &str = "\
 Examples:
@@ -119,8 +119,8 @@ pub fn unlock(args: UnlockArgs, color: ColorChoice) -> CmdResult {
         )),
         Local::Held(h) => {
             held += 1;
-            let alive = h.host == crate::report::ids::hostname()
-                && !crate::report::atomic::pid_is_dead(h.pid);
+            let alive = h.host == crate::sys::identity::hostname()
+                && !crate::store::atomic::pid_is_dead(h.pid);
             console.info(&format!(
                 "local lock of {name} ({}): held by run {} ({}@{}, pid {}{}, script {}, started {})",
                 local_path.display(),

@@ -68,7 +68,7 @@ fn clean(v: &str) -> String {
 
 impl Holder {
     /// Describes this process as the holder of a lease of `lease`.
-    pub fn for_this_process(info: &crate::report::lock::LockInfo, lease: Duration) -> Holder {
+    pub fn for_this_process(info: &crate::store::lock::LockInfo, lease: Duration) -> Holder {
         Holder {
             run_id: info.run_id.clone(),
             controller: info.host.clone(),
@@ -765,7 +765,7 @@ impl Drop for RemoteLock {
 pub fn for_run(
     fleet: &Fleet,
     env: &crate::config::EnvConfig,
-    info: &crate::report::lock::LockInfo,
+    info: &crate::store::lock::LockInfo,
     dry_run: bool,
     wait: Option<Duration>,
     cancelled: &(dyn Fn() -> bool + Sync),

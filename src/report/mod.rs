@@ -10,7 +10,3 @@ pub mod model;
 pub mod record;
 pub mod render;
 pub mod svg;
-
-// Kept at their old paths during the restructuring (runner.rs, api/fs.rs, api/releases.rs,
-// cli/history.rs and the remote lock use them); they live in `store/`.
-pub use crate::store::{atomic, history, ids, lock};

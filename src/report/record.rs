@@ -8,8 +8,6 @@ use crate::store::history::{self, History, HistoryEntry};
 pub use super::model::{
     Comparison, ErrorRecord, Report, RollbackRecord, RollbackStatus, RunStatus, SCHEMA,
 };
-/// Kept here for callers of `record::git_info` during the restructuring.
-pub use crate::sys::git::git_info;
 
 /// Returns the SHA-256 of a script's text, in hex.
 pub fn sha256_hex(text: &str) -> String {
@@ -64,6 +62,8 @@ pub const TREND_RUNS: usize = 10;
 #[derive(Debug, Clone)]
 pub struct Written {
     pub dir: PathBuf,
+    /// The `report.html` page written there (masked), for a `--html` copy.
+    pub html: String,
 }
 
 /// Returns the report as JSON with `mask` applied to every string in it: what every
@@ -171,7 +171,7 @@ pub fn write(
         .map_err(|e| crate::store::atomic::context(e, "cannot remove", &marker))?;
     // Only a pointer left: a missing one is no loss.
     let _ = std::fs::remove_file(&pointer);
-    Ok(Written { dir })
+    Ok(Written { dir, html })
 }
 
 /// The name of the file in `runs/` that points at a run folder marked [`INCOMPLETE`].

@@ -8,8 +8,6 @@ use std::time::{SystemTime, UNIX_EPOCH};
 const MAX_ENV_IN_ID: usize = 64;
 
 use crate::core::time::compact;
-/// Kept here for callers of `ids::hostname`/`ids::username` during the restructuring.
-pub use crate::sys::identity::{hostname, username};
 
 /// Mixes the bits of a 64-bit value (SplitMix64 finaliser).
 fn mix(mut z: u64) -> u64 {
