@@ -13,6 +13,9 @@ use std::sync::Arc;
 use std::thread;
 use std::time::Duration;
 
+#[path = "../support/ports.rs"]
+mod ports;
+
 /// A running server; stops accepting when dropped.
 pub struct TestServer {
     pub addr: SocketAddr,
@@ -68,12 +71,10 @@ impl Drop for TestServer {
     }
 }
 
-/// Returns a 127.0.0.1 port that nothing listens on.
+/// Returns a 127.0.0.1 port that nothing listens on, below the ephemeral range (so a test
+/// server binding port 0 at the same moment cannot be given it).
 pub fn closed_port() -> u16 {
-    let l = TcpListener::bind("127.0.0.1:0").expect("bind");
-    let port = l.local_addr().expect("addr").port();
-    drop(l);
-    port
+    ports::free_port()
 }
 
 fn serve(stream: TcpStream, stop: &AtomicBool, requests: &AtomicU64) {
