@@ -131,39 +131,47 @@ pub fn append(path: &Path, entry: &HistoryEntry) -> io::Result<()> {
 /// Lines that are not valid UTF-8, not JSON or not an entry are skipped, each with a warning
 /// such as `history.jsonl line 7 is damaged and was skipped: <error>`. Blank lines are ignored.
 pub fn read(path: &Path) -> io::Result<History> {
-    read_tail(path, u64::MAX)
+    use std::io::Read;
+    let Some((mut file, len)) = open(path)? else {
+        return Ok(History::default());
+    };
+    let mut bytes = Vec::with_capacity(len as usize);
+    file.read_to_end(&mut bytes)
+        .map_err(|e| context(e, "cannot read history file", path))?;
+    Ok(parse(&bytes, path))
 }
 
-/// Reads only the last `max_bytes` of the history (whole lines): what a run needs to
-/// compare itself with the previous runs, at a cost that does not grow with the file.
-/// Line numbers in warnings count from the start of what was read.
-pub fn read_tail(path: &Path, max_bytes: u64) -> io::Result<History> {
-    use std::io::{Read, Seek, SeekFrom};
-    let mut file = match open_nofollow(OpenOptions::new().read(true), path) {
+/// Opens the history file for reading, with its length; `None` when there is none yet.
+fn open(path: &Path) -> io::Result<Option<(std::fs::File, u64)>> {
+    let file = match open_nofollow(OpenOptions::new().read(true), path) {
         Ok(f) => f,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(History::default()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(context(e, "cannot read history file", path)),
     };
     let len = file
         .metadata()
         .map_err(|e| context(e, "cannot read history file", path))?
         .len();
-    let start = len.saturating_sub(max_bytes);
-    file.seek(SeekFrom::Start(start))
-        .map_err(|e| context(e, "cannot read history file", path))?;
-    let mut bytes = Vec::new();
-    file.read_to_end(&mut bytes)
-        .map_err(|e| context(e, "cannot read history file", path))?;
-    if start > 0 {
-        // Drop the partial line the cut fell into.
-        match bytes.iter().position(|&b| b == b'\n') {
-            Some(i) => {
-                bytes.drain(..=i);
-            }
-            None => bytes.clear(),
-        }
+    Ok(Some((file, len)))
+}
+
+/// The file's name as warnings give it.
+fn label(path: &Path) -> String {
+    path.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "history.jsonl".to_string())
+}
+
+/// One line of the file: `None` when blank, else the entry or why the line is damaged.
+fn parse_line(raw: &[u8]) -> Option<Result<HistoryEntry, String>> {
+    if raw.iter().all(u8::is_ascii_whitespace) {
+        return None;
     }
-    Ok(parse(&bytes, path, start > 0))
+    Some(
+        std::str::from_utf8(raw)
+            .map_err(|e| format!("invalid UTF-8: {e}"))
+            .and_then(|s| serde_json::from_str::<HistoryEntry>(s).map_err(|e| e.to_string())),
+    )
 }
 
 /// How much of the history file [`read_recent`] reads at a time, from the end.
@@ -177,32 +185,20 @@ const BLOCK: u64 = 16 * 1024;
 /// skipped with a warning, with their line number when the scan reached the start of the
 /// file.
 pub fn read_recent(path: &Path, max_bytes: u64, like: Like<'_>, n: usize) -> io::Result<History> {
-    let file = match open_nofollow(OpenOptions::new().read(true), path) {
-        Ok(f) => f,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(History::default()),
-        Err(e) => return Err(context(e, "cannot read history file", path)),
+    let Some((file, len)) = open(path)? else {
+        return Ok(History::default());
     };
-    let len = file
-        .metadata()
-        .map_err(|e| context(e, "cannot read history file", path))?
-        .len();
     let floor = len.saturating_sub(max_bytes);
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "history.jsonl".to_string());
+    let name = label(path);
     // Newest first; damaged lines as (segment counted from the end, error).
     let mut entries = Vec::new();
     let mut damaged: Vec<(usize, String)> = Vec::new();
     let mut matched = 0;
     let mut from_end = 0usize;
     let mut take = |raw: &[u8], from_end: usize| -> bool {
-        if raw.iter().all(u8::is_ascii_whitespace) {
+        let Some(parsed) = parse_line(raw) else {
             return false;
-        }
-        let parsed = std::str::from_utf8(raw)
-            .map_err(|e| format!("invalid UTF-8: {e}"))
-            .and_then(|s| serde_json::from_str::<HistoryEntry>(s).map_err(|e| e.to_string()));
+        };
         match parsed {
             Ok(entry) => {
                 if like.matches(&entry) {
@@ -263,25 +259,14 @@ pub fn read_recent(path: &Path, max_bytes: u64, like: Like<'_>, n: usize) -> io:
     Ok(History { entries, warnings })
 }
 
-fn parse(bytes: &[u8], path: &Path, partial: bool) -> History {
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "history.jsonl".to_string());
+fn parse(bytes: &[u8], path: &Path) -> History {
+    let name = label(path);
     let mut history = History::default();
     for (i, raw) in bytes.split(|&b| b == b'\n').enumerate() {
-        if raw.iter().all(u8::is_ascii_whitespace) {
-            continue;
-        }
-        let parsed = std::str::from_utf8(raw)
-            .map_err(|e| format!("invalid UTF-8: {e}"))
-            .and_then(|s| serde_json::from_str::<HistoryEntry>(s).map_err(|e| e.to_string()));
-        match parsed {
-            Ok(entry) => history.entries.push(entry),
-            Err(e) if partial => history.warnings.push(format!(
-                "{name}: a recent line is damaged and was skipped: {e}"
-            )),
-            Err(e) => history.warnings.push(format!(
+        match parse_line(raw) {
+            None => {}
+            Some(Ok(entry)) => history.entries.push(entry),
+            Some(Err(e)) => history.warnings.push(format!(
                 "{name} line {} is damaged and was skipped: {e}",
                 i + 1
             )),
@@ -407,7 +392,9 @@ mod tail_tests {
         fs::write(&path, &text).expect("write");
         let all = read(&path).expect("read");
         assert_eq!(all.entries.len(), 100);
-        let tail = read_tail(&path, (line(99).len() * 3 + 10) as u64).expect("tail");
+        // Within a byte bound and never stopped by a count: whole lines only.
+        let tail =
+            read_recent(&path, (line(99).len() * 3 + 10) as u64, LIKE, usize::MAX).expect("tail");
         let ids: Vec<&str> = tail.entries.iter().map(|e| e.run_id.as_str()).collect();
         assert_eq!(ids, ["r97", "r98", "r99"]);
         assert!(tail.warnings.is_empty(), "{:?}", tail.warnings);
