@@ -20,7 +20,7 @@ use crate::store::atomic::{clean_stale_temps, parent_dir, sync_dir, unique_sibli
 const LOG_TAIL_BYTES: u64 = 32 * 1024 * 1024;
 
 /// The most `fs::read` and `fs::dotenv` read: Rhai's limit on a string's length.
-const MAX_READ_BYTES: u64 = 64 * 1024 * 1024;
+pub(crate) const MAX_READ_BYTES: u64 = 64 * 1024 * 1024;
 
 /// Reads a whole file, refusing one larger than [`MAX_READ_BYTES`] (a device such as
 /// `/dev/zero` never ends: it is cut there too).

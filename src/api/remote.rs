@@ -115,6 +115,7 @@ fn run_on(
         spec.timeout,
         token,
         live,
+        crate::sys::process::MAX_CAPTURE,
     ));
     if let Ok(o) = &mut out {
         let (noise_out, stdout) = split_noise(&o.stdout);
@@ -167,6 +168,11 @@ fn connection_lost(st: &HostState, host: &str, out: &CommandOutput) -> Option<St
     }
 }
 
+/// What a file operation's output may hold: a whole file as `fs::read` takes it, and room
+/// for what a noisy remote shell prints before the answer's marker.
+const FILE_OP_KEEP: usize =
+    super::fs::MAX_READ_BYTES as usize + 1 + crate::sys::process::MAX_CAPTURE;
+
 /// Runs a file operation (`crate::remote::files`) on `host` over its master connection:
 /// the text, with any file content in it, goes on stdin, never into an argv. Returns the
 /// operation's output; a lost connection is an error of kind `connect` naming the host.
@@ -185,6 +191,7 @@ pub(crate) fn script_on(
         None,
         &st.token(),
         None,
+        FILE_OP_KEEP,
     )) {
         Ok(o) => match connection_lost(st, host, &o) {
             Some(why) => Err(throw(
@@ -745,10 +752,14 @@ fn copy(ctx: &NativeCallContext, up: bool, from: &str, to: &str) -> Result<(), E
     }
     st.console.command(&format!("{host} | {tool} {src} {dst}"));
     let token = st.token();
-    match st
-        .runtime
-        .block_on(ssh::run(&argv, None, None, &token, None))
-    {
+    match st.runtime.block_on(ssh::run(
+        &argv,
+        None,
+        None,
+        &token,
+        None,
+        crate::sys::process::MAX_CAPTURE,
+    )) {
         Ok(out) if out.code == Some(0) => Ok(()),
         Ok(out) => {
             let mut msg = format!(

@@ -7,11 +7,13 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio_util::sync::CancellationToken;
 
 use super::Inventory;
-use crate::sys::process::{kill_group, prepare, CommandOutput, LineSink, ProcessError};
+use crate::sys::process::{
+    capture, kill_group, prepare, Captured, CommandOutput, LineSink, ProcessError,
+};
 
 /// Seconds to wait for a connection when `[env.NAME.ssh] connect_timeout` is not set.
 pub const DEFAULT_CONNECT_TIMEOUT: u64 = 10;
@@ -609,13 +611,15 @@ pub fn lost_connection(stderr: &str) -> Option<String> {
 
 /// Runs `argv` (an ssh or scp command), writing `input` to its stdin and keeping stdin open
 /// until it ends: the remote watcher kills the command when stdin closes, so killing the
-/// local ssh on timeout or Ctrl-C stops the remote command too.
+/// local ssh on timeout or Ctrl-C stops the remote command too. Of each output stream the
+/// last `keep` bytes are kept and the count of the others is in the result.
 pub async fn run(
     argv: &[String],
     input: Option<Vec<u8>>,
     timeout: Option<Duration>,
     cancel: &CancellationToken,
     live: Option<LineSink>,
+    keep: usize,
 ) -> Result<CommandOutput, ProcessError> {
     let program = argv.first().ok_or(ProcessError::Empty)?.clone();
     let display = crate::sys::process::display_argv(argv);
@@ -640,48 +644,9 @@ pub async fn run(
         let _ = s.write_all(text).await;
         let _ = s.flush().await;
     }
-    let read = |r: Option<Box<dyn tokio::io::AsyncRead + Unpin + Send>>, name: &'static str| {
-        let live = live.clone();
-        tokio::spawn(async move {
-            let mut all = Vec::new();
-            let Some(mut r) = r else { return all };
-            let mut buf = [0u8; 8192];
-            let mut pending = Vec::new();
-            loop {
-                match r.read(&mut buf).await {
-                    Ok(0) | Err(_) => break,
-                    Ok(n) => {
-                        all.extend_from_slice(&buf[..n]);
-                        if let Some(sink) = &live {
-                            pending.extend_from_slice(&buf[..n]);
-                            while let Some(i) = pending.iter().position(|b| *b == b'\n') {
-                                let line: Vec<u8> = pending.drain(..=i).collect();
-                                sink(name, String::from_utf8_lossy(&line).trim_end());
-                            }
-                        }
-                    }
-                }
-            }
-            if let (Some(sink), false) = (&live, pending.is_empty()) {
-                sink(name, String::from_utf8_lossy(&pending).trim_end());
-            }
-            all
-        })
-    };
-    let out = read(
-        child
-            .stdout
-            .take()
-            .map(|s| Box::new(s) as Box<dyn tokio::io::AsyncRead + Unpin + Send>),
-        "stdout",
-    );
-    let err = read(
-        child
-            .stderr
-            .take()
-            .map(|s| Box::new(s) as Box<dyn tokio::io::AsyncRead + Unpin + Send>),
-        "stderr",
-    );
+    // Bounded like a local command's output: the last `keep` bytes of each stream.
+    let out = read(child.stdout.take(), "stdout", live.clone(), keep);
+    let err = read(child.stderr.take(), "stderr", live, keep);
     enum End {
         Exited(std::io::Result<std::process::ExitStatus>),
         TimedOut(Duration),
@@ -707,16 +672,16 @@ pub async fn run(
                 program: program.clone(),
                 source,
             })?;
-            let stdout = String::from_utf8_lossy(&out.await.unwrap_or_default()).into_owned();
-            let stderr = String::from_utf8_lossy(&err.await.unwrap_or_default()).into_owned();
+            let (stdout, stdout_dropped) = text(out.await.ok());
+            let (stderr, stderr_dropped) = text(err.await.ok());
             use std::os::unix::process::ExitStatusExt;
             Ok(CommandOutput {
                 code: status.code(),
                 signal: status.signal(),
                 stdout,
                 stderr,
-                stdout_dropped: 0,
-                stderr_dropped: 0,
+                stdout_dropped,
+                stderr_dropped,
                 duration: start.elapsed(),
                 pipes_left_open: false,
             })
@@ -726,14 +691,16 @@ pub async fn run(
             let _ = tokio::time::timeout(Duration::from_secs(1), child.wait()).await;
             kill_group(pid, libc::SIGKILL);
             // What was read so far; a reader still held open elsewhere is not waited for.
-            let grab = |task: tokio::task::JoinHandle<Vec<u8>>| async move {
-                match tokio::time::timeout(Duration::from_secs(1), task).await {
-                    Ok(Ok(bytes)) => String::from_utf8_lossy(&bytes).into_owned(),
-                    _ => String::new(),
-                }
+            let grab = |task: tokio::task::JoinHandle<Captured>| async move {
+                text(
+                    tokio::time::timeout(Duration::from_secs(1), task)
+                        .await
+                        .ok()
+                        .and_then(Result::ok),
+                )
             };
-            let stdout = grab(out).await;
-            let stderr = grab(err).await;
+            let (stdout, stdout_dropped) = grab(out).await;
+            let (stderr, stderr_dropped) = grab(err).await;
             Err(ProcessError::Timeout {
                 display,
                 after,
@@ -742,8 +709,8 @@ pub async fn run(
                     signal: None,
                     stdout,
                     stderr,
-                    stdout_dropped: 0,
-                    stderr_dropped: 0,
+                    stdout_dropped,
+                    stderr_dropped,
                     duration: start.elapsed(),
                     pipes_left_open: false,
                 }),
@@ -756,6 +723,37 @@ pub async fn run(
             Err(ProcessError::Cancelled { display })
         }
     }
+}
+
+/// Reads one output stream of an ssh command in a task (see [`capture`]).
+fn read<R: tokio::io::AsyncRead + Unpin + Send + 'static>(
+    r: Option<R>,
+    name: &'static str,
+    live: Option<LineSink>,
+    keep: usize,
+) -> tokio::task::JoinHandle<Captured> {
+    tokio::spawn(async move {
+        match r {
+            Some(r) => capture(r, name, live, keep).await,
+            None => Captured {
+                bytes: Vec::new(),
+                dropped: 0,
+            },
+        }
+    })
+}
+
+/// A stream's kept bytes as text (invalid UTF-8 replaced, valid text not copied), and how
+/// many bytes came before them.
+fn text(c: Option<Captured>) -> (String, u64) {
+    let Some(c) = c else {
+        return (String::new(), 0);
+    };
+    let s = match String::from_utf8(c.bytes) {
+        Ok(s) => s,
+        Err(e) => String::from_utf8_lossy(e.as_bytes()).into_owned(),
+    };
+    (s, c.dropped)
 }
 
 /// True when the master connection of `host` answers `ssh -O check`.

@@ -236,11 +236,11 @@ async fn finish_run(
     let out_task = child
         .stdout
         .take()
-        .map(|s| tokio::spawn(capture(s, "stdout", live.clone())));
+        .map(|s| tokio::spawn(capture(s, "stdout", live.clone(), MAX_CAPTURE)));
     let err_task = child
         .stderr
         .take()
-        .map(|s| tokio::spawn(capture(s, "stderr", live.clone())));
+        .map(|s| tokio::spawn(capture(s, "stderr", live.clone(), MAX_CAPTURE)));
 
     enum End {
         Exited(std::io::Result<std::process::ExitStatus>),
@@ -373,20 +373,24 @@ fn decode(bytes: Vec<u8>) -> String {
     s
 }
 
-/// What a reader kept of one stream: its last [`MAX_CAPTURE`] bytes and how many came before.
-struct Captured {
-    bytes: Vec<u8>,
-    dropped: u64,
+/// What a reader kept of one stream: its last bytes (at most the bound it was given) and
+/// how many came before them.
+pub(crate) struct Captured {
+    pub(crate) bytes: Vec<u8>,
+    pub(crate) dropped: u64,
 }
 
-/// Reads a stream to its end in time linear in its size and memory bounded by
-/// [`MAX_CAPTURE`] (the tail kept) plus [`MAX_LIVE_LINE`] (the line being streamed).
-async fn capture<R: AsyncRead + Unpin>(
+/// Reads a stream to its end in time linear in its size and memory bounded by `keep` (the
+/// tail kept: [`MAX_CAPTURE`] for a command's output) plus [`MAX_LIVE_LINE`] (the line
+/// being streamed to `live`). Local commands and commands on hosts (over ssh) read
+/// their output with it.
+pub(crate) async fn capture<R: AsyncRead + Unpin>(
     mut reader: R,
     stream: &'static str,
     live: Option<LineSink>,
+    keep: usize,
 ) -> Captured {
-    let mut tail = Tail::default();
+    let mut tail = Tail::new(keep);
     let mut line = LiveLine::default();
     let mut chunk = vec![0u8; 64 * 1024];
     loop {
@@ -416,33 +420,41 @@ async fn capture<R: AsyncRead + Unpin>(
     }
 }
 
-/// The last [`MAX_CAPTURE`] bytes of a stream and the count of the bytes before them.
-#[derive(Default)]
+/// The last `max` bytes of a stream and the count of the bytes before them.
 struct Tail {
     bytes: std::collections::VecDeque<u8>,
     dropped: u64,
+    max: usize,
 }
 
 impl Tail {
+    fn new(max: usize) -> Tail {
+        Tail {
+            bytes: Default::default(),
+            dropped: 0,
+            max,
+        }
+    }
+
     fn push(&mut self, data: &[u8]) {
-        let data = if data.len() > MAX_CAPTURE {
-            let skip = data.len() - MAX_CAPTURE;
+        let data = if data.len() > self.max {
+            let skip = data.len() - self.max;
             self.dropped += skip as u64;
             &data[skip..]
         } else {
             data
         };
-        let over = (self.bytes.len() + data.len()).saturating_sub(MAX_CAPTURE);
+        let over = (self.bytes.len() + data.len()).saturating_sub(self.max);
         if over > 0 {
             self.bytes.drain(..over);
             self.dropped += over as u64;
         }
-        // Grow by doubling but never past MAX_CAPTURE: left to itself the buffer may
-        // double to nearly twice that, and the string made from it (and Rhai's copy of
-        // that string) would carry the spare capacity too.
+        // Grow by doubling but never past `max`: left to itself the buffer may double to
+        // nearly twice that, and the string made from it (and Rhai's copy of that string)
+        // would carry the spare capacity too.
         let needed = self.bytes.len() + data.len();
         if needed > self.bytes.capacity() {
-            let want = (self.bytes.capacity() * 2).max(needed).min(MAX_CAPTURE);
+            let want = (self.bytes.capacity() * 2).max(needed).min(self.max);
             self.bytes.reserve_exact(want - self.bytes.len());
         }
         self.bytes.extend(data);
@@ -524,7 +536,7 @@ mod tests {
 
     #[test]
     fn tail_keeps_the_last_bytes_and_counts_the_rest() {
-        let mut t = Tail::default();
+        let mut t = Tail::new(MAX_CAPTURE);
         t.push(&vec![b'a'; MAX_CAPTURE - 1]);
         t.push(b"bcd");
         assert_eq!(t.dropped, 2);
@@ -540,7 +552,7 @@ mod tests {
         // Odd chunk sizes (a pipe gives what the writer wrote) used to let the buffer
         // double to nearly twice MAX_CAPTURE.
         for first in [1usize, 34, 3000, 4096, 65_535] {
-            let mut t = Tail::default();
+            let mut t = Tail::new(MAX_CAPTURE);
             t.push(&vec![b'a'; first]);
             let mut total = first;
             while total < MAX_CAPTURE + 200_000 {

@@ -875,6 +875,38 @@ fn stdin_reaches_a_remote_command_byte_for_byte() {
 }
 
 #[test]
+fn a_remote_commands_output_is_bounded_like_a_local_ones_and_fs_read_is_not_cut() {
+    // 20 MB from a command on a host: the last 16 MiB are kept, `truncated` says so and a
+    // warning says how much was dropped (before, all of it was held in memory). A file
+    // operation's answer has its own, larger bound: fs::read of a 20 MB file on the host
+    // comes back whole.
+    let Some(net) = SshNet::start(1) else { return };
+    let t = Test::new();
+    let dir = t.path().display().to_string();
+    t.file("deployer.toml", net.toml("", ""))
+        .script(&format!(
+            r#"on(hosts(), || {{
+                   let r = sh("head -c 20000000 /dev/zero | tr '\\0' x", #{{ quiet: true }});
+                   print(`len=${{r.stdout.len()}} truncated=${{r.truncated}}`);
+                   let s = sh("echo small");
+                   print(`small=${{s.truncated}}`);
+                   sh("head -c 20000000 /dev/zero | tr '\\0' y > big.txt", #{{ cwd: "{dir}" }});
+                   print(`read=${{fs::read("{dir}/big.txt").len()}}`);
+               }});"#
+        ))
+        .args(["run", "deploy.rhai"])
+        .run()
+        .assert_code(0)
+        .assert_stdout_contains(&format!("len={} truncated=true", 16 * 1024 * 1024))
+        .assert_stdout_contains("small=false")
+        .assert_stdout_contains("read=20000000")
+        // The count includes the line deployer's remote shell prints before the command.
+        .assert_stderr_contains("was cut: its first 32228")
+        .assert_stderr_contains("bytes were dropped and r.stdout holds only the last 16 MiB");
+    assert_no_masters(&net);
+}
+
+#[test]
 fn spawn_in_local_inside_on_is_refused_before_it_starts_anything() {
     let Some(net) = SshNet::start(1) else { return };
     let out = run(
